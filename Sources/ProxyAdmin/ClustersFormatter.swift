@@ -1,0 +1,78 @@
+import ProxyUpstream
+
+/// `/clusters` in Envoy's `cluster::host::field::value` text form and its JSON form.
+enum ClustersFormatter {
+    static func text(_ clusters: [Cluster]) -> String {
+        var out = ""
+        for cluster in clusters {
+            let name = cluster.name
+            out += "\(name)::observability_name::\(name)\n"
+            for priority in ["default_priority", "high_priority"] {
+                let limits = cluster.thresholds
+                out += "\(name)::\(priority)::max_connections::\(limits.maxConnections)\n"
+                out += "\(name)::\(priority)::max_pending_requests::\(limits.maxPendingRequests)\n"
+                out += "\(name)::\(priority)::max_requests::\(limits.maxRequests)\n"
+                out += "\(name)::\(priority)::max_retries::\(priority == "default_priority" ? limits.maxRetries : 3)\n"
+            }
+            out += "\(name)::added_via_api::\(cluster.addedViaAPI)\n"
+            for host in cluster.hosts {
+                let prefix = "\(name)::\(host.addressDescription)::"
+                let stats = host.stats
+                out += prefix + "cx_active::\(stats.cxActive.load(ordering: .relaxed))\n"
+                out += prefix + "cx_connect_fail::\(stats.cxConnectFail.load(ordering: .relaxed))\n"
+                out += prefix + "cx_total::\(stats.cxTotal.load(ordering: .relaxed))\n"
+                out += prefix + "rq_active::\(stats.rqActive.load(ordering: .relaxed))\n"
+                out += prefix + "rq_error::\(stats.rqError.load(ordering: .relaxed))\n"
+                out += prefix + "rq_pending_active::\(stats.rqPendingActive.load(ordering: .relaxed))\n"
+                out += prefix + "rq_success::\(stats.rqSuccess.load(ordering: .relaxed))\n"
+                out += prefix + "rq_timeout::\(stats.rqTimeout.load(ordering: .relaxed))\n"
+                out += prefix + "rq_total::\(stats.rqTotal.load(ordering: .relaxed))\n"
+                out += prefix + "hostname::\(host.hostname)\n"
+                out += prefix + "health_flags::healthy\n"
+                out += prefix + "weight::\(host.weight)\n"
+                out += prefix + "region::\n" + prefix + "zone::\n" + prefix + "sub_zone::\n"
+                out += prefix + "canary::false\n"
+                out += prefix + "priority::0\n"
+                out += prefix + "success_rate::-1\n"
+                out += prefix + "local_origin_success_rate::-1\n"
+            }
+        }
+        return out
+    }
+
+    static func json(_ clusters: [Cluster]) -> String {
+        let statuses = clusters.map { cluster -> String in
+            let hosts = cluster.hosts.map { host -> String in
+                let stats = host.stats
+                let counters: [(String, UInt64)] = [
+                    ("cx_connect_fail", stats.cxConnectFail.load(ordering: .relaxed)),
+                    ("cx_total", stats.cxTotal.load(ordering: .relaxed)),
+                    ("rq_error", stats.rqError.load(ordering: .relaxed)),
+                    ("rq_success", stats.rqSuccess.load(ordering: .relaxed)),
+                    ("rq_timeout", stats.rqTimeout.load(ordering: .relaxed)),
+                    ("rq_total", stats.rqTotal.load(ordering: .relaxed)),
+                ]
+                let gauges: [(String, Int64)] = [
+                    ("cx_active", stats.cxActive.load(ordering: .relaxed)),
+                    ("rq_active", stats.rqActive.load(ordering: .relaxed)),
+                    ("rq_pending_active", stats.rqPendingActive.load(ordering: .relaxed)),
+                ]
+                let statJSON = counters.map { "{\"name\":\"\($0.0)\",\"value\":\"\($0.1)\"}" }
+                    + gauges.map { "{\"name\":\"\($0.0)\",\"type\":\"GAUGE\",\"value\":\"\($0.1)\"}" }
+                return "{\"address\":{\"socket_address\":{\"address\":\(StatsFormatter.jsonString(host.address)),"
+                    + "\"port_value\":\(host.port)}},\"stats\":[\(statJSON.joined(separator: ","))],"
+                    + "\"health_status\":{\"eds_health_status\":\"HEALTHY\"},\"weight\":\(host.weight),"
+                    + "\"hostname\":\(StatsFormatter.jsonString(host.hostname)),\"locality\":{}}"
+            }
+            let limits = cluster.thresholds
+            return "{\"name\":\(StatsFormatter.jsonString(cluster.name)),\"observability_name\":"
+                + "\(StatsFormatter.jsonString(cluster.name)),\"circuit_breakers\":{\"thresholds\":[{\"max_connections\":"
+                + "\(limits.maxConnections),\"max_pending_requests\":\(limits.maxPendingRequests),\"max_requests\":"
+                + "\(limits.maxRequests),\"max_retries\":\(limits.maxRetries)},{\"priority\":\"HIGH\",\"max_connections\":"
+                + "\(limits.maxConnections),\"max_pending_requests\":\(limits.maxPendingRequests),\"max_requests\":"
+                + "\(limits.maxRequests),\"max_retries\":3}]},\"added_via_api\":\(cluster.addedViaAPI),"
+                + "\"host_statuses\":[\(hosts.joined(separator: ","))]}"
+        }
+        return "{\"cluster_statuses\":[\(statuses.joined(separator: ","))]}"
+    }
+}

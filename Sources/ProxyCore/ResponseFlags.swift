@@ -1,0 +1,29 @@
+/// Envoy's response flags, the short codes access logs print (`NR`, `UF`, ...).
+public struct ResponseFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let noRouteFound = ResponseFlags(rawValue: 1 << 0)
+    public static let noHealthyUpstream = ResponseFlags(rawValue: 1 << 1)
+    public static let upstreamConnectionFailure = ResponseFlags(rawValue: 1 << 2)
+    public static let upstreamRequestTimeout = ResponseFlags(rawValue: 1 << 3)
+    public static let upstreamRemoteReset = ResponseFlags(rawValue: 1 << 4)
+    public static let upstreamOverflow = ResponseFlags(rawValue: 1 << 5)
+    public static let upstreamRetryLimitExceeded = ResponseFlags(rawValue: 1 << 6)
+    public static let noClusterFound = ResponseFlags(rawValue: 1 << 7)
+    public static let downstreamConnectionTermination = ResponseFlags(rawValue: 1 << 8)
+    public static let upstreamConnectionTermination = ResponseFlags(rawValue: 1 << 9)
+
+    private static let codes: [(ResponseFlags, String)] = [
+        (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
+        (.upstreamRequestTimeout, "UT"), (.upstreamRemoteReset, "UR"), (.upstreamOverflow, "UO"),
+        (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
+        (.upstreamConnectionTermination, "UC"),
+    ]
+
+    /// `-` when empty, else the codes joined by commas, as `%RESPONSE_FLAGS%` prints them.
+    public var description: String {
+        let names = Self.codes.filter { contains($0.0) }.map(\.1)
+        return names.isEmpty ? "-" : names.joined(separator: ",")
+    }
+}

@@ -1,0 +1,81 @@
+import Synchronization
+
+/// Every stat of the process, by name. Stats are created when config is compiled (never per
+/// request); the lock here guards creation and listing only. Asking twice for a name returns the
+/// same stat, so a cluster that survives a config push keeps its counts.
+public final class StatsStore: Sendable {
+    private struct Entries {
+        var counters: [String: Counter] = [:]
+        var gauges: [String: Gauge] = [:]
+        var histograms: [String: Histogram] = [:]
+        var families: [ObjectIdentifier: StatusCodeCounters] = [:]
+    }
+
+    private let entries = Mutex(Entries())
+
+    public init() {}
+
+    public func counter(_ name: String, _ tags: StatTags) -> Counter {
+        entries.withLock { entries in
+            if let existing = entries.counters[name] { return existing }
+            let counter = Counter(name: name, tags: tags)
+            entries.counters[name] = counter
+            return counter
+        }
+    }
+
+    public func gauge(_ name: String, _ tags: StatTags) -> Gauge {
+        entries.withLock { entries in
+            if let existing = entries.gauges[name] { return existing }
+            let gauge = Gauge(name: name, tags: tags)
+            entries.gauges[name] = gauge
+            return gauge
+        }
+    }
+
+    public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
+        entries.withLock { entries in
+            if let existing = entries.histograms[name] { return existing }
+            let histogram = Histogram(name: name, tags: tags)
+            entries.histograms[name] = histogram
+            return histogram
+        }
+    }
+
+    /// Registers a family of per-code counters for listing; the caller keeps it to record into.
+    public func register(_ family: StatusCodeCounters) {
+        entries.withLock { $0.families[ObjectIdentifier(family)] = family }
+    }
+
+    public func unregister(_ family: StatusCodeCounters) {
+        _ = entries.withLock { $0.families.removeValue(forKey: ObjectIdentifier(family)) }
+    }
+
+    /// A consistent listing for admin, each kind sorted by name.
+    public func snapshot() -> StatsSnapshot {
+        let (counters, gauges, histograms, families) = entries.withLock { entries in
+            (Array(entries.counters.values), Array(entries.gauges.values), Array(entries.histograms.values),
+             Array(entries.families.values))
+        }
+        var counterValues = counters.map(CounterValue.init)
+        for family in families { counterValues += family.usedValues() }
+        return StatsSnapshot(
+            counters: counterValues.sorted { $0.name < $1.name },
+            gauges: gauges.sorted { $0.name < $1.name },
+            histograms: histograms.sorted { $0.name < $1.name })
+    }
+
+    /// `POST /reset_counters`: zeroes counters; gauges and histograms keep their values, as in Envoy.
+    public func resetCounters() {
+        let (counters, families) = entries.withLock { (Array($0.counters.values), Array($0.families.values)) }
+        counters.forEach { $0.reset() }
+        families.forEach { $0.reset() }
+    }
+}
+
+/// What admin prints: every stat at one moment.
+public struct StatsSnapshot: Sendable {
+    public var counters: [CounterValue]
+    public var gauges: [Gauge]
+    public var histograms: [Histogram]
+}

@@ -1,0 +1,544 @@
+import NIOCore
+import NIOHTTP1
+import ProxyCore
+import ProxyRouting
+import ProxyUpstream
+
+/// One request through the router: route, pick a host, send, retry on Envoy's conditions, time out,
+/// and stream the response back. Lives on its connection's event loop only.
+final class ActiveStream: UpstreamResponseDelegate {
+    private let manager: HTTPConnectionManager
+    private let config: ConnectionManagerConfig
+    private let loop: any EventLoop
+    private let downstreamHead: HTTPRequestHead
+    private let startTime = NIODeadline.now()
+
+    private var route: RouteEntry?
+    private var cluster: Cluster?
+    private var policy: RetryPolicy?
+    private var upstreamHead: HTTPRequestHead
+    private var timeoutMs: Int64 = 0
+    private var isExternal = true
+    private var keepAlive: Bool
+
+    // Request body: parts not yet written to the current attempt, and a copy for retries.
+    private var unsentBody = CircularBuffer<ByteBuffer>()
+    private var unsentBytes = 0
+    private var retryBody: [ByteBuffer] = []
+    private var retryBodyBytes = 0
+    private var bodyRetainable = true
+    private var requestEnded = false
+    private var requestTrailers: HTTPHeaders?
+
+    // The current attempt.
+    private var attempt = 0
+    private var connection: UpstreamConnection?
+    private var attemptHost: Host?
+    private var retriesUsed = 0
+    private var holdsRetrySlot = false
+    private var perTryTimer: Scheduled<Void>?
+    private var globalTimer: Scheduled<Void>?
+    private var backOffTimer: Scheduled<Void>?
+
+    private var responseStarted = false
+    private var responseComplete = false
+    private var flags: ResponseFlags = []
+
+    init(manager: HTTPConnectionManager, config: ConnectionManagerConfig, head: HTTPRequestHead, loop: any EventLoop) {
+        self.manager = manager
+        self.config = config
+        self.loop = loop
+        self.downstreamHead = head
+        self.upstreamHead = head
+        self.keepAlive = head.isKeepAlive
+    }
+
+    // MARK: request
+
+    func start() {
+        let stats = config.stats
+        stats.downstreamRqTotal.increment()
+        stats.downstreamRqHttp1Total.increment()
+        stats.downstreamRqActive.increment()
+
+        let headers = downstreamHead.headers
+        let uri = downstreamHead.uri
+        let path = uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri[...]
+        let hostHeader = headers.first(name: "host") ?? ""
+        guard let route = config.routeTable.route(host: hostHeader, path: path, header: { headers.first(name: $0) })
+        else {
+            stats.noRoute.increment()
+            finish(localReply: .noRoute)
+            return
+        }
+        self.route = route
+        guard let cluster = config.clusters[route.action.cluster] else {
+            stats.noCluster.increment()
+            finish(localReply: .noCluster)
+            return
+        }
+        self.cluster = cluster
+        stats.rqTotal.increment()
+        isExternal = headers.first(name: "x-envoy-internal") != "true"
+
+        timeoutMs = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap { Int64($0) } ?? route.action.timeoutMs
+        policy = Self.effectivePolicy(route.action.retryPolicy, headers: headers)
+        if policy == nil || policy!.numRetries == 0 { bodyRetainable = false }
+
+        if headers.first(name: "expect")?.lowercased() == "100-continue" {
+            // Envoy answers 100-continue itself and does not forward the expectation.
+            manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: .continue)), flush: true)
+        }
+        upstreamHead = buildUpstreamHead()
+        if timeoutMs > 0 {
+            globalTimer = loop.scheduleTask(in: .milliseconds(timeoutMs)) { [self] in onGlobalTimeout() }
+        }
+        startAttempt()
+    }
+
+    /// The route's policy, adjusted by `x-envoy-retry-on` and `x-envoy-max-retries` as Envoy allows.
+    static func effectivePolicy(_ routePolicy: RetryPolicy?, headers: HTTPHeaders) -> RetryPolicy? {
+        var policy = routePolicy
+        if let retryOn = headers.first(name: "x-envoy-retry-on") {
+            let conditions = RetryPolicy.Conditions(parsing: retryOn)
+            if !conditions.isEmpty {
+                if policy == nil { policy = RetryPolicy() }
+                policy!.retryOn.formUnion(conditions)
+            }
+        }
+        if policy != nil, let max = headers.first(name: "x-envoy-max-retries").flatMap({ Int($0) }), max >= 0 {
+            policy!.numRetries = max
+        }
+        return policy
+    }
+
+    private static let consumedRequestHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "upgrade", "expect",
+        "x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-upstream-rq-per-try-timeout-ms",
+    ]
+
+    private func buildUpstreamHead() -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(downstreamHead.headers.count + 4)
+        var sawForwardedProto = false
+        var sawRequestID = false
+        for (name, value) in downstreamHead.headers {
+            let lower = name.asciiLowercased()
+            if Self.consumedRequestHeaders.contains(lower) { continue }
+            if lower == "te", value.lowercased() != "trailers" { continue }
+            if lower == "x-forwarded-proto" { sawForwardedProto = true }
+            if lower == "x-request-id" { sawRequestID = true }
+            headers.add(name: lower, value: value)
+        }
+        if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: "http") }
+        if !sawRequestID { headers.add(name: "x-request-id", value: manager.requestIDs.next()) }
+        if timeoutMs > 0 {
+            let perTry = policy?.perTryTimeoutMs ?? 0
+            let expected = perTry > 0 && perTry < timeoutMs ? perTry : timeoutMs
+            headers.add(name: "x-envoy-expected-rq-timeout-ms", value: String(expected))
+        }
+        var uri = downstreamHead.uri
+        if let route, route.action.prefixRewrite != nil {
+            let queryStart = uri.firstIndex(of: "?") ?? uri.endIndex
+            uri = route.action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
+        }
+        return HTTPRequestHead(version: .http1_1, method: downstreamHead.method, uri: uri, headers: headers)
+    }
+
+    /// The upstream head for one attempt: Host rewritten for the chosen host where the route says so.
+    private func head(for host: Host) -> HTTPRequestHead {
+        guard let action = route?.action else { return upstreamHead }
+        let newHost: String?
+        if let literal = action.hostRewriteLiteral {
+            newHost = literal
+        } else if action.autoHostRewrite, !host.hostname.isEmpty {
+            newHost = host.hostname
+        } else {
+            newHost = nil
+        }
+        guard let newHost else { return upstreamHead }
+        var head = upstreamHead
+        let original = head.headers.first(name: "host")
+        head.headers.replaceOrAdd(name: "host", value: newHost)
+        if let original { head.headers.replaceOrAdd(name: "x-envoy-original-host", value: original) }
+        return head
+    }
+
+    func requestBody(_ body: ByteBuffer) {
+        guard !responseComplete else { return }
+        if bodyRetainable {
+            retryBody.append(body)
+            retryBodyBytes += body.readableBytes
+            if retryBodyBytes > config.retryBufferLimit {
+                // Too large to replay: this request will not be retried (Envoy counts it abandoned).
+                bodyRetainable = false
+                retryBody = []
+                cluster?.stats.retryOrShadowAbandoned.increment()
+            }
+        }
+        if let connection {
+            connection.handler.write(.body(.byteBuffer(body)))
+            connection.handler.flush()
+            if !connection.channel.isWritable { manager.pauseReading() }
+        } else {
+            unsentBody.append(body)
+            unsentBytes += body.readableBytes
+            if unsentBytes > 65_536 { manager.pauseReading() }
+        }
+    }
+
+    func requestEnd(_ trailers: HTTPHeaders?) {
+        requestEnded = true
+        requestTrailers = trailers
+        if responseComplete {
+            manager.streamFinished(self)
+            return
+        }
+        if let connection {
+            connection.handler.write(.end(trailers))
+            connection.handler.flush()
+        }
+    }
+
+    // MARK: attempts
+
+    private func startAttempt() {
+        guard let cluster, !responseComplete else { return }
+        backOffTimer = nil
+        guard let host = cluster.loadBalancer.pick() else {
+            cluster.stats.upstreamCxNoneHealthy.increment()
+            finish(localReply: .noHealthyUpstream)
+            return
+        }
+        attempt += 1
+        let thisAttempt = attempt
+        attemptHost = host
+        cluster.stats.upstreamRqTotal.increment()
+        cluster.stats.upstreamRqActive.increment()
+        host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
+        host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
+        if let perTry = policy?.perTryTimeoutMs, perTry > 0 {
+            perTryTimer = loop.scheduleTask(in: .milliseconds(perTry)) { [self] in onPerTryTimeout(thisAttempt) }
+        }
+        // A new attempt replays the whole body seen so far.
+        if thisAttempt > 1 {
+            unsentBody = CircularBuffer(retryBody)
+            unsentBytes = retryBodyBytes
+        }
+        let pool = cluster.pool(on: loop)
+        pool.acquire(host: host, delegate: self) { [self] result, waited in
+            if waited { cluster.stats.upstreamRqPendingTotal.increment() }
+            guard thisAttempt == attempt, !responseComplete else {
+                // The attempt was abandoned while connecting (timeout, downstream gone).
+                if case .success(let connection) = result { pool.release(connection) }
+                return
+            }
+            switch result {
+            case .success(let connection):
+                self.connection = connection
+                send(on: connection, host: host)
+            case .failure:
+                cluster.stats.upstreamRqPendingFailureEject.increment()
+                host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+                endAttempt(discard: false)
+                attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
+            }
+        }
+    }
+
+    private func send(on connection: UpstreamConnection, host: Host) {
+        connection.handler.write(.head(head(for: host)))
+        while let part = unsentBody.popFirst() {
+            connection.handler.write(.body(.byteBuffer(part)))
+        }
+        unsentBytes = 0
+        if requestEnded { connection.handler.write(.end(requestTrailers)) }
+        connection.handler.flush()
+        manager.resumeReading()
+    }
+
+    /// Ends the current attempt's accounting; `discard` closes its connection (response abandoned).
+    private func endAttempt(discard: Bool) {
+        perTryTimer?.cancel()
+        perTryTimer = nil
+        if let host = attemptHost {
+            host.stats.rqActive.wrappingSubtract(1, ordering: .relaxed)
+            cluster?.stats.upstreamRqActive.decrement()
+            attemptHost = nil
+        }
+        if let connection, discard {
+            cluster?.pool(on: loop).discard(connection)
+        }
+        connection = nil
+        releaseRetrySlot()
+    }
+
+    private func releaseRetrySlot() {
+        if holdsRetrySlot {
+            holdsRetrySlot = false
+            cluster?.retryBudget.release()
+            cluster?.stats.retryOpenDefault.set(0)
+        }
+    }
+
+    /// Whether another try is allowed; counts Envoy's limit and overflow stats when it is not.
+    private func mayRetry() -> Bool {
+        guard let policy, let cluster else { return false }
+        guard retriesUsed < policy.numRetries else {
+            cluster.stats.upstreamRqRetryLimitExceeded.increment()
+            flags.insert(.upstreamRetryLimitExceeded)
+            return false
+        }
+        guard bodyRetainable || (retryBody.isEmpty && requestEnded) else { return false }
+        guard cluster.retryBudget.tryAcquire() else {
+            cluster.stats.upstreamRqRetryOverflow.increment()
+            cluster.stats.retryOpenDefault.set(1)
+            return false
+        }
+        holdsRetrySlot = true
+        return true
+    }
+
+    private func scheduleRetry() {
+        guard let cluster, let policy else { return }
+        retriesUsed += 1
+        cluster.stats.upstreamRqRetry.increment()
+        cluster.stats.upstreamRqRetryBackoffExponential.increment()
+        let backOff = RetryBackOff(baseMs: policy.backOffBaseMs, maxMs: policy.backOffMaxMs)
+        let delay = backOff.delayMs(retry: retriesUsed, random: UInt64.random(in: 0 ... .max))
+        backOffTimer = loop.scheduleTask(in: .milliseconds(delay)) { [self] in startAttempt() }
+    }
+
+    private func attemptFailed(_ failure: UpstreamFailure, reason: String, flags failureFlags: ResponseFlags) {
+        flags.insert(failureFlags)
+        if let policy, policy.retries(failure: failure), mayRetry() {
+            scheduleRetry()
+            return
+        }
+        if failure == .perTryTimeout {
+            finish(localReply: .timeout)
+        } else {
+            finish(localReply: .reset(reason: reason, retried: retriesUsed > 0, flags: flags))
+        }
+    }
+
+    private func onPerTryTimeout(_ timedOutAttempt: Int) {
+        guard timedOutAttempt == attempt, !responseStarted, !responseComplete else { return }
+        cluster?.stats.upstreamRqPerTryTimeout.increment()
+        attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
+        attempt += 1  // a connect still in flight belongs to no one now
+        endAttempt(discard: true)
+        attemptFailed(.perTryTimeout, reason: "per try timeout", flags: .upstreamRequestTimeout)
+    }
+
+    private func onGlobalTimeout() {
+        guard !responseComplete else { return }
+        cluster?.stats.upstreamRqTimeout.increment()
+        attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
+        backOffTimer?.cancel()
+        attempt += 1
+        endAttempt(discard: true)
+        if responseStarted {
+            abortDownstream()
+        } else {
+            finish(localReply: .timeout)
+        }
+    }
+
+    // MARK: upstream response
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard let cluster, let host = attemptHost, !responseComplete else { return }
+        perTryTimer?.cancel()
+        perTryTimer = nil
+        let status = Int(head.status.code)
+        func countOnHost() {
+            if status >= 500 {
+                host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+            } else {
+                host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
+            }
+        }
+        if let policy, policy.retries(status: status) {
+            releaseRetrySlot()
+            if mayRetry() {
+                cluster.stats.retryResponseCodes.record(status: status)
+                countOnHost()
+                endAttempt(discard: true)
+                scheduleRetry()
+                return
+            }
+        } else if retriesUsed > 0 {
+            cluster.stats.upstreamRqRetrySuccess.increment()
+        }
+        countOnHost()
+        recordUpstreamCompletion(status: status)
+        responseStarted = true
+        manager.write(.head(downstreamResponseHead(from: head)), flush: false)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard responseStarted, !responseComplete else { return }
+        manager.write(.body(.byteBuffer(body)), flush: true)
+        if !manager.isWritable { connection?.handler.pauseReading() }
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
+        guard responseStarted, !responseComplete, let cluster else { return }
+        let connection = self.connection
+        endAttempt(discard: false)
+        if let connection {
+            if keepAliveUpstream, requestEnded {
+                cluster.pool(on: loop).release(connection)
+            } else {
+                cluster.pool(on: loop).discard(connection)
+            }
+        }
+        finish(status: Int(lastStatus), trailers: trailers)
+    }
+
+    func upstreamConnectionLost() {
+        guard !responseComplete, connection != nil else { return }
+        cluster?.stats.upstreamCxDestroyRemote.increment()
+        if responseStarted {
+            cluster?.stats.upstreamRqRxReset.increment()
+            endAttempt(discard: false)
+            abortDownstream()
+            return
+        }
+        attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+        cluster?.stats.upstreamRqRxReset.increment()
+        endAttempt(discard: false)
+        attemptFailed(.reset, reason: "connection termination", flags: .upstreamConnectionTermination)
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if writable { manager.resumeReading() } else { manager.pauseReading() }
+    }
+
+    func downstreamWritabilityChanged(_ writable: Bool) {
+        if writable { connection?.handler.resumeReading() }
+    }
+
+    /// The client went away: abandon the upstream request.
+    func downstreamReset() {
+        guard !responseComplete else { return }
+        if attemptHost != nil { cluster?.stats.upstreamRqCancelled.increment() }
+        config.stats.downstreamRqRxReset.increment()
+        responseComplete = true
+        globalTimer?.cancel()
+        backOffTimer?.cancel()
+        attempt += 1
+        endAttempt(discard: true)
+        config.stats.downstreamRqActive.decrement()
+    }
+
+    // MARK: response
+
+    private var lastStatus: UInt = 0
+    private var keepAliveUpstream = true
+
+    private func recordUpstreamCompletion(status: Int) {
+        guard let cluster else { return }
+        cluster.stats.responseCodes.record(status: status)
+        let elapsed = Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000
+        cluster.stats.upstreamRqTime.record(milliseconds: elapsed)
+        if isExternal {
+            cluster.stats.externalResponseCodes.record(status: status)
+            cluster.stats.externalUpstreamRqTime.record(milliseconds: elapsed)
+        }
+    }
+
+    private static let hopByHopResponseHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+    ]
+
+    private func downstreamResponseHead(from upstream: HTTPResponseHead) -> HTTPResponseHead {
+        lastStatus = upstream.status.code
+        keepAliveUpstream = upstream.isKeepAlive
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(upstream.headers.count + 4)
+        var sawServer = false
+        var sawDate = false
+        for (name, value) in upstream.headers {
+            let lower = name.asciiLowercased()
+            if Self.hopByHopResponseHeaders.contains(lower) { continue }
+            if lower == "server" {
+                sawServer = true
+                headers.add(name: "server", value: config.serverName)
+                continue
+            }
+            if lower == "date" { sawDate = true }
+            headers.add(name: lower, value: value)
+        }
+        // Envoy measures from the first upstream attempt, so back-off between retries counts too.
+        let serviceMs = (NIODeadline.now() - startTime).nanoseconds / 1_000_000
+        headers.add(name: "x-envoy-upstream-service-time", value: String(serviceMs))
+        if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
+        if !sawServer { headers.add(name: "server", value: config.serverName) }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        return HTTPResponseHead(version: downstreamHead.version, status: upstream.status, headers: headers)
+    }
+
+    private func finish(localReply reply: LocalReply) {
+        flags.insert(reply.flags)
+        if cluster != nil {
+            // Router-made replies count as the cluster's responses, as in Envoy.
+            recordUpstreamCompletion(status: Int(reply.status.code))
+        }
+        if responseStarted {
+            abortDownstream()
+            return
+        }
+        // Unread request body would have to be drained; closing is simpler and what Envoy does for
+        // large bodies.
+        if !requestEnded { keepAlive = false }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-length", value: String(reply.body.utf8.count))
+        if !reply.body.isEmpty { headers.add(name: "content-type", value: "text/plain") }
+        headers.add(name: "date", value: manager.dates.current())
+        headers.add(name: "server", value: config.serverName)
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        responseStarted = true
+        lastStatus = reply.status.code
+        manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: reply.status, headers: headers)),
+                      flush: false)
+        if !reply.body.isEmpty {
+            manager.write(.body(.byteBuffer(ByteBuffer(string: reply.body))), flush: false)
+        }
+        finish(status: Int(reply.status.code), trailers: nil)
+    }
+
+    private func finish(status: Int, trailers: HTTPHeaders?) {
+        responseComplete = true
+        globalTimer?.cancel()
+        backOffTimer?.cancel()
+        endAttempt(discard: true)
+        let stats = config.stats
+        stats.downstreamRqActive.decrement()
+        stats.recordResponse(status: status)
+        stats.downstreamRqTime.record(milliseconds: Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000)
+        manager.writeEnd(trailers, close: !keepAlive)
+        if requestEnded { manager.streamFinished(self) }
+    }
+
+    /// The response already started and cannot be completed: reset the downstream connection.
+    private func abortDownstream() {
+        config.stats.rqResetAfterDownstreamResponseStarted.increment()
+        responseComplete = true
+        globalTimer?.cancel()
+        backOffTimer?.cancel()
+        config.stats.downstreamRqActive.decrement()
+        manager.closeConnection()
+    }
+}
+
+extension String {
+    /// Lower-cases ASCII letters, returning self without allocating when already lower-case.
+    func asciiLowercased() -> String {
+        if !utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) { return self }
+        return String(decoding: utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 },
+                      as: UTF8.self)
+    }
+}

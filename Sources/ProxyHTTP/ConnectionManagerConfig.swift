@@ -1,0 +1,26 @@
+import ProxyCore
+import ProxyRouting
+import ProxyUpstream
+
+/// Everything one HTTP connection manager needs per request, compiled and immutable. A listener
+/// publishes it through a SnapshotHolder; a request reads it once at its start.
+public final class ConnectionManagerConfig: Sendable {
+    public let statPrefix: String
+    public let routeTable: RouteTable
+    public let clusters: ClusterManager
+    /// The `server` response header (Envoy's `server_name`, default "envoy").
+    public let serverName: String
+    public let stats: ConnectionManagerStats
+    /// Request body bytes kept for retries before retries are given up (Envoy's per-connection buffer limit).
+    public let retryBufferLimit: Int
+
+    public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
+                stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20) {
+        self.statPrefix = statPrefix
+        self.routeTable = routeTable
+        self.clusters = clusters
+        self.serverName = serverName
+        self.stats = stats
+        self.retryBufferLimit = retryBufferLimit
+    }
+}

@@ -1,0 +1,73 @@
+import ProxyCore
+
+/// `http.<stat_prefix>.*` stats of one HTTP connection manager, plus the per-listener copies of the
+/// response classes Envoy keeps under `listener.<address>.http.<stat_prefix>.*`.
+public final class ConnectionManagerStats: Sendable {
+    public let downstreamRqTotal, downstreamRqHttp1Total, downstreamCxTotal, downstreamCxHttp1Total,
+        downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
+        downstreamRqRxReset, downstreamCxProtocolError: Counter
+    public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active: Gauge
+    public let downstreamRqTime: Histogram
+    public let responseClasses: ResponseClassCounters
+    public let listenerResponseClasses: ResponseClassCounters?
+
+    public init(statPrefix: String, listenerScope: String?, store: StatsStore) {
+        let prefix = "http.\(statPrefix)."
+        let tags = [StatTags.Tag("envoy_http_conn_manager_prefix", statPrefix)]
+        func counter(_ stat: String) -> Counter {
+            store.counter(prefix + stat, StatTags(extractedName: "http." + stat, tags: tags))
+        }
+        func gauge(_ stat: String) -> Gauge {
+            store.gauge(prefix + stat, StatTags(extractedName: "http." + stat, tags: tags))
+        }
+        downstreamRqTotal = counter("downstream_rq_total")
+        downstreamRqHttp1Total = counter("downstream_rq_http1_total")
+        downstreamCxTotal = counter("downstream_cx_total")
+        downstreamCxHttp1Total = counter("downstream_cx_http1_total")
+        downstreamCxDestroy = counter("downstream_cx_destroy")
+        downstreamRqRxReset = counter("downstream_rq_rx_reset")
+        downstreamCxProtocolError = counter("downstream_cx_protocol_error")
+        noRoute = counter("no_route")
+        noCluster = counter("no_cluster")
+        rqTotal = counter("rq_total")
+        rqResetAfterDownstreamResponseStarted = counter("rq_reset_after_downstream_response_started")
+        downstreamRqActive = gauge("downstream_rq_active")
+        downstreamCxActive = gauge("downstream_cx_active")
+        downstreamCxHttp1Active = gauge("downstream_cx_http1_active")
+        downstreamRqTime = store.histogram(prefix + "downstream_rq_time",
+                                           StatTags(extractedName: "http.downstream_rq_time", tags: tags))
+        responseClasses = ResponseClassCounters(scope: prefix, extractedScope: "http.", tags: tags, store: store)
+        listenerResponseClasses = listenerScope.map { scope in
+            let listenerTags = tags + [StatTags.Tag("envoy_listener_address", scope)]
+            return ResponseClassCounters(scope: "listener.\(scope).\(prefix)", extractedScope: "listener.http.",
+                                         tags: listenerTags, store: store)
+        }
+    }
+
+    /// Counts a finished request's response on both the HCM and its listener.
+    public func recordResponse(status: Int) {
+        responseClasses.record(status: status)
+        listenerResponseClasses?.record(status: status)
+    }
+}
+
+/// `downstream_rq_1xx` ... `downstream_rq_5xx` and `downstream_rq_completed`.
+public final class ResponseClassCounters: Sendable {
+    private let classes: [Counter]
+    public let completed: Counter
+
+    init(scope: String, extractedScope: String, tags: [StatTags.Tag], store: StatsStore) {
+        classes = (1...5).map { codeClass in
+            store.counter("\(scope)downstream_rq_\(codeClass)xx",
+                          StatTags(extractedName: "\(extractedScope)downstream_rq_xx",
+                                   tags: [StatTags.Tag("envoy_response_code_class", String(codeClass))] + tags))
+        }
+        completed = store.counter("\(scope)downstream_rq_completed",
+                                  StatTags(extractedName: "\(extractedScope)downstream_rq_completed", tags: tags))
+    }
+
+    public func record(status: Int) {
+        if (100...599).contains(status) { classes[status / 100 - 1].increment() }
+        completed.increment()
+    }
+}

@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+import ProxyCore
+
+/// The HTTP/1.1 connection manager of one downstream connection: the last handler of the pipeline,
+/// after NIO's codec and pipelining handler, which hand it one request at a time.
+public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Sendable {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private let configHolder: SnapshotHolder<ConnectionManagerConfig>
+    private var context: ChannelHandlerContext?
+    private var stream: ActiveStream?
+    private var connectionStats: ConnectionManagerStats?
+    var requestIDs = RequestIDGenerator()
+    var dates = HTTPDateCache()
+    private var readsPaused = false
+    private var pendingRead = false
+
+    public init(config: SnapshotHolder<ConnectionManagerConfig>) {
+        self.configHolder = config
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        let stats = configHolder.load().stats
+        connectionStats = stats
+        stats.downstreamCxTotal.increment()
+        stats.downstreamCxHttp1Total.increment()
+        stats.downstreamCxActive.increment()
+        stats.downstreamCxHttp1Active.increment()
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        if let stats = connectionStats {
+            stats.downstreamCxActive.decrement()
+            stats.downstreamCxHttp1Active.decrement()
+            stats.downstreamCxDestroy.increment()
+            connectionStats = nil
+        }
+        stream?.downstreamReset()
+        stream = nil
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let stream = ActiveStream(manager: self, config: configHolder.load(), head: head, loop: context.eventLoop)
+            self.stream = stream
+            stream.start()
+        case .body(let body):
+            stream?.requestBody(body)
+        case .end(let trailers):
+            stream?.requestEnd(trailers)
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        stream?.downstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError { connectionStats?.downstreamCxProtocolError.increment() }
+        context.fireErrorCaught(error)
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    // MARK: called by the active stream
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func write(_ part: HTTPServerResponsePart, flush: Bool) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+
+    /// Writes the final part; closes the connection after it when keep-alive is off.
+    func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
+        guard let context else { return }
+        if close {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { [context] _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        }
+    }
+
+    func closeConnection() {
+        context?.close(promise: nil)
+    }
+
+    /// The stream is done in both directions: the next pipelined request may start.
+    func streamFinished(_ finished: ActiveStream) {
+        if stream === finished { stream = nil }
+        resumeReading()
+    }
+
+    func pauseReading() { readsPaused = true }
+
+    func resumeReading() {
+        guard readsPaused else { return }
+        readsPaused = false
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+}

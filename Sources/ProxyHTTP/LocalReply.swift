@@ -1,0 +1,24 @@
+import NIOHTTP1
+import ProxyCore
+
+/// A response the proxy makes itself (no route, no healthy upstream, timeout), with Envoy's bodies.
+struct LocalReply {
+    var status: HTTPResponseStatus
+    var body: String
+    var flags: ResponseFlags
+
+    static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound)
+    static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound)
+    static let noHealthyUpstream = LocalReply(status: .serviceUnavailable, body: "no healthy upstream",
+                                              flags: .noHealthyUpstream)
+    static let timeout = LocalReply(status: .gatewayTimeout, body: "upstream request timeout",
+                                    flags: .upstreamRequestTimeout)
+    static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow)
+
+    /// `upstream connect error or disconnect/reset before headers. [retried and the latest ]reset reason: X`
+    static func reset(reason: String, retried: Bool, flags: ResponseFlags) -> LocalReply {
+        let lead = "upstream connect error or disconnect/reset before headers. "
+        let detail = retried ? "retried and the latest reset reason: \(reason)" : "reset reason: \(reason)"
+        return LocalReply(status: .serviceUnavailable, body: lead + detail, flags: flags)
+    }
+}

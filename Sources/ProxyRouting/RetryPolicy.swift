@@ -1,0 +1,96 @@
+/// A route's retry policy, compiled: which failures retry, how often, and how long each try may take.
+public struct RetryPolicy: Sendable, Equatable {
+    /// Envoy's HTTP `retry_on` conditions.
+    public struct Conditions: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+        public static let fiveXX = Conditions(rawValue: 1 << 0)
+        public static let gatewayError = Conditions(rawValue: 1 << 1)
+        public static let reset = Conditions(rawValue: 1 << 2)
+        public static let connectFailure = Conditions(rawValue: 1 << 3)
+        public static let retriable4xx = Conditions(rawValue: 1 << 4)
+        public static let refusedStream = Conditions(rawValue: 1 << 5)
+        public static let retriableStatusCodes = Conditions(rawValue: 1 << 6)
+        public static let resetBeforeRequest = Conditions(rawValue: 1 << 7)
+        public static let http3PostConnectFailure = Conditions(rawValue: 1 << 8)
+        public static let envoyRateLimited = Conditions(rawValue: 1 << 9)
+        public static let retriableHeaders = Conditions(rawValue: 1 << 10)
+
+        static let byName: [String: Conditions] = [
+            "5xx": .fiveXX, "gateway-error": .gatewayError, "reset": .reset, "connect-failure": .connectFailure,
+            "retriable-4xx": .retriable4xx, "refused-stream": .refusedStream,
+            "retriable-status-codes": .retriableStatusCodes, "reset-before-request": .resetBeforeRequest,
+            "http3-post-connect-failure": .http3PostConnectFailure, "envoy-ratelimited": .envoyRateLimited,
+            "retriable-headers": .retriableHeaders,
+        ]
+
+        /// Parses a comma-separated `retry_on` value (or `x-envoy-retry-on` header); unknown names are
+        /// ignored, as Envoy does for the header.
+        public init(parsing text: some StringProtocol) {
+            var conditions: Conditions = []
+            for part in text.split(separator: ",") {
+                let name = part.trimmingSpaces()
+                if let condition = Self.byName[name] { conditions.insert(condition) }
+            }
+            self = conditions
+        }
+
+        /// Names Envoy does not know, for config validation.
+        public static func unknownNames(in text: String) -> [String] {
+            text.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty && byName[$0] == nil }
+        }
+    }
+
+    public var retryOn: Conditions
+    public var numRetries: Int
+    /// 0 means no per-try timeout (the route timeout bounds all tries).
+    public var perTryTimeoutMs: Int64
+    public var retriableStatusCodes: Set<Int>
+    public var backOffBaseMs: Int64
+    public var backOffMaxMs: Int64
+
+    public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0,
+                retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250) {
+        self.retryOn = retryOn
+        self.numRetries = numRetries
+        self.perTryTimeoutMs = perTryTimeoutMs
+        self.retriableStatusCodes = retriableStatusCodes
+        self.backOffBaseMs = backOffBaseMs
+        self.backOffMaxMs = backOffMaxMs
+    }
+
+    /// Whether a response with `status` should be retried under these conditions.
+    public func retries(status: Int) -> Bool {
+        if retryOn.contains(.fiveXX), status >= 500 { return true }
+        if retryOn.contains(.gatewayError), (502...504).contains(status) { return true }
+        if retryOn.contains(.retriable4xx), status == 409 { return true }
+        if retryOn.contains(.retriableStatusCodes), retriableStatusCodes.contains(status) { return true }
+        return false
+    }
+
+    /// Whether a failure before any response (connect failure, reset, per-try timeout) should be retried.
+    public func retries(failure: UpstreamFailure) -> Bool {
+        switch failure {
+        case .connectFailure:
+            return !retryOn.isDisjoint(with: [.fiveXX, .gatewayError, .connectFailure, .reset, .resetBeforeRequest])
+        case .reset:
+            return !retryOn.isDisjoint(with: [.fiveXX, .gatewayError, .reset])
+        case .perTryTimeout:
+            return !retryOn.isDisjoint(with: [.fiveXX, .gatewayError])
+        }
+    }
+}
+
+/// Failures of one upstream attempt that produce no response.
+public enum UpstreamFailure: Sendable, Equatable {
+    case connectFailure
+    case reset
+    case perTryTimeout
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+    }
+}

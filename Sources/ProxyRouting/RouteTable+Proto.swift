@@ -1,0 +1,156 @@
+import SwiftProtobuf
+import XDSAPI
+
+/// A route config that cannot be compiled, with the field path of the offending part.
+public struct RouteConfigError: Error, Sendable, CustomStringConvertible {
+    public var fieldPath: String
+    public var reason: String
+    public init(_ fieldPath: String, _ reason: String) {
+        self.fieldPath = fieldPath
+        self.reason = reason
+    }
+    public var description: String { "\(fieldPath): \(reason)" }
+}
+
+extension RouteTable {
+    /// Compiles a RouteConfiguration. Features meshproxy does not implement yet are errors, so a
+    /// config is never served with part of it silently ignored.
+    public convenience init(_ config: Envoy_Config_Route_V3_RouteConfiguration) throws {
+        let hosts = try config.virtualHosts.enumerated().map { index, host in
+            try VirtualHost(host, path: "virtual_hosts[\(index)]")
+        }
+        self.init(name: config.name, virtualHosts: hosts)
+    }
+}
+
+extension VirtualHost {
+    init(_ host: Envoy_Config_Route_V3_VirtualHost, path: String) throws {
+        guard !host.domains.isEmpty else { throw RouteConfigError(path + ".domains", "at least one domain is required") }
+        let routes = try host.routes.enumerated().map { index, route in
+            try RouteEntry(route, path: "\(path).routes[\(index)]")
+        }
+        self.init(name: host.name, domains: host.domains, routes: routes)
+    }
+}
+
+extension RouteEntry {
+    init(_ route: Envoy_Config_Route_V3_Route, path: String) throws {
+        let match = try RouteMatch(route.match, path: path + ".match")
+        guard case .route(let action)? = route.action else {
+            throw RouteConfigError(path, "only the \"route\" action is supported so far (redirect and direct_response are not)")
+        }
+        self.init(name: route.name, match: match, action: try RouteAction(action, path: path + ".route"))
+    }
+}
+
+extension RouteMatch {
+    init(_ match: Envoy_Config_Route_V3_RouteMatch, path: String) throws {
+        let rule: PathRule
+        switch match.pathSpecifier {
+        case .prefix(let prefix): rule = .prefix(prefix)
+        case .path(let exact): rule = .path(exact)
+        case .pathSeparatedPrefix(let prefix): rule = .separatedPrefix(prefix)
+        case .safeRegex(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".safe_regex.regex"))
+        case .connectMatcher, .pathMatchPolicy:
+            throw RouteConfigError(path, "connect_matcher and path_match_policy are not supported")
+        case nil:
+            throw RouteConfigError(path, "one of prefix, path, safe_regex or path_separated_prefix is required")
+        }
+        let headers = try match.headers.enumerated().map { index, header in
+            try HeaderMatcher(header, path: "\(path).headers[\(index)]")
+        }
+        self.init(path: rule, caseSensitive: match.hasCaseSensitive ? match.caseSensitive.value : true, headers: headers)
+    }
+}
+
+extension HeaderMatcher {
+    init(_ header: Envoy_Config_Route_V3_HeaderMatcher, path: String) throws {
+        let rule: Rule
+        switch header.headerMatchSpecifier {
+        case .exactMatch(let text): rule = .exact(text)
+        case .prefixMatch(let text): rule = .prefix(text)
+        case .suffixMatch(let text): rule = .suffix(text)
+        case .containsMatch(let text): rule = .contains(text)
+        case .presentMatch(let present): rule = .present(present)
+        case .safeRegexMatch(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".safe_regex_match"))
+        case .stringMatch(let matcher):
+            switch matcher.matchPattern {
+            case .exact(let text): rule = .exact(text)
+            case .prefix(let text): rule = .prefix(text)
+            case .suffix(let text): rule = .suffix(text)
+            case .contains(let text): rule = .contains(text)
+            case .safeRegex(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".string_match.safe_regex"))
+            case .custom, nil: throw RouteConfigError(path + ".string_match", "unsupported string matcher")
+            }
+        case .rangeMatch:
+            throw RouteConfigError(path, "range_match is not supported yet")
+        case nil:
+            rule = .present(true)
+        }
+        self.init(name: header.name, rule: rule, invert: header.invertMatch)
+    }
+}
+
+extension CompiledRegex {
+    init(_ pattern: String, path: String) throws {
+        do {
+            try self.init(pattern)
+        } catch {
+            throw RouteConfigError(path, "invalid regex \"\(pattern)\": \(error)")
+        }
+    }
+}
+
+extension RouteAction {
+    init(_ action: Envoy_Config_Route_V3_RouteAction, path: String) throws {
+        guard case .cluster(let cluster)? = action.clusterSpecifier, !cluster.isEmpty else {
+            throw RouteConfigError(path, "only \"cluster\" is supported as cluster specifier so far")
+        }
+        var autoHostRewrite = false
+        var literal: String?
+        switch action.hostRewriteSpecifier {
+        case .autoHostRewrite(let flag): autoHostRewrite = flag.value
+        case .hostRewriteLiteral(let host): literal = host
+        case nil: break
+        default: throw RouteConfigError(path, "host_rewrite_header and host_rewrite_path_regex are not supported yet")
+        }
+        let retryPolicy = action.hasRetryPolicy ? try RetryPolicy(action.retryPolicy, path: path + ".retry_policy") : nil
+        self.init(cluster: cluster,
+                  autoHostRewrite: autoHostRewrite,
+                  hostRewriteLiteral: literal,
+                  prefixRewrite: action.prefixRewrite.isEmpty ? nil : action.prefixRewrite,
+                  timeoutMs: action.hasTimeout ? action.timeout.milliseconds : RouteAction.defaultTimeoutMs,
+                  retryPolicy: retryPolicy)
+    }
+}
+
+extension RetryPolicy {
+    init(_ policy: Envoy_Config_Route_V3_RetryPolicy, path: String) throws {
+        let unknown = Conditions.unknownNames(in: policy.retryOn)
+        guard unknown.isEmpty else {
+            throw RouteConfigError(path + ".retry_on", "unknown retry condition \"\(unknown[0])\"")
+        }
+        var base: Int64 = 25
+        var max: Int64 = 250
+        if policy.hasRetryBackOff {
+            base = policy.retryBackOff.baseInterval.milliseconds
+            guard base > 0 else { throw RouteConfigError(path + ".retry_back_off.base_interval", "must be greater than 0") }
+            max = policy.retryBackOff.hasMaxInterval ? policy.retryBackOff.maxInterval.milliseconds : base * 10
+            guard max >= base else {
+                throw RouteConfigError(path + ".retry_back_off.max_interval", "must not be less than base_interval")
+            }
+        }
+        self.init(retryOn: Conditions(parsing: policy.retryOn),
+                  numRetries: policy.hasNumRetries ? Int(policy.numRetries.value) : 1,
+                  perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
+                  retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
+                  backOffBaseMs: base, backOffMaxMs: max)
+    }
+}
+
+extension Google_Protobuf_Duration {
+    /// Whole milliseconds, rounding sub-millisecond remainders up so a tiny timeout never becomes 0.
+    public var milliseconds: Int64 {
+        seconds * 1000 + Int64((nanos + 999_999) / 1_000_000)
+    }
+}

@@ -1,0 +1,132 @@
+import NIOCore
+import ProxyCore
+import ProxyHTTP
+import ProxyUpstream
+import XDSAPI
+import XDSResource
+
+/// A listener ready to bind: its address, its compiled connection manager, and its stats.
+final class ListenerRuntime: @unchecked Sendable {
+    let name: String
+    let host: String
+    let port: Int
+    let config: Envoy_Config_Listener_V3_Listener
+    let connectionManager: SnapshotHolder<ConnectionManagerConfig>
+    let stats: ListenerStats
+    /// Set once bound, on the main thread before traffic starts.
+    var channel: (any Channel)?
+
+    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, clusters: ClusterManager, store: StatsStore) throws {
+        guard case .socketAddress(let socket)? = listener.address.address else {
+            throw ListenerConfigError(path + ".address", "a socket_address is required")
+        }
+        guard case .portValue(let port)? = socket.portSpecifier, port <= 65535 else {
+            throw ListenerConfigError(path + ".address.socket_address.port_value", "a port value is required")
+        }
+        guard listener.filterChains.count == 1, !listener.hasDefaultFilterChain else {
+            throw ListenerConfigError(path + ".filter_chains", "exactly one filter chain is supported so far")
+        }
+        guard listener.listenerFilters.isEmpty else {
+            throw ListenerConfigError(path + ".listener_filters", "listener filters are not supported yet")
+        }
+        let chain = listener.filterChains[0]
+        if chain.hasTransportSocket {
+            throw ListenerConfigError(path + ".filter_chains[0].transport_socket", "TLS is not supported yet")
+        }
+        guard chain.filters.count == 1, case .typedConfig(let any)? = chain.filters[0].configType,
+              any.typeURL == TypeURL.prefix + HCMProto.protoMessageName
+        else {
+            let filter = chain.filters.first
+            throw ListenerConfigError(path + ".filter_chains[0].filters",
+                                      "Didn't find a registered implementation for '\(filter?.name ?? "")' with type URL: '\(filter?.typedConfig.typeURL ?? "")'")
+        }
+        let hcm = try HCMProto(unpackingAny: any)
+        self.name = listener.name.isEmpty ? "\(socket.address):\(port)" : listener.name
+        self.host = socket.address
+        self.port = Int(port)
+        self.config = listener
+        let scope = listener.statPrefix.isEmpty
+            ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
+            : listener.statPrefix
+        self.stats = ListenerStats(scope: scope, store: store)
+        let compiled = try ConnectionManagerConfig.compile(
+            hcm, path: path + ".filter_chains[0].filters[0].typed_config", listenerStatScope: scope,
+            clusters: clusters, store: store)
+        self.connectionManager = SnapshotHolder(compiled)
+    }
+
+    /// `127.0.0.1:15001`, or the bound address once bound (port 0 picks one).
+    var boundAddress: String {
+        if let address = channel?.localAddress, let port = address.port {
+            let ip = address.ipAddress ?? host
+            return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        }
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// `listener.<address>.*` stats, with per-worker connection counts.
+final class ListenerStats: Sendable {
+    let downstreamCxTotal, downstreamCxDestroy: Counter
+    let downstreamCxActive: Gauge
+    let workerCxTotal: [Counter]
+    let workerCxActive: [Gauge]
+    private static let maxWorkers = 256
+
+    init(scope: String, store: StatsStore) {
+        let prefix = "listener.\(scope)."
+        let tags = [StatTags.Tag("envoy_listener_address", scope)]
+        downstreamCxTotal = store.counter(prefix + "downstream_cx_total",
+                                          StatTags(extractedName: "listener.downstream_cx_total", tags: tags))
+        downstreamCxDestroy = store.counter(prefix + "downstream_cx_destroy",
+                                            StatTags(extractedName: "listener.downstream_cx_destroy", tags: tags))
+        downstreamCxActive = store.gauge(prefix + "downstream_cx_active",
+                                         StatTags(extractedName: "listener.downstream_cx_active", tags: tags))
+        for stat in ["downstream_cx_overflow", "downstream_cx_transport_socket_connect_timeout",
+                     "downstream_global_cx_overflow", "downstream_pre_cx_timeout", "no_filter_chain_match"] {
+            _ = store.counter(prefix + stat, StatTags(extractedName: "listener." + stat, tags: tags))
+        }
+        _ = store.gauge(prefix + "downstream_pre_cx_active",
+                        StatTags(extractedName: "listener.downstream_pre_cx_active", tags: tags))
+        let count = min(Self.maxWorkers, max(1, ServerContext.workerCount))
+        workerCxTotal = (0..<count).map { index in
+            store.counter(prefix + "worker_\(index).downstream_cx_total",
+                          StatTags(extractedName: "listener.worker_downstream_cx_total",
+                                   tags: [StatTags.Tag("envoy_worker_id", String(index))] + tags))
+        }
+        workerCxActive = (0..<count).map { index in
+            store.gauge(prefix + "worker_\(index).downstream_cx_active",
+                        StatTags(extractedName: "listener.worker_downstream_cx_active",
+                                 tags: [StatTags.Tag("envoy_worker_id", String(index))] + tags))
+        }
+    }
+}
+
+/// Counts a downstream connection on its listener and worker; first handler of every connection.
+final class ListenerConnectionTracker: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    let stats: ListenerStats
+    let worker: Int
+
+    init(stats: ListenerStats, worker: Int) {
+        self.stats = stats
+        self.worker = min(worker, stats.workerCxTotal.count - 1)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        stats.downstreamCxTotal.increment()
+        stats.downstreamCxActive.increment()
+        stats.workerCxTotal[worker].increment()
+        stats.workerCxActive[worker].increment()
+        ServerContext.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stats.downstreamCxActive.decrement()
+        stats.workerCxActive[worker].decrement()
+        stats.downstreamCxDestroy.increment()
+        ServerContext.totalConnections.wrappingSubtract(1, ordering: .relaxed)
+        context.fireChannelInactive()
+    }
+}

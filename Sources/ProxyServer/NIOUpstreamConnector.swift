@@ -1,0 +1,24 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ProxyUpstream
+
+/// Opens TCP connections to upstream hosts with NIO's HTTP/1.1 client codec.
+struct NIOUpstreamConnector: UpstreamConnector {
+    func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                 handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        if let address = try? SocketAddress(ipAddress: host.address, port: host.port) {
+            return bootstrap.connect(to: address)
+        }
+        return bootstrap.connect(host: host.address, port: host.port)
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import SwiftProtobuf
+import XDSAPI
+import XDSResource
+
+extension Server {
+    /// `/config_dump`: Envoy's ConfigDump of the bootstrap and the static resources, with the proto
+    /// field names Envoy prints. `resource` selects one repeated field (`static_clusters`, ...), and
+    /// `nameRegex` keeps the resources whose name matches.
+    public func configDumpJSON(resource: String?, nameRegex: String?) throws -> String {
+        let updated = Google_Protobuf_Timestamp(date: loadedAt)
+        let regex = try nameRegex.map { try Regex($0) }
+        func keep(_ name: String) -> Bool {
+            guard let regex else { return true }
+            return (try? regex.firstMatch(in: name)) != nil
+        }
+
+        var bootstrapDump = Envoy_Admin_V3_BootstrapConfigDump()
+        bootstrapDump.bootstrap = bootstrapForDump()
+        bootstrapDump.lastUpdated = updated
+
+        var clustersDump = Envoy_Admin_V3_ClustersConfigDump()
+        clustersDump.staticClusters = try clusterManager.ordered.filter { keep($0.name) }.map { cluster in
+            var entry = Envoy_Admin_V3_ClustersConfigDump.StaticCluster()
+            entry.cluster = try Google_Protobuf_Any(message: cluster.config)
+            entry.lastUpdated = updated
+            return entry
+        }
+        var listenersDump = Envoy_Admin_V3_ListenersConfigDump()
+        listenersDump.staticListeners = try listenerRuntimes.filter { keep($0.name) }.map { listener in
+            var entry = Envoy_Admin_V3_ListenersConfigDump.StaticListener()
+            entry.listener = try Google_Protobuf_Any(message: listener.config)
+            entry.lastUpdated = updated
+            return entry
+        }
+        var routesDump = Envoy_Admin_V3_RoutesConfigDump()
+        routesDump.staticRouteConfigs = try listenerRuntimes.compactMap { listener in
+            let hcm = try HCMProto(unpackingAny: listener.config.filterChains[0].filters[0].typedConfig)
+            guard case .routeConfig(let routes)? = hcm.routeSpecifier, keep(routes.name) else { return nil }
+            var entry = Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig()
+            entry.routeConfig = try Google_Protobuf_Any(message: routes)
+            entry.lastUpdated = updated
+            return entry
+        }
+
+        let options = Self.dumpEncoding
+        if let resource {
+            let items: [any Message]
+            switch resource {
+            case "static_clusters": items = clustersDump.staticClusters
+            case "static_listeners": items = listenersDump.staticListeners
+            case "static_route_configs": items = routesDump.staticRouteConfigs
+            case "dynamic_active_clusters", "dynamic_warming_clusters", "dynamic_listeners", "dynamic_route_configs",
+                 "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
+                items = []
+            default:
+                throw ConfigDumpError(message: "unknown resource '\(resource)'")
+            }
+            let configs = try items.map { try Google_Protobuf_Any(message: $0).jsonString(options: options) }
+            return JSONPrettyPrinter.format("{\"configs\":[\(configs.joined(separator: ","))]}")
+        }
+        var dump = Envoy_Admin_V3_ConfigDump()
+        dump.configs = [
+            try Google_Protobuf_Any(message: bootstrapDump),
+            try Google_Protobuf_Any(message: clustersDump),
+            try Google_Protobuf_Any(message: listenersDump),
+            try Google_Protobuf_Any(message: Envoy_Admin_V3_ScopedRoutesConfigDump()),
+            try Google_Protobuf_Any(message: routesDump),
+            try Google_Protobuf_Any(message: Envoy_Admin_V3_SecretsConfigDump()),
+        ]
+        return JSONPrettyPrinter.format(try dump.jsonString(options: options))
+    }
+
+    /// Envoy prints proto field names (`connect_timeout`), not lowerCamel JSON names.
+    static var dumpEncoding: JSONEncodingOptions {
+        var options = JSONEncodingOptions()
+        options.preserveProtoFieldNames = true
+        return options
+    }
+
+    /// The bootstrap with the node as meshproxy reports it to control planes.
+    func bootstrapForDump() -> Envoy_Config_Bootstrap_V3_Bootstrap {
+        var copy = bootstrap
+        copy.node = node
+        return copy
+    }
+
+    var node: Envoy_Config_Core_V3_Node {
+        var node = bootstrap.node
+        node.userAgentName = "meshproxy"
+        var version = Envoy_Config_Core_V3_BuildVersion()
+        version.version.majorNumber = 1
+        version.version.minorNumber = 40
+        version.version.patch = 0
+        node.userAgentBuildVersion = version
+        return node
+    }
+
+    public func serverInfoJSON() throws -> String {
+        var info = Envoy_Admin_V3_ServerInfo()
+        info.version = MeshproxyVersion.string
+        info.state = switch state {
+        case "LIVE": .live
+        case "DRAINING": .draining
+        case "PRE_INITIALIZING": .preInitializing
+        default: .initializing
+        }
+        let uptime = Int64(Date().timeIntervalSince(startedAt))
+        info.uptimeCurrentEpoch = Google_Protobuf_Duration(seconds: uptime)
+        info.uptimeAllEpochs = Google_Protobuf_Duration(seconds: uptime)
+        info.hotRestartVersion = "disabled"
+        var options = Envoy_Admin_V3_CommandLineOptions()
+        options.baseID = UInt64(self.options.baseID)
+        options.concurrency = UInt32(self.options.concurrency)
+        options.configPath = self.options.configPath ?? ""
+        options.configYaml = self.options.configYAML ?? ""
+        options.logLevel = self.options.logLevel
+        options.serviceCluster = self.options.serviceCluster ?? ""
+        options.serviceNode = self.options.serviceNode ?? ""
+        options.serviceZone = self.options.serviceZone ?? ""
+        options.drainTime = Google_Protobuf_Duration(seconds: Int64(self.options.drainTimeSeconds))
+        options.mode = self.options.mode == .validate ? .validate : .serve
+        options.disableHotRestart = true
+        info.commandLineOptions = options
+        info.node = node
+        return JSONPrettyPrinter.format(try info.jsonString(options: Self.dumpEncoding))
+    }
+}
+
+struct ConfigDumpError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// meshproxy's version string, in Envoy's `<sha>/<version>/<status>/<build>/<ssl>` shape.
+public enum MeshproxyVersion {
+    public static let version = "0.1.0"
+    public static let string = "swiftmesh/\(version)/Clean/RELEASE/SwiftNIO"
+}
+
+/// Re-indents compact JSON (keeping key order, which JSONSerialization would not).
+enum JSONPrettyPrinter {
+    static func format(_ json: String) -> String {
+        var out = ""
+        out.reserveCapacity(json.utf8.count * 2)
+        var depth = 0
+        var inString = false
+        var escaped = false
+        func newline() {
+            out += "\n" + String(repeating: " ", count: depth)
+        }
+        for character in json {
+            if inString {
+                out.append(character)
+                if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "\"" { inString = false }
+                continue
+            }
+            switch character {
+            case "\"":
+                inString = true
+                out.append(character)
+            case "{", "[":
+                out.append(character)
+                depth += 1
+                newline()
+            case "}", "]":
+                depth -= 1
+                newline()
+                out.append(character)
+            case ",":
+                out.append(character)
+                newline()
+            case ":":
+                out += ": "
+            case " ", "\n", "\t":
+                break
+            default:
+                out.append(character)
+            }
+        }
+        return out + "\n"
+    }
+}

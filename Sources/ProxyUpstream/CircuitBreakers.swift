@@ -1,0 +1,36 @@
+import Synchronization
+
+/// The default-priority thresholds of a cluster's circuit breaker. Only the retry budget is
+/// enforced so far; the others are reported by `/clusters`.
+public struct CircuitBreakerThresholds: Sendable, Equatable {
+    public var maxConnections: UInt32 = 1024
+    public var maxPendingRequests: UInt32 = 1024
+    public var maxRequests: UInt32 = 1024
+    public var maxRetries: UInt32 = 3
+
+    public init() {}
+}
+
+/// Concurrent retries across all event loops, bounded by `max_retries`.
+public final class RetryBudget: Sendable {
+    public let limit: Int
+    private let active = Atomic<Int>(0)
+
+    public init(limit: Int) { self.limit = limit }
+
+    /// Takes one retry slot, or returns false when the budget is spent (`upstream_rq_retry_overflow`).
+    public func tryAcquire() -> Bool {
+        var current = active.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = active.compareExchange(expected: current, desired: current + 1,
+                                                               ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    public func release() { active.wrappingSubtract(1, ordering: .relaxed) }
+
+    public var inUse: Int { active.load(ordering: .relaxed) }
+}

@@ -1,0 +1,96 @@
+import NIOCore
+import ProxyCore
+import XDSAPI
+
+/// A Cluster message that meshproxy cannot serve, with the field path of the problem.
+public struct ClusterConfigError: Error, Sendable, CustomStringConvertible {
+    public var fieldPath: String
+    public var reason: String
+    public init(_ fieldPath: String, _ reason: String) {
+        self.fieldPath = fieldPath
+        self.reason = reason
+    }
+    public var description: String { "\(fieldPath): \(reason)" }
+}
+
+extension Cluster {
+    /// Builds a cluster from its xDS message. Unsupported features are errors, never ignored.
+    public convenience init(_ config: Envoy_Config_Cluster_V3_Cluster, stats store: StatsStore, addedViaAPI: Bool,
+                            loops: [any EventLoop], connector: any UpstreamConnector) throws {
+        guard !config.name.isEmpty else { throw ClusterConfigError("name", "a cluster needs a name") }
+        let discoveryType: DiscoveryType
+        switch config.clusterDiscoveryType {
+        case .type(.static), nil: discoveryType = .static
+        case .type(.strictDns): discoveryType = .strictDNS
+        case .type(.logicalDns): discoveryType = .logicalDNS
+        case .type(let other):
+            throw ClusterConfigError("type", "cluster type \(other) is not supported yet")
+        case .clusterType(let custom):
+            throw ClusterConfigError("cluster_type", "custom cluster type '\(custom.name)' is not supported")
+        }
+        let policy: LoadBalancer.Policy
+        switch config.lbPolicy {
+        case .roundRobin: policy = .roundRobin
+        case .random: policy = .random
+        default: throw ClusterConfigError("lb_policy", "lb_policy \(config.lbPolicy) is not supported yet")
+        }
+        if config.hasTransportSocket {
+            throw ClusterConfigError("transport_socket", "upstream TLS is not supported yet")
+        }
+        if config.hasHTTP2ProtocolOptions || !config.typedExtensionProtocolOptions.isEmpty {
+            throw ClusterConfigError("typed_extension_protocol_options", "HTTP/2 upstreams are not supported yet")
+        }
+        let hosts = try Self.hosts(of: config, discoveryType: discoveryType)
+        var thresholds = CircuitBreakerThresholds()
+        if let defaults = config.circuitBreakers.thresholds.first(where: { $0.priority == .default }) {
+            if defaults.hasMaxConnections { thresholds.maxConnections = defaults.maxConnections.value }
+            if defaults.hasMaxPendingRequests { thresholds.maxPendingRequests = defaults.maxPendingRequests.value }
+            if defaults.hasMaxRequests { thresholds.maxRequests = defaults.maxRequests.value }
+            if defaults.hasMaxRetries { thresholds.maxRetries = defaults.maxRetries.value }
+        }
+        let timeout = config.hasConnectTimeout ? config.connectTimeout : .init(seconds: 5)
+        self.init(name: config.name, config: config, discoveryType: discoveryType,
+                  connectTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + Int64(timeout.nanos)),
+                  loadBalancer: LoadBalancer(policy: policy, hosts: hosts), thresholds: thresholds,
+                  stats: ClusterStats(clusterName: config.name, store: store), addedViaAPI: addedViaAPI,
+                  loops: loops, connector: connector)
+    }
+
+    static func hosts(of config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType) throws -> [Host] {
+        var hosts: [Host] = []
+        for (localityIndex, locality) in config.loadAssignment.endpoints.enumerated() {
+            for (index, lbEndpoint) in locality.lbEndpoints.enumerated() {
+                let path = "load_assignment.endpoints[\(localityIndex)].lb_endpoints[\(index)]"
+                guard case .endpoint(let endpoint)? = lbEndpoint.hostIdentifier else {
+                    throw ClusterConfigError(path, "named endpoints are not supported")
+                }
+                guard case .socketAddress(let socket)? = endpoint.address.address else {
+                    throw ClusterConfigError(path + ".endpoint.address", "only socket_address is supported")
+                }
+                guard case .portValue(let port)? = socket.portSpecifier, port > 0, port <= 65535 else {
+                    throw ClusterConfigError(path + ".endpoint.address.socket_address.port_value",
+                                             "a port between 1 and 65535 is required")
+                }
+                if discoveryType == .static, !Self.isIPLiteral(socket.address) {
+                    throw ClusterConfigError(path + ".endpoint.address.socket_address.address",
+                                             "malformed IP address: \(socket.address)")
+                }
+                let weight = lbEndpoint.hasLoadBalancingWeight ? lbEndpoint.loadBalancingWeight.value : 1
+                let hostname = discoveryType == .static ? endpoint.hostname : socket.address
+                hosts.append(Host(address: socket.address, port: Int(port), hostname: hostname, weight: weight))
+            }
+        }
+        if discoveryType == .logicalDNS, hosts.count != 1 {
+            throw ClusterConfigError("load_assignment", "LOGICAL_DNS clusters must have a single host")
+        }
+        return hosts
+    }
+
+    static func isIPLiteral(_ text: String) -> Bool {
+        if text.contains(":") { return (try? SocketAddress(ipAddress: text, port: 0)) != nil }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && Int(part)! <= 255
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+import ProxyCore
+import XDSAPI
+
+/// A cluster as the data path uses it: hosts, load balancer, limits, stats, and one connection pool
+/// per event loop. Immutable after construction except for loop-confined pools.
+public final class Cluster: @unchecked Sendable {
+    public enum DiscoveryType: String, Sendable {
+        case `static` = "STATIC"
+        case strictDNS = "STRICT_DNS"
+        case logicalDNS = "LOGICAL_DNS"
+    }
+
+    public let name: String
+    /// The Cluster message this was built from, for `/config_dump`.
+    public let config: Envoy_Config_Cluster_V3_Cluster
+    public let discoveryType: DiscoveryType
+    public let connectTimeout: TimeAmount
+    public let loadBalancer: LoadBalancer
+    public let thresholds: CircuitBreakerThresholds
+    public let retryBudget: RetryBudget
+    public let stats: ClusterStats
+    public let addedViaAPI: Bool
+    /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
+    private let pools: [ObjectIdentifier: HTTP1ConnectionPool]
+
+    public init(name: String, config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType,
+                connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: CircuitBreakerThresholds,
+                stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector) {
+        self.name = name
+        self.config = config
+        self.discoveryType = discoveryType
+        self.connectTimeout = connectTimeout
+        self.loadBalancer = loadBalancer
+        self.thresholds = thresholds
+        self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
+        self.stats = stats
+        self.addedViaAPI = addedViaAPI
+        var pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
+        for loop in loops {
+            pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(loop: loop, connector: connector, stats: stats,
+                                                                connectTimeout: connectTimeout)
+        }
+        self.pools = pools
+        stats.membershipTotal.set(Int64(loadBalancer.hosts.count))
+        stats.membershipHealthy.set(Int64(loadBalancer.hosts.count))
+    }
+
+    public var hosts: [Host] { loadBalancer.hosts }
+
+    /// This loop's pool. Only call from `loop`.
+    public func pool(on loop: any EventLoop) -> HTTP1ConnectionPool {
+        guard let pool = pools[ObjectIdentifier(loop)] else {
+            preconditionFailure("cluster \(name) has no pool for this event loop")
+        }
+        return pool
+    }
+
+    /// Closes idle connections on every loop (the cluster was removed or the server drains).
+    public func closeIdleConnections() {
+        for pool in pools.values {
+            pool.loop.execute { pool.closeIdle() }
+        }
+    }
+}

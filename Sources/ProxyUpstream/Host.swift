@@ -1,0 +1,40 @@
+import ProxyCore
+import Synchronization
+
+/// One upstream endpoint of a cluster, with the per-host counters `/clusters` prints.
+public final class Host: Sendable {
+    /// Address to connect to: an IP literal or a DNS name.
+    public let address: String
+    public let port: Int
+    /// The name `auto_host_rewrite` puts in Host (for DNS clusters, the endpoint's DNS name).
+    public let hostname: String
+    public let weight: UInt32
+    public let stats = HostStats()
+
+    public init(address: String, port: Int, hostname: String, weight: UInt32 = 1) {
+        self.address = address
+        self.port = port
+        self.hostname = hostname
+        self.weight = max(1, weight)
+    }
+
+    /// `127.0.0.1:8000` or `[::1]:8000`, as Envoy prints host addresses.
+    public var addressDescription: String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+}
+
+/// Per-host counters and gauges (not in the stats store, as in Envoy: `/clusters` shows them).
+public final class HostStats: Sendable {
+    public let cxTotal = Atomic<UInt64>(0)
+    public let cxActive = Atomic<Int64>(0)
+    public let cxConnectFail = Atomic<UInt64>(0)
+    public let rqTotal = Atomic<UInt64>(0)
+    public let rqActive = Atomic<Int64>(0)
+    public let rqError = Atomic<UInt64>(0)
+    public let rqSuccess = Atomic<UInt64>(0)
+    public let rqTimeout = Atomic<UInt64>(0)
+    public let rqPendingActive = Atomic<Int64>(0)
+
+    public init() {}
+}

@@ -1,0 +1,92 @@
+import NIOCore
+import NIOHTTP1
+
+/// Receives one upstream response at a time on behalf of the request that holds the connection.
+public protocol UpstreamResponseDelegate: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ body: ByteBuffer)
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?)
+    /// The connection closed or failed before the response ended.
+    func upstreamConnectionLost()
+    /// The upstream socket can take more (true) or is backed up (false); drives request backpressure.
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+/// The last handler of an upstream HTTP/1.1 connection: hands response parts to the current
+/// delegate and holds reads back while the downstream cannot take more.
+public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
+    public typealias InboundIn = HTTPClientResponsePart
+    public typealias OutboundIn = HTTPClientRequestPart
+    public typealias OutboundOut = HTTPClientRequestPart
+
+    /// Loop-confined: set by the pool when a request takes the connection, cleared on release.
+    public weak var delegate: (any UpstreamResponseDelegate)?
+    /// Called once when the connection closes, so the pool can forget it.
+    var onClose: (() -> Void)?
+    private var readsPaused = false
+    private var pendingRead = false
+    public private(set) var context: ChannelHandlerContext?
+
+    public init() {}
+
+    public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // 1xx interim responses (other than 101) are not forwarded: the final response follows.
+            if head.status.code >= 100, head.status.code < 200, head.status.code != 101 { return }
+            delegate?.upstreamResponseHead(head)
+        case .body(let body):
+            delegate?.upstreamResponseBody(body)
+        case .end(let trailers):
+            delegate?.upstreamResponseEnd(trailers)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        let delegate = self.delegate
+        self.delegate = nil
+        onClose?()
+        onClose = nil
+        delegate?.upstreamConnectionLost()
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Decoding errors or resets: the connection is unusable; channelInactive reports it.
+        context.close(promise: nil)
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Writes a request part from the connection's own loop, without going through the Channel API.
+    public func write(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    public func flush() { context?.flush() }
+
+    /// Stops reading the upstream socket until `resumeReading` (the downstream is backed up).
+    public func pauseReading() { readsPaused = true }
+
+    public func resumeReading() {
+        guard readsPaused else { return }
+        readsPaused = false
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+}
