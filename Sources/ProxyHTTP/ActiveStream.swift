@@ -158,10 +158,25 @@ final class ActiveStream: UpstreamResponseDelegate {
             newHost = nil
         }
         guard let newHost else { return upstreamHead }
+        // Host keeps its place in the header list (NIO's replaceOrAdd would move it to the end).
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(upstreamHead.headers.count + 1)
+        var original: String?
+        for (name, value) in upstreamHead.headers {
+            if name == "host" {
+                original = value
+                headers.add(name: "host", value: newHost)
+            } else {
+                headers.add(name: name, value: value)
+            }
+        }
+        if let original {
+            headers.add(name: "x-envoy-original-host", value: original)
+        } else {
+            headers.add(name: "host", value: newHost)
+        }
         var head = upstreamHead
-        let original = head.headers.first(name: "host")
-        head.headers.replaceOrAdd(name: "host", value: newHost)
-        if let original { head.headers.replaceOrAdd(name: "x-envoy-original-host", value: original) }
+        head.headers = headers
         return head
     }
 

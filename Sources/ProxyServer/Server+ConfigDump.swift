@@ -123,7 +123,13 @@ extension Server {
         options.disableHotRestart = true
         info.commandLineOptions = options
         info.node = node
-        return JSONPrettyPrinter.format(try info.jsonString(options: Self.dumpEncoding))
+        var json = try info.jsonString(options: Self.dumpEncoding)
+        if info.state == .live {
+            // proto3 JSON drops enum zero values; Envoy prints every field here, and tools read "state".
+            let version = "\"version\":\"\(info.version)\","
+            json = json.replacingOccurrences(of: version, with: version + "\"state\":\"LIVE\",")
+        }
+        return JSONPrettyPrinter.format(json)
     }
 }
 

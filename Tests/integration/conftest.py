@@ -1,0 +1,226 @@
+"""Fixtures that start real processes on 127.0.0.1: httpbin under gunicorn, meshproxy, Envoy 1.40.
+
+Every wait is bounded and every process is stopped by its pid at teardown.
+"""
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MESHPROXY = os.environ.get("MESHPROXY_BIN", str(ROOT / ".build/debug/meshproxy"))
+ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv-tests/bin/envoy"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=10.0):
+    """One request on a new connection: (status, headers as a list of (name, value), body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def get(port, path, **kwargs):
+    return http_request(port, "GET", path, **kwargs)
+
+
+def post(port, path, **kwargs):
+    return http_request(port, "POST", path, **kwargs)
+
+
+class Process:
+    """A child process with its log file, stopped by pid."""
+
+    def __init__(self, args, log_path):
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0) -> int:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="swiftmesh-it-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def httpbin(workdir):
+    """httpbin on a free port; sync workers close every connection, like the seed walkthrough."""
+    port = free_port()
+    process = Process(["gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "httpbin:app"], workdir / "httpbin.log")
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.stop()
+
+
+def seed_config(upstream_port, listener_port, admin_port, route_extra="", typed_router=True, upstream_host="127.0.0.1"):
+    """The seed walkthrough's bootstrap with ports of our choosing."""
+    router = (
+        "- name: envoy.filters.http.router\n"
+        "            typed_config:\n"
+        '              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'
+        if typed_router
+        else "- name: envoy.filters.http.router"
+    )
+    return f"""
+admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+static_resources:
+  listeners:
+  - name: listener_0
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {listener_port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: local_service
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: httpbin_service
+                  auto_host_rewrite: true
+{route_extra}
+          http_filters:
+          {router}
+  clusters:
+  - name: httpbin_service
+    connect_timeout: 5s
+    type: LOGICAL_DNS
+    dns_lookup_family: V4_ONLY
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: httpbin_service
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: {upstream_host}, port_value: {upstream_port} }}
+"""
+
+
+class Proxy:
+    """A running proxy (meshproxy or Envoy) with its listener and admin ports."""
+
+    def __init__(self, process, listener_port, admin_port, config_path):
+        self.process = process
+        self.port = listener_port
+        self.admin = admin_port
+        self.config_path = config_path
+
+    def get(self, path, **kwargs):
+        return get(self.port, path, **kwargs)
+
+    def admin_get(self, path):
+        status, _, body = get(self.admin, path)
+        return status, body.decode()
+
+    def admin_post(self, path):
+        status, _, body = post(self.admin, path)
+        return status, body.decode()
+
+    def stats(self, filter_text=None) -> dict:
+        _, text = self.admin_get("/stats")
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if filter_text is None or filter_text in name:
+                out[name] = value
+        return out
+
+
+def wait_ready(admin_port, process, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.proc.returncode}:\n{process.output()}")
+        try:
+            status, _, _ = get(admin_port, "/ready", timeout=1.0)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"not ready after {timeout}s:\n{process.output()}")
+
+
+def start_proxy(binary, config_text, workdir, name, listener_port, admin_port, extra_args=()):
+    config_path = workdir / f"{name}.yaml"
+    config_path.write_text(config_text)
+    args = [binary, "-c", str(config_path), "--concurrency", "1", *extra_args]
+    if binary == ENVOY:
+        args += ["--base-id", str(free_port()), "--log-level", "warning"]
+    process = Process(args, workdir / f"{name}.log")
+    wait_ready(admin_port, process)
+    return Proxy(process, listener_port, admin_port, config_path)
+
+
+@pytest.fixture
+def launch(workdir):
+    """launch(binary, make_config, name) starts a proxy on fresh ports; stopped after the test."""
+    started = []
+
+    def _launch(binary, make_config, name, extra_args=()):
+        listener_port, admin_port = free_port(), free_port()
+        proxy = start_proxy(binary, make_config(listener_port, admin_port), workdir, name, listener_port, admin_port,
+                            extra_args)
+        started.append(proxy)
+        return proxy
+
+    yield _launch
+    for proxy in started:
+        proxy.process.stop()

