@@ -106,8 +106,9 @@ let package = Package(
         .target(
             name: "MeshTestSupport",
             dependencies: [
+                "XDSAPI", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Tests/MeshTestSupport"
@@ -117,13 +118,15 @@ let package = Package(
             dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
         .testTarget(name: "ProxyUpstreamTests", dependencies: ["ProxyUpstream", "XDSAPI"]),
         .testTarget(
             name: "ProxyHTTPTests",
             dependencies: [
-                "ProxyHTTP", "ProxyRouting", "ProxyUpstream", "ProxyCore", "XDSResource", "MeshTestSupport",
+                "ProxyHTTP", "ProxyRouting", "ProxyUpstream", "ProxyCore", "MeshTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ],

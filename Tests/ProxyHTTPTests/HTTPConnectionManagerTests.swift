@@ -1,0 +1,212 @@
+import MeshTestSupport
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import ProxyCore
+import ProxyRouting
+import Testing
+@testable import ProxyHTTP
+
+/// The router on in-memory channels: a downstream EmbeddedChannel with the connection manager and
+/// upstream EmbeddedChannels from a fake connector, all on one EmbeddedEventLoop.
+@Suite struct HTTPConnectionManagerTests {
+    let loop = EmbeddedEventLoop()
+    let store = StatsStore()
+    let connector: EmbeddedUpstreamConnector
+    let downstream: EmbeddedChannel
+
+    init(route: RouteAction? = nil, pathPrefix: String = "/") throws {
+        connector = EmbeddedUpstreamConnector(loop: loop)
+        let config = try TestProxyConfig.make(loop: loop, connector: connector, route: route, pathPrefix: pathPrefix,
+                                              store: store)
+        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: SnapshotHolder(config)), loop: loop)
+        try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    }
+
+    func send(_ uri: String = "/get", headers: [(String, String)] = [("Host", "example.com:10000")],
+              method: HTTPMethod = .GET, body: String? = nil) throws {
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(headers))
+        try downstream.writeInbound(HTTPServerRequestPart.head(head))
+        if let body { try downstream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: body))) }
+        try downstream.writeInbound(HTTPServerRequestPart.end(nil))
+    }
+
+    func upstreamRequest(_ index: Int = 0) throws -> HTTPRequestHead {
+        let channel = connector.channels[index]
+        // Skips what is left of an earlier request on a reused connection.
+        while let part = try channel.readOutbound(as: HTTPClientRequestPart.self) {
+            if case .head(let head) = part { return head }
+        }
+        Issue.record("no request head upstream")
+        throw CancellationError()
+    }
+
+    func respond(_ index: Int = 0, status: HTTPResponseStatus, headers: [(String, String)] = [], body: String = "") throws {
+        let channel = connector.channels[index]
+        var all = headers
+        all.append(("Content-Length", String(body.utf8.count)))
+        try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: status,
+                                                                              headers: HTTPHeaders(all))))
+        if !body.isEmpty { try channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: body))) }
+        try channel.writeInbound(HTTPClientResponsePart.end(nil))
+    }
+
+    func downstreamResponse() throws -> (HTTPResponseHead, String) {
+        var head: HTTPResponseHead?
+        var body = ""
+        while let part = try downstream.readOutbound(as: HTTPServerResponsePart.self) {
+            switch part {
+            case .head(let h) where h.status != .continue: head = h
+            case .head: break
+            case .body(.byteBuffer(let buffer)): body += String(buffer: buffer)
+            case .body: break
+            case .end: return (try #require(head), body)
+            }
+        }
+        Issue.record("response did not end")
+        throw CancellationError()
+    }
+
+    func counter(_ name: String) -> UInt64? {
+        store.snapshot().counters.first { $0.name == name }?.value
+    }
+
+    @Test func forwardsWithEnvoysHeaders() throws {
+        try send(headers: [("Host", "example.com:10000"), ("User-Agent", "t"), ("Connection", "keep-alive")])
+        let head = try upstreamRequest()
+        #expect(head.headers.map(\.name) == ["host", "user-agent", "x-forwarded-proto", "x-request-id",
+                                            "x-envoy-expected-rq-timeout-ms"])
+        #expect(head.headers.first(name: "x-envoy-expected-rq-timeout-ms") == "15000")
+        try respond(status: .ok, headers: [("Server", "gunicorn"), ("Content-Type", "text/plain")], body: "hi")
+        let (response, body) = try downstreamResponse()
+        #expect(response.status == .ok)
+        #expect(body == "hi")
+        #expect(response.headers.first(name: "server") == "envoy")
+        #expect(response.headers.map(\.name).starts(with: ["server", "content-type", "content-length",
+                                                            "x-envoy-upstream-service-time", "date"]))
+        #expect(counter("cluster.web.upstream_rq_200") == 1)
+        #expect(counter("http.ingress_http.downstream_rq_2xx") == 1)
+        #expect(counter("listener.127.0.0.1_10000.http.ingress_http.downstream_rq_2xx") == 1)
+    }
+
+    @Test func reusesTheUpstreamConnection() throws {
+        for _ in 0..<3 {
+            try send()
+            _ = try upstreamRequest()
+            try respond(status: .noContent)
+            _ = try downstreamResponse()
+        }
+        #expect(connector.channels.count == 1)
+        #expect(counter("cluster.web.upstream_cx_total") == 1)
+    }
+
+    @Test func retriesOn5xxWithBackOff() throws {
+        let test = try HTTPConnectionManagerTests(route: RouteAction(
+            cluster: "web", retryPolicy: RetryPolicy(retryOn: [.fiveXX], numRetries: 2)))
+        try test.send(method: .POST, body: "payload")
+        _ = try test.upstreamRequest(0)
+        try test.respond(0, status: .serviceUnavailable)
+        test.loop.advanceTime(by: .seconds(1))
+        #expect(test.connector.channels.count == 2, "the retried response's connection is not reused")
+        let retried = try test.upstreamRequest(1)
+        #expect(retried.method == .POST)
+        guard case .body(.byteBuffer(let body))? = try test.connector.channels[1].readOutbound(as: HTTPClientRequestPart.self)
+        else { Issue.record("body not replayed"); return }
+        #expect(String(buffer: body) == "payload")
+        _ = try test.connector.channels[1].readOutbound(as: HTTPClientRequestPart.self)
+        try test.respond(1, status: .ok)
+        let (response, _) = try test.downstreamResponse()
+        #expect(response.status == .ok)
+        #expect(test.counter("cluster.web.upstream_rq_retry") == 1)
+        #expect(test.counter("cluster.web.upstream_rq_retry_success") == 1)
+        #expect(test.counter("cluster.web.retry.upstream_rq_503") == 1)
+        #expect(test.counter("cluster.web.upstream_rq_200") == 1)
+    }
+
+    @Test func noRouteIs404() throws {
+        let test = try HTTPConnectionManagerTests(pathPrefix: "/api")
+        try test.send("/other")
+        let (response, body) = try test.downstreamResponse()
+        #expect(response.status == .notFound)
+        #expect(body.isEmpty)
+        #expect(response.headers.first(name: "content-length") == "0")
+        #expect(test.connector.channels.isEmpty)
+        #expect(test.counter("http.ingress_http.no_route") == 1)
+        #expect(test.counter("http.ingress_http.downstream_rq_4xx") == 1)
+    }
+
+    @Test func connectFailureGives503WithEnvoysBody() throws {
+        connector.refuseConnections = true
+        try send()
+        let (response, body) = try downstreamResponse()
+        #expect(response.status == .serviceUnavailable)
+        #expect(body == "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure")
+        #expect(counter("cluster.web.upstream_cx_connect_fail") == 1)
+        #expect(counter("cluster.web.upstream_rq_503") == 1)
+    }
+
+    @Test func routeTimeoutGives504() throws {
+        let test = try HTTPConnectionManagerTests(route: RouteAction(cluster: "web", timeoutMs: 200))
+        try test.send()
+        _ = try test.upstreamRequest()
+        test.loop.advanceTime(by: .milliseconds(199))
+        #expect(try test.downstream.readOutbound(as: HTTPServerResponsePart.self) == nil)
+        test.loop.advanceTime(by: .milliseconds(1))
+        let (response, body) = try test.downstreamResponse()
+        #expect(response.status == .gatewayTimeout)
+        #expect(body == "upstream request timeout")
+        #expect(test.counter("cluster.web.upstream_rq_timeout") == 1)
+    }
+
+    @Test func resetBeforeHeadersIsRetriedOnReset() throws {
+        let test = try HTTPConnectionManagerTests(route: RouteAction(
+            cluster: "web", retryPolicy: RetryPolicy(retryOn: [.reset], numRetries: 1)))
+        try test.send()
+        _ = try test.upstreamRequest(0)
+        try test.connector.channels[0].close().wait()
+        test.loop.advanceTime(by: .seconds(1))
+        _ = try test.upstreamRequest(1)
+        try test.respond(1, status: .ok, body: "ok")
+        #expect(try test.downstreamResponse().1 == "ok")
+        #expect(test.counter("cluster.web.upstream_rq_retry") == 1)
+    }
+
+    @Test func hostRewriteKeepsHeaderOrder() throws {
+        let test = try HTTPConnectionManagerTests(route: RouteAction(cluster: "web", hostRewriteLiteral: "upstream.internal"))
+        try test.send(headers: [("Host", "a.example"), ("Accept", "*/*")])
+        let head = try test.upstreamRequest()
+        #expect(head.headers.map(\.name) == ["host", "accept", "x-forwarded-proto", "x-request-id",
+                                            "x-envoy-expected-rq-timeout-ms", "x-envoy-original-host"])
+        #expect(head.headers.first(name: "host") == "upstream.internal")
+        #expect(head.headers.first(name: "x-envoy-original-host") == "a.example")
+    }
+
+    @Test func expectContinueIsAnsweredByTheProxy() throws {
+        try send(headers: [("Host", "h"), ("Expect", "100-continue")], method: .POST, body: "x")
+        guard case .head(let interim)? = try downstream.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no interim response")
+            return
+        }
+        #expect(interim.status == .continue)
+        #expect(try upstreamRequest().headers.first(name: "expect") == nil)
+    }
+}
+
+@Suite struct RetryBackOffTests {
+    @Test func followsEnvoysJitteredExponentialCeiling() {
+        let backOff = RetryBackOff(baseMs: 25, maxMs: 250)
+        #expect(backOff.delayMs(retry: 1, random: 24) == 24)
+        #expect(backOff.delayMs(retry: 1, random: 25) == 0)
+        #expect(backOff.delayMs(retry: 2, random: 74) == 74)
+        #expect(backOff.delayMs(retry: 3, random: 174) == 174)
+        #expect(backOff.delayMs(retry: 5, random: 700) == 250)
+    }
+
+    @Test func headersAdjustThePolicy() {
+        let headers = HTTPHeaders([("x-envoy-retry-on", "connect-failure,bogus"), ("x-envoy-max-retries", "4")])
+        let policy = ActiveStream.effectivePolicy(nil, headers: headers)
+        #expect(policy?.retryOn == [.connectFailure])
+        #expect(policy?.numRetries == 4)
+        #expect(ActiveStream.effectivePolicy(nil, headers: HTTPHeaders()) == nil)
+    }
+}

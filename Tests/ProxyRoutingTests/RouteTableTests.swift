@@ -1,0 +1,123 @@
+import Testing
+import XDSAPI
+import XDSResource
+@testable import ProxyRouting
+
+@Suite struct RouteTableTests {
+    static func host(_ name: String, _ domains: [String]) -> VirtualHost {
+        VirtualHost(name: name, domains: domains, routes: [
+            RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: name)),
+        ])
+    }
+
+    let table = RouteTable(name: "t", virtualHosts: [
+        host("fallback", ["*"]),
+        host("suffix", ["*.example.com"]),
+        host("longer-suffix", ["*.api.example.com"]),
+        host("prefix", ["api.*"]),
+        host("exact", ["www.example.com", "with.port:8080"]),
+    ])
+
+    @Test(arguments: [
+        ("www.example.com", "exact"),
+        ("WWW.Example.com", "exact"),
+        ("www.example.com:15001", "exact"),
+        ("with.port:8080", "exact"),
+        ("x.example.com", "suffix"),
+        ("v1.api.example.com", "longer-suffix"),
+        ("api.internal", "prefix"),
+        ("example.com", "fallback"),
+        ("", "fallback"),
+    ])
+    func picksVirtualHostsAsEnvoy(host: String, expected: String) {
+        #expect(table.virtualHost(for: host)?.name == expected)
+    }
+
+    @Test func noFallbackMeansNoRoute() {
+        let strict = RouteTable(name: "t", virtualHosts: [Self.host("only", ["a.com"])])
+        #expect(strict.route(host: "b.com", path: "/", header: { _ in nil }) == nil)
+    }
+
+    @Test func matchesPathRules() throws {
+        let regex = try CompiledRegex("/users/[0-9]+")
+        #expect(RouteMatch(path: .regex(regex)).matches(path: "/users/42", header: { _ in nil }))
+        #expect(!RouteMatch(path: .regex(regex)).matches(path: "/users/42/x", header: { _ in nil }), "whole match")
+        #expect(RouteMatch(path: .path("/exact")).matches(path: "/exact", header: { _ in nil }))
+        #expect(!RouteMatch(path: .path("/exact")).matches(path: "/exact/", header: { _ in nil }))
+        #expect(RouteMatch(path: .prefix("/API"), caseSensitive: false).matches(path: "/api/v1", header: { _ in nil }))
+        #expect(RouteMatch(path: .separatedPrefix("/api")).matches(path: "/api/x", header: { _ in nil }))
+        #expect(!RouteMatch(path: .separatedPrefix("/api")).matches(path: "/apix", header: { _ in nil }))
+    }
+
+    @Test func matchesHeaders() {
+        let match = RouteMatch(path: .prefix("/"), headers: [
+            HeaderMatcher(name: "X-Canary", rule: .exact("1")),
+            HeaderMatcher(name: "x-debug", rule: .present(true), invert: true),
+        ])
+        #expect(match.matches(path: "/", header: { $0 == "x-canary" ? "1" : nil }))
+        #expect(!match.matches(path: "/", header: { ["x-canary": "1", "x-debug": "y"][$0] }))
+        #expect(!match.matches(path: "/", header: { _ in nil }))
+    }
+
+    @Test func prefixRewriteKeepsTheRest() {
+        let action = RouteAction(cluster: "c", prefixRewrite: "/v2/")
+        #expect(action.rewrittenPath("/v1/users", matched: .prefix("/v1/")) == "/v2/users")
+    }
+
+    @Test func compilesFromYAML() throws {
+        let yaml = """
+        name: r
+        virtual_hosts:
+        - name: v
+          domains: ["*"]
+          routes:
+          - match: { safe_regex: { regex: "/a.*" } }
+            route:
+              cluster: c
+              timeout: 2.5s
+              retry_policy: { retry_on: "gateway-error,retriable-status-codes", retriable_status_codes: [409],
+                              num_retries: 2, per_try_timeout: 0.5s }
+        """
+        let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml")
+        let table = try RouteTable(config)
+        let route = try #require(table.route(host: "x", path: "/abc", header: { _ in nil }))
+        #expect(route.action.timeoutMs == 2500)
+        let policy = try #require(route.action.retryPolicy)
+        #expect(policy.retryOn == [.gatewayError, .retriableStatusCodes])
+        #expect(policy.numRetries == 2)
+        #expect(policy.perTryTimeoutMs == 500)
+        #expect(policy.retries(status: 409) && policy.retries(status: 502) && !policy.retries(status: 500))
+    }
+
+    @Test func rejectsBadRegexWithItsPath() throws {
+        let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {safe_regex: {regex: '(['}}, route: {cluster: c}}]}]"
+        let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml")
+        let error = #expect(throws: RouteConfigError.self) { try RouteTable(config) }
+        #expect(error?.fieldPath == "virtual_hosts[0].routes[0].match.safe_regex.regex")
+    }
+}
+
+@Suite struct RetryPolicyTests {
+    @Test func fiveXXCoversConnectFailuresAndResets() {
+        let policy = RetryPolicy(retryOn: [.fiveXX])
+        #expect(policy.retries(status: 500) && policy.retries(status: 503) && !policy.retries(status: 404))
+        #expect(policy.retries(failure: .connectFailure) && policy.retries(failure: .reset))
+        #expect(policy.retries(failure: .perTryTimeout))
+    }
+
+    @Test func connectFailureOnlyCoversConnects() {
+        let policy = RetryPolicy(retryOn: [.connectFailure])
+        #expect(policy.retries(failure: .connectFailure))
+        #expect(!policy.retries(failure: .reset) && !policy.retries(status: 503))
+    }
+
+    @Test func retriable4xxIsOnly409() {
+        let policy = RetryPolicy(retryOn: [.retriable4xx])
+        #expect(policy.retries(status: 409) && !policy.retries(status: 404))
+    }
+
+    @Test func parsesRetryOnLists() {
+        #expect(RetryPolicy.Conditions(parsing: " 5xx , reset,unknown") == [.fiveXX, .reset])
+        #expect(RetryPolicy.Conditions.unknownNames(in: "5xx,bogus") == ["bogus"])
+    }
+}

@@ -1,0 +1,101 @@
+import NIOEmbedded
+import NIOCore
+import ProxyCore
+import Testing
+import XDSAPI
+@testable import ProxyUpstream
+
+@Suite struct LoadBalancerTests {
+    static func hosts(_ weights: [UInt32]) -> [Host] {
+        weights.enumerated().map { Host(address: "10.0.0.\($0.offset + 1)", port: 80, hostname: "", weight: $0.element) }
+    }
+
+    @Test func roundRobinCycles() {
+        let hosts = Self.hosts([1, 1, 1])
+        let lb = LoadBalancer(policy: .roundRobin, hosts: hosts)
+        let picked = (0..<6).map { _ in lb.pick()!.address }
+        #expect(picked == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    }
+
+    @Test func weightsShareTrafficAndInterleave() {
+        let lb = LoadBalancer(policy: .roundRobin, hosts: Self.hosts([3, 1]))
+        let picked = (0..<8).map { _ in lb.pick()!.address }
+        #expect(picked.filter { $0 == "10.0.0.1" }.count == 6)
+        #expect(LoadBalancer.interleavedSchedule(weights: [3, 1]) == [0, 0, 1, 0])
+        #expect(LoadBalancer.interleavedSchedule(weights: [200, 100]).count == 3, "weights are reduced by their gcd")
+    }
+
+    @Test func randomUsesEveryHost() {
+        let lb = LoadBalancer(policy: .random, hosts: Self.hosts([1, 1, 1, 1]))
+        let picked = Set((0..<400).map { _ in lb.pick()!.address })
+        #expect(picked.count == 4)
+    }
+
+    @Test func emptyClusterPicksNothing() {
+        #expect(LoadBalancer(policy: .roundRobin, hosts: []).pick() == nil)
+    }
+
+    @Test func retryBudgetIsBounded() {
+        let budget = RetryBudget(limit: 2)
+        #expect(budget.tryAcquire() && budget.tryAcquire())
+        #expect(!budget.tryAcquire())
+        budget.release()
+        #expect(budget.tryAcquire())
+    }
+}
+
+@Suite struct ClusterConfigTests {
+    struct NoConnector: UpstreamConnector {
+        func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                     handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
+            loop.makeFailedFuture(ChannelError.connectTimeout(timeout))
+        }
+    }
+
+    static func cluster(type: Envoy_Config_Cluster_V3_Cluster.DiscoveryType, addresses: [String]) -> Envoy_Config_Cluster_V3_Cluster {
+        var cluster = Envoy_Config_Cluster_V3_Cluster()
+        cluster.name = "c"
+        cluster.type = type
+        var locality = Envoy_Config_Endpoint_V3_LocalityLbEndpoints()
+        locality.lbEndpoints = addresses.map { address in
+            var endpoint = Envoy_Config_Endpoint_V3_LbEndpoint()
+            endpoint.endpoint.address.socketAddress.address = address
+            endpoint.endpoint.address.socketAddress.portValue = 80
+            return endpoint
+        }
+        cluster.loadAssignment.endpoints = [locality]
+        return cluster
+    }
+
+    func build(_ config: Envoy_Config_Cluster_V3_Cluster) throws -> Cluster {
+        try Cluster(config, stats: StatsStore(), addedViaAPI: false, loops: [], connector: NoConnector())
+    }
+
+    @Test func staticNeedsIPAddresses() {
+        let error = #expect(throws: ClusterConfigError.self) {
+            try build(Self.cluster(type: .static, addresses: ["backend.local"]))
+        }
+        #expect(error?.description == "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: malformed IP address: backend.local")
+    }
+
+    @Test func logicalDNSNeedsOneHost() {
+        #expect(throws: ClusterConfigError.self) {
+            try build(Self.cluster(type: .logicalDns, addresses: ["a.local", "b.local"]))
+        }
+    }
+
+    @Test func dnsHostsKeepTheirNameForHostRewrite() throws {
+        let cluster = try build(Self.cluster(type: .strictDns, addresses: ["backend.local", "::1"]))
+        #expect(cluster.hosts.map(\.hostname) == ["backend.local", "::1"])
+        #expect(cluster.hosts.map(\.addressDescription) == ["backend.local:80", "[::1]:80"])
+        #expect(cluster.connectTimeout == .seconds(5))
+        #expect(cluster.thresholds.maxRetries == 3)
+    }
+
+    @Test func unsupportedLBPolicyIsAnError() {
+        var config = Self.cluster(type: .static, addresses: ["10.0.0.1"])
+        config.lbPolicy = .maglev
+        let error = #expect(throws: ClusterConfigError.self) { try build(config) }
+        #expect(error?.fieldPath == "lb_policy")
+    }
+}
