@@ -56,13 +56,14 @@ let package = Package(
         ),
         .target(
             name: "ProxyRouting",
-            dependencies: ["XDSAPI", "ProxyCore"],
+            dependencies: ["XDSAPI", "XDSResource", "ProxyCore"],
             swiftSettings: hotPathSettings
         ),
         .target(
             name: "ProxyUpstream",
             dependencies: [
-                "XDSAPI", "ProxyCore",
+                "XDSAPI", "XDSResource", "ProxyCore",
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

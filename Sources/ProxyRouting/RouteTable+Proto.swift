@@ -1,5 +1,6 @@
 import SwiftProtobuf
 import XDSAPI
+import XDSResource
 
 /// A route config that cannot be compiled, with the field path of the offending part.
 public struct RouteConfigError: Error, Sendable, CustomStringConvertible {
@@ -145,12 +146,5 @@ extension RetryPolicy {
                   perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
                   retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
                   backOffBaseMs: base, backOffMaxMs: max)
-    }
-}
-
-extension Google_Protobuf_Duration {
-    /// Whole milliseconds, rounding sub-millisecond remainders up so a tiny timeout never becomes 0.
-    public var milliseconds: Int64 {
-        seconds * 1000 + Int64((nanos + 999_999) / 1_000_000)
     }
 }

@@ -29,6 +29,8 @@ public final class Server: @unchecked Sendable {
     private let healthCheckFailedFlag = Atomic<Bool>(false)
     private let shutdownRequested: EventLoopPromise<Void>?
     private let serverGauges: ServerGauges
+    private let resolver: any DNSResolver = GetaddrinfoResolver()
+    private var dnsRefreshTasks: [Task<Void, Never>] = []
 
     /// Compiles the bootstrap. With `bind == false` (validate mode) no threads or sockets are made.
     public init(options: ServerOptions, bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, bind: Bool = true) throws {
@@ -90,6 +92,7 @@ public final class Server: @unchecked Sendable {
     public func start() throws {
         guard let group, let adminGroup else { return }
         stateCode.store(3, ordering: .relaxed)
+        resolveClustersBeforeListening()
         if bootstrap.hasAdmin, case .socketAddress(let socket)? = bootstrap.admin.address.address,
            case .portValue(let port)? = socket.portSpecifier {
             let endpoints = AdminEndpoints(source: self)
@@ -135,6 +138,25 @@ public final class Server: @unchecked Sendable {
         logger.info("all listeners started; server LIVE")
     }
 
+    /// Like Envoy's cluster warming: DNS clusters resolve once before listeners accept traffic (a
+    /// name that does not resolve leaves its cluster empty: `no healthy upstream`), then refresh.
+    private func resolveClustersBeforeListening() {
+        let clusters = clusterManager.ordered.filter { $0.discoveryType != .static }
+        guard !clusters.isEmpty else { return }
+        let resolver = self.resolver
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for cluster in clusters { group.addTask { await cluster.refreshDNS(using: resolver) } }
+            }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + 10) == .timedOut {
+            logger.warning("DNS resolution still running after 10 s; starting listeners anyway")
+        }
+        dnsRefreshTasks = clusters.compactMap { $0.startDNSRefresh(using: resolver) }
+    }
+
     /// Blocks until a shutdown signal or `/quitquitquit`, then drains and stops.
     public func runUntilShutdown() throws {
         guard let shutdownRequested else { return }
@@ -154,6 +176,7 @@ public final class Server: @unchecked Sendable {
     func drainAndStop() {
         logger.info("shutting down: draining listeners")
         stateCode.store(1, ordering: .relaxed)
+        dnsRefreshTasks.forEach { $0.cancel() }
         for listener in listenerRuntimes { try? listener.channel?.close().wait() }
         let deadline = Date().addingTimeInterval(TimeInterval(options.drainTimeSeconds))
         while Date() < deadline, activeRequests() > 0 {

@@ -1,6 +1,7 @@
 import NIOCore
 import ProxyCore
 import XDSAPI
+import XDSResource
 
 /// A Cluster message that meshproxy cannot serve, with the field path of the problem.
 public struct ClusterConfigError: Error, Sendable, CustomStringConvertible {
@@ -40,7 +41,7 @@ extension Cluster {
         if config.hasHTTP2ProtocolOptions || !config.typedExtensionProtocolOptions.isEmpty {
             throw ClusterConfigError("typed_extension_protocol_options", "HTTP/2 upstreams are not supported yet")
         }
-        let hosts = try Self.hosts(of: config, discoveryType: discoveryType)
+        let (hosts, dnsEndpoints) = try Self.hosts(of: config, discoveryType: discoveryType)
         var thresholds = CircuitBreakerThresholds()
         if let defaults = config.circuitBreakers.thresholds.first(where: { $0.priority == .default }) {
             if defaults.hasMaxConnections { thresholds.maxConnections = defaults.maxConnections.value }
@@ -53,11 +54,28 @@ extension Cluster {
                   connectTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + Int64(timeout.nanos)),
                   loadBalancer: LoadBalancer(policy: policy, hosts: hosts), thresholds: thresholds,
                   stats: ClusterStats(clusterName: config.name, store: store), addedViaAPI: addedViaAPI,
-                  loops: loops, connector: connector)
+                  loops: loops, connector: connector, dnsEndpoints: dnsEndpoints,
+                  dnsLookupFamily: Self.lookupFamily(config.dnsLookupFamily),
+                  dnsRefreshInterval: config.hasDnsRefreshRate && config.dnsRefreshRate.milliseconds > 0
+                      ? .milliseconds(config.dnsRefreshRate.milliseconds) : .seconds(5))
     }
 
-    static func hosts(of config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType) throws -> [Host] {
+    static func lookupFamily(_ family: Envoy_Config_Cluster_V3_Cluster.DnsLookupFamily) -> DNSLookupFamily {
+        switch family {
+        case .v4Only: .v4Only
+        case .v6Only: .v6Only
+        case .v4Preferred: .v4Preferred
+        case .all: .all
+        default: .auto
+        }
+    }
+
+    /// The hosts known without DNS (IP literals), and for DNS clusters every endpoint to resolve.
+    static func hosts(of config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType) throws
+        -> ([Host], [DNSEndpoint])
+    {
         var hosts: [Host] = []
+        var dnsEndpoints: [DNSEndpoint] = []
         for (localityIndex, locality) in config.loadAssignment.endpoints.enumerated() {
             for (index, lbEndpoint) in locality.lbEndpoints.enumerated() {
                 let path = "load_assignment.endpoints[\(localityIndex)].lb_endpoints[\(index)]"
@@ -76,14 +94,21 @@ extension Cluster {
                                              "malformed IP address: \(socket.address)")
                 }
                 let weight = lbEndpoint.hasLoadBalancingWeight ? lbEndpoint.loadBalancingWeight.value : 1
-                let hostname = discoveryType == .static ? endpoint.hostname : socket.address
-                hosts.append(Host(address: socket.address, port: Int(port), hostname: hostname, weight: weight))
+                if discoveryType == .static {
+                    hosts.append(Host(address: socket.address, port: Int(port), hostname: endpoint.hostname, weight: weight))
+                } else {
+                    dnsEndpoints.append(DNSEndpoint(name: socket.address, port: Int(port), weight: weight))
+                    // An IP literal needs no lookup: usable at once, with the literal as its name.
+                    if Self.isIPLiteral(socket.address) {
+                        hosts.append(Host(address: socket.address, port: Int(port), hostname: socket.address, weight: weight))
+                    }
+                }
             }
         }
-        if discoveryType == .logicalDNS, hosts.count != 1 {
+        if discoveryType == .logicalDNS, dnsEndpoints.count != 1 {
             throw ClusterConfigError("load_assignment", "LOGICAL_DNS clusters must have a single host")
         }
-        return hosts
+        return (hosts, dnsEndpoints)
     }
 
     static func isIPLiteral(_ text: String) -> Bool {

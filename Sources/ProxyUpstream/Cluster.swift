@@ -1,3 +1,4 @@
+import Atomics
 import NIOCore
 import ProxyCore
 import XDSAPI
@@ -16,7 +17,12 @@ public final class Cluster: @unchecked Sendable {
     public let config: Envoy_Config_Cluster_V3_Cluster
     public let discoveryType: DiscoveryType
     public let connectTimeout: TimeAmount
-    public let loadBalancer: LoadBalancer
+    /// DNS clusters' configured names, resolved by `refreshDNS`.
+    public let dnsEndpoints: [DNSEndpoint]
+    public let dnsLookupFamily: DNSLookupFamily
+    public let dnsRefreshInterval: Duration
+    /// The current hosts and their balancer; DNS refreshes swap it atomically.
+    private let hostSet: ManagedAtomic<LoadBalancer>
     public let thresholds: CircuitBreakerThresholds
     public let retryBudget: RetryBudget
     public let stats: ClusterStats
@@ -26,12 +32,17 @@ public final class Cluster: @unchecked Sendable {
 
     public init(name: String, config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType,
                 connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: CircuitBreakerThresholds,
-                stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector) {
+                stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector,
+                dnsEndpoints: [DNSEndpoint] = [], dnsLookupFamily: DNSLookupFamily = .auto,
+                dnsRefreshInterval: Duration = .seconds(5)) {
         self.name = name
         self.config = config
         self.discoveryType = discoveryType
         self.connectTimeout = connectTimeout
-        self.loadBalancer = loadBalancer
+        self.hostSet = ManagedAtomic(loadBalancer)
+        self.dnsEndpoints = dnsEndpoints
+        self.dnsLookupFamily = dnsLookupFamily
+        self.dnsRefreshInterval = dnsRefreshInterval
         self.thresholds = thresholds
         self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
         self.stats = stats
@@ -46,7 +57,21 @@ public final class Cluster: @unchecked Sendable {
         stats.membershipHealthy.set(Int64(loadBalancer.hosts.count))
     }
 
+    public var loadBalancer: LoadBalancer { hostSet.load(ordering: .acquiring) }
+
     public var hosts: [Host] { loadBalancer.hosts }
+
+    /// Publishes a new host set; requests already routed keep the host they picked.
+    public func replaceHosts(_ hosts: [Host]) {
+        let old = hostSet.exchange(LoadBalancer(policy: loadBalancer.policy, hosts: hosts), ordering: .acquiringAndReleasing)
+        stats.membershipTotal.set(Int64(hosts.count))
+        stats.membershipHealthy.set(Int64(hosts.count))
+        let removed = old.hosts.filter { oldHost in !hosts.contains { $0 === oldHost } }
+        guard !removed.isEmpty else { return }
+        for pool in pools.values {
+            pool.loop.execute { for host in removed { pool.closeIdle(host: host) } }
+        }
+    }
 
     /// This loop's pool. Only call from `loop`.
     public func pool(on loop: any EventLoop) -> HTTP1ConnectionPool {

@@ -9,7 +9,8 @@ public final class ClusterStats: Sendable {
         upstreamRqTxReset, retryOrShadowAbandoned, upstreamCxTotal, upstreamCxConnectFail,
         upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
-        upstreamRqPendingOverflow: Counter
+        upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
+        membershipChange: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
         retryOpenDefault: Gauge
     public let upstreamRqTime, externalUpstreamRqTime: Histogram
@@ -87,6 +88,11 @@ public final class ClusterStats: Sendable {
         upstreamCxRxBytesTotal = counter("upstream_cx_rx_bytes_total")
         upstreamCxTxBytesTotal = counter("upstream_cx_tx_bytes_total")
         upstreamCxNoneHealthy = counter("upstream_cx_none_healthy")
+        updateAttempt = counter("update_attempt")
+        updateSuccess = counter("update_success")
+        updateFailure = counter("update_failure")
+        updateNoRebuild = counter("update_no_rebuild")
+        membershipChange = counter("membership_change")
         upstreamRqActive = gauge("upstream_rq_active")
         upstreamRqPendingActive = gauge("upstream_rq_pending_active")
         upstreamCxActive = gauge("upstream_cx_active")

@@ -50,18 +50,21 @@ public final class HTTP1ConnectionPool {
         stats.upstreamCxHttp1Total.increment()
         host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
         let stats = self.stats
+        // The connect completes on this pool's loop, so the pool and the callback stay loop-bound.
+        let bound = NIOLoopBound((pool: self, completion: completion), eventLoop: loop)
         connector.connect(to: host, on: loop, timeout: connectTimeout, handler: handler).whenComplete { result in
+            let (pool, completion) = bound.value
             switch result {
             case .success(let channel):
                 let connection = UpstreamConnection(channel: channel, handler: handler, host: host)
                 stats.upstreamCxActive.increment()
                 host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
-                handler.onClose = { [weak self] in
+                handler.onClose = { [weak pool] in
                     connection.closed = true
                     stats.upstreamCxActive.decrement()
                     stats.upstreamCxDestroy.increment()
                     host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
-                    self?.forget(connection)
+                    pool?.forget(connection)
                 }
                 completion(.success(connection), true)
             case .failure(let error):
@@ -96,6 +99,12 @@ public final class HTTP1ConnectionPool {
         let all = idle.values.flatMap { $0 }
         idle.removeAll()
         for connection in all { connection.channel.close(promise: nil) }
+    }
+
+    /// Closes the idle connections to one host (it left the cluster).
+    public func closeIdle(host: Host) {
+        let connections = idle.removeValue(forKey: ObjectIdentifier(host)) ?? []
+        for connection in connections { connection.channel.close(promise: nil) }
     }
 
     private func forget(_ connection: UpstreamConnection) {

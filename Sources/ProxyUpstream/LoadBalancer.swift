@@ -1,7 +1,8 @@
+import Atomics
 import Synchronization
 
 /// Picks a host for each request. Lock-free; shared by all event loops of a cluster.
-public final class LoadBalancer: Sendable {
+public final class LoadBalancer: AtomicReference, Sendable {
     public enum Policy: Sendable, Equatable {
         case roundRobin
         case random

@@ -84,10 +84,11 @@ import XDSAPI
         }
     }
 
-    @Test func dnsHostsKeepTheirNameForHostRewrite() throws {
+    @Test func dnsClustersWithIPLiteralsNeedNoLookup() throws {
         let cluster = try build(Self.cluster(type: .strictDns, addresses: ["backend.local", "::1"]))
-        #expect(cluster.hosts.map(\.hostname) == ["backend.local", "::1"])
-        #expect(cluster.hosts.map(\.addressDescription) == ["backend.local:80", "[::1]:80"])
+        #expect(cluster.hosts.map(\.hostname) == ["::1"])
+        #expect(cluster.hosts.map(\.addressDescription) == ["[::1]:80"])
+        #expect(cluster.dnsEndpoints.map(\.name) == ["backend.local", "::1"])
         #expect(cluster.connectTimeout == .seconds(5))
         #expect(cluster.thresholds.maxRetries == 3)
     }
