@@ -86,8 +86,9 @@ struct EnvoyLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
+        let level = event.level
+        let message = event.message
         var now = timeval()
         gettimeofday(&now, nil)
         var seconds = now.tv_sec
