@@ -55,7 +55,7 @@ public final class AdminHTTPHandler: ChannelInboundHandler, @unchecked Sendable 
                           promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
             let keepAlive = head.isKeepAlive
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context] _ in
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
                 if !keepAlive { context.close(promise: nil) }
             }
             stats.recordResponse(status: response.status)

@@ -91,7 +91,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         upstreamHead = buildUpstreamHead()
         if timeoutMs > 0 {
-            globalTimer = loop.scheduleTask(in: .milliseconds(timeoutMs)) { [self] in onGlobalTimeout() }
+            globalTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(timeoutMs)) { [self] in onGlobalTimeout() }
         }
         startAttempt()
     }
@@ -234,7 +234,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
         host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
         if let perTry = policy?.perTryTimeoutMs, perTry > 0 {
-            perTryTimer = loop.scheduleTask(in: .milliseconds(perTry)) { [self] in onPerTryTimeout(thisAttempt) }
+            perTryTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(perTry)) { [self] in onPerTryTimeout(thisAttempt) }
         }
         // A new attempt replays the whole body seen so far.
         if thisAttempt > 1 {
@@ -322,7 +322,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         cluster.stats.upstreamRqRetryBackoffExponential.increment()
         let backOff = RetryBackOff(baseMs: policy.backOffBaseMs, maxMs: policy.backOffMaxMs)
         let delay = backOff.delayMs(retry: retriesUsed, random: UInt64.random(in: 0 ... .max))
-        backOffTimer = loop.scheduleTask(in: .milliseconds(delay)) { [self] in startAttempt() }
+        backOffTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) { [self] in startAttempt() }
     }
 
     private func attemptFailed(_ failure: UpstreamFailure, reason: String, flags failureFlags: ResponseFlags) {
@@ -395,7 +395,8 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard responseStarted, !responseComplete else { return }
-        manager.write(.body(.byteBuffer(body)), flush: true)
+        // Flushed once per read batch (upstreamReadComplete) or with the end, not per part.
+        manager.write(.body(.byteBuffer(body)), flush: false)
         if !manager.isWritable { connection?.handler.pauseReading() }
     }
 
@@ -411,6 +412,10 @@ final class ActiveStream: UpstreamResponseDelegate {
             }
         }
         finish(status: Int(lastStatus), trailers: trailers)
+    }
+
+    func upstreamReadComplete() {
+        if responseStarted, !responseComplete { manager.flush() }
     }
 
     func upstreamConnectionLost() {

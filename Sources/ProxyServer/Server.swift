@@ -122,7 +122,7 @@ public final class Server: @unchecked Sendable {
                             try channel.pipeline.syncOperations.addHandler(
                                 ListenerConnectionTracker(stats: listenerStats, worker: worker))
                             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                                withPipeliningAssistance: true, withErrorHandling: true)
+                                withPipeliningAssistance: false, withErrorHandling: true)
                             try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder))
                         }
                     }

@@ -6,6 +6,8 @@ public protocol UpstreamResponseDelegate: AnyObject {
     func upstreamResponseHead(_ head: HTTPResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd(_ trailers: HTTPHeaders?)
+    /// The end of one batch of reads: the moment to flush what was forwarded downstream.
+    func upstreamReadComplete()
     /// The connection closed or failed before the response ended.
     func upstreamConnectionLost()
     /// The upstream socket can take more (true) or is backed up (false); drives request backpressure.
@@ -42,6 +44,11 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
         case .end(let trailers):
             delegate?.upstreamResponseEnd(trailers)
         }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
