@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "meshproxy", targets: ["meshproxy"]),
+        .executable(name: "meshd", targets: ["meshd"]),
         .library(name: "XDSAPI", targets: ["XDSAPI"]),
         .library(name: "XDSResource", targets: ["XDSResource"]),
         .library(name: "ProxyServer", targets: ["ProxyServer"]),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -43,6 +45,31 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "SwiftProtobufPluginLibrary", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "XDSAPI", "XDSResource",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "meshd",
+            dependencies: [
+                "ControlPlane", "XDSAPI", "XDSResource",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -119,6 +146,7 @@ let package = Package(
             dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource"]),
         .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
         .testTarget(name: "ProxyUpstreamTests", dependencies: ["ProxyUpstream", "XDSAPI"]),

@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+
+/// Polls the config directory and publishes to the cache after a quiet period (`debounceAfter`)
+/// or, under constant edits, after `debounceMax`. A reload is atomic from the cache's view: the
+/// whole directory is validated, then published at once.
+public struct ConfigWatcher: Sendable {
+    public var source: FileSource
+    public var cache: SnapshotCache
+    public var metrics: ControlPlaneMetrics
+    public var debounceAfter: Duration
+    public var debounceMax: Duration
+    public var pollInterval: Duration
+    public var logger: Logger
+    /// Called after every reload with its result (for /debug/syncz and tests).
+    public var onReload: @Sendable (SourceState) -> Void
+
+    public init(source: FileSource, cache: SnapshotCache, metrics: ControlPlaneMetrics, debounceAfter: Duration,
+                debounceMax: Duration, pollInterval: Duration = .milliseconds(20), logger: Logger,
+                onReload: @escaping @Sendable (SourceState) -> Void = { _ in }) {
+        self.source = source
+        self.cache = cache
+        self.metrics = metrics
+        self.debounceAfter = debounceAfter
+        self.debounceMax = debounceMax
+        self.pollInterval = pollInterval
+        self.logger = logger
+        self.onReload = onReload
+    }
+
+    /// Loads once and publishes; returns what was loaded.
+    @discardableResult
+    public func reloadNow() -> SourceState {
+        let state = source.reload()
+        for error in state.errors { logger.error("\(error)") }
+        for warning in state.warnings { logger.warning("\(warning)") }
+        cache.update(state.resources)
+        metrics.reloaded(state)
+        logger.info("loaded \(state.resources.count) resources from \(state.files) files (\(state.errors.count) errors)")
+        onReload(state)
+        return state
+    }
+
+    /// Watches until cancelled.
+    public func run() async {
+        let clock = ContinuousClock()
+        var lastListing = source.listFiles()
+        var firstChange: ContinuousClock.Instant?
+        var lastChange = clock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: pollInterval)
+            let listing = source.listFiles()
+            if listing != lastListing {
+                lastListing = listing
+                lastChange = clock.now
+                if firstChange == nil { firstChange = lastChange }
+            }
+            guard let first = firstChange else { continue }
+            let now = clock.now
+            if now - lastChange >= debounceAfter || now - first >= debounceMax {
+                firstChange = nil
+                reloadNow()
+            }
+        }
+    }
+}

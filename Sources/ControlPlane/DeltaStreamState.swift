@@ -1,0 +1,115 @@
+import Foundation
+import SwiftProtobuf
+import XDSAPI
+
+/// The incremental (delta) ADS protocol for one stream: per type, the subscription and the version
+/// of every resource the proxy holds, so only changes and removals are sent.
+public struct DeltaStreamState: Sendable {
+    public struct TypeState: Sendable {
+        public var wildcard = false
+        public var names: Set<String> = []
+        /// What the proxy has, by name (from `initial_resource_versions` and what was sent since).
+        public var clientVersions: [String: String] = [:]
+        public var sentNonce: String?
+        public var sentAt: Date?
+        public var sentVersion: String?
+        public var ackedVersion: String?
+        public var nackMessage: String?
+        public var ackLatency: Double?
+    }
+
+    public private(set) var types: [ResourceType: TypeState] = [:]
+    public private(set) var node: Envoy_Config_Core_V3_Node?
+    private var nonceCounter = 0
+
+    public init() {}
+
+    public var identity: NodeIdentity {
+        NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+    }
+
+    public mutating func handle(_ request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest, snapshot: NodeSnapshot,
+                                now: Date = Date()) -> [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] {
+        if request.hasNode, node == nil { node = request.node }
+        guard let type = ResourceType(typeURL: request.typeURL) else { return [] }
+        let isFirst = types[type] == nil
+        var state = types[type] ?? TypeState()
+        if isFirst {
+            state.clientVersions = request.initialResourceVersions
+            state.wildcard = type.isWildcardByDefault && request.resourceNamesSubscribe.isEmpty
+        }
+        if !request.responseNonce.isEmpty, request.responseNonce == state.sentNonce {
+            if request.hasErrorDetail {
+                state.nackMessage = request.errorDetail.message
+            } else {
+                state.ackedVersion = state.sentVersion
+                state.nackMessage = nil
+                state.ackLatency = state.sentAt.map { now.timeIntervalSince($0) }
+            }
+        }
+        // Subscription changes apply whatever the nonce: in delta they are not tied to a response.
+        for name in request.resourceNamesSubscribe {
+            if name == "*" { state.wildcard = true } else { state.names.insert(name) }
+        }
+        for name in request.resourceNamesUnsubscribe {
+            if name == "*" { state.wildcard = false } else { state.names.remove(name) }
+            state.clientVersions[name] = nil
+        }
+        let newlySubscribed = request.resourceNamesSubscribe.contains { state.clientVersions[$0] == nil }
+        types[type] = state
+        guard let response = diff(type, snapshot: snapshot, now: now, force: isFirst || newlySubscribed) else {
+            return []
+        }
+        return [response]
+    }
+
+    public mutating func snapshotChanged(_ snapshot: NodeSnapshot, now: Date = Date())
+        -> [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse]
+    {
+        var responses: [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] = []
+        var changedClusters: [String] = []
+        for type in ResourceType.allCases where types[type] != nil {
+            if type == .endpoint, !changedClusters.isEmpty {
+                // A changed cluster must see its endpoints again before it leaves warming.
+                for name in changedClusters { types[type]!.clientVersions[name] = nil }
+            }
+            if let response = diff(type, snapshot: snapshot, now: now, force: false) {
+                if type == .cluster { changedClusters = response.resources.map(\.name) }
+                responses.append(response)
+            }
+        }
+        return responses
+    }
+
+    private mutating func diff(_ type: ResourceType, snapshot: NodeSnapshot, now: Date, force: Bool)
+        -> Envoy_Service_Discovery_V3_DeltaDiscoveryResponse?
+    {
+        guard var state = types[type] else { return nil }
+        let all = snapshot.resources(ofType: type.typeURL)
+        let view = state.wildcard ? all : all.filter { state.names.contains($0.key) }
+        let changed = view.values.filter { state.clientVersions[$0.name] != $0.version }.sorted { $0.name < $1.name }
+        let removed = state.clientVersions.keys.filter { view[$0] == nil && (state.wildcard || state.names.contains($0)) }
+            .sorted()
+        guard force || !changed.isEmpty || !removed.isEmpty else { return nil }
+        nonceCounter += 1
+        var response = Envoy_Service_Discovery_V3_DeltaDiscoveryResponse()
+        response.typeURL = type.typeURL
+        response.nonce = String(nonceCounter)
+        response.systemVersionInfo = ContentHash.version(ofSet: Array(view.values))
+        response.resources = changed.map { resource in
+            var entry = Envoy_Service_Discovery_V3_Resource()
+            entry.name = resource.name
+            entry.version = resource.version
+            entry.resource = resource.resource
+            return entry
+        }
+        response.removedResources = removed
+        for resource in changed { state.clientVersions[resource.name] = resource.version }
+        for name in removed { state.clientVersions[name] = nil }
+        state.sentNonce = response.nonce
+        state.sentVersion = response.systemVersionInfo
+        state.sentAt = now
+        types[type] = state
+        return response
+    }
+}

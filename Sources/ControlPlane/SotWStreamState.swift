@@ -1,0 +1,103 @@
+import Foundation
+import SwiftProtobuf
+import XDSAPI
+
+/// The state-of-the-world ADS protocol for one stream, as a plain value: requests and snapshot
+/// changes go in, responses come out. Per type it tracks the subscription, what was sent (version,
+/// nonce) and what the proxy acknowledged or rejected.
+public struct SotWStreamState: Sendable {
+    public struct TypeState: Sendable {
+        public var wildcard = false
+        public var names: Set<String> = []
+        public var sentVersion: String?
+        public var sentNonce: String?
+        public var sentAt: Date?
+        public var ackedVersion: String?
+        public var nackMessage: String?
+        public var ackLatency: Double?
+    }
+
+    public private(set) var types: [ResourceType: TypeState] = [:]
+    public private(set) var node: Envoy_Config_Core_V3_Node?
+    private var nonceCounter = 0
+
+    public init() {}
+
+    public var identity: NodeIdentity {
+        NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+    }
+
+    /// Handles a request: records ACK or NACK, updates the subscription, and answers when the
+    /// proxy has nothing yet or asked for different names.
+    public mutating func handle(_ request: Envoy_Service_Discovery_V3_DiscoveryRequest, snapshot: NodeSnapshot,
+                                now: Date = Date()) -> [Envoy_Service_Discovery_V3_DiscoveryResponse] {
+        if request.hasNode, node == nil { node = request.node }
+        guard let type = ResourceType(typeURL: request.typeURL) else { return [] }
+        var state = types[type] ?? TypeState()
+        let isFirst = types[type] == nil
+        if !request.responseNonce.isEmpty {
+            // A nonce other than the latest answers an older response: ignored, as the protocol says.
+            guard request.responseNonce == state.sentNonce else { return [] }
+            if request.hasErrorDetail {
+                state.nackMessage = request.errorDetail.message
+            } else {
+                state.ackedVersion = request.versionInfo
+                state.nackMessage = nil
+                state.ackLatency = state.sentAt.map { now.timeIntervalSince($0) }
+            }
+        }
+        let names = Set(request.resourceNames)
+        let wildcard = names.contains("*") || (type.isWildcardByDefault && names.isEmpty && (isFirst || state.wildcard))
+        let subscriptionChanged = wildcard != state.wildcard || names.subtracting(["*"]) != state.names
+        state.wildcard = wildcard
+        state.names = names.subtracting(["*"])
+        types[type] = state
+        guard isFirst || subscriptionChanged || (request.responseNonce.isEmpty && !request.hasErrorDetail) else {
+            return []
+        }
+        return [response(for: type, snapshot: snapshot, now: now)]
+    }
+
+    /// After the snapshot changed: responses for every subscribed type whose view changed, in
+    /// make-before-break order; endpoints go out again whenever clusters did.
+    public mutating func snapshotChanged(_ snapshot: NodeSnapshot, now: Date = Date())
+        -> [Envoy_Service_Discovery_V3_DiscoveryResponse]
+    {
+        var responses: [Envoy_Service_Discovery_V3_DiscoveryResponse] = []
+        var clustersChanged = false
+        for type in ResourceType.allCases {
+            guard let state = types[type] else { continue }
+            let view = self.view(of: type, state: state, snapshot: snapshot)
+            let changed = ContentHash.version(ofSet: view) != state.sentVersion
+            if changed || (type == .endpoint && clustersChanged) {
+                responses.append(response(for: type, snapshot: snapshot, now: now))
+                if type == .cluster { clustersChanged = true }
+            }
+        }
+        return responses
+    }
+
+    private func view(of type: ResourceType, state: TypeState, snapshot: NodeSnapshot) -> [VersionedResource] {
+        let all = snapshot.resources(ofType: type.typeURL)
+        if state.wildcard { return Array(all.values) }
+        return state.names.compactMap { all[$0] }
+    }
+
+    private mutating func response(for type: ResourceType, snapshot: NodeSnapshot, now: Date)
+        -> Envoy_Service_Discovery_V3_DiscoveryResponse
+    {
+        var state = types[type] ?? TypeState()
+        let view = self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
+        nonceCounter += 1
+        var response = Envoy_Service_Discovery_V3_DiscoveryResponse()
+        response.typeURL = type.typeURL
+        response.versionInfo = ContentHash.version(ofSet: view)
+        response.resources = view.map(\.resource)
+        response.nonce = String(nonceCounter)
+        state.sentVersion = response.versionInfo
+        state.sentNonce = response.nonce
+        state.sentAt = now
+        types[type] = state
+        return response
+    }
+}

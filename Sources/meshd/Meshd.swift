@@ -1,0 +1,146 @@
+import ArgumentParser
+import ControlPlane
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// meshd: an xDS control plane serving Envoy v3 resource files over ADS.
+@main
+struct Meshd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meshd",
+        abstract: "Serves a directory of Envoy v3 resource files to proxies over ADS (SotW and delta).",
+        subcommands: [Serve.self, Validate.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// `host:port` as a flag value.
+struct HostPort: ExpressibleByArgument, Sendable {
+    var host: String
+    var port: Int
+
+    init?(argument: String) {
+        guard let colon = argument.lastIndex(of: ":"), let port = Int(argument[argument.index(after: colon)...]) else {
+            return nil
+        }
+        host = String(argument[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        self.port = port
+    }
+}
+
+/// Durations as `100ms`, `1s`, `2.5s`.
+struct DurationArgument: ExpressibleByArgument, Sendable {
+    var duration: Duration
+
+    init?(argument: String) {
+        if argument.hasSuffix("ms"), let value = Double(argument.dropLast(2)) {
+            duration = .milliseconds(value)
+        } else if argument.hasSuffix("s"), let value = Double(argument.dropLast()) {
+            duration = .milliseconds(value * 1000)
+        } else {
+            return nil
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Watch DIR and serve it over ADS (the default).")
+
+    @Option(name: .customLong("config-dir"), help: "Directory of resource files (*.yaml, *.yml, *.json).")
+    var configDir: String
+
+    @Option(name: .customLong("xds-address"), help: "Where the ADS gRPC server listens.")
+    var xdsAddress = HostPort(argument: "127.0.0.1:18000")!
+
+    @Option(name: .customLong("admin-address"), help: "Where /debug/syncz, /debug/config_dump, /metrics and /ready listen.")
+    var adminAddress = HostPort(argument: "127.0.0.1:18080")!
+
+    @Option(name: .customLong("debounce-after"), help: "Quiet period after a file change before pushing.")
+    var debounceAfter = DurationArgument(argument: "100ms")!
+
+    @Option(name: .customLong("debounce-max"), help: "Longest a push waits while files keep changing.")
+    var debounceMax = DurationArgument(argument: "1s")!
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        var logger = Logger(label: "meshd")
+        logger.logLevel = Logger.Level(rawValue: logLevel == "warn" ? "warning" : logLevel) ?? .info
+        let cache = SnapshotCache()
+        let registry = SyncRegistry()
+        let metrics = ControlPlaneMetrics()
+        let lastState = Mutex<SourceState?>(nil)
+        let watcher = ConfigWatcher(source: FileSource(directory: configDir), cache: cache, metrics: metrics,
+                                    debounceAfter: debounceAfter.duration, debounceMax: debounceMax.duration,
+                                    logger: logger, onReload: { state in lastState.withLock { $0 = state } })
+        watcher.reloadNow()
+
+        let admin = ControlPlaneAdmin(cache: cache, registry: registry, metrics: metrics,
+                                      lastReload: { lastState.withLock { $0 } })
+        let adminChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(ControlPlaneHTTPHandler(admin: admin))
+                }
+            }
+            .bind(host: adminAddress.host, port: adminAddress.port).get()
+
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: .plaintext)
+        let server = GRPCServer(transport: transport, services: [
+            AggregatedDiscoveryServer(cache: cache, registry: registry, metrics: metrics, logger: logger),
+        ])
+        let signals = AsyncStream<Int32> { continuation in
+            let sources = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
+                signal(signalNumber, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+                source.setEventHandler { continuation.yield(signalNumber) }
+                source.resume()
+                return source
+            }
+            // The sources live as long as the stream (a dropped source stops delivering).
+            nonisolated(unsafe) let retained = sources
+            continuation.onTermination = { _ in retained.forEach { $0.cancel() } }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.serve() }
+            group.addTask { await watcher.run() }
+            if let address = try await transport.listeningAddress.ipv4 {
+                logger.info("ADS listening on \(address.host):\(address.port); admin on \(adminAddress.host):\(adminAddress.port)")
+            }
+            for await signalNumber in signals {
+                logger.info("signal \(signalNumber): closing streams and exiting")
+                break
+            }
+            // Streams from proxies never end by themselves: stop accepting, then end them.
+            server.beginGracefulShutdown()
+            try? await Task.sleep(for: .milliseconds(200))
+            group.cancelAll()
+        }
+        try await adminChannel.close()
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check every file under DIR offline; exit 1 on any error.")
+
+    @Argument(help: "The config directory.")
+    var directory: String
+
+    func run() throws {
+        let state = FileSource(directory: directory).reload()
+        for error in state.errors { print("error: \(error)") }
+        for warning in state.warnings { print("warning: \(warning)") }
+        print("\(state.files) files, \(state.resources.count) resources, \(state.errors.count) errors, "
+            + "\(state.warnings.count) warnings")
+        if !state.errors.isEmpty { throw ExitCode(1) }
+    }
+}
