@@ -106,6 +106,17 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
+            name: "ProxyXDS",
+            dependencies: [
+                "XDSAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "ProxyAdmin",
             dependencies: [
                 "XDSAPI", "ProxyCore", "ProxyUpstream", "ProxyHTTP",
@@ -117,11 +128,12 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyAdmin",
+                "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyAdmin", "ProxyXDS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .executableTarget(

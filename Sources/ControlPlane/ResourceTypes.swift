@@ -57,7 +57,6 @@ extension AnyTypeRegistry {
         Envoy_Extensions_Filters_Http_LocalRatelimit_V3_LocalRateLimit.self,
         Envoy_Extensions_TransportSockets_Tls_V3_DownstreamTlsContext.self,
         Envoy_Extensions_TransportSockets_Tls_V3_UpstreamTlsContext.self,
-        Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions.self,
         Envoy_Extensions_AccessLoggers_File_V3_FileAccessLog.self,
         Envoy_Extensions_AccessLoggers_Stream_V3_StdoutAccessLog.self,
         Envoy_Extensions_AccessLoggers_Stream_V3_StderrAccessLog.self,

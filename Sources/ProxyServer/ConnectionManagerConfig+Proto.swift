@@ -17,41 +17,82 @@ public struct ListenerConfigError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(fieldPath): \(reason)" }
 }
 
-extension ConnectionManagerConfig {
-    /// Compiles an HttpConnectionManager against the current clusters.
-    static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, clusters: ClusterManager,
-                        store: StatsStore) throws -> ConnectionManagerConfig {
+/// An HttpConnectionManager compiled as far as it can be without its routes (which may come from RDS)
+/// and clusters (which change with CDS); `config(clusters:routes:)` completes it.
+struct ConnectionManagerTemplate: @unchecked Sendable {
+    enum RouteSource {
+        case inline(RouteTable, Envoy_Config_Route_V3_RouteConfiguration)
+        case rds(String)
+    }
+
+    let statPrefix: String
+    let serverName: String
+    let stats: ConnectionManagerStats
+    let routeSource: RouteSource
+
+    static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
         switch hcm.codecType {
         case .auto, .http1: break
         default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported yet")
         }
-        try validateFilters(hcm.httpFilters, path: path + ".http_filters")
-        let routeConfig: Envoy_Config_Route_V3_RouteConfiguration
+        try ConnectionManagerConfig.validateFilters(hcm.httpFilters, path: path + ".http_filters")
+        let source: RouteSource
         switch hcm.routeSpecifier {
-        case .routeConfig(let config): routeConfig = config
-        case .rds: throw ListenerConfigError(path + ".rds", "RDS needs the xDS client, which is not implemented yet")
+        case .routeConfig(let config):
+            do {
+                source = .inline(try RouteTable(config), config)
+            } catch let error as RouteConfigError {
+                throw ListenerConfigError(path + ".route_config." + error.fieldPath, error.reason)
+            }
+        case .rds(let rds):
+            guard case .ads? = rds.configSource.configSourceSpecifier else {
+                throw ListenerConfigError(path + ".rds.config_source", "only ADS is supported as the RDS config source")
+            }
+            guard !rds.routeConfigName.isEmpty else {
+                throw ListenerConfigError(path + ".rds.route_config_name", "a route_config_name is required")
+            }
+            source = .rds(rds.routeConfigName)
         case .scopedRoutes: throw ListenerConfigError(path + ".scoped_routes", "scoped routes are not supported")
         case nil: throw ListenerConfigError(path, "one of route_config or rds is required")
         }
-        let table: RouteTable
-        do {
-            table = try RouteTable(routeConfig)
-        } catch let error as RouteConfigError {
-            throw ListenerConfigError(path + ".route_config." + error.fieldPath, error.reason)
-        }
-        // Like Envoy's validate_clusters for static route configs: a route to nowhere is an error.
+        return ConnectionManagerTemplate(
+            statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
+            stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
+            routeSource: source)
+    }
+
+    /// The RDS name this manager waits for, if its routes come from RDS.
+    var rdsName: String? {
+        if case .rds(let name) = routeSource { return name }
+        return nil
+    }
+
+    /// Like Envoy's validate_clusters for static route configs: a route to nowhere is an error.
+    func validateClusters(_ clusters: ClusterManager, path: String) throws {
+        guard case .inline(let table, _) = routeSource else { return }
         for host in table.virtualHosts {
             for route in host.routes where clusters[route.action.cluster] == nil {
                 throw ListenerConfigError(path + ".route_config", "route: unknown cluster '\(route.action.cluster)'")
             }
         }
-        let stats = ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store)
-        let serverName = hcm.serverName.isEmpty ? "envoy" : hcm.serverName
-        return ConnectionManagerConfig(statPrefix: hcm.statPrefix, routeTable: table, clusters: clusters,
-                                       serverName: serverName, stats: stats)
     }
 
+    /// The runnable config, or nil while RDS routes have not arrived (the listener is warming).
+    func config(clusters: ClusterManager, routes: [String: RouteTable]) -> ConnectionManagerConfig? {
+        let table: RouteTable
+        switch routeSource {
+        case .inline(let inline, _): table = inline
+        case .rds(let name):
+            guard let fromRDS = routes[name] else { return nil }
+            table = fromRDS
+        }
+        return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
+                                       serverName: serverName, stats: stats)
+    }
+}
+
+extension ConnectionManagerConfig {
     static let routerFilterName = "envoy.filters.http.router"
 
     /// Only the router is implemented; it must be last. A router without `typed_config` means its

@@ -1,22 +1,45 @@
+import Foundation
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 import ProxyCore
 import ProxyHTTP
+import ProxyRouting
 import ProxyUpstream
 import XDSAPI
 import XDSResource
 
-/// A listener ready to bind: its address, its compiled connection manager, and its stats.
+/// A listener: its address, its connection manager template and the compiled config new requests
+/// read, its stats, and once bound its socket. Mutated only by the config manager (serially).
 final class ListenerRuntime: @unchecked Sendable {
     let name: String
     let host: String
     let port: Int
-    let config: Envoy_Config_Listener_V3_Listener
-    let connectionManager: SnapshotHolder<ConnectionManagerConfig>
+    private(set) var config: Envoy_Config_Listener_V3_Listener
+    private(set) var template: ConnectionManagerTemplate
+    let statScope: String
     let stats: ListenerStats
-    /// Set once bound, on the main thread before traffic starts.
+    /// Created with the first complete config; what every connection of this listener reads per request.
+    private(set) var connectionManager: SnapshotHolder<ConnectionManagerConfig>?
     var channel: (any Channel)?
+    /// When (and as what version) this listener was last configured, for /config_dump.
+    var versionInfo = ""
+    var lastUpdated = Date()
 
-    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, clusters: ClusterManager, store: StatsStore) throws {
+    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
+        let (host, port, template, scope) = try Self.parse(listener, path: path, store: store)
+        self.name = listener.name.isEmpty ? "\(host):\(port)" : listener.name
+        self.host = host
+        self.port = port
+        self.config = listener
+        self.template = template
+        self.statScope = scope
+        self.stats = ListenerStats(scope: scope, store: store)
+    }
+
+    static func parse(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws
+        -> (String, Int, ConnectionManagerTemplate, String)
+    {
         guard case .socketAddress(let socket)? = listener.address.address else {
             throw ListenerConfigError(path + ".address", "a socket_address is required")
         }
@@ -41,18 +64,64 @@ final class ListenerRuntime: @unchecked Sendable {
                                       "Didn't find a registered implementation for '\(filter?.name ?? "")' with type URL: '\(filter?.typedConfig.typeURL ?? "")'")
         }
         let hcm = try HCMProto(unpackingAny: any)
-        self.name = listener.name.isEmpty ? "\(socket.address):\(port)" : listener.name
-        self.host = socket.address
-        self.port = Int(port)
-        self.config = listener
         let scope = listener.statPrefix.isEmpty
             ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
             : listener.statPrefix
-        self.stats = ListenerStats(scope: scope, store: store)
-        let compiled = try ConnectionManagerConfig.compile(
-            hcm, path: path + ".filter_chains[0].filters[0].typed_config", listenerStatScope: scope,
-            clusters: clusters, store: store)
-        self.connectionManager = SnapshotHolder(compiled)
+        let template = try ConnectionManagerTemplate.compile(
+            hcm, path: path + ".filter_chains[0].filters[0].typed_config", listenerStatScope: scope, store: store)
+        return (socket.address, Int(port), template, scope)
+    }
+
+    /// Takes a new Listener message for the same address: the socket stays; new requests use the new
+    /// filter chain at once (connections read the config per request).
+    func update(_ listener: Envoy_Config_Listener_V3_Listener, template: ConnectionManagerTemplate) {
+        self.config = listener
+        self.template = template
+    }
+
+    /// Publishes the config for the current clusters and routes; false while its routes are missing.
+    @discardableResult
+    func refresh(clusters: ClusterManager, routes: [String: RouteTable]) -> Bool {
+        guard let compiled = template.config(clusters: clusters, routes: routes) else { return connectionManager != nil }
+        if let connectionManager {
+            connectionManager.store(compiled)
+        } else {
+            connectionManager = SnapshotHolder(compiled)
+        }
+        return true
+    }
+
+    var isWarm: Bool { connectionManager != nil }
+
+    /// Binds the socket; new connections get the HTTP/1.1 codec and a connection manager.
+    func bind(group: any EventLoopGroup) async throws {
+        guard let holder = connectionManager else { return }
+        let listenerStats = stats
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 1024)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
+                        try channel.pipeline.syncOperations.addHandler(
+                            ListenerConnectionTracker(stats: listenerStats, worker: worker))
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false, withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder))
+                    }
+                }
+                .bind(host: host, port: port).get()
+        } catch {
+            throw ListenerConfigError("listener '\(name)'", "cannot bind \(host):\(port): \(error)")
+        }
+    }
+
+    /// Stops accepting; connections already open finish their requests.
+    func close() async {
+        try? await channel?.close()
+        channel = nil
     }
 
     /// `127.0.0.1:15001`, or the bound address once bound (port 0 picks one).

@@ -19,28 +19,55 @@ extension Server {
         bootstrapDump.bootstrap = bootstrapForDump()
         bootstrapDump.lastUpdated = updated
 
+        let view = config.view
         var clustersDump = Envoy_Admin_V3_ClustersConfigDump()
-        clustersDump.staticClusters = try clusterManager.ordered.filter { keep($0.name) }.map { cluster in
-            var entry = Envoy_Admin_V3_ClustersConfigDump.StaticCluster()
-            entry.cluster = try Google_Protobuf_Any(message: cluster.config)
-            entry.lastUpdated = updated
-            return entry
+        for cluster in view.clusters.ordered where keep(cluster.name) {
+            if let dynamic = view.dynamicClusters[cluster.name] {
+                var entry = Envoy_Admin_V3_ClustersConfigDump.DynamicCluster()
+                entry.versionInfo = dynamic.version
+                entry.cluster = try Google_Protobuf_Any(message: cluster.config)
+                entry.lastUpdated = Google_Protobuf_Timestamp(date: dynamic.lastUpdated)
+                clustersDump.dynamicActiveClusters.append(entry)
+            } else {
+                var entry = Envoy_Admin_V3_ClustersConfigDump.StaticCluster()
+                entry.cluster = try Google_Protobuf_Any(message: cluster.config)
+                entry.lastUpdated = updated
+                clustersDump.staticClusters.append(entry)
+            }
         }
         var listenersDump = Envoy_Admin_V3_ListenersConfigDump()
-        listenersDump.staticListeners = try listenerRuntimes.filter { keep($0.name) }.map { listener in
-            var entry = Envoy_Admin_V3_ListenersConfigDump.StaticListener()
-            entry.listener = try Google_Protobuf_Any(message: listener.config)
-            entry.lastUpdated = updated
-            return entry
+        for listener in view.listeners where keep(listener.name) {
+            if view.staticListenerNames.contains(listener.name) {
+                var entry = Envoy_Admin_V3_ListenersConfigDump.StaticListener()
+                entry.listener = try Google_Protobuf_Any(message: listener.config)
+                entry.lastUpdated = updated
+                listenersDump.staticListeners.append(entry)
+            } else {
+                var state = Envoy_Admin_V3_ListenersConfigDump.DynamicListenerState()
+                state.versionInfo = listener.versionInfo
+                state.listener = try Google_Protobuf_Any(message: listener.config)
+                state.lastUpdated = Google_Protobuf_Timestamp(date: listener.lastUpdated)
+                var entry = Envoy_Admin_V3_ListenersConfigDump.DynamicListener()
+                entry.name = listener.name
+                if listener.isWarm { entry.activeState = state } else { entry.warmingState = state }
+                listenersDump.dynamicListeners.append(entry)
+            }
         }
         var routesDump = Envoy_Admin_V3_RoutesConfigDump()
-        routesDump.staticRouteConfigs = try listenerRuntimes.compactMap { listener in
-            let hcm = try HCMProto(unpackingAny: listener.config.filterChains[0].filters[0].typedConfig)
-            guard case .routeConfig(let routes)? = hcm.routeSpecifier, keep(routes.name) else { return nil }
+        for listener in view.listeners where view.staticListenerNames.contains(listener.name) {
+            guard case .inline(_, let routes) = listener.template.routeSource, keep(routes.name) else { continue }
             var entry = Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig()
             entry.routeConfig = try Google_Protobuf_Any(message: routes)
             entry.lastUpdated = updated
-            return entry
+            routesDump.staticRouteConfigs.append(entry)
+        }
+        for name in view.routes.keys.sorted() where keep(name) {
+            let route = view.routes[name]!
+            var entry = Envoy_Admin_V3_RoutesConfigDump.DynamicRouteConfig()
+            entry.versionInfo = route.version
+            entry.routeConfig = try Google_Protobuf_Any(message: route.config)
+            entry.lastUpdated = Google_Protobuf_Timestamp(date: route.lastUpdated)
+            routesDump.dynamicRouteConfigs.append(entry)
         }
 
         let options = Self.dumpEncoding
@@ -50,8 +77,10 @@ extension Server {
             case "static_clusters": items = clustersDump.staticClusters
             case "static_listeners": items = listenersDump.staticListeners
             case "static_route_configs": items = routesDump.staticRouteConfigs
-            case "dynamic_active_clusters", "dynamic_warming_clusters", "dynamic_listeners", "dynamic_route_configs",
-                 "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
+            case "dynamic_active_clusters": items = clustersDump.dynamicActiveClusters
+            case "dynamic_listeners": items = listenersDump.dynamicListeners
+            case "dynamic_route_configs": items = routesDump.dynamicRouteConfigs
+            case "dynamic_warming_clusters", "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
                 items = []
             default:
                 throw ConfigDumpError(message: "unknown resource '\(resource)'")

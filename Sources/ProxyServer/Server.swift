@@ -7,6 +7,7 @@ import ProxyAdmin
 import ProxyCore
 import ProxyHTTP
 import ProxyUpstream
+import ProxyXDS
 import Synchronization
 import XDSAPI
 import XDSResource
@@ -17,8 +18,7 @@ public final class Server: @unchecked Sendable {
     public let options: ServerOptions
     public let bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap
     public let stats = StatsStore()
-    let clusterManager: ClusterManager
-    let listenerRuntimes: [ListenerRuntime]
+    let config: ConfigManager
     let group: MultiThreadedEventLoopGroup?
     private let adminGroup: MultiThreadedEventLoopGroup?
     private var adminChannel: (any Channel)?
@@ -30,7 +30,10 @@ public final class Server: @unchecked Sendable {
     private let shutdownRequested: EventLoopPromise<Void>?
     private let serverGauges: ServerGauges
     private let resolver: any DNSResolver = GetaddrinfoResolver()
-    private var dnsRefreshTasks: [Task<Void, Never>] = []
+    private var backgroundTasks: [Task<Void, Never>] = []
+    /// The management server from `dynamic_resources.ads_config`, when there is one.
+    private let adsTarget: (host: String, port: Int)?
+    private let initialFetchTimeout: Duration
 
     /// Compiles the bootstrap. With `bind == false` (validate mode) no threads or sockets are made.
     public init(options: ServerOptions, bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, bind: Bool = true) throws {
@@ -67,28 +70,66 @@ public final class Server: @unchecked Sendable {
                 throw ListenerConfigError(path + "." + error.fieldPath, error.reason)
             }
         }
-        clusterManager = ClusterManager(clusters)
+        let staticClusters = ClusterManager(clusters)
         var listeners: [ListenerRuntime] = []
         var listenerNames = Set<String>()
         for (index, config) in bootstrap.staticResources.listeners.enumerated() {
             let path = "static_resources.listeners[\(index)]"
-            let runtime = try ListenerRuntime(config, path: path, clusters: clusterManager, store: stats)
+            let runtime = try ListenerRuntime(config, path: path, store: stats)
+            try runtime.template.validateClusters(staticClusters, path: path + ".filter_chains[0].filters[0].typed_config")
+            if runtime.template.rdsName != nil, !bootstrap.dynamicResources.hasAdsConfig {
+                throw ListenerConfigError(path, "RDS over ADS needs dynamic_resources.ads_config")
+            }
             guard listenerNames.insert(runtime.name).inserted else {
                 throw ListenerConfigError(path + ".name", "duplicate listener name '\(runtime.name)'")
             }
             listeners.append(runtime)
         }
-        listenerRuntimes = listeners
-        if bootstrap.hasDynamicResources {
-            throw ListenerConfigError("dynamic_resources", "dynamic resources (xDS) are not implemented yet")
-        }
+        (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters)
+        config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
+                               group: group, connector: connector, resolver: resolver)
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))
     }
 
+    /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
+    static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager) throws
+        -> ((host: String, port: Int)?, Duration)
+    {
+        guard bootstrap.hasDynamicResources else { return (nil, .seconds(15)) }
+        let dynamic = bootstrap.dynamicResources
+        for (field, source) in [("lds_config", dynamic.ldsConfig), ("cds_config", dynamic.cdsConfig)] {
+            guard source.configSourceSpecifier == nil || source.configSourceSpecifier == .ads(.init()) else {
+                throw ListenerConfigError("dynamic_resources." + field, "only ADS (\"ads: {}\") is supported")
+            }
+        }
+        guard dynamic.hasAdsConfig else {
+            throw ListenerConfigError("dynamic_resources.ads_config", "an ads_config is required for dynamic resources")
+        }
+        let ads = dynamic.adsConfig
+        guard ads.apiType == .grpc else {
+            throw ListenerConfigError("dynamic_resources.ads_config.api_type",
+                                      "api_type \(ads.apiType) is not supported yet (GRPC is)")
+        }
+        guard case .envoyGrpc(let grpc)? = ads.grpcServices.first?.targetSpecifier else {
+            throw ListenerConfigError("dynamic_resources.ads_config.grpc_services", "one envoy_grpc service is required")
+        }
+        guard let cluster = clusters[grpc.clusterName] else {
+            throw ListenerConfigError("dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name",
+                                      "unknown static cluster '\(grpc.clusterName)'")
+        }
+        guard let host = cluster.hosts.first ?? cluster.dnsEndpoints.first.map({
+            Host(address: $0.name, port: $0.port, hostname: $0.name) }) else {
+            throw ListenerConfigError("static_resources.clusters", "xDS cluster '\(grpc.clusterName)' has no endpoint")
+        }
+        let timeout = dynamic.ldsConfig.hasInitialFetchTimeout ? dynamic.ldsConfig.initialFetchTimeout.milliseconds : 15_000
+        return ((host.address, host.port), .milliseconds(timeout))
+    }
+
     nonisolated(unsafe) static var workerIndex: [ObjectIdentifier: Int] = [:]
 
-    /// Binds admin and every listener; a listener that cannot bind fails start-up, as in Envoy.
+    /// Binds admin and the static listeners and starts the xDS client. A listener that cannot bind
+    /// fails start-up, as in Envoy. With xDS, the server is LIVE after the initial fetch (or its timeout).
     public func start() throws {
         guard let group, let adminGroup else { return }
         stateCode.store(3, ordering: .relaxed)
@@ -108,40 +149,51 @@ public final class Server: @unchecked Sendable {
                 .bind(host: socket.address, port: Int(port)).wait()
             logger.info("admin address: \(adminChannel!.localAddress.map { "\($0)" } ?? "")")
         }
-        for listener in listenerRuntimes {
-            let holder = listener.connectionManager
-            let listenerStats = listener.stats
+        let listeners = config.allListeners
+        let bound = DispatchSemaphore(value: 0)
+        let failure = Mutex<(any Error)?>(nil)
+        Task {
             do {
-                listener.channel = try ServerBootstrap(group: group)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
-                            try channel.pipeline.syncOperations.addHandler(
-                                ListenerConnectionTracker(stats: listenerStats, worker: worker))
-                            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                                withPipeliningAssistance: false, withErrorHandling: true)
-                            try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder))
-                        }
-                    }
-                    .bind(host: listener.host, port: listener.port).wait()
+                for listener in listeners { try await listener.bind(group: group) }
             } catch {
-                throw ListenerConfigError("listener '\(listener.name)'",
-                                          "cannot bind \(listener.host):\(listener.port): \(error)")
+                failure.withLock { $0 = error }
             }
-            logger.info("listener '\(listener.name)' listening on \(listener.boundAddress)")
+            bound.signal()
         }
-        stateCode.store(0, ordering: .relaxed)
-        serverGauges.live.set(1)
-        logger.info("all listeners started; server LIVE")
+        bound.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
+        for listener in listeners { logger.info("listener '\(listener.name)' listening on \(listener.boundAddress)") }
+        guard let adsTarget else {
+            becomeLive()
+            return
+        }
+        config.onInitialFetchDone = { [weak self] in self?.becomeLive() }
+        let client = ADSClient(host: adsTarget.host, port: adsTarget.port, node: node, subscriber: config,
+                               logger: Logger(label: "config"))
+        backgroundTasks.append(Task { await client.run() })
+        let timeout = initialFetchTimeout
+        backgroundTasks.append(Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if let self, self.stateCode.load(ordering: .relaxed) == 3 {
+                self.logger.warning("initial xDS fetch not complete after \(timeout); serving what arrived")
+                self.becomeLive()
+            }
+        })
+        logger.info("xDS: ADS to \(adsTarget.host):\(adsTarget.port)")
+    }
+
+    private func becomeLive() {
+        let (exchanged, _) = stateCode.compareExchange(expected: 3, desired: 0, ordering: .relaxed)
+        if exchanged {
+            serverGauges.live.set(1)
+            logger.info("all listeners started; server LIVE")
+        }
     }
 
     /// Like Envoy's cluster warming: DNS clusters resolve once before listeners accept traffic (a
     /// name that does not resolve leaves its cluster empty: `no healthy upstream`), then refresh.
     private func resolveClustersBeforeListening() {
-        let clusters = clusterManager.ordered.filter { $0.discoveryType != .static }
+        let clusters = config.view.clusters.ordered.filter { $0.discoveryType == .strictDNS || $0.discoveryType == .logicalDNS }
         guard !clusters.isEmpty else { return }
         let resolver = self.resolver
         let done = DispatchSemaphore(value: 0)
@@ -154,7 +206,7 @@ public final class Server: @unchecked Sendable {
         if done.wait(timeout: .now() + 10) == .timedOut {
             logger.warning("DNS resolution still running after 10 s; starting listeners anyway")
         }
-        dnsRefreshTasks = clusters.compactMap { $0.startDNSRefresh(using: resolver) }
+        backgroundTasks += clusters.compactMap { $0.startDNSRefresh(using: resolver) }
     }
 
     /// Blocks until a shutdown signal or `/quitquitquit`, then drains and stops.
@@ -176,8 +228,9 @@ public final class Server: @unchecked Sendable {
     func drainAndStop() {
         logger.info("shutting down: draining listeners")
         stateCode.store(1, ordering: .relaxed)
-        dnsRefreshTasks.forEach { $0.cancel() }
-        for listener in listenerRuntimes { try? listener.channel?.close().wait() }
+        backgroundTasks.forEach { $0.cancel() }
+        config.cancelBackgroundWork()
+        for listener in config.view.listeners { try? listener.channel?.close().wait() }
         let deadline = Date().addingTimeInterval(TimeInterval(options.drainTimeSeconds))
         while Date() < deadline, activeRequests() > 0 {
             usleep(20_000)
@@ -189,7 +242,7 @@ public final class Server: @unchecked Sendable {
     }
 
     private func activeRequests() -> Int64 {
-        listenerRuntimes.reduce(0) { $0 + $1.connectionManager.load().stats.downstreamRqActive.value }
+        config.view.listeners.reduce(0) { $0 + ($1.connectionManager?.load().stats.downstreamRqActive.value ?? 0) }
     }
 }
 
@@ -230,10 +283,10 @@ extension Server: AdminDataSource {
         serverGauges.memoryHeapSize.set(rss)
     }
 
-    public var clusters: ClusterManager { clusterManager }
+    public var clusters: ClusterManager { config.view.clusters }
 
     public var listeners: [(name: String, address: String, host: String, port: Int)] {
-        listenerRuntimes.map { listener in
+        config.view.listeners.filter { $0.channel != nil }.map { listener in
             let port = listener.channel?.localAddress?.port ?? listener.port
             return (listener.name, listener.boundAddress, listener.host, port)
         }

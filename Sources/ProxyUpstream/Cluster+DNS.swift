@@ -18,7 +18,7 @@ extension Cluster {
     /// address; LOGICAL_DNS keeps one host, the first address. Hosts whose address did not change are
     /// kept, with their stats and connections. A failed resolution keeps the previous hosts.
     public func refreshDNS(using resolver: any DNSResolver) async {
-        guard discoveryType != .static else { return }
+        guard discoveryType == .strictDNS || discoveryType == .logicalDNS else { return }
         stats.updateAttempt.increment()
         var resolved: [Host] = []
         let current = hosts
@@ -57,7 +57,7 @@ extension Cluster {
 
     /// Re-resolves every `dns_refresh_rate` until the task is cancelled.
     public func startDNSRefresh(using resolver: any DNSResolver) -> Task<Void, Never>? {
-        guard discoveryType != .static, !dnsEndpoints.allSatisfy({ Cluster.isIPLiteral($0.name) }) else { return nil }
+        guard discoveryType == .strictDNS || discoveryType == .logicalDNS, !dnsEndpoints.allSatisfy({ Cluster.isIPLiteral($0.name) }) else { return nil }
         let interval = dnsRefreshInterval
         return Task { [self] in
             while !Task.isCancelled {

@@ -24,6 +24,13 @@ extension Cluster {
         case .type(.static), nil: discoveryType = .static
         case .type(.strictDns): discoveryType = .strictDNS
         case .type(.logicalDns): discoveryType = .logicalDNS
+        case .type(.eds):
+            guard config.edsClusterConfig.hasEdsConfig,
+                  case .ads? = config.edsClusterConfig.edsConfig.configSourceSpecifier
+            else {
+                throw ClusterConfigError("eds_cluster_config.eds_config", "only ADS is supported as the EDS config source")
+            }
+            discoveryType = .eds
         case .type(let other):
             throw ClusterConfigError("type", "cluster type \(other) is not supported yet")
         case .clusterType(let custom):
@@ -38,10 +45,13 @@ extension Cluster {
         if config.hasTransportSocket {
             throw ClusterConfigError("transport_socket", "upstream TLS is not supported yet")
         }
-        if config.hasHTTP2ProtocolOptions || !config.typedExtensionProtocolOptions.isEmpty {
-            throw ClusterConfigError("typed_extension_protocol_options", "HTTP/2 upstreams are not supported yet")
+        // HTTP/2 protocol options are accepted for the xDS cluster (the ADS client speaks HTTP/2 itself);
+        // the data path still talks HTTP/1.1 to every cluster until HTTP/2 upstreams land.
+        for key in config.typedExtensionProtocolOptions.keys where key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
+            throw ClusterConfigError("typed_extension_protocol_options", "'\(key)' is not supported")
         }
-        let (hosts, dnsEndpoints) = try Self.hosts(of: config, discoveryType: discoveryType)
+        let (hosts, dnsEndpoints) = discoveryType == .eds
+            ? ([], []) : try Self.hosts(of: config, discoveryType: discoveryType)
         var thresholds = CircuitBreakerThresholds()
         if let defaults = config.circuitBreakers.thresholds.first(where: { $0.priority == .default }) {
             if defaults.hasMaxConnections { thresholds.maxConnections = defaults.maxConnections.value }
@@ -68,6 +78,23 @@ extension Cluster {
         case .all: .all
         default: .auto
         }
+    }
+
+    /// The hosts of an EDS assignment; unchanged hosts (same address, port and weight) are kept, with
+    /// their stats and connections.
+    public func applyAssignment(_ assignment: Envoy_Config_Endpoint_V3_ClusterLoadAssignment) throws {
+        var config = self.config
+        config.loadAssignment = assignment
+        let (fresh, _) = try Self.hosts(of: config, discoveryType: .static)
+        let current = hosts
+        let merged = fresh.map { host in
+            current.first { $0.address == host.address && $0.port == host.port && $0.weight == host.weight } ?? host
+        }
+        if merged.map(ObjectIdentifier.init) != current.map(ObjectIdentifier.init) {
+            stats.membershipChange.increment()
+            replaceHosts(merged)
+        }
+        stats.updateSuccess.increment()
     }
 
     /// The hosts known without DNS (IP literals), and for DNS clusters every endpoint to resolve.

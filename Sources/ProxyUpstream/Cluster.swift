@@ -10,6 +10,8 @@ public final class Cluster: @unchecked Sendable {
         case `static` = "STATIC"
         case strictDNS = "STRICT_DNS"
         case logicalDNS = "LOGICAL_DNS"
+        /// Hosts come from ClusterLoadAssignments over xDS.
+        case eds = "EDS"
     }
 
     public let name: String
@@ -27,6 +29,10 @@ public final class Cluster: @unchecked Sendable {
     public let retryBudget: RetryBudget
     public let stats: ClusterStats
     public let addedViaAPI: Bool
+    /// The name EDS assignments for this cluster carry (`eds_cluster_config.service_name`, else the cluster's name).
+    public var edsServiceName: String {
+        config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
+    }
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
     private let pools: [ObjectIdentifier: HTTP1ConnectionPool]
 

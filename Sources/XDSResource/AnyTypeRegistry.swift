@@ -33,6 +33,7 @@ public struct AnyTypeRegistry: Sendable {
     public static let proxyExtensionTypes: [any Message.Type] = [
         Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpConnectionManager.self,
         Envoy_Extensions_Filters_Http_Router_V3_Router.self,
+        Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions.self,
     ]
 
     /// Config dump types, so admin output can pack them.
@@ -46,6 +47,9 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Admin_V3_ClustersConfigDump.StaticCluster.self,
         Envoy_Admin_V3_ListenersConfigDump.StaticListener.self,
         Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig.self,
+        Envoy_Admin_V3_ClustersConfigDump.DynamicCluster.self,
+        Envoy_Admin_V3_ListenersConfigDump.DynamicListener.self,
+        Envoy_Admin_V3_RoutesConfigDump.DynamicRouteConfig.self,
     ]
 
     public static let meshproxy = AnyTypeRegistry(resourceTypes + proxyExtensionTypes + adminTypes)

@@ -1,0 +1,324 @@
+import Foundation
+import Logging
+import NIOCore
+import ProxyCore
+import ProxyHTTP
+import ProxyRouting
+import ProxyUpstream
+import ProxyXDS
+import SwiftProtobuf
+import Synchronization
+import XDSAPI
+import XDSResource
+
+/// Owns the running config: static resources from the bootstrap and dynamic ones from xDS. Applies
+/// xDS updates (one at a time, from the ADS stream) by building new immutable values and publishing
+/// them: clusters through one ClusterManager holder, listeners through their connection-manager
+/// holders. What was serving keeps serving when an update is rejected.
+final class ConfigManager: XDSSubscriber, @unchecked Sendable {
+    struct DynamicCluster {
+        var cluster: Cluster
+        var version: String
+        var lastUpdated: Date
+        var dnsRefresh: Task<Void, Never>?
+    }
+
+    struct DynamicRoute {
+        var table: RouteTable
+        var config: Envoy_Config_Route_V3_RouteConfiguration
+        var version: String
+        var lastUpdated: Date
+    }
+
+    /// What admin reads: an immutable view published after every change.
+    struct View: Sendable {
+        var clusters = ClusterManager([])
+        var listeners: [ListenerRuntime] = []
+        var dynamicClusters: [String: (version: String, lastUpdated: Date)] = [:]
+        var routes: [String: (config: Envoy_Config_Route_V3_RouteConfiguration, version: String, lastUpdated: Date)] = [:]
+        var staticClusterNames: Set<String> = []
+        var staticListenerNames: Set<String> = []
+    }
+
+    private let store: StatsStore
+    private let loops: [any EventLoop]
+    private let group: (any EventLoopGroup)?
+    private let connector: any UpstreamConnector
+    private let resolver: any DNSResolver
+    private let logger = Logger(label: "config")
+
+    private let staticClusters: [Cluster]
+    private var dynamicClusters: [String: DynamicCluster] = [:]
+    private var assignments: [String: Envoy_Config_Endpoint_V3_ClusterLoadAssignment] = [:]
+    private var listeners: [String: ListenerRuntime] = [:]
+    private var listenerOrder: [String] = []
+    private let staticListenerNames: Set<String>
+    private var routes: [String: DynamicRoute] = [:]
+    private(set) var receivedTypes: Set<String> = []
+
+    let clusterManager: SnapshotHolder<ClusterManager>
+    private let published = Mutex(View())
+    private let stats: XDSStats
+    /// Called whenever every listener is warm after both CDS and LDS arrived (the initial fetch).
+    var onInitialFetchDone: (@Sendable () -> Void)?
+
+    init(staticClusters: [Cluster], staticListeners: [ListenerRuntime], store: StatsStore, loops: [any EventLoop],
+         group: (any EventLoopGroup)?, connector: any UpstreamConnector, resolver: any DNSResolver) {
+        self.store = store
+        self.loops = loops
+        self.group = group
+        self.connector = connector
+        self.resolver = resolver
+        self.staticClusters = staticClusters
+        self.staticListenerNames = Set(staticListeners.map(\.name))
+        self.clusterManager = SnapshotHolder(ClusterManager(staticClusters))
+        self.stats = XDSStats(store: store)
+        for listener in staticListeners {
+            listeners[listener.name] = listener
+            listenerOrder.append(listener.name)
+        }
+        refreshListeners()
+        publish()
+    }
+
+    var view: View { published.withLock { $0 } }
+
+    var allListeners: [ListenerRuntime] { listenerOrder.compactMap { listeners[$0] } }
+
+    func connectionChanged(_ connected: Bool) {
+        stats.connectedState.set(connected ? 1 : 0)
+    }
+
+    // MARK: applying xDS
+
+    func apply(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        receivedTypes.insert(typeURL)
+        let result: XDSApplyResult
+        switch typeURL {
+        case ADSClient.clusterType: result = applyClusters(resources, version: version)
+        case ADSClient.endpointType: result = applyAssignments(resources)
+        case ADSClient.listenerType: result = await applyListeners(resources, version: version)
+        case ADSClient.routeType: result = await applyRoutes(resources, version: version)
+        default: result = XDSApplyResult(errorMessage: "meshproxy does not handle \(typeURL)")
+        }
+        publish()
+        checkInitialFetch()
+        return result
+    }
+
+    private func applyClusters(_ resources: [Google_Protobuf_Any], version: String) -> XDSApplyResult {
+        stats.cdsUpdateAttempt.increment()
+        var errors: [String] = []
+        var seen = Set<String>()
+        let staticNames = Set(staticClusters.map(\.name))
+        for resource in resources {
+            let config: Envoy_Config_Cluster_V3_Cluster
+            do {
+                config = try Envoy_Config_Cluster_V3_Cluster(unpackingAny: resource)
+            } catch {
+                errors.append("cannot decode a cluster: \(error)")
+                continue
+            }
+            seen.insert(config.name)
+            if staticNames.contains(config.name) {
+                errors.append("\(config.name): a static cluster cannot be replaced by CDS")
+                continue
+            }
+            if var existing = dynamicClusters[config.name], existing.cluster.config == config {
+                existing.version = version
+                dynamicClusters[config.name] = existing
+                continue
+            }
+            do {
+                let cluster = try Cluster(config, stats: store, addedViaAPI: true, loops: loops, connector: connector)
+                if cluster.discoveryType == .eds, let assignment = assignments[cluster.edsServiceName] {
+                    try? cluster.applyAssignment(assignment)
+                }
+                let old = dynamicClusters[config.name]
+                old?.dnsRefresh?.cancel()
+                old?.cluster.closeIdleConnections()
+                var entry = DynamicCluster(cluster: cluster, version: version, lastUpdated: Date())
+                if cluster.discoveryType == .strictDNS || cluster.discoveryType == .logicalDNS {
+                    let resolver = self.resolver
+                    Task { await cluster.refreshDNS(using: resolver) }
+                    entry.dnsRefresh = cluster.startDNSRefresh(using: resolver)
+                }
+                dynamicClusters[config.name] = entry
+            } catch {
+                errors.append("\(config.name): \(error)")
+            }
+        }
+        for name in dynamicClusters.keys where !seen.contains(name) {
+            // Removed: idle connections close now; requests in flight finish on the old snapshot.
+            dynamicClusters[name]?.dnsRefresh?.cancel()
+            dynamicClusters[name]?.cluster.closeIdleConnections()
+            dynamicClusters[name] = nil
+        }
+        clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
+        refreshListeners()
+        let edsNames = Set(clusterManager.load().ordered.filter { $0.discoveryType == .eds }.map(\.edsServiceName))
+        return finish(errors, kind: "cluster", success: stats.cdsUpdateSuccess, rejected: stats.cdsUpdateRejected,
+                      subscriptions: [ADSClient.endpointType: edsNames])
+    }
+
+    private func applyAssignments(_ resources: [Google_Protobuf_Any]) -> XDSApplyResult {
+        var errors: [String] = []
+        let clusters = clusterManager.load().ordered
+        for resource in resources {
+            guard let assignment = try? Envoy_Config_Endpoint_V3_ClusterLoadAssignment(unpackingAny: resource) else {
+                errors.append("cannot decode a ClusterLoadAssignment")
+                continue
+            }
+            assignments[assignment.clusterName] = assignment
+            for cluster in clusters where cluster.discoveryType == .eds && cluster.edsServiceName == assignment.clusterName {
+                do {
+                    try cluster.applyAssignment(assignment)
+                } catch {
+                    errors.append("\(assignment.clusterName): \(error)")
+                }
+            }
+        }
+        return XDSApplyResult(errorMessage: errors.isEmpty ? nil : "Error applying endpoints: " + errors.joined(separator: "; "))
+    }
+
+    private func applyListeners(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        stats.ldsUpdateAttempt.increment()
+        var errors: [String] = []
+        var seen = Set<String>()
+        for resource in resources {
+            let config: Envoy_Config_Listener_V3_Listener
+            do {
+                config = try Envoy_Config_Listener_V3_Listener(unpackingAny: resource)
+            } catch {
+                errors.append("cannot decode a listener: \(error)")
+                continue
+            }
+            seen.insert(config.name)
+            if staticListenerNames.contains(config.name) {
+                errors.append("\(config.name): a static listener cannot be replaced by LDS")
+                continue
+            }
+            if let existing = listeners[config.name], existing.config == config {
+                existing.versionInfo = version
+                continue
+            }
+            do {
+                let (host, port, template, _) = try ListenerRuntime.parse(config, path: config.name, store: store)
+                if let existing = listeners[config.name], existing.host == host, existing.port == port {
+                    existing.update(config, template: template)
+                    existing.versionInfo = version
+                    existing.lastUpdated = Date()
+                    existing.refresh(clusters: clusterManager.load(), routes: routeTables)
+                    continue
+                }
+                let runtime = try ListenerRuntime(config, path: config.name, store: store)
+                runtime.versionInfo = version
+                if let old = listeners[config.name] { await old.close() }
+                runtime.refresh(clusters: clusterManager.load(), routes: routeTables)
+                if runtime.isWarm, let group { try await runtime.bind(group: group) }
+                if listeners[config.name] == nil { listenerOrder.append(config.name) }
+                listeners[config.name] = runtime
+            } catch {
+                errors.append("\(config.name): \(error)")
+            }
+        }
+        for name in listenerOrder where !staticListenerNames.contains(name) && !seen.contains(name) {
+            await listeners[name]?.close()
+            listeners[name] = nil
+        }
+        listenerOrder.removeAll { listeners[$0] == nil }
+        let rdsNames = Set(listeners.values.compactMap(\.template.rdsName))
+        return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
+                      subscriptions: [ADSClient.routeType: rdsNames])
+    }
+
+    private func applyRoutes(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        var errors: [String] = []
+        for resource in resources {
+            guard let config = try? Envoy_Config_Route_V3_RouteConfiguration(unpackingAny: resource) else {
+                errors.append("cannot decode a RouteConfiguration")
+                continue
+            }
+            if let existing = routes[config.name], existing.config == config { continue }
+            do {
+                routes[config.name] = DynamicRoute(table: try RouteTable(config), config: config, version: version,
+                                                   lastUpdated: Date())
+            } catch {
+                errors.append("\(config.name): \(error)")
+            }
+        }
+        let tables = routeTables
+        for listener in allListeners {
+            let wasWarm = listener.isWarm
+            listener.refresh(clusters: clusterManager.load(), routes: tables)
+            if !wasWarm, listener.isWarm, let group {
+                do {
+                    try await listener.bind(group: group)
+                } catch {
+                    errors.append("\(listener.name): \(error)")
+                }
+            }
+        }
+        return XDSApplyResult(errorMessage: errors.isEmpty ? nil : "Error updating route configuration(s) "
+                                  + errors.joined(separator: "; "))
+    }
+
+    private var routeTables: [String: RouteTable] { routes.mapValues(\.table) }
+
+    private func refreshListeners() {
+        let clusters = clusterManager.load()
+        let tables = routeTables
+        for listener in allListeners { listener.refresh(clusters: clusters, routes: tables) }
+    }
+
+    private func finish(_ errors: [String], kind: String, success: Counter, rejected: Counter,
+                        subscriptions: [String: Set<String>]) -> XDSApplyResult {
+        if errors.isEmpty {
+            success.increment()
+            return XDSApplyResult(subscriptions: subscriptions)
+        }
+        rejected.increment()
+        let message = "Error adding/updating \(kind)(s) " + errors.joined(separator: "; ")
+        logger.warning("\(message)")
+        return XDSApplyResult(errorMessage: message, subscriptions: subscriptions)
+    }
+
+    private func publish() {
+        var view = View()
+        view.clusters = clusterManager.load()
+        view.listeners = allListeners
+        view.dynamicClusters = dynamicClusters.mapValues { ($0.version, $0.lastUpdated) }
+        view.routes = routes.mapValues { ($0.config, $0.version, $0.lastUpdated) }
+        view.staticClusterNames = Set(staticClusters.map(\.name))
+        view.staticListenerNames = staticListenerNames
+        published.withLock { $0 = view }
+    }
+
+    private func checkInitialFetch() {
+        guard receivedTypes.contains(ADSClient.clusterType), receivedTypes.contains(ADSClient.listenerType),
+              allListeners.allSatisfy(\.isWarm) else { return }
+        onInitialFetchDone?()
+    }
+
+    func cancelBackgroundWork() {
+        for entry in dynamicClusters.values { entry.dnsRefresh?.cancel() }
+    }
+}
+
+/// Envoy's xDS-side stats: `cluster_manager.cds.*`, `listener_manager.lds.*`, `control_plane.*`.
+final class XDSStats: Sendable {
+    let cdsUpdateAttempt, cdsUpdateSuccess, cdsUpdateRejected, ldsUpdateAttempt, ldsUpdateSuccess,
+        ldsUpdateRejected: Counter
+    let connectedState: Gauge
+
+    init(store: StatsStore) {
+        func counter(_ name: String) -> Counter { store.counter(name, StatTags(extractedName: name)) }
+        cdsUpdateAttempt = counter("cluster_manager.cds.update_attempt")
+        cdsUpdateSuccess = counter("cluster_manager.cds.update_success")
+        cdsUpdateRejected = counter("cluster_manager.cds.update_rejected")
+        ldsUpdateAttempt = counter("listener_manager.lds.update_attempt")
+        ldsUpdateSuccess = counter("listener_manager.lds.update_success")
+        ldsUpdateRejected = counter("listener_manager.lds.update_rejected")
+        connectedState = store.gauge("control_plane.connected_state", StatTags(extractedName: "control_plane.connected_state"))
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import SwiftProtobuf
+import Synchronization
+import XDSAPI
+
+/// What a subscriber answers for one response: nil to ACK, or the reason to NACK with; and the
+/// names it now wants for the named types (RDS, EDS), which change as listeners and clusters do.
+public struct XDSApplyResult: Sendable {
+    public var errorMessage: String?
+    public var subscriptions: [String: Set<String>]
+
+    public init(errorMessage: String? = nil, subscriptions: [String: Set<String>] = [:]) {
+        self.errorMessage = errorMessage
+        self.subscriptions = subscriptions
+    }
+}
+
+/// Hands decoded xDS responses to whoever applies them; the client itself applies nothing.
+public protocol XDSSubscriber: Sendable {
+    /// A state-of-the-world update of one type: every resource of it the proxy should now have.
+    func apply(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult
+    /// The stream came up (true) or went away (false); config keeps serving either way.
+    func connectionChanged(_ connected: Bool)
+}
+
+/// meshproxy's ADS client (state of the world): one stream to the management server, per-type
+/// version and nonce, ACK/NACK by `error_detail`, subscriptions that follow the config, and
+/// reconnection with jittered exponential back-off.
+public final class ADSClient: Sendable {
+    public static let clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    public static let endpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+    public static let listenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    public static let routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    /// Request order on a new stream: clusters and listeners (wildcard) first, then named types.
+    static let typeOrder = [clusterType, endpointType, listenerType, routeType]
+
+    struct TypeState {
+        var version = ""
+        var nonce = ""
+        var names: Set<String> = []
+        var requested = false
+    }
+
+    public let host: String
+    public let port: Int
+    private let node: Envoy_Config_Core_V3_Node
+    private let subscriber: any XDSSubscriber
+    private let logger: Logger
+    private let types = Mutex<[String: TypeState]>([:])
+    private let backOffBase: Duration
+    private let backOffMax: Duration
+
+    public init(host: String, port: Int, node: Envoy_Config_Core_V3_Node, subscriber: any XDSSubscriber,
+                logger: Logger, backOffBase: Duration = .milliseconds(500), backOffMax: Duration = .seconds(30)) {
+        self.host = host
+        self.port = port
+        self.node = node
+        self.subscriber = subscriber
+        self.logger = logger
+        self.backOffBase = backOffBase
+        self.backOffMax = backOffMax
+    }
+
+    /// Connects, streams, and reconnects until cancelled.
+    public func run() async {
+        var failures = 0
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            do {
+                try await stream()
+            } catch {
+                if !Task.isCancelled { logger.warning("xDS stream to \(host):\(port) ended: \(error)") }
+            }
+            subscriber.connectionChanged(false)
+            if Task.isCancelled { break }
+            // A stream that lived a while resets the back-off.
+            failures = ContinuousClock.now - started > .seconds(10) ? 1 : failures + 1
+            let ceiling = min(backOffBase * Int(1 << min(failures, 16)), backOffMax)
+            let jittered = ceiling * Double.random(in: 0.5...1.0)
+            try? await Task.sleep(for: jittered)
+        }
+    }
+
+    private func stream() async throws {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
+        try await withGRPCClient(transport: transport) { client in
+            let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
+            let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.makeStream()
+            // A new stream asks again for everything, with the versions it already has.
+            var first = true
+            for type in Self.typeOrder {
+                guard let request = initialRequest(type, includeNode: first) else { continue }
+                outbox.yield(request)
+                first = false
+            }
+            try await ads.streamAggregatedResources(
+                requestProducer: { writer in
+                    for await request in requests { try await writer.write(request) }
+                },
+                onResponse: { [self] response in
+                    defer { outbox.finish() }
+                    for try await message in response.messages {
+                        subscriber.connectionChanged(true)
+                        for request in await handle(message) { outbox.yield(request) }
+                    }
+                })
+        }
+    }
+
+    private func initialRequest(_ type: String, includeNode: Bool) -> Envoy_Service_Discovery_V3_DiscoveryRequest? {
+        types.withLock { types -> Envoy_Service_Discovery_V3_DiscoveryRequest? in
+            var state = types[type] ?? TypeState()
+            let wildcard = type == Self.clusterType || type == Self.listenerType
+            guard wildcard || !state.names.isEmpty else { return nil }
+            state.nonce = ""
+            state.requested = true
+            types[type] = state
+            var request = Envoy_Service_Discovery_V3_DiscoveryRequest()
+            if includeNode { request.node = node }
+            request.typeURL = type
+            request.versionInfo = state.version
+            request.resourceNames = state.names.sorted()
+            return request
+        }
+    }
+
+    /// Applies one response and returns the ACK or NACK, plus requests for changed subscriptions.
+    private func handle(_ response: Envoy_Service_Discovery_V3_DiscoveryResponse) async
+        -> [Envoy_Service_Discovery_V3_DiscoveryRequest]
+    {
+        let result = await subscriber.apply(typeURL: response.typeURL, resources: response.resources,
+                                            version: response.versionInfo)
+        return types.withLock { types in
+            var state = types[response.typeURL] ?? TypeState()
+            state.nonce = response.nonce
+            var reply = Envoy_Service_Discovery_V3_DiscoveryRequest()
+            reply.typeURL = response.typeURL
+            reply.responseNonce = response.nonce
+            if let message = result.errorMessage {
+                reply.versionInfo = state.version
+                reply.errorDetail.code = 3  // INVALID_ARGUMENT, as Envoy reports rejected config
+                reply.errorDetail.message = message
+            } else {
+                state.version = response.versionInfo
+                reply.versionInfo = response.versionInfo
+            }
+            reply.resourceNames = state.names.sorted()
+            types[response.typeURL] = state
+            var out = [reply]
+            for type in Self.typeOrder {
+                guard let names = result.subscriptions[type] else { continue }
+                var named = types[type] ?? TypeState()
+                guard names != named.names || (!named.requested && !names.isEmpty) else { continue }
+                named.names = names
+                named.requested = true
+                types[type] = named
+                var request = Envoy_Service_Discovery_V3_DiscoveryRequest()
+                request.typeURL = type
+                request.versionInfo = named.version
+                request.responseNonce = named.nonce
+                request.resourceNames = names.sorted()
+                out.append(request)
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,126 @@
+"""meshproxy attached to meshd over ADS: dynamic listeners, routes, clusters and endpoints, hot-swapped
+without failed requests; NACKs for what meshproxy rejects; reconnection after meshd restarts."""
+import json
+import threading
+import time
+
+from conftest import MESHPROXY, Process, free_port, get, wait_for_port, wait_ready  # noqa: F401
+from rawupstream import RawUpstream
+from test_meshd_envoy import EXAMPLES, Meshd, configure, wait_serving, wait_until
+from test_meshd_envoy import config_dir, processes, upstreams  # noqa: F401 (fixtures)
+
+
+def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy"):
+    admin = free_port()
+    bootstrap = (EXAMPLES / "envoy-ads.yaml").read_text()
+    bootstrap = bootstrap.replace("port_value: 18000", f"port_value: {meshd.xds}")
+    bootstrap = bootstrap.replace("port_value: 9901", f"port_value: {admin}")
+    path = workdir / f"{name}-{node_id}.yaml"
+    path.write_text(bootstrap)
+    process = Process([MESHPROXY, "-c", str(path), "--service-node", node_id, "--service-cluster", cluster,
+                       "--concurrency", "2", "--drain-time-s", "1"], workdir / f"{name}-{node_id}.log")
+    wait_ready(admin, process)
+    return process, admin
+
+
+def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_dir, upstreams, processes):
+    first, second = upstreams
+    listener_port = free_port()
+    configure(config_dir, first.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    processes.append(meshd.process)
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-1", "demo")
+    processes.append(proxy)
+    wait_serving(listener_port)
+
+    failures, successes = [], [0]
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set() and successes[0] < 20000:
+            try:
+                status, _, _ = get(listener_port, "/load", timeout=5)
+                if status == 200:
+                    successes[0] += 1
+                else:
+                    failures.append(status)
+            except OSError as error:
+                failures.append(repr(error))
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        endpoints = (config_dir / "endpoints.yaml").read_text()
+        for push in range(10):
+            target = second if push % 2 == 0 else first
+            other = first if target is second else second
+            before = len(target.requests)
+            meshd.write("endpoints.yaml", endpoints.replace(f"port_value: {first.port}", f"port_value: {target.port}"))
+            wait_until(lambda: len(target.requests) > before + 5, timeout=5, interval=0.01,
+                       what=f"push {push} visible in traffic")
+            del other
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=10)
+    assert failures == [], f"failed requests during pushes: {failures[:5]}"
+    assert successes[0] > 50
+
+    proxies = meshd.syncz()["proxies"]
+    mine = next(p for p in proxies if p["node_id"] == "mesh-1")
+    assert mine["client"].startswith("meshproxy")
+    assert all(t["status"] == "SYNCED" for t in mine["types"].values()), mine
+    stats = dict(line.split(": ", 1) for line in get(admin, "/stats")[2].decode().splitlines() if ": " in line)
+    assert stats["control_plane.connected_state"] == "1"
+    assert int(stats["cluster_manager.cds.update_success"]) >= 1
+    dump = json.loads(get(admin, "/config_dump")[2])
+    clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
+    assert [c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]] == ["httpbin"]
+    assert len(clusters["dynamic_active_clusters"][0]["version_info"]) == 16
+
+
+def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, processes):
+    first, _ = upstreams
+    listener_port = free_port()
+    configure(config_dir, first.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    processes.append(meshd.process)
+    proxy, _ = start_meshproxy(tmp_path, meshd, "mesh-n", "demo")
+    processes.append(proxy)
+    wait_serving(listener_port)
+    good = (config_dir / "route.yaml").read_text()
+    meshd.write("route.yaml", good.replace('match: { prefix: "/" }', 'match: { safe_regex: { regex: "([" } }'))
+
+    def nack():
+        proxy_status = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == "mesh-n")
+        return proxy_status["types"].get("RDS", {}).get("last_nack")
+    message = wait_until(nack, what="RDS NACK from meshproxy")
+    assert "main" in message and "invalid regex" in message, message
+    assert get(listener_port, "/still")[0] == 200, "the last good route keeps serving"
+    meshd.write("route.yaml", good)
+    wait_until(lambda: nack() is None, what="NACK cleared")
+
+
+def test_meshproxy_survives_meshd_restart(tmp_path, config_dir, upstreams, processes):
+    first, second = upstreams
+    listener_port = free_port()
+    configure(config_dir, first.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-r", "demo")
+    processes.append(proxy)
+    wait_serving(listener_port)
+    xds_port = meshd.xds
+    meshd.process.stop()
+    for _ in range(10):
+        assert get(listener_port, "/while-down")[0] == 200
+    wait_until(lambda: "control_plane.connected_state: 0" in get(admin, "/stats")[2].decode(), what="disconnected")
+    # Restart on the same port with a changed endpoint: the proxy reconnects and follows.
+    endpoints = (config_dir / "endpoints.yaml").read_text()
+    (config_dir / "endpoints.yaml").write_text(endpoints.replace(f"port_value: {first.port}", f"port_value: {second.port}"))
+    restarted = Process([meshd.process.args[0], "--config-dir", str(config_dir), "--xds-address", f"127.0.0.1:{xds_port}",
+                         "--admin-address", f"127.0.0.1:{free_port()}"], tmp_path / "meshd-restarted.log")
+    processes.append(restarted)
+    wait_for_port(xds_port)
+    before = len(second.requests)
+    wait_until(lambda: get(listener_port, "/after")[0] == 200 and len(second.requests) > before, timeout=40,
+               interval=0.2, what="traffic on the new endpoint after reconnect")
