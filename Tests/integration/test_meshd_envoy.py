@@ -201,12 +201,12 @@ def test_meshd_validate_and_sigterm(tmp_path, config_dir):
     import subprocess
     ok = subprocess.run([MESHD, "validate", str(config_dir)], capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "4 files, 4 resources, 0 errors" in ok.stdout
+    assert "5 files, 7 resources, 0 errors" in ok.stdout
     (config_dir / "bad.yaml").write_text('"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: x\nlb_polcy: RANDOM\n')
     bad = subprocess.run([MESHD, "validate", str(config_dir)], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1
     assert f"{config_dir}/bad.yaml:3: lb_polcy: unknown field \"lb_polcy\"" in bad.stdout
     meshd = Meshd(tmp_path, config_dir)
     assert get(meshd.admin, "/ready")[0] == 200
-    assert "meshd_resources{type=\"CDS\"} 1" in get(meshd.admin, "/metrics")[2].decode()
+    assert "meshd_resources{type=\"CDS\"} 2" in get(meshd.admin, "/metrics")[2].decode()
     assert meshd.process.stop(signal.SIGTERM) == 0

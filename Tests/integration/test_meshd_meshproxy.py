@@ -75,7 +75,7 @@ def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_d
     assert int(stats["cluster_manager.cds.update_success"]) >= 1
     dump = json.loads(get(admin, "/config_dump")[2])
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
-    assert [c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]] == ["httpbin"]
+    assert [c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]] == ["httpbin", "pages"]
     assert len(clusters["dynamic_active_clusters"][0]["version_info"]) == 16
 
 
