@@ -52,6 +52,15 @@ public struct SotWStreamState: Sendable {
         state.wildcard = wildcard
         state.names = names.subtracting(["*"])
         types[type] = state
+        if isFirst, request.responseNonce.isEmpty, !request.versionInfo.isEmpty,
+           request.versionInfo == ContentHash.version(ofSet: view(of: type, state: state, snapshot: snapshot)) {
+            // A proxy back after a reconnect (or a meshd restart) that already has this exact content:
+            // versions are content hashes, so there is nothing to send again.
+            state.sentVersion = request.versionInfo
+            state.ackedVersion = request.versionInfo
+            types[type] = state
+            return []
+        }
         guard isFirst || subscriptionChanged || (request.responseNonce.isEmpty && !request.hasErrorDetail) else {
             return []
         }

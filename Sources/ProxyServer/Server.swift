@@ -32,7 +32,7 @@ public final class Server: @unchecked Sendable {
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
     /// The management server from `dynamic_resources.ads_config`, when there is one.
-    private let adsTarget: (host: String, port: Int)?
+    private let adsTarget: (host: String, port: Int, mode: ADSClient.Mode)?
     private let initialFetchTimeout: Duration
 
     /// Compiles the bootstrap. With `bind == false` (validate mode) no threads or sockets are made.
@@ -94,7 +94,7 @@ public final class Server: @unchecked Sendable {
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
     static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager) throws
-        -> ((host: String, port: Int)?, Duration)
+        -> ((host: String, port: Int, mode: ADSClient.Mode)?, Duration)
     {
         guard bootstrap.hasDynamicResources else { return (nil, .seconds(15)) }
         let dynamic = bootstrap.dynamicResources
@@ -107,9 +107,9 @@ public final class Server: @unchecked Sendable {
             throw ListenerConfigError("dynamic_resources.ads_config", "an ads_config is required for dynamic resources")
         }
         let ads = dynamic.adsConfig
-        guard ads.apiType == .grpc else {
+        guard ads.apiType == .grpc || ads.apiType == .deltaGrpc else {
             throw ListenerConfigError("dynamic_resources.ads_config.api_type",
-                                      "api_type \(ads.apiType) is not supported yet (GRPC is)")
+                                      "api_type \(ads.apiType) is not supported (GRPC and DELTA_GRPC are)")
         }
         guard case .envoyGrpc(let grpc)? = ads.grpcServices.first?.targetSpecifier else {
             throw ListenerConfigError("dynamic_resources.ads_config.grpc_services", "one envoy_grpc service is required")
@@ -123,7 +123,7 @@ public final class Server: @unchecked Sendable {
             throw ListenerConfigError("static_resources.clusters", "xDS cluster '\(grpc.clusterName)' has no endpoint")
         }
         let timeout = dynamic.ldsConfig.hasInitialFetchTimeout ? dynamic.ldsConfig.initialFetchTimeout.milliseconds : 15_000
-        return ((host.address, host.port), .milliseconds(timeout))
+        return ((host.address, host.port, ads.apiType == .deltaGrpc ? .delta : .stateOfTheWorld), .milliseconds(timeout))
     }
 
     nonisolated(unsafe) static var workerIndex: [ObjectIdentifier: Int] = [:]
@@ -169,7 +169,7 @@ public final class Server: @unchecked Sendable {
         }
         config.onInitialFetchDone = { [weak self] in self?.becomeLive() }
         let client = ADSClient(host: adsTarget.host, port: adsTarget.port, node: node, subscriber: config,
-                               logger: Logger(label: "config"))
+                               logger: Logger(label: "config"), mode: adsTarget.mode)
         backgroundTasks.append(Task { await client.run() })
         let timeout = initialFetchTimeout
         backgroundTasks.append(Task { [weak self] in

@@ -42,6 +42,14 @@ public final class ADSClient: Sendable {
         var nonce = ""
         var names: Set<String> = []
         var requested = false
+        /// Delta only: what the proxy holds, by name.
+        var held: [String: Envoy_Service_Discovery_V3_Resource] = [:]
+    }
+
+    /// Which ADS flavour to speak (Envoy's `api_type`).
+    public enum Mode: Sendable {
+        case stateOfTheWorld
+        case delta
     }
 
     public let host: String
@@ -52,9 +60,12 @@ public final class ADSClient: Sendable {
     private let types = Mutex<[String: TypeState]>([:])
     private let backOffBase: Duration
     private let backOffMax: Duration
+    public let mode: Mode
 
     public init(host: String, port: Int, node: Envoy_Config_Core_V3_Node, subscriber: any XDSSubscriber,
-                logger: Logger, backOffBase: Duration = .milliseconds(500), backOffMax: Duration = .seconds(30)) {
+                logger: Logger, mode: Mode = .stateOfTheWorld, backOffBase: Duration = .milliseconds(500),
+                backOffMax: Duration = .seconds(30)) {
+        self.mode = mode
         self.host = host
         self.port = port
         self.node = node
@@ -70,7 +81,10 @@ public final class ADSClient: Sendable {
         while !Task.isCancelled {
             let started = ContinuousClock.now
             do {
-                try await stream()
+                switch mode {
+                case .stateOfTheWorld: try await stream()
+                case .delta: try await deltaStream()
+                }
             } catch {
                 if !Task.isCancelled { logger.warning("xDS stream to \(host):\(port) ended: \(error)") }
             }
@@ -163,6 +177,93 @@ public final class ADSClient: Sendable {
                 request.versionInfo = named.version
                 request.responseNonce = named.nonce
                 request.resourceNames = names.sorted()
+                out.append(request)
+            }
+            return out
+        }
+    }
+
+    // MARK: delta
+
+    private func deltaStream() async throws {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
+        try await withGRPCClient(transport: transport) { client in
+            let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
+            let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DeltaDiscoveryRequest>.makeStream()
+            var first = true
+            for type in Self.typeOrder {
+                guard let request = initialDeltaRequest(type, includeNode: first) else { continue }
+                outbox.yield(request)
+                first = false
+            }
+            try await ads.deltaAggregatedResources(
+                requestProducer: { writer in
+                    for await request in requests { try await writer.write(request) }
+                },
+                onResponse: { [self] response in
+                    defer { outbox.finish() }
+                    for try await message in response.messages {
+                        subscriber.connectionChanged(true)
+                        for request in await handleDelta(message) { outbox.yield(request) }
+                    }
+                })
+        }
+    }
+
+    /// A new delta stream tells the server what the proxy already holds (`initial_resource_versions`).
+    private func initialDeltaRequest(_ type: String, includeNode: Bool) -> Envoy_Service_Discovery_V3_DeltaDiscoveryRequest? {
+        types.withLock { types -> Envoy_Service_Discovery_V3_DeltaDiscoveryRequest? in
+            var state = types[type] ?? TypeState()
+            let wildcard = type == Self.clusterType || type == Self.listenerType
+            guard wildcard || !state.names.isEmpty else { return nil }
+            state.requested = true
+            types[type] = state
+            var request = Envoy_Service_Discovery_V3_DeltaDiscoveryRequest()
+            if includeNode { request.node = node }
+            request.typeURL = type
+            request.resourceNamesSubscribe = state.names.sorted()
+            request.initialResourceVersions = state.held.mapValues(\.version)
+            return request
+        }
+    }
+
+    private func handleDelta(_ response: Envoy_Service_Discovery_V3_DeltaDiscoveryResponse) async
+        -> [Envoy_Service_Discovery_V3_DeltaDiscoveryRequest]
+    {
+        // The subscriber takes whole sets, so the delta is applied to what is held first.
+        var held = types.withLock { $0[response.typeURL]?.held ?? [:] }
+        for resource in response.resources { held[resource.name] = resource }
+        for name in response.removedResources { held[name] = nil }
+        let result = await subscriber.apply(typeURL: response.typeURL,
+                                            resources: held.keys.sorted().map { held[$0]!.resource },
+                                            version: response.systemVersionInfo)
+        return types.withLock { types in
+            var state = types[response.typeURL] ?? TypeState()
+            var reply = Envoy_Service_Discovery_V3_DeltaDiscoveryRequest()
+            reply.typeURL = response.typeURL
+            reply.responseNonce = response.nonce
+            if let message = result.errorMessage {
+                reply.errorDetail.code = 3
+                reply.errorDetail.message = message
+            } else {
+                state.held = held
+                state.version = response.systemVersionInfo
+            }
+            types[response.typeURL] = state
+            var out = [reply]
+            for type in Self.typeOrder {
+                guard let names = result.subscriptions[type] else { continue }
+                var named = types[type] ?? TypeState()
+                guard names != named.names || (!named.requested && !names.isEmpty) else { continue }
+                var request = Envoy_Service_Discovery_V3_DeltaDiscoveryRequest()
+                request.typeURL = type
+                request.resourceNamesSubscribe = names.subtracting(named.names).sorted()
+                request.resourceNamesUnsubscribe = named.names.subtracting(names).sorted()
+                for name in request.resourceNamesUnsubscribe { named.held[name] = nil }
+                named.names = names
+                named.requested = true
+                types[type] = named
                 out.append(request)
             }
             return out

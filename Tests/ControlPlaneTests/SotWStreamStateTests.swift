@@ -181,3 +181,20 @@ enum Fixtures {
         #expect(state.types[.cluster]?.nackMessage == "no")
     }
 }
+
+@Suite struct SotWResumeTests {
+    @Test func aProxyThatHasTheContentGetsNoRepush() {
+        let snapshot = Fixtures.snapshot([Fixtures.cluster("a")])
+        var first = SotWStreamState()
+        let sent = first.handle(Fixtures.request(.cluster), snapshot: snapshot)
+        var restarted = SotWStreamState()
+        let resumed = restarted.handle(Fixtures.request(.cluster, version: sent[0].versionInfo), snapshot: snapshot)
+        #expect(resumed.isEmpty)
+        #expect(restarted.types[.cluster]?.ackedVersion == sent[0].versionInfo)
+        let stale = SotWStreamState()
+        var other = stale
+        #expect(other.handle(Fixtures.request(.cluster, version: "0000000000000000"), snapshot: snapshot).count == 1)
+        let changed = restarted.snapshotChanged(Fixtures.snapshot([Fixtures.cluster("a", timeoutSeconds: 5)]))
+        #expect(changed.count == 1, "later changes still flow")
+    }
+}

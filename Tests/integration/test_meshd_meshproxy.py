@@ -2,7 +2,8 @@
 without failed requests; NACKs for what meshproxy rejects; reconnection after meshd restarts."""
 import json
 import threading
-import time
+
+import pytest
 
 from conftest import MESHPROXY, Process, free_port, get, wait_for_port, wait_ready  # noqa: F401
 from rawupstream import RawUpstream
@@ -10,9 +11,11 @@ from test_meshd_envoy import EXAMPLES, Meshd, configure, wait_serving, wait_unti
 from test_meshd_envoy import config_dir, processes, upstreams  # noqa: F401 (fixtures)
 
 
-def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy"):
+def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy", delta=False):
     admin = free_port()
     bootstrap = (EXAMPLES / "envoy-ads.yaml").read_text()
+    if delta:
+        bootstrap = bootstrap.replace("api_type: GRPC", "api_type: DELTA_GRPC")
     bootstrap = bootstrap.replace("port_value: 18000", f"port_value: {meshd.xds}")
     bootstrap = bootstrap.replace("port_value: 9901", f"port_value: {admin}")
     path = workdir / f"{name}-{node_id}.yaml"
@@ -23,13 +26,14 @@ def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy"):
     return process, admin
 
 
-def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_dir, upstreams, processes):
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_dir, upstreams, processes, delta):
     first, second = upstreams
     listener_port = free_port()
     configure(config_dir, first.port, listener_port)
     meshd = Meshd(tmp_path, config_dir)
     processes.append(meshd.process)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-1", "demo")
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-1", "demo", delta=delta)
     processes.append(proxy)
     wait_serving(listener_port)
 
@@ -69,6 +73,7 @@ def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_d
     proxies = meshd.syncz()["proxies"]
     mine = next(p for p in proxies if p["node_id"] == "mesh-1")
     assert mine["client"].startswith("meshproxy")
+    assert mine["protocol"] == ("Delta" if delta else "SotW")
     assert all(t["status"] == "SYNCED" for t in mine["types"].values()), mine
     stats = dict(line.split(": ", 1) for line in get(admin, "/stats")[2].decode().splitlines() if ": " in line)
     assert stats["control_plane.connected_state"] == "1"
