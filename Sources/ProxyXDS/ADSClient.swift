@@ -99,8 +99,7 @@ public final class ADSClient: Sendable {
     }
 
     private func stream() async throws {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
         try await withGRPCClient(transport: transport) { client in
             let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
             let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.makeStream()
@@ -123,6 +122,20 @@ public final class ADSClient: Sendable {
                     }
                 })
         }
+    }
+
+    /// The management server as a gRPC target: an IP literal as is, a name through DNS.
+    private var target: any ResolvableTarget {
+        if host.contains(":") {
+            let v6: ResolvableTargets.IPv6 = .ipv6(address: host, port: port)
+            return v6
+        }
+        if host.split(separator: ".").count == 4, host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            let v4: ResolvableTargets.IPv4 = .ipv4(address: host, port: port)
+            return v4
+        }
+        let dns: ResolvableTargets.DNS = .dns(host: host, port: port)
+        return dns
     }
 
     private func initialRequest(_ type: String, includeNode: Bool) -> Envoy_Service_Discovery_V3_DiscoveryRequest? {
@@ -186,8 +199,7 @@ public final class ADSClient: Sendable {
     // MARK: delta
 
     private func deltaStream() async throws {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
         try await withGRPCClient(transport: transport) { client in
             let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
             let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DeltaDiscoveryRequest>.makeStream()
