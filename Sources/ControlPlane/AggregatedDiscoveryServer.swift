@@ -65,31 +65,7 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         response: RPCWriter<Envoy_Service_Discovery_V3_DiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        let id = registry.open(protocolName: "SotW")
-        defer { registry.close(id) }
-        var state = SotWStreamState()
-        try await run(requests: request) { [cache, registry, metrics, logger] event in
-            let responses: [Envoy_Service_Discovery_V3_DiscoveryResponse]
-            switch event {
-            case .request(let discoveryRequest):
-                let node = state.node ?? (discoveryRequest.hasNode ? discoveryRequest.node : nil)
-                let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-                let before = state.types[ResourceType(typeURL: discoveryRequest.typeURL) ?? .cluster]?.ackedVersion
-                responses = state.handle(discoveryRequest, snapshot: cache.snapshot(for: identity))
-                Self.account(discoveryRequest.typeURL, hasError: discoveryRequest.hasErrorDetail,
-                             message: discoveryRequest.errorDetail.message,
-                             acked: state.types[ResourceType(typeURL: discoveryRequest.typeURL) ?? .cluster]?.ackedVersion,
-                             before: before, latency: state.types[ResourceType(typeURL: discoveryRequest.typeURL) ?? .cluster]?.ackLatency,
-                             node: identity, metrics: metrics, logger: logger)
-            case .snapshotChanged:
-                responses = state.snapshotChanged(cache.snapshot(for: state.identity))
-            }
-            for discoveryResponse in responses {
-                try await response.write(discoveryResponse)
-                if let type = ResourceType(typeURL: discoveryResponse.typeURL) { metrics.pushed(type) }
-            }
-            registry.update(id, node: state.node, types: state.syncStatus)
-        }
+        try await serve(SotWStreamState.self, requests: request, responses: response)
     }
 
     public func deltaAggregatedResources(
@@ -97,41 +73,42 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         response: RPCWriter<Envoy_Service_Discovery_V3_DeltaDiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        let id = registry.open(protocolName: "Delta")
-        defer { registry.close(id) }
-        var state = DeltaStreamState()
-        try await run(requests: request) { [cache, registry, metrics, logger] event in
-            let responses: [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse]
-            switch event {
-            case .request(let deltaRequest):
-                let node = state.node ?? (deltaRequest.hasNode ? deltaRequest.node : nil)
-                let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-                let type = ResourceType(typeURL: deltaRequest.typeURL) ?? .cluster
-                let before = state.types[type]?.ackedVersion
-                responses = state.handle(deltaRequest, snapshot: cache.snapshot(for: identity))
-                Self.account(deltaRequest.typeURL, hasError: deltaRequest.hasErrorDetail,
-                             message: deltaRequest.errorDetail.message, acked: state.types[type]?.ackedVersion,
-                             before: before, latency: state.types[type]?.ackLatency, node: identity,
-                             metrics: metrics, logger: logger)
-            case .snapshotChanged:
-                responses = state.snapshotChanged(cache.snapshot(for: state.identity))
-            }
-            for deltaResponse in responses {
-                try await response.write(deltaResponse)
-                if let type = ResourceType(typeURL: deltaResponse.typeURL) { metrics.pushed(type) }
-            }
-            registry.update(id, node: state.node, types: state.syncStatus)
-        }
+        try await serve(DeltaStreamState.self, requests: request, responses: response)
     }
 
-    private static func account(_ typeURL: String, hasError: Bool, message: String, acked: String?, before: String?,
-                                latency: Double?, node: NodeIdentity, metrics: ControlPlaneMetrics, logger: Logger) {
-        guard let type = ResourceType(typeURL: typeURL) else { return }
-        if hasError {
-            metrics.nacked(type)
-            logger.warning("\(type.shortName) NACK from \(node.id) (\(node.cluster)): \(message)")
-        } else if let acked, acked != before, let latency {
-            metrics.acked(latency: latency)
+    /// One stream of either protocol: the state machine decides, this loop writes and keeps the books.
+    private func serve<State: ADSStreamProtocol>(
+        _: State.Type, requests: RPCAsyncSequence<State.Request, any Error>, responses: RPCWriter<State.Response>
+    ) async throws {
+        let id = registry.open(protocolName: State.protocolName)
+        defer { registry.close(id) }
+        var state = State()
+        try await run(requests: requests) { [cache, registry, metrics, logger] event in
+            let out: [State.Response]
+            switch event {
+            case .request(let request):
+                let node = state.node ?? State.node(of: request)
+                let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+                let type = ResourceType(typeURL: State.typeURL(of: request))
+                let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
+                out = state.handle(request, snapshot: cache.snapshot(for: identity), now: Date())
+                if let type {
+                    if let message = State.errorMessage(of: request) {
+                        metrics.nacked(type)
+                        logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
+                    } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
+                              let latency = delivery.ackLatency {
+                        metrics.acked(latency: latency)
+                    }
+                }
+            case .snapshotChanged:
+                out = state.snapshotChanged(cache.snapshot(for: state.identity), now: Date())
+            }
+            for message in out {
+                try await responses.write(message)
+                if let type = ResourceType(typeURL: State.typeURL(of: message)) { metrics.pushed(type) }
+            }
+            registry.update(id, node: state.node, types: state.syncStatus)
         }
     }
 }

@@ -10,12 +10,7 @@ public struct DeltaStreamState: Sendable {
         public var names: Set<String> = []
         /// What the proxy has, by name (from `initial_resource_versions` and what was sent since).
         public var clientVersions: [String: String] = [:]
-        public var sentNonce: String?
-        public var sentAt: Date?
-        public var sentVersion: String?
-        public var ackedVersion: String?
-        public var nackMessage: String?
-        public var ackLatency: Double?
+        public var delivery = DeliveryState()
     }
 
     public private(set) var types: [ResourceType: TypeState] = [:]
@@ -38,13 +33,11 @@ public struct DeltaStreamState: Sendable {
             state.clientVersions = request.initialResourceVersions
             state.wildcard = type.isWildcardByDefault && request.resourceNamesSubscribe.isEmpty
         }
-        if !request.responseNonce.isEmpty, request.responseNonce == state.sentNonce {
+        if !request.responseNonce.isEmpty, request.responseNonce == state.delivery.sentNonce {
             if request.hasErrorDetail {
-                state.nackMessage = request.errorDetail.message
+                state.delivery.rejected(request.errorDetail.message)
             } else {
-                state.ackedVersion = state.sentVersion
-                state.nackMessage = nil
-                state.ackLatency = state.sentAt.map { now.timeIntervalSince($0) }
+                state.delivery.acknowledged(version: state.delivery.sentVersion, at: now)
             }
         }
         // Subscription changes apply whatever the nonce: in delta they are not tied to a response.
@@ -106,9 +99,7 @@ public struct DeltaStreamState: Sendable {
         response.removedResources = removed
         for resource in changed { state.clientVersions[resource.name] = resource.version }
         for name in removed { state.clientVersions[name] = nil }
-        state.sentNonce = response.nonce
-        state.sentVersion = response.systemVersionInfo
-        state.sentAt = now
+        state.delivery.sent(version: response.systemVersionInfo, nonce: response.nonce, at: now)
         types[type] = state
         return response
     }

@@ -9,12 +9,7 @@ public struct SotWStreamState: Sendable {
     public struct TypeState: Sendable {
         public var wildcard = false
         public var names: Set<String> = []
-        public var sentVersion: String?
-        public var sentNonce: String?
-        public var sentAt: Date?
-        public var ackedVersion: String?
-        public var nackMessage: String?
-        public var ackLatency: Double?
+        public var delivery = DeliveryState()
     }
 
     public private(set) var types: [ResourceType: TypeState] = [:]
@@ -37,13 +32,11 @@ public struct SotWStreamState: Sendable {
         let isFirst = types[type] == nil
         if !request.responseNonce.isEmpty {
             // A nonce other than the latest answers an older response: ignored, as the protocol says.
-            guard request.responseNonce == state.sentNonce else { return [] }
+            guard request.responseNonce == state.delivery.sentNonce else { return [] }
             if request.hasErrorDetail {
-                state.nackMessage = request.errorDetail.message
+                state.delivery.rejected(request.errorDetail.message)
             } else {
-                state.ackedVersion = request.versionInfo
-                state.nackMessage = nil
-                state.ackLatency = state.sentAt.map { now.timeIntervalSince($0) }
+                state.delivery.acknowledged(version: request.versionInfo, at: now)
             }
         }
         let names = Set(request.resourceNames)
@@ -56,8 +49,8 @@ public struct SotWStreamState: Sendable {
            request.versionInfo == ContentHash.version(ofSet: view(of: type, state: state, snapshot: snapshot)) {
             // A proxy back after a reconnect (or a meshd restart) that already has this exact content:
             // versions are content hashes, so there is nothing to send again.
-            state.sentVersion = request.versionInfo
-            state.ackedVersion = request.versionInfo
+            state.delivery.sentVersion = request.versionInfo
+            state.delivery.ackedVersion = request.versionInfo
             types[type] = state
             return []
         }
@@ -77,7 +70,7 @@ public struct SotWStreamState: Sendable {
         for type in ResourceType.allCases {
             guard let state = types[type] else { continue }
             let view = self.view(of: type, state: state, snapshot: snapshot)
-            let changed = ContentHash.version(ofSet: view) != state.sentVersion
+            let changed = ContentHash.version(ofSet: view) != state.delivery.sentVersion
             if changed || (type == .endpoint && clustersChanged) {
                 responses.append(response(for: type, snapshot: snapshot, now: now))
                 if type == .cluster { clustersChanged = true }
@@ -103,9 +96,7 @@ public struct SotWStreamState: Sendable {
         response.versionInfo = ContentHash.version(ofSet: view)
         response.resources = view.map(\.resource)
         response.nonce = String(nonceCounter)
-        state.sentVersion = response.versionInfo
-        state.sentNonce = response.nonce
-        state.sentAt = now
+        state.delivery.sent(version: response.versionInfo, nonce: response.nonce, at: now)
         types[type] = state
         return response
     }

@@ -47,23 +47,3 @@ public final class SyncRegistry: Sendable {
         entries.withLock { Array($0.values) }.sorted { $0.streamID < $1.streamID }
     }
 }
-
-extension SotWStreamState {
-    var syncStatus: [ResourceType: SyncRegistry.TypeStatus] {
-        types.mapValues { state in
-            SyncRegistry.TypeStatus(sentVersion: state.sentVersion, ackedVersion: state.ackedVersion,
-                                    nonce: state.sentNonce, nackMessage: state.nackMessage,
-                                    ackLatencySeconds: state.ackLatency)
-        }
-    }
-}
-
-extension DeltaStreamState {
-    var syncStatus: [ResourceType: SyncRegistry.TypeStatus] {
-        types.mapValues { state in
-            SyncRegistry.TypeStatus(sentVersion: state.sentVersion, ackedVersion: state.ackedVersion,
-                                    nonce: state.sentNonce, nackMessage: state.nackMessage,
-                                    ackLatencySeconds: state.ackLatency)
-        }
-    }
-}

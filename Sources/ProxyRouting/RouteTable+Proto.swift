@@ -2,16 +2,8 @@ import SwiftProtobuf
 import XDSAPI
 import XDSResource
 
-/// A route config that cannot be compiled, with the field path of the offending part.
-public struct RouteConfigError: Error, Sendable, CustomStringConvertible {
-    public var fieldPath: String
-    public var reason: String
-    public init(_ fieldPath: String, _ reason: String) {
-        self.fieldPath = fieldPath
-        self.reason = reason
-    }
-    public var description: String { "\(fieldPath): \(reason)" }
-}
+/// A route config that cannot be compiled.
+public typealias RouteConfigError = FieldError
 
 extension RouteTable {
     /// Compiles a RouteConfiguration. Features meshproxy does not implement yet are errors, so a

@@ -3,19 +3,12 @@ import ProxyHTTP
 import ProxyRouting
 import ProxyUpstream
 import XDSAPI
+import XDSResource
 
 typealias HCMProto = Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpConnectionManager
 
-/// A listener or HCM config meshproxy cannot serve, with the field path of the problem.
-public struct ListenerConfigError: Error, Sendable, CustomStringConvertible {
-    public var fieldPath: String
-    public var reason: String
-    public init(_ fieldPath: String, _ reason: String) {
-        self.fieldPath = fieldPath
-        self.reason = reason
-    }
-    public var description: String { "\(fieldPath): \(reason)" }
-}
+/// A listener, HCM or bootstrap setting meshproxy cannot serve.
+public typealias ListenerConfigError = FieldError
 
 /// An HttpConnectionManager compiled as far as it can be without its routes (which may come from RDS)
 /// and clusters (which change with CDS); `config(clusters:routes:)` completes it.

@@ -3,16 +3,8 @@ import ProxyCore
 import XDSAPI
 import XDSResource
 
-/// A Cluster message that meshproxy cannot serve, with the field path of the problem.
-public struct ClusterConfigError: Error, Sendable, CustomStringConvertible {
-    public var fieldPath: String
-    public var reason: String
-    public init(_ fieldPath: String, _ reason: String) {
-        self.fieldPath = fieldPath
-        self.reason = reason
-    }
-    public var description: String { "\(fieldPath): \(reason)" }
-}
+/// A Cluster message that meshproxy cannot serve.
+public typealias ClusterConfigError = FieldError
 
 extension Cluster {
     /// Builds a cluster from its xDS message. Unsupported features are errors, never ignored.

@@ -98,30 +98,68 @@ public final class ADSClient: Sendable {
         }
     }
 
+    private typealias ADS = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client<HTTP2ClientTransport.Posix>
+
     private func stream() async throws {
-        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
-        try await withGRPCClient(transport: transport) { client in
-            let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
-            let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.makeStream()
-            // A new stream asks again for everything, with the versions it already has.
-            var first = true
-            for type in Self.typeOrder {
-                guard let request = initialRequest(type, includeNode: first) else { continue }
-                outbox.yield(request)
-                first = false
-            }
-            try await ads.streamAggregatedResources(
-                requestProducer: { writer in
-                    for await request in requests { try await writer.write(request) }
-                },
-                onResponse: { [self] response in
-                    defer { outbox.finish() }
-                    for try await message in response.messages {
-                        subscriber.connectionChanged(true)
-                        for request in await handle(message) { outbox.yield(request) }
-                    }
-                })
+        try await runStream(initialRequest: initialRequest, handle: handle) { ads, producer, onResponse in
+            try await ads.streamAggregatedResources(requestProducer: producer, onResponse: onResponse)
         }
+    }
+
+    private func deltaStream() async throws {
+        try await runStream(initialRequest: initialDeltaRequest, handle: handleDelta) { ads, producer, onResponse in
+            try await ads.deltaAggregatedResources(requestProducer: producer, onResponse: onResponse)
+        }
+    }
+
+    /// One stream of either flavour: the opening requests (a new stream asks again for everything,
+    /// with the versions it already has), then each response handled in turn, its replies queued.
+    private func runStream<Request: Sendable, Response: Sendable>(
+        initialRequest: (String, Bool) -> Request?,
+        handle: @escaping @Sendable (Response) async -> [Request],
+        call: @escaping @Sendable (ADS, @escaping @Sendable (RPCWriter<Request>) async throws -> Void,
+                                   @escaping @Sendable (StreamingClientResponse<Response>) async throws -> Void)
+            async throws -> Void
+    ) async throws {
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        let (requests, outbox) = AsyncStream<Request>.makeStream()
+        var first = true
+        for type in Self.typeOrder {
+            guard let request = initialRequest(type, first) else { continue }
+            outbox.yield(request)
+            first = false
+        }
+        let subscriber = self.subscriber
+        try await withGRPCClient(transport: transport) { client in
+            try await call(ADS(wrapping: client), { writer in
+                for await request in requests { try await writer.write(request) }
+            }, { response in
+                defer { outbox.finish() }
+                for try await message in response.messages {
+                    subscriber.connectionChanged(true)
+                    for request in await handle(message) { outbox.yield(request) }
+                }
+            })
+        }
+    }
+
+    /// Takes the names the subscriber now wants for the named types; returns the types whose
+    /// subscription changed (or was never sent), with the names they had before.
+    private static func resubscribe(_ result: XDSApplyResult, in types: inout [String: TypeState])
+        -> [(type: String, previous: Set<String>, state: TypeState)]
+    {
+        var changes: [(type: String, previous: Set<String>, state: TypeState)] = []
+        for type in typeOrder {
+            guard let names = result.subscriptions[type] else { continue }
+            var state = types[type] ?? TypeState()
+            guard names != state.names || (!state.requested && !names.isEmpty) else { continue }
+            let previous = state.names
+            state.names = names
+            state.requested = true
+            types[type] = state
+            changes.append((type, previous, state))
+        }
+        return changes
     }
 
     /// The management server as a gRPC target: an IP literal as is, a name through DNS.
@@ -177,51 +215,18 @@ public final class ADSClient: Sendable {
             }
             reply.resourceNames = state.names.sorted()
             types[response.typeURL] = state
-            var out = [reply]
-            for type in Self.typeOrder {
-                guard let names = result.subscriptions[type] else { continue }
-                var named = types[type] ?? TypeState()
-                guard names != named.names || (!named.requested && !names.isEmpty) else { continue }
-                named.names = names
-                named.requested = true
-                types[type] = named
+            return [reply] + Self.resubscribe(result, in: &types).map { change in
                 var request = Envoy_Service_Discovery_V3_DiscoveryRequest()
-                request.typeURL = type
-                request.versionInfo = named.version
-                request.responseNonce = named.nonce
-                request.resourceNames = names.sorted()
-                out.append(request)
+                request.typeURL = change.type
+                request.versionInfo = change.state.version
+                request.responseNonce = change.state.nonce
+                request.resourceNames = change.state.names.sorted()
+                return request
             }
-            return out
         }
     }
 
     // MARK: delta
-
-    private func deltaStream() async throws {
-        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
-        try await withGRPCClient(transport: transport) { client in
-            let ads = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client(wrapping: client)
-            let (requests, outbox) = AsyncStream<Envoy_Service_Discovery_V3_DeltaDiscoveryRequest>.makeStream()
-            var first = true
-            for type in Self.typeOrder {
-                guard let request = initialDeltaRequest(type, includeNode: first) else { continue }
-                outbox.yield(request)
-                first = false
-            }
-            try await ads.deltaAggregatedResources(
-                requestProducer: { writer in
-                    for await request in requests { try await writer.write(request) }
-                },
-                onResponse: { [self] response in
-                    defer { outbox.finish() }
-                    for try await message in response.messages {
-                        subscriber.connectionChanged(true)
-                        for request in await handleDelta(message) { outbox.yield(request) }
-                    }
-                })
-        }
-    }
 
     /// A new delta stream tells the server what the proxy already holds (`initial_resource_versions`).
     private func initialDeltaRequest(_ type: String, includeNode: Bool) -> Envoy_Service_Discovery_V3_DeltaDiscoveryRequest? {
@@ -263,22 +268,14 @@ public final class ADSClient: Sendable {
                 state.version = response.systemVersionInfo
             }
             types[response.typeURL] = state
-            var out = [reply]
-            for type in Self.typeOrder {
-                guard let names = result.subscriptions[type] else { continue }
-                var named = types[type] ?? TypeState()
-                guard names != named.names || (!named.requested && !names.isEmpty) else { continue }
+            return [reply] + Self.resubscribe(result, in: &types).map { change in
                 var request = Envoy_Service_Discovery_V3_DeltaDiscoveryRequest()
-                request.typeURL = type
-                request.resourceNamesSubscribe = names.subtracting(named.names).sorted()
-                request.resourceNamesUnsubscribe = named.names.subtracting(names).sorted()
-                for name in request.resourceNamesUnsubscribe { named.held[name] = nil }
-                named.names = names
-                named.requested = true
-                types[type] = named
-                out.append(request)
+                request.typeURL = change.type
+                request.resourceNamesSubscribe = change.state.names.subtracting(change.previous).sorted()
+                request.resourceNamesUnsubscribe = change.previous.subtracting(change.state.names).sorted()
+                for name in request.resourceNamesUnsubscribe { types[change.type]?.held[name] = nil }
+                return request
             }
-            return out
         }
     }
 }

@@ -77,7 +77,7 @@ enum Fixtures {
         #expect(first[0].nonce == "1")
         let ack = state.handle(Fixtures.request(.cluster, version: first[0].versionInfo, nonce: "1"), snapshot: snapshot)
         #expect(ack.isEmpty, "an ACK of the current version needs no answer")
-        #expect(state.types[.cluster]?.ackedVersion == first[0].versionInfo)
+        #expect(state.types[.cluster]?.delivery.ackedVersion == first[0].versionInfo)
         #expect(state.identity == NodeIdentity(id: "n", cluster: "c"))
     }
 
@@ -86,12 +86,12 @@ enum Fixtures {
         var state = SotWStreamState()
         let first = state.handle(Fixtures.request(.cluster), snapshot: snapshot)
         #expect(state.handle(Fixtures.request(.cluster, nonce: "1", error: "bad cluster"), snapshot: snapshot).isEmpty)
-        #expect(state.types[.cluster]?.nackMessage == "bad cluster")
-        #expect(state.types[.cluster]?.ackedVersion == nil)
+        #expect(state.types[.cluster]?.delivery.nackMessage == "bad cluster")
+        #expect(state.types[.cluster]?.delivery.ackedVersion == nil)
         #expect(state.handle(Fixtures.request(.cluster, version: first[0].versionInfo, nonce: "99"), snapshot: snapshot).isEmpty)
-        #expect(state.types[.cluster]?.nackMessage == "bad cluster", "a stale nonce changes nothing")
+        #expect(state.types[.cluster]?.delivery.nackMessage == "bad cluster", "a stale nonce changes nothing")
         _ = state.handle(Fixtures.request(.cluster, version: first[0].versionInfo, nonce: "1"), snapshot: snapshot)
-        #expect(state.types[.cluster]?.nackMessage == nil, "an ACK clears the NACK")
+        #expect(state.types[.cluster]?.delivery.nackMessage == nil, "an ACK clears the NACK")
     }
 
     @Test func namedTypesSendOnlyTheSubscribedResources() {
@@ -171,14 +171,14 @@ enum Fixtures {
         let second = state.handle(Self.request(.endpoint, subscribe: ["b"], unsubscribe: ["a"], nonce: "1"),
                                   snapshot: Fixtures.snapshot([e1, e2]))
         #expect(second.first?.resources.map(\.name) == ["b"])
-        #expect(state.types[.endpoint]?.ackedVersion != nil)
+        #expect(state.types[.endpoint]?.delivery.ackedVersion != nil)
     }
 
     @Test func nackIsRecorded() {
         var state = DeltaStreamState()
         _ = state.handle(Self.request(.cluster), snapshot: Fixtures.snapshot([Fixtures.cluster("a")]))
         _ = state.handle(Self.request(.cluster, nonce: "1", error: "no"), snapshot: Fixtures.snapshot([Fixtures.cluster("a")]))
-        #expect(state.types[.cluster]?.nackMessage == "no")
+        #expect(state.types[.cluster]?.delivery.nackMessage == "no")
     }
 }
 
@@ -190,7 +190,7 @@ enum Fixtures {
         var restarted = SotWStreamState()
         let resumed = restarted.handle(Fixtures.request(.cluster, version: sent[0].versionInfo), snapshot: snapshot)
         #expect(resumed.isEmpty)
-        #expect(restarted.types[.cluster]?.ackedVersion == sent[0].versionInfo)
+        #expect(restarted.types[.cluster]?.delivery.ackedVersion == sent[0].versionInfo)
         let stale = SotWStreamState()
         var other = stale
         #expect(other.handle(Fixtures.request(.cluster, version: "0000000000000000"), snapshot: snapshot).count == 1)
