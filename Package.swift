@@ -159,6 +159,15 @@ let package = Package(
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource"]),
+        .testTarget(
+            name: "ProxyXDSTests",
+            dependencies: [
+                "ProxyXDS", "ControlPlane", "XDSAPI", "XDSResource",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
         .testTarget(name: "ProxyUpstreamTests", dependencies: ["ProxyUpstream", "XDSAPI"]),

@@ -95,10 +95,10 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         receivedTypes.insert(typeURL)
         let result: XDSApplyResult
         switch typeURL {
-        case ADSClient.clusterType: result = applyClusters(resources, version: version)
-        case ADSClient.endpointType: result = applyAssignments(resources)
-        case ADSClient.listenerType: result = await applyListeners(resources, version: version)
-        case ADSClient.routeType: result = await applyRoutes(resources, version: version)
+        case XDSTypes.cluster: result = applyClusters(resources, version: version)
+        case XDSTypes.endpoint: result = applyAssignments(resources)
+        case XDSTypes.listener: result = await applyListeners(resources, version: version)
+        case XDSTypes.route: result = await applyRoutes(resources, version: version)
         default: result = XDSApplyResult(errorMessage: "meshproxy does not handle \(typeURL)")
         }
         publish()
@@ -158,7 +158,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         refreshListeners()
         let edsNames = Set(clusterManager.load().ordered.filter { $0.discoveryType == .eds }.map(\.edsServiceName))
         return finish(errors, kind: "cluster", success: stats.cdsUpdateSuccess, rejected: stats.cdsUpdateRejected,
-                      subscriptions: [ADSClient.endpointType: edsNames])
+                      subscriptions: [XDSTypes.endpoint: edsNames])
     }
 
     private func applyAssignments(_ resources: [Google_Protobuf_Any]) -> XDSApplyResult {
@@ -229,7 +229,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         listenerOrder.removeAll { listeners[$0] == nil }
         let rdsNames = Set(listeners.values.compactMap(\.template.rdsName))
         return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
-                      subscriptions: [ADSClient.routeType: rdsNames])
+                      subscriptions: [XDSTypes.route: rdsNames])
     }
 
     private func applyRoutes(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
@@ -295,7 +295,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     }
 
     private func checkInitialFetch() {
-        guard receivedTypes.contains(ADSClient.clusterType), receivedTypes.contains(ADSClient.listenerType),
+        guard receivedTypes.contains(XDSTypes.cluster), receivedTypes.contains(XDSTypes.listener),
               allListeners.allSatisfy(\.isWarm) else { return }
         onInitialFetchDone?()
     }

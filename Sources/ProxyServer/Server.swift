@@ -32,7 +32,7 @@ public final class Server: @unchecked Sendable {
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
     /// The management server from `dynamic_resources.ads_config`, when there is one.
-    private let adsTarget: (host: String, port: Int, mode: ADSClient.Mode)?
+    private let adsTarget: (host: String, port: Int, mode: ADSClientMode)?
     private let initialFetchTimeout: Duration
 
     /// Compiles the bootstrap. With `bind == false` (validate mode) no threads or sockets are made.
@@ -94,7 +94,7 @@ public final class Server: @unchecked Sendable {
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
     static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager) throws
-        -> ((host: String, port: Int, mode: ADSClient.Mode)?, Duration)
+        -> ((host: String, port: Int, mode: ADSClientMode)?, Duration)
     {
         guard bootstrap.hasDynamicResources else { return (nil, .seconds(15)) }
         let dynamic = bootstrap.dynamicResources

@@ -18,6 +18,22 @@ public struct XDSApplyResult: Sendable {
     }
 }
 
+/// Which ADS flavour to speak (Envoy's `api_type`).
+public enum ADSClientMode: Sendable {
+    case stateOfTheWorld
+    case delta
+}
+
+/// The type URLs the ADS client subscribes to.
+public enum XDSTypes {
+    public static let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    public static let endpoint = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+    public static let listener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    public static let route = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    /// Request order on a new stream: clusters and listeners (wildcard) first, then named types.
+    static let order = [cluster, endpoint, listener, route]
+}
+
 /// Hands decoded xDS responses to whoever applies them; the client itself applies nothing.
 public protocol XDSSubscriber: Sendable {
     /// A state-of-the-world update of one type: every resource of it the proxy should now have.
@@ -26,16 +42,14 @@ public protocol XDSSubscriber: Sendable {
     func connectionChanged(_ connected: Bool)
 }
 
-/// meshproxy's ADS client (state of the world): one stream to the management server, per-type
-/// version and nonce, ACK/NACK by `error_detail`, subscriptions that follow the config, and
-/// reconnection with jittered exponential back-off.
-public final class ADSClient: Sendable {
-    public static let clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-    public static let endpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-    public static let listenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
-    public static let routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-    /// Request order on a new stream: clusters and listeners (wildcard) first, then named types.
-    static let typeOrder = [clusterType, endpointType, listenerType, routeType]
+/// meshproxy's ADS client (state of the world or delta): one stream to the management server,
+/// per-type version and nonce, ACK/NACK by `error_detail`, subscriptions that follow the config,
+/// and reconnection with jittered exponential back-off. Generic over the gRPC transport, so tests
+/// run it in process against the real control plane.
+public final class ADSClient<Transport: ClientTransport>: Sendable {
+    static var clusterType: String { XDSTypes.cluster }
+    static var listenerType: String { XDSTypes.listener }
+    static var typeOrder: [String] { XDSTypes.order }
 
     struct TypeState {
         var version = ""
@@ -46,14 +60,9 @@ public final class ADSClient: Sendable {
         var held: [String: Envoy_Service_Discovery_V3_Resource] = [:]
     }
 
-    /// Which ADS flavour to speak (Envoy's `api_type`).
-    public enum Mode: Sendable {
-        case stateOfTheWorld
-        case delta
-    }
+    public typealias Mode = ADSClientMode
 
-    public let host: String
-    public let port: Int
+    private let makeTransport: @Sendable () throws -> Transport
     private let node: Envoy_Config_Core_V3_Node
     private let subscriber: any XDSSubscriber
     private let logger: Logger
@@ -62,12 +71,11 @@ public final class ADSClient: Sendable {
     private let backOffMax: Duration
     public let mode: Mode
 
-    public init(host: String, port: Int, node: Envoy_Config_Core_V3_Node, subscriber: any XDSSubscriber,
-                logger: Logger, mode: Mode = .stateOfTheWorld, backOffBase: Duration = .milliseconds(500),
-                backOffMax: Duration = .seconds(30)) {
+    public init(transport makeTransport: @escaping @Sendable () throws -> Transport, node: Envoy_Config_Core_V3_Node,
+                subscriber: any XDSSubscriber, logger: Logger, mode: Mode = .stateOfTheWorld,
+                backOffBase: Duration = .milliseconds(500), backOffMax: Duration = .seconds(30)) {
         self.mode = mode
-        self.host = host
-        self.port = port
+        self.makeTransport = makeTransport
         self.node = node
         self.subscriber = subscriber
         self.logger = logger
@@ -86,7 +94,7 @@ public final class ADSClient: Sendable {
                 case .delta: try await deltaStream()
                 }
             } catch {
-                if !Task.isCancelled { logger.warning("xDS stream to \(host):\(port) ended: \(error)") }
+                if !Task.isCancelled { logger.warning("xDS stream ended: \(error)") }
             }
             subscriber.connectionChanged(false)
             if Task.isCancelled { break }
@@ -98,7 +106,7 @@ public final class ADSClient: Sendable {
         }
     }
 
-    private typealias ADS = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client<HTTP2ClientTransport.Posix>
+    private typealias ADS = Envoy_Service_Discovery_V3_AggregatedDiscoveryService.Client<Transport>
 
     private func stream() async throws {
         try await runStream(initialRequest: initialRequest, handle: handle) { ads, producer, onResponse in
@@ -121,7 +129,7 @@ public final class ADSClient: Sendable {
                                    @escaping @Sendable (StreamingClientResponse<Response>) async throws -> Void)
             async throws -> Void
     ) async throws {
-        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        let transport = try makeTransport()
         let (requests, outbox) = AsyncStream<Request>.makeStream()
         var first = true
         for type in Self.typeOrder {
@@ -160,20 +168,6 @@ public final class ADSClient: Sendable {
             changes.append((type, previous, state))
         }
         return changes
-    }
-
-    /// The management server as a gRPC target: an IP literal as is, a name through DNS.
-    private var target: any ResolvableTarget {
-        if host.contains(":") {
-            let v6: ResolvableTargets.IPv6 = .ipv6(address: host, port: port)
-            return v6
-        }
-        if host.split(separator: ".").count == 4, host.allSatisfy({ $0.isNumber || $0 == "." }) {
-            let v4: ResolvableTargets.IPv4 = .ipv4(address: host, port: port)
-            return v4
-        }
-        let dns: ResolvableTargets.DNS = .dns(host: host, port: port)
-        return dns
     }
 
     private func initialRequest(_ type: String, includeNode: Bool) -> Envoy_Service_Discovery_V3_DiscoveryRequest? {
@@ -277,5 +271,29 @@ public final class ADSClient: Sendable {
                 return request
             }
         }
+    }
+}
+
+extension ADSClient where Transport == HTTP2ClientTransport.Posix {
+    /// A client for a management server at `host:port` over plaintext HTTP/2.
+    public convenience init(host: String, port: Int, node: Envoy_Config_Core_V3_Node, subscriber: any XDSSubscriber,
+                            logger: Logger, mode: Mode = .stateOfTheWorld) {
+        self.init(transport: { try HTTP2ClientTransport.Posix(target: Self.target(host: host, port: port),
+                                                              transportSecurity: .plaintext) },
+                  node: node, subscriber: subscriber, logger: logger, mode: mode)
+    }
+
+    /// The management server as a gRPC target: an IP literal as is, a name through DNS.
+    static func target(host: String, port: Int) -> any ResolvableTarget {
+        if host.contains(":") {
+            let v6: ResolvableTargets.IPv6 = .ipv6(address: host, port: port)
+            return v6
+        }
+        if host.split(separator: ".").count == 4, host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            let v4: ResolvableTargets.IPv4 = .ipv4(address: host, port: port)
+            return v4
+        }
+        let dns: ResolvableTargets.DNS = .dns(host: host, port: port)
+        return dns
     }
 }
