@@ -1,9 +1,10 @@
 import Foundation
 import Logging
 
-/// Polls the config directory and publishes to the cache after a quiet period (`debounceAfter`)
-/// or, under constant edits, after `debounceMax`. A reload is atomic from the cache's view: the
-/// whole directory is validated, then published at once.
+/// Watches the config directory (inotify on Linux, with a slow safety scan; polling elsewhere)
+/// and publishes to the cache after a quiet period (`debounceAfter`) or, under constant edits,
+/// after `debounceMax`. A reload is atomic from the cache's view: the whole directory is
+/// validated, then published at once.
 public struct ConfigWatcher: Sendable {
     public var source: FileSource
     public var cache: SnapshotCache
@@ -42,13 +43,22 @@ public struct ConfigWatcher: Sendable {
     }
 
     /// Watches until cancelled.
-    public func run() async {
+    public func run(useInotify: Bool = true) async {
         let clock = ContinuousClock()
+        let inotify = useInotify ? InotifyWatch(directory: source.directory) : nil
+        defer { inotify?.stop() }
+        logger.info("watching \(source.directory) with \(inotify == nil ? "polling" : "inotify")")
         var lastListing = source.listFiles()
         var firstChange: ContinuousClock.Instant?
         var lastChange = clock.now
+        var lastScan = clock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
+            // With inotify, files are stat-ed only after an event (or every 2 s, in case one was lost).
+            if let inotify, firstChange == nil, !inotify.consumeChanges(), clock.now - lastScan < .seconds(2) {
+                continue
+            }
+            lastScan = clock.now
             let listing = source.listFiles()
             if listing != lastListing {
                 lastListing = listing
