@@ -10,8 +10,9 @@ public protocol AdminDataSource: Sendable {
     var clusters: ClusterManager { get }
     /// Listener name and bound address (`127.0.0.1:15001`), in config order.
     var listeners: [(name: String, address: String, host: String, port: Int)] { get }
-    /// `/config_dump` as proto3 JSON with Envoy's field names; `resource` and `nameRegex` filter it.
-    func configDumpJSON(resource: String?, nameRegex: String?) throws -> String
+    /// `/config_dump` as proto3 JSON with Envoy's field names; `resource` and `nameRegex` filter it;
+    /// `includeEDS` adds the endpoints.
+    func configDumpJSON(resource: String?, nameRegex: String?, includeEDS: Bool) throws -> String
     /// `/server_info` as JSON.
     func serverInfoJSON() throws -> String
     /// LIVE, DRAINING, PRE_INITIALIZING or INITIALIZING.

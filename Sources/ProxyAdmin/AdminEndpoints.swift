@@ -130,7 +130,8 @@ public struct AdminEndpoints: Sendable {
     func configDump(_ request: AdminRequest) -> AdminResponse {
         do {
             return .json(try source.configDumpJSON(resource: request.parameter("resource"),
-                                                   nameRegex: request.parameter("name_regex")))
+                                                   nameRegex: request.parameter("name_regex"),
+                                                   includeEDS: request.has("include_eds")))
         } catch {
             return AdminResponse(status: 400, body: "\(error)\n")
         }

@@ -44,13 +44,16 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var responseComplete = false
     private var flags: ResponseFlags = []
 
-    init(manager: HTTPConnectionManager, config: ConnectionManagerConfig, head: HTTPRequestHead, loop: any EventLoop) {
+    /// - Parameter draining: the connection's listener changed its filter chain: answer this request
+    ///   with `connection: close` and close the connection after it, as Envoy drains.
+    init(manager: HTTPConnectionManager, config: ConnectionManagerConfig, head: HTTPRequestHead, loop: any EventLoop,
+         draining: Bool = false) {
         self.manager = manager
         self.config = config
         self.loop = loop
         self.downstreamHead = head
         self.upstreamHead = head
-        self.keepAlive = head.isKeepAlive
+        self.keepAlive = head.isKeepAlive && !draining
     }
 
     // MARK: request

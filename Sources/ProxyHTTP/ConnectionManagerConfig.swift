@@ -13,9 +13,13 @@ public final class ConnectionManagerConfig: Sendable {
     public let stats: ConnectionManagerStats
     /// Request body bytes kept for retries before retries are given up (Envoy's per-connection buffer limit).
     public let retryBufferLimit: Int
+    /// Bumped when the listener's filter chain changes: connections opened under an older one are
+    /// drained (their next response says `connection: close`). Route and cluster updates keep it.
+    public let filterChainGeneration: Int
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
-                stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20) {
+                stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0) {
+        self.filterChainGeneration = filterChainGeneration
         self.statPrefix = statPrefix
         self.routeTable = routeTable
         self.clusters = clusters

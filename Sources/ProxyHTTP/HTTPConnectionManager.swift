@@ -21,6 +21,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     private var draining = false
     private static let maxQueuedParts = 64
     private var connectionStats: ConnectionManagerStats?
+    /// The filter chain this connection was accepted under.
+    private var filterChainGeneration = 0
     var requestIDs = RequestIDGenerator()
     var dates = HTTPDateCache()
     private var readsPaused = false
@@ -35,8 +37,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        let stats = configHolder.load().stats
+        let config = configHolder.load()
+        let stats = config.stats
         connectionStats = stats
+        filterChainGeneration = config.filterChainGeneration
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
         stats.downstreamCxActive.increment()
@@ -72,7 +76,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
         switch part {
         case .head(let head):
             requestEnded = false
-            let stream = ActiveStream(manager: self, config: configHolder.load(), head: head, loop: loop)
+            let config = configHolder.load()
+            let stream = ActiveStream(manager: self, config: config, head: head, loop: loop,
+                                      draining: config.filterChainGeneration != filterChainGeneration)
             self.stream = stream
             stream.start()
         case .body(let body):

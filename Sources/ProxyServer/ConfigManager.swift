@@ -38,6 +38,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         var routes: [String: (config: Envoy_Config_Route_V3_RouteConfiguration, version: String, lastUpdated: Date)] = [:]
         var staticClusterNames: Set<String> = []
         var staticListenerNames: Set<String> = []
+        var failures: [String: [String: Envoy_Admin_V3_UpdateFailureState]] = [:]
+        var assignments: [String: Envoy_Config_Endpoint_V3_ClusterLoadAssignment] = [:]
+        var assignmentVersion = ""
     }
 
     private let store: StatsStore
@@ -55,6 +58,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     private let staticListenerNames: Set<String>
     private var routes: [String: DynamicRoute] = [:]
     private(set) var receivedTypes: Set<String> = []
+    /// Resources the last update of their type rejected, by type URL and name, for /config_dump's error_state.
+    private var failures: [String: [String: Envoy_Admin_V3_UpdateFailureState]] = [:]
+    private var assignmentVersion = ""
 
     let clusterManager: SnapshotHolder<ClusterManager>
     private let published = Mutex(View())
@@ -93,10 +99,11 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     func apply(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
         receivedTypes.insert(typeURL)
+        failures[typeURL] = [:]
         let result: XDSApplyResult
         switch typeURL {
         case XDSTypes.cluster: result = applyClusters(resources, version: version)
-        case XDSTypes.endpoint: result = applyAssignments(resources)
+        case XDSTypes.endpoint: result = applyAssignments(resources, version: version)
         case XDSTypes.listener: result = await applyListeners(resources, version: version)
         case XDSTypes.route: result = await applyRoutes(resources, version: version)
         default: result = XDSApplyResult(errorMessage: "meshproxy does not handle \(typeURL)")
@@ -146,6 +153,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 dynamicClusters[config.name] = entry
             } catch {
                 errors.append("\(config.name): \(error)")
+                recordFailure(XDSTypes.cluster, name: config.name, resource: resource, reason: "\(error)", version: version)
             }
         }
         for name in dynamicClusters.keys where !seen.contains(name) {
@@ -161,7 +169,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                       subscriptions: [XDSTypes.endpoint: edsNames])
     }
 
-    private func applyAssignments(_ resources: [Google_Protobuf_Any]) -> XDSApplyResult {
+    private func applyAssignments(_ resources: [Google_Protobuf_Any], version: String) -> XDSApplyResult {
+        assignmentVersion = version
         var errors: [String] = []
         let clusters = clusterManager.load().ordered
         for resource in resources {
@@ -220,6 +229,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 listeners[config.name] = runtime
             } catch {
                 errors.append("\(config.name): \(error)")
+                recordFailure(XDSTypes.listener, name: config.name, resource: resource, reason: "\(error)", version: version)
             }
         }
         for name in listenerOrder where !staticListenerNames.contains(name) && !seen.contains(name) {
@@ -239,12 +249,20 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 errors.append("cannot decode a RouteConfiguration")
                 continue
             }
-            if let existing = routes[config.name], existing.config == config { continue }
+            countRDS(config.name, "update_attempt")
+            if let existing = routes[config.name], existing.config == config {
+                countRDS(config.name, "update_success")
+                continue
+            }
             do {
                 routes[config.name] = DynamicRoute(table: try RouteTable(config), config: config, version: version,
                                                    lastUpdated: Date())
+                countRDS(config.name, "update_success")
+                countRDS(config.name, "config_reload")
             } catch {
                 errors.append("\(config.name): \(error)")
+                countRDS(config.name, "update_rejected")
+                recordFailure(XDSTypes.route, name: config.name, resource: resource, reason: "\(error)", version: version)
             }
         }
         let tables = routeTables
@@ -264,6 +282,28 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     }
 
     private var routeTables: [String: RouteTable] { routes.mapValues(\.table) }
+
+    /// `http.<stat_prefix>.rds.<route_config>.<stat>` for every connection manager that uses the route config.
+    private func countRDS(_ routeName: String, _ stat: String) {
+        for listener in allListeners where listener.template.rdsName == routeName {
+            let prefix = listener.template.statPrefix
+            store.counter("http.\(prefix).rds.\(routeName).\(stat)",
+                          StatTags(extractedName: "http.rds." + stat,
+                                   tags: [StatTags.Tag("envoy_http_conn_manager_prefix", prefix),
+                                          StatTags.Tag("envoy_rds_route_config", routeName)])).increment()
+        }
+    }
+
+    /// Keeps what was rejected, why and when, as Envoy's `error_state` shows it.
+    private func recordFailure(_ typeURL: String, name: String, resource: Google_Protobuf_Any, reason: String,
+                               version: String) {
+        var state = Envoy_Admin_V3_UpdateFailureState()
+        state.failedConfiguration = resource
+        state.details = reason
+        state.versionInfo = version
+        state.lastUpdateAttempt = Google_Protobuf_Timestamp(date: Date())
+        failures[typeURL, default: [:]][name] = state
+    }
 
     private func refreshListeners() {
         let clusters = clusterManager.load()
@@ -291,6 +331,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         view.routes = routes.mapValues { ($0.config, $0.version, $0.lastUpdated) }
         view.staticClusterNames = Set(staticClusters.map(\.name))
         view.staticListenerNames = staticListenerNames
+        view.failures = failures
+        view.assignments = assignments
+        view.assignmentVersion = assignmentVersion
         published.withLock { $0 = view }
     }
 

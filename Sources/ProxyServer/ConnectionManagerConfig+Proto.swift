@@ -72,7 +72,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     }
 
     /// The runnable config, or nil while RDS routes have not arrived (the listener is warming).
-    func config(clusters: ClusterManager, routes: [String: RouteTable]) -> ConnectionManagerConfig? {
+    func config(clusters: ClusterManager, routes: [String: RouteTable], generation: Int) -> ConnectionManagerConfig? {
         let table: RouteTable
         switch routeSource {
         case .inline(let inline, _): table = inline
@@ -81,7 +81,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             table = fromRDS
         }
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
-                                       serverName: serverName, stats: stats)
+                                       serverName: serverName, stats: stats, filterChainGeneration: generation)
     }
 }
 

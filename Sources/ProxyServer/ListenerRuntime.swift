@@ -25,6 +25,8 @@ final class ListenerRuntime: @unchecked Sendable {
     /// When (and as what version) this listener was last configured, for /config_dump.
     var versionInfo = ""
     var lastUpdated = Date()
+    /// Counts filter-chain changes; connections from an older one drain.
+    private var generation = 0
 
     init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
         let (host, port, template, scope) = try Self.parse(listener, path: path, store: store)
@@ -72,9 +74,10 @@ final class ListenerRuntime: @unchecked Sendable {
         return (socket.address, Int(port), template, scope)
     }
 
-    /// Takes a new Listener message for the same address: the socket stays; new requests use the new
-    /// filter chain at once (connections read the config per request).
+    /// Takes a new Listener message for the same address: the socket stays; new connections use the
+    /// new filter chain at once, and connections from before a filter-chain change drain.
     func update(_ listener: Envoy_Config_Listener_V3_Listener, template: ConnectionManagerTemplate) {
+        if listener.filterChains != config.filterChains { generation += 1 }
         self.config = listener
         self.template = template
     }
@@ -82,7 +85,9 @@ final class ListenerRuntime: @unchecked Sendable {
     /// Publishes the config for the current clusters and routes; false while its routes are missing.
     @discardableResult
     func refresh(clusters: ClusterManager, routes: [String: RouteTable]) -> Bool {
-        guard let compiled = template.config(clusters: clusters, routes: routes) else { return connectionManager != nil }
+        guard let compiled = template.config(clusters: clusters, routes: routes, generation: generation) else {
+            return connectionManager != nil
+        }
         if let connectionManager {
             connectionManager.store(compiled)
         } else {

@@ -1,13 +1,14 @@
 import Foundation
 import SwiftProtobuf
 import XDSAPI
+import ProxyXDS
 import XDSResource
 
 extension Server {
     /// `/config_dump`: Envoy's ConfigDump of the bootstrap and the static resources, with the proto
     /// field names Envoy prints. `resource` selects one repeated field (`static_clusters`, ...), and
     /// `nameRegex` keeps the resources whose name matches.
-    public func configDumpJSON(resource: String?, nameRegex: String?) throws -> String {
+    public func configDumpJSON(resource: String?, nameRegex: String?, includeEDS: Bool = false) throws -> String {
         let updated = Google_Protobuf_Timestamp(date: loadedAt)
         let regex = try nameRegex.map { try Regex($0) }
         func keep(_ name: String) -> Bool {
@@ -61,13 +62,46 @@ extension Server {
             entry.lastUpdated = updated
             routesDump.staticRouteConfigs.append(entry)
         }
+        for (name, failure) in view.failures[XDSTypes.cluster] ?? [:] where keep(name) {
+            if let index = clustersDump.dynamicActiveClusters.firstIndex(where: { $0.versionInfo.isEmpty == false
+                && (try? Envoy_Config_Cluster_V3_Cluster(unpackingAny: $0.cluster))?.name == name }) {
+                clustersDump.dynamicActiveClusters[index].errorState = failure
+            } else {
+                var entry = Envoy_Admin_V3_ClustersConfigDump.DynamicCluster()
+                entry.errorState = failure
+                clustersDump.dynamicWarmingClusters.append(entry)
+            }
+        }
+        for (name, failure) in view.failures[XDSTypes.listener] ?? [:] where keep(name) {
+            if let index = listenersDump.dynamicListeners.firstIndex(where: { $0.name == name }) {
+                listenersDump.dynamicListeners[index].errorState = failure
+            } else {
+                var entry = Envoy_Admin_V3_ListenersConfigDump.DynamicListener()
+                entry.name = name
+                entry.errorState = failure
+                listenersDump.dynamicListeners.append(entry)
+            }
+        }
         for name in view.routes.keys.sorted() where keep(name) {
             let route = view.routes[name]!
             var entry = Envoy_Admin_V3_RoutesConfigDump.DynamicRouteConfig()
             entry.versionInfo = route.version
             entry.routeConfig = try Google_Protobuf_Any(message: route.config)
             entry.lastUpdated = Google_Protobuf_Timestamp(date: route.lastUpdated)
+            if let failure = view.failures[XDSTypes.route]?[name] { entry.errorState = failure }
             routesDump.dynamicRouteConfigs.append(entry)
+        }
+        for (name, failure) in view.failures[XDSTypes.route] ?? [:] where view.routes[name] == nil && keep(name) {
+            var entry = Envoy_Admin_V3_RoutesConfigDump.DynamicRouteConfig()
+            entry.errorState = failure
+            routesDump.dynamicRouteConfigs.append(entry)
+        }
+        var endpointsDump = Envoy_Admin_V3_EndpointsConfigDump()
+        for name in view.assignments.keys.sorted() where keep(name) {
+            var entry = Envoy_Admin_V3_EndpointsConfigDump.DynamicEndpointConfig()
+            entry.versionInfo = view.assignmentVersion
+            entry.endpointConfig = try Google_Protobuf_Any(message: view.assignments[name]!)
+            endpointsDump.dynamicEndpointConfigs.append(entry)
         }
 
         let options = Self.dumpEncoding
@@ -80,7 +114,9 @@ extension Server {
             case "dynamic_active_clusters": items = clustersDump.dynamicActiveClusters
             case "dynamic_listeners": items = listenersDump.dynamicListeners
             case "dynamic_route_configs": items = routesDump.dynamicRouteConfigs
-            case "dynamic_warming_clusters", "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
+            case "dynamic_warming_clusters": items = clustersDump.dynamicWarmingClusters
+            case "dynamic_endpoint_configs": items = endpointsDump.dynamicEndpointConfigs
+            case "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
                 items = []
             default:
                 throw ConfigDumpError(message: "unknown resource '\(resource)'")
@@ -97,6 +133,10 @@ extension Server {
             try Google_Protobuf_Any(message: routesDump),
             try Google_Protobuf_Any(message: Envoy_Admin_V3_SecretsConfigDump()),
         ]
+        if includeEDS {
+            // Envoy puts endpoints after the clusters when asked with ?include_eds.
+            dump.configs.insert(try Google_Protobuf_Any(message: endpointsDump), at: 2)
+        }
         return JSONPrettyPrinter.format(try dump.jsonString(options: options))
     }
 

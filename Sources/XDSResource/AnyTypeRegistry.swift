@@ -50,6 +50,8 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Admin_V3_ClustersConfigDump.DynamicCluster.self,
         Envoy_Admin_V3_ListenersConfigDump.DynamicListener.self,
         Envoy_Admin_V3_RoutesConfigDump.DynamicRouteConfig.self,
+        Envoy_Admin_V3_EndpointsConfigDump.self,
+        Envoy_Admin_V3_EndpointsConfigDump.DynamicEndpointConfig.self,
     ]
 
     public static let meshproxy = AnyTypeRegistry(resourceTypes + proxyExtensionTypes + adminTypes)

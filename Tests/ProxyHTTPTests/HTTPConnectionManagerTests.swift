@@ -14,12 +14,14 @@ import Testing
     let store = StatsStore()
     let connector: EmbeddedUpstreamConnector
     let downstream: EmbeddedChannel
+    let holder: SnapshotHolder<ConnectionManagerConfig>
 
     init(route: RouteAction? = nil, pathPrefix: String = "/") throws {
         connector = EmbeddedUpstreamConnector(loop: loop)
         let config = try TestProxyConfig.make(loop: loop, connector: connector, route: route, pathPrefix: pathPrefix,
                                               store: store)
-        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: SnapshotHolder(config)), loop: loop)
+        holder = SnapshotHolder(config)
+        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder), loop: loop)
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
@@ -179,6 +181,21 @@ import Testing
                                             "x-envoy-expected-rq-timeout-ms", "x-envoy-original-host"])
         #expect(head.headers.first(name: "host") == "upstream.internal")
         #expect(head.headers.first(name: "x-envoy-original-host") == "a.example")
+    }
+
+    @Test func aFilterChainChangeDrainsOlderConnections() throws {
+        try send()
+        _ = try upstreamRequest()
+        try respond(status: .ok)
+        #expect(try downstreamResponse().0.headers.first(name: "connection") == nil)
+        let old = holder.load()
+        holder.store(ConnectionManagerConfig(statPrefix: old.statPrefix, routeTable: old.routeTable, clusters: old.clusters,
+                                             stats: old.stats, filterChainGeneration: 1))
+        try send()
+        _ = try upstreamRequest()
+        try respond(status: .ok)
+        #expect(try downstreamResponse().0.headers.first(name: "connection") == "close")
+        #expect(!downstream.isActive, "closed after the response")
     }
 
     @Test func expectContinueIsAnsweredByTheProxy() throws {

@@ -80,6 +80,9 @@ def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_d
     assert int(stats["cluster_manager.cds.update_success"]) >= 1
     dump = json.loads(get(admin, "/config_dump")[2])
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
+    with_eds = json.loads(get(admin, "/config_dump?include_eds")[2])
+    eds = next(c for c in with_eds["configs"] if c["@type"].endswith("EndpointsConfigDump"))
+    assert {e["endpoint_config"]["cluster_name"] for e in eds["dynamic_endpoint_configs"]} == {"httpbin", "pages"}
     assert [c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]] == ["httpbin", "pages"]
     assert len(clusters["dynamic_active_clusters"][0]["version_info"]) == 16
 
@@ -90,7 +93,7 @@ def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, p
     configure(config_dir, first.port, listener_port)
     meshd = Meshd(tmp_path, config_dir)
     processes.append(meshd.process)
-    proxy, _ = start_meshproxy(tmp_path, meshd, "mesh-n", "demo")
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-n", "demo")
     processes.append(proxy)
     wait_serving(listener_port)
     good = (config_dir / "route.yaml").read_text()
@@ -102,6 +105,12 @@ def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, p
     message = wait_until(nack, what="RDS NACK from meshproxy")
     assert "main" in message and "invalid regex" in message, message
     assert get(listener_port, "/still")[0] == 200, "the last good route keeps serving"
+    dump = json.loads(get(admin, "/config_dump")[2])
+    routes = next(c for c in dump["configs"] if c["@type"].endswith(".RoutesConfigDump"))
+    failed = routes["dynamic_route_configs"][0]["error_state"]
+    assert "invalid regex" in failed["details"] and failed["failed_configuration"]["name"] == "main"
+    stats = get(admin, "/stats?filter=rds")[2].decode()
+    assert "http.ingress_http.rds.main.update_rejected: 1" in stats
     meshd.write("route.yaml", good)
     wait_until(lambda: nack() is None, what="NACK cleared")
 
