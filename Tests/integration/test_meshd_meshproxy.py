@@ -131,10 +131,16 @@ def test_meshproxy_survives_meshd_restart(tmp_path, config_dir, upstreams, proce
     # Restart on the same port with a changed endpoint: the proxy reconnects and follows.
     endpoints = (config_dir / "endpoints.yaml").read_text()
     (config_dir / "endpoints.yaml").write_text(endpoints.replace(f"port_value: {first.port}", f"port_value: {second.port}"))
+    restarted_admin = free_port()
     restarted = Process([meshd.process.args[0], "--config-dir", str(config_dir), "--xds-address", f"127.0.0.1:{xds_port}",
-                         "--admin-address", f"127.0.0.1:{free_port()}"], tmp_path / "meshd-restarted.log")
+                         "--admin-address", f"127.0.0.1:{restarted_admin}"], tmp_path / "meshd-restarted.log")
     processes.append(restarted)
     wait_for_port(xds_port)
     before = len(second.requests)
     wait_until(lambda: get(listener_port, "/after")[0] == 200 and len(second.requests) > before, timeout=40,
                interval=0.2, what="traffic on the new endpoint after reconnect")
+    # Content-hash versions survive the restart: only the changed endpoints were pushed again.
+    metrics = get(restarted_admin, "/metrics")[2].decode()
+    for unchanged in ("CDS", "LDS", "RDS"):
+        assert f'meshd_pushes_total{{type="{unchanged}"}} 0' in metrics, metrics
+    assert 'meshd_pushes_total{type="EDS"} 1' in metrics
