@@ -355,8 +355,10 @@ def main():
     (ROOT / "docs").mkdir(exist_ok=True)
     plot(medians, ROOT / "docs/bench-http1.png")
     results = ROOT / "BENCHMARKS.md"
-    header = results.read_text().split("<!-- results -->")[0] if results.exists() else "# Benchmarks\n\n"
-    results.write_text(header.rstrip() + "\n\n<!-- results -->\n\n" + report)
+    text = results.read_text() if results.exists() else "# Benchmarks\n\n"
+    header = text.split("<!-- results -->")[0]
+    meshd_section = "\n<!-- meshd -->" + text.split("<!-- meshd -->", 1)[1] if "<!-- meshd -->" in text else ""
+    results.write_text(header.rstrip() + "\n\n<!-- results -->\n\n" + report + meshd_section)
     print(report)
     shutil.rmtree(workdir, ignore_errors=True)
 
