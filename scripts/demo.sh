@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+source "$root/scripts/release-flags.sh"
 mode=mesh
 once=false
 for arg in "$@"; do
@@ -22,9 +23,9 @@ for arg in "$@"; do
 done
 
 scripts/setup-test-env.sh
-swift build -c release --product meshproxy
-swift build -c release --product meshd
-bin="$(swift build -c release --show-bin-path)"
+swift build -c release --product meshproxy $RELEASE_FLAGS
+swift build -c release --product meshd $RELEASE_FLAGS
+bin="$(swift build -c release --show-bin-path $RELEASE_FLAGS)"
 
 pids=()
 temporary=()

@@ -22,7 +22,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var keepAlive: Bool
 
     // Request body: parts not yet written to the current attempt, and a copy for retries.
-    private var unsentBody = CircularBuffer<ByteBuffer>()
+    /// An empty array costs no allocation; most requests never queue a part.
+    private var unsentBody: [ByteBuffer] = []
     private var unsentBytes = 0
     private var retryBody: [ByteBuffer] = []
     private var retryBodyBytes = 0
@@ -115,6 +116,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         return policy
     }
 
+    private static let defaultTimeoutText = String(RouteAction.defaultTimeoutMs)
+
     private static let consumedRequestHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "upgrade", "expect",
         "x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
@@ -139,7 +142,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         if timeoutMs > 0 {
             let perTry = policy?.perTryTimeoutMs ?? 0
             let expected = perTry > 0 && perTry < timeoutMs ? perTry : timeoutMs
-            headers.add(name: "x-envoy-expected-rq-timeout-ms", value: String(expected))
+            let text = expected == RouteAction.defaultTimeoutMs ? Self.defaultTimeoutText : String(expected)
+            headers.add(name: "x-envoy-expected-rq-timeout-ms", value: text)
         }
         var uri = downstreamHead.uri
         if let route, route.action.prefixRewrite != nil {
@@ -241,7 +245,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         // A new attempt replays the whole body seen so far.
         if thisAttempt > 1 {
-            unsentBody = CircularBuffer(retryBody)
+            unsentBody = retryBody
             unsentBytes = retryBodyBytes
         }
         let pool = cluster.pool(on: loop)
@@ -267,9 +271,10 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private func send(on connection: UpstreamConnection, host: Host) {
         connection.handler.write(.head(head(for: host)))
-        while let part = unsentBody.popFirst() {
+        for part in unsentBody {
             connection.handler.write(.body(.byteBuffer(part)))
         }
+        unsentBody.removeAll()
         unsentBytes = 0
         if requestEnded { connection.handler.write(.end(requestTrailers)) }
         connection.handler.flush()
@@ -558,10 +563,42 @@ final class ActiveStream: UpstreamResponseDelegate {
 }
 
 extension String {
-    /// Lower-cases ASCII letters, returning self without allocating when already lower-case.
+    /// Lower-cases ASCII letters. Header names that are already lower-case come back as they are, and
+    /// the common ones clients capitalise come from a table of constants: no allocation either way.
     func asciiLowercased() -> String {
         if !utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) { return self }
-        return String(decoding: utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 },
-                      as: UTF8.self)
+        switch self {
+        case "Host": return "host"
+        case "User-Agent": return "user-agent"
+        case "Accept": return "accept"
+        case "Accept-Encoding": return "accept-encoding"
+        case "Accept-Language": return "accept-language"
+        case "Connection": return "connection"
+        case "Content-Length": return "content-length"
+        case "Content-Type": return "content-type"
+        case "Cache-Control": return "cache-control"
+        case "Cookie": return "cookie"
+        case "Authorization": return "authorization"
+        case "Date": return "date"
+        case "Server": return "server"
+        case "Transfer-Encoding": return "transfer-encoding"
+        case "Keep-Alive": return "keep-alive"
+        case "Set-Cookie": return "set-cookie"
+        case "Location": return "location"
+        case "Vary": return "vary"
+        case "ETag": return "etag"
+        case "Last-Modified": return "last-modified"
+        case "Expect": return "expect"
+        case "Origin": return "origin"
+        case "Referer": return "referer"
+        case "X-Request-Id", "X-Request-ID": return "x-request-id"
+        case "X-Forwarded-For": return "x-forwarded-for"
+        case "X-Forwarded-Proto": return "x-forwarded-proto"
+        case "Access-Control-Allow-Origin": return "access-control-allow-origin"
+        case "Access-Control-Allow-Credentials": return "access-control-allow-credentials"
+        default:
+            return String(decoding: utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 },
+                          as: UTF8.self)
+        }
     }
 }

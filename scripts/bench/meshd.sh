@@ -5,11 +5,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
+source "$root/scripts/release-flags.sh"
 scripts/setup-test-env.sh
 .venv-tests/bin/python -c 'import envoy.service.discovery.v3.ads_pb2_grpc' 2>/dev/null \
   || .venv-tests/bin/pip install -q --disable-pip-version-check xds-protos==1.85.0
-swift build -c release --product meshd
-bin="$(swift build -c release --show-bin-path)/meshd"
+swift build -c release --product meshd $RELEASE_FLAGS
+bin="$(swift build -c release --show-bin-path $RELEASE_FLAGS)/meshd"
 sizes=(100 1000)
 pushes=5
 if [ "${1:-}" = "--quick" ]; then sizes=(20); pushes=2; fi

@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
+source "$root/scripts/release-flags.sh"
 
 need=()
 command -v nginx >/dev/null || need+=(nginx)
@@ -20,6 +21,6 @@ scripts/setup-test-env.sh
 if ! .venv-tests/bin/python -c 'import matplotlib' 2>/dev/null; then
   .venv-tests/bin/pip install -q --disable-pip-version-check matplotlib
 fi
-swift build -c release --product meshproxy
-exec .venv-tests/bin/python scripts/bench/bench.py --meshproxy "$(swift build -c release --show-bin-path)/meshproxy" \
+swift build -c release --product meshproxy $RELEASE_FLAGS
+exec .venv-tests/bin/python scripts/bench/bench.py --meshproxy "$(swift build -c release --show-bin-path $RELEASE_FLAGS)/meshproxy" \
   --envoy .venv-tests/bin/envoy "$@"
