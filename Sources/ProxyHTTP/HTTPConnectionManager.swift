@@ -12,6 +12,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     public typealias OutboundOut = HTTPServerResponsePart
 
     private let configHolder: SnapshotHolder<ConnectionManagerConfig>
+    private let tracker: ConnectionTracker?
+    /// Set when the listener drains this connection: the next response closes it.
+    private var drainRequested = false
     private var context: ChannelHandlerContext?
     private var stream: ActiveStream?
     /// Whether the current stream has received its whole request.
@@ -28,8 +31,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     private var readsPaused = false
     private var pendingRead = false
 
-    public init(config: SnapshotHolder<ConnectionManagerConfig>) {
+    public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil) {
         self.configHolder = config
+        self.tracker = tracker
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -41,6 +45,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
         let stats = config.stats
         connectionStats = stats
         filterChainGeneration = config.filterChainGeneration
+        tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
         stats.downstreamCxActive.increment()
@@ -49,6 +54,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        tracker?.unregister(self)
         if let stats = connectionStats {
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
@@ -78,7 +84,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
             requestEnded = false
             let config = configHolder.load()
             let stream = ActiveStream(manager: self, config: config, head: head, loop: loop,
-                                      draining: config.filterChainGeneration != filterChainGeneration)
+                                      draining: drainRequested || config.filterChainGeneration != filterChainGeneration)
             self.stream = stream
             stream.start()
         case .body(let body):
@@ -138,6 +144,17 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
             }
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        }
+    }
+
+    /// Drain: the next response says `connection: close`; if the connection is still open after
+    /// `drainTime` (an idle keep-alive client), it is closed then.
+    func startDraining(closeAfter drainTime: TimeAmount) {
+        guard let context, !drainRequested else { return }
+        drainRequested = true
+        context.eventLoop.assumeIsolated().scheduleTask(in: drainTime) { [weak self] in
+            guard let self, self.stream == nil else { return }
+            self.context?.close(promise: nil)
         }
     }
 

@@ -68,8 +68,13 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     /// Called whenever every listener is warm after both CDS and LDS arrived (the initial fetch).
     var onInitialFetchDone: (@Sendable () -> Void)?
 
+    /// How long connections of a changed listener may drain (`--drain-time-s`).
+    private let drainTime: TimeAmount
+
     init(staticClusters: [Cluster], staticListeners: [ListenerRuntime], store: StatsStore, loops: [any EventLoop],
-         group: (any EventLoopGroup)?, connector: any UpstreamConnector, resolver: any DNSResolver) {
+         group: (any EventLoopGroup)?, connector: any UpstreamConnector, resolver: any DNSResolver,
+         drainTime: TimeAmount = .seconds(600)) {
+        self.drainTime = drainTime
         self.store = store
         self.loops = loops
         self.group = group
@@ -221,6 +226,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                     continue
                 }
                 let runtime = try ListenerRuntime(config, path: config.name, store: store)
+                runtime.drainTime = drainTime
                 runtime.versionInfo = version
                 if let old = listeners[config.name] { await old.close() }
                 runtime.refresh(clusters: clusterManager.load(), routes: routeTables)

@@ -27,6 +27,10 @@ final class ListenerRuntime: @unchecked Sendable {
     var lastUpdated = Date()
     /// Counts filter-chain changes; connections from an older one drain.
     private var generation = 0
+    /// The open connections, drained when the filter chain changes.
+    let connections = ConnectionTracker()
+    /// How long draining connections may stay open (`--drain-time-s`).
+    var drainTime: TimeAmount = .seconds(600)
 
     init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
         let (host, port, template, scope) = try Self.parse(listener, path: path, store: store)
@@ -77,7 +81,10 @@ final class ListenerRuntime: @unchecked Sendable {
     /// Takes a new Listener message for the same address: the socket stays; new connections use the
     /// new filter chain at once, and connections from before a filter-chain change drain.
     func update(_ listener: Envoy_Config_Listener_V3_Listener, template: ConnectionManagerTemplate) {
-        if listener.filterChains != config.filterChains { generation += 1 }
+        if listener.filterChains != config.filterChains {
+            generation += 1
+            connections.drainAll(closeAfter: drainTime)
+        }
         self.config = listener
         self.template = template
     }
@@ -102,6 +109,7 @@ final class ListenerRuntime: @unchecked Sendable {
     func bind(group: any EventLoopGroup) async throws {
         guard let holder = connectionManager else { return }
         let listenerStats = stats
+        let tracker = connections
         do {
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -114,7 +122,7 @@ final class ListenerRuntime: @unchecked Sendable {
                             ListenerConnectionTracker(stats: listenerStats, worker: worker))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                             withPipeliningAssistance: false, withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder, tracker: tracker))
                     }
                 }
                 .bind(host: host, port: port).get()

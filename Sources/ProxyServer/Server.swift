@@ -87,7 +87,8 @@ public final class Server: @unchecked Sendable {
         }
         (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters)
         config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
-                               group: group, connector: connector, resolver: resolver)
+                               group: group, connector: connector, resolver: resolver,
+                               drainTime: .seconds(Int64(options.drainTimeSeconds)))
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))
     }

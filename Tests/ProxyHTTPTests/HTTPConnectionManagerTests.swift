@@ -198,6 +198,20 @@ import Testing
         #expect(!downstream.isActive, "closed after the response")
     }
 
+    @Test func drainingClosesIdleConnectionsAfterTheDrainTime() throws {
+        let tracker = ConnectionTracker()
+        let channel = EmbeddedChannel(handler: HTTPConnectionManager(config: holder, tracker: tracker), loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
+        #expect(tracker.count == 1)
+        tracker.drainAll(closeAfter: .seconds(2))
+        loop.run()
+        loop.advanceTime(by: .seconds(1))
+        #expect(channel.isActive, "an idle connection gets the drain time to go away by itself")
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+        #expect(tracker.count == 0)
+    }
+
     @Test func expectContinueIsAnsweredByTheProxy() throws {
         try send(headers: [("Host", "h"), ("Expect", "100-continue")], method: .POST, body: "x")
         guard case .head(let interim)? = try downstream.readOutbound(as: HTTPServerResponsePart.self) else {

@@ -21,7 +21,7 @@ def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy", delta=Fa
     path = workdir / f"{name}-{node_id}.yaml"
     path.write_text(bootstrap)
     process = Process([MESHPROXY, "-c", str(path), "--service-node", node_id, "--service-cluster", cluster,
-                       "--concurrency", "2", "--drain-time-s", "1"], workdir / f"{name}-{node_id}.log")
+                       "--concurrency", "2", "--drain-time-s", "2"], workdir / f"{name}-{node_id}.log")
     wait_ready(admin, process)
     return process, admin
 
@@ -124,23 +124,64 @@ def test_meshproxy_survives_meshd_restart(tmp_path, config_dir, upstreams, proce
     processes.append(proxy)
     wait_serving(listener_port)
     xds_port = meshd.xds
-    meshd.process.stop()
-    for _ in range(10):
-        assert get(listener_port, "/while-down")[0] == 200
-    wait_until(lambda: "control_plane.connected_state: 0" in get(admin, "/stats")[2].decode(), what="disconnected")
-    # Restart on the same port with a changed endpoint: the proxy reconnects and follows.
-    endpoints = (config_dir / "endpoints.yaml").read_text()
-    (config_dir / "endpoints.yaml").write_text(endpoints.replace(f"port_value: {first.port}", f"port_value: {second.port}"))
-    restarted_admin = free_port()
-    restarted = Process([meshd.process.args[0], "--config-dir", str(config_dir), "--xds-address", f"127.0.0.1:{xds_port}",
-                         "--admin-address", f"127.0.0.1:{restarted_admin}"], tmp_path / "meshd-restarted.log")
-    processes.append(restarted)
-    wait_for_port(xds_port)
-    before = len(second.requests)
-    wait_until(lambda: get(listener_port, "/after")[0] == 200 and len(second.requests) > before, timeout=40,
-               interval=0.2, what="traffic on the new endpoint after reconnect")
+    from test_hot_swap_under_load import Load
+    with Load([listener_port], clients=4, max_requests=100_000) as load:
+        meshd.process.stop()  # killed mid-run: traffic keeps flowing on the last good config
+        wait_until(lambda: "control_plane.connected_state: 0" in get(admin, "/stats")[2].decode(), what="disconnected")
+        served = load.count[0]
+        wait_until(lambda: load.count[0] > served + 50, what="traffic while meshd is down")
+        # Restart on the same port with a changed endpoint: the proxy reconnects and follows.
+        endpoints = (config_dir / "endpoints.yaml").read_text()
+        (config_dir / "endpoints.yaml").write_text(
+            endpoints.replace(f"port_value: {first.port}", f"port_value: {second.port}"))
+        restarted_admin = free_port()
+        restarted = Process([meshd.process.args[0], "--config-dir", str(config_dir), "--xds-address",
+                             f"127.0.0.1:{xds_port}", "--admin-address", f"127.0.0.1:{restarted_admin}"],
+                            tmp_path / "meshd-restarted.log")
+        processes.append(restarted)
+        wait_for_port(xds_port)
+        before = len(second.requests)
+        wait_until(lambda: len(second.requests) > before + 10, timeout=40, interval=0.2,
+                   what="traffic on the new endpoint after reconnect")
+    assert load.failures == [], f"failed requests: {load.failures[:5]}"
     # Content-hash versions survive the restart: only the changed endpoints were pushed again.
     metrics = get(restarted_admin, "/metrics")[2].decode()
     for unchanged in ("CDS", "LDS", "RDS"):
         assert f'meshd_pushes_total{{type="{unchanged}"}} 0' in metrics, metrics
     assert 'meshd_pushes_total{type="EDS"} 1' in metrics
+
+
+def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_dir, upstreams, processes):
+    import socket
+    first, _ = upstreams
+    listener_port = free_port()
+    configure(config_dir, first.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    processes.append(meshd.process)
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-d", "demo")
+    processes.append(proxy)
+    wait_serving(listener_port)
+    idle = socket.create_connection(("127.0.0.1", listener_port), timeout=10)
+    idle.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+    # A new filter chain (stat_prefix): the socket stays, new connections use it, the idle one drains.
+    listener = (config_dir / "listener.yaml").read_text()
+    meshd.write("listener.yaml", listener.replace("stat_prefix: ingress_http", "stat_prefix: ingress_v2"))
+    def served_by_new_chain():
+        assert get(listener_port, "/new")[0] == 200
+        return "http.ingress_v2.downstream_rq_total: " in get(admin, "/stats?filter=ingress_v2")[2].decode()
+    wait_until(served_by_new_chain, what="new connections on the new filter chain")
+    idle.settimeout(5)
+    assert idle.recv(1) == b"", "the idle connection was closed after --drain-time-s"
+    idle.close()
+    # A listener on a port something else holds is NACKed with the reason; the rest keeps serving.
+    busy = (config_dir / "listener.yaml").read_text().replace("name: http", "name: busy").replace(
+        f"port_value: {listener_port}", f"port_value: {first.port}")
+    meshd.write("busy.yaml", busy)
+
+    def nack():
+        status = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == "mesh-d")
+        return status["types"].get("LDS", {}).get("last_nack")
+    message = wait_until(nack, what="LDS NACK for the busy port")
+    assert "busy" in message and "cannot bind" in message, message
+    assert get(listener_port, "/still")[0] == 200
