@@ -34,6 +34,9 @@ public struct RequestIDGenerator: Sendable {
         return result
     }
 
+    /// A random number from the same generator (weighted cluster picks).
+    public mutating func nextRandom() -> UInt64 { nextWord() }
+
     /// A random version-4 UUID in its 36-character lower-case form.
     public mutating func next() -> String {
         var high = nextWord()

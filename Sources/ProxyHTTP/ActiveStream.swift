@@ -14,6 +14,10 @@ final class ActiveStream: UpstreamResponseDelegate {
     private let startTime = NIODeadline.now()
 
     private var route: RouteEntry?
+    /// The forwarding action of `route`.
+    private var action: RouteAction?
+    /// Header edits for this request: weighted-cluster, route, virtual host, route configuration.
+    private var headerEdits = HeaderEdits()
     private var cluster: Cluster?
     private var policy: RetryPolicy?
     private var upstreamHead: HTTPRequestHead
@@ -76,7 +80,21 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         self.route = route
-        guard let cluster = config.clusters[route.action.cluster] else {
+        headerEdits = route.headerEdits
+        let action: RouteAction
+        switch route.kind {
+        case .directResponse(let status, let body):
+            stats.rqDirectResponse.increment()
+            finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: status), body: body, flags: [],
+                                          contentType: "text/plain"))
+            return
+        case .forward(let forward):
+            action = forward
+        }
+        self.action = action
+        let (clusterName, weightedEdits) = action.pickCluster(random: action.weightedClusters.isEmpty ? 0 : manager.requestIDs.nextRandom())
+        if let weightedEdits { headerEdits = weightedEdits.then(headerEdits) }
+        guard let cluster = config.clusters[clusterName] else {
             stats.noCluster.increment()
             finish(localReply: .noCluster)
             return
@@ -85,8 +103,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.rqTotal.increment()
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
-        timeoutMs = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap { Int64($0) } ?? route.action.timeoutMs
-        policy = Self.effectivePolicy(route.action.retryPolicy, headers: headers)
+        timeoutMs = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap { Int64($0) } ?? action.timeoutMs
+        policy = Self.effectivePolicy(action.retryPolicy, headers: headers)
         if policy == nil || policy!.numRetries == 0 { bodyRetainable = false }
 
         if headers.first(name: "expect")?.lowercased() == "100-continue" {
@@ -146,16 +164,19 @@ final class ActiveStream: UpstreamResponseDelegate {
             headers.add(name: "x-envoy-expected-rq-timeout-ms", value: text)
         }
         var uri = downstreamHead.uri
-        if let route, route.action.prefixRewrite != nil {
+        if let route, let action, action.prefixRewrite != nil {
             let queryStart = uri.firstIndex(of: "?") ?? uri.endIndex
-            uri = route.action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
+            uri = action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
+        }
+        if !headerEdits.requestAdd.isEmpty || !headerEdits.requestRemove.isEmpty {
+            headers = Self.edited(headers, remove: headerEdits.requestRemove, add: headerEdits.requestAdd)
         }
         return HTTPRequestHead(version: .http1_1, method: downstreamHead.method, uri: uri, headers: headers)
     }
 
     /// The upstream head for one attempt: Host rewritten for the chosen host where the route says so.
     private func head(for host: Host) -> HTTPRequestHead {
-        guard let action = route?.action else { return upstreamHead }
+        guard let action else { return upstreamHead }
         let newHost: String?
         if let literal = action.hostRewriteLiteral {
             newHost = literal
@@ -506,6 +527,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
         if !sawServer { headers.add(name: "server", value: config.serverName) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
+        if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+        }
         return HTTPResponseHead(version: downstreamHead.version, status: upstream.status, headers: headers)
     }
 
@@ -524,10 +548,13 @@ final class ActiveStream: UpstreamResponseDelegate {
         if !requestEnded { keepAlive = false }
         var headers = HTTPHeaders()
         headers.add(name: "content-length", value: String(reply.body.utf8.count))
-        if !reply.body.isEmpty { headers.add(name: "content-type", value: "text/plain") }
+        if !reply.body.isEmpty { headers.add(name: "content-type", value: reply.contentType) }
         headers.add(name: "date", value: manager.dates.current())
         headers.add(name: "server", value: config.serverName)
         if !keepAlive { headers.add(name: "connection", value: "close") }
+        if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+        }
         responseStarted = true
         lastStatus = reply.status.code
         manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: reply.status, headers: headers)),
@@ -559,6 +586,15 @@ final class ActiveStream: UpstreamResponseDelegate {
         backOffTimer?.cancel()
         config.stats.downstreamRqActive.decrement()
         manager.closeConnection()
+    }
+}
+
+extension ActiveStream {
+    /// Headers with a route's removals and additions applied (only built when a route has edits).
+    static func edited(_ headers: HTTPHeaders, remove: [String], add: [HeaderEdits.Addition]) -> HTTPHeaders {
+        var list = headers.map { ($0.name, $0.value) }
+        HeaderEdits.apply(remove: remove, add: add, to: &list)
+        return HTTPHeaders(list)
     }
 }
 

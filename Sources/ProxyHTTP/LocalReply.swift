@@ -6,6 +6,7 @@ struct LocalReply {
     var status: HTTPResponseStatus
     var body: String
     var flags: ResponseFlags
+    var contentType = "text/plain"
 
     static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound)
     static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound)

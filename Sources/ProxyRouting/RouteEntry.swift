@@ -1,13 +1,35 @@
-/// One compiled route: its match and what to do with a matching request.
+/// One compiled route: its match, what it does, and the header edits that apply to it.
 public struct RouteEntry: Sendable {
+    /// What a matching request gets.
+    public enum Kind: Sendable {
+        /// Proxied to a cluster.
+        case forward(RouteAction)
+        /// Answered by the proxy itself (`direct_response`).
+        case directResponse(status: Int, body: String)
+    }
+
     public var name: String
     public var match: RouteMatch
-    public var action: RouteAction
+    public var kind: Kind
+    /// Route, virtual host and route configuration edits, flattened.
+    public var headerEdits: HeaderEdits
 
-    public init(name: String = "", match: RouteMatch, action: RouteAction) {
+    public init(name: String = "", match: RouteMatch, kind: Kind, headerEdits: HeaderEdits = HeaderEdits()) {
         self.name = name
         self.match = match
-        self.action = action
+        self.kind = kind
+        self.headerEdits = headerEdits
+    }
+
+    /// A route that forwards to a cluster.
+    public init(name: String = "", match: RouteMatch, action: RouteAction, headerEdits: HeaderEdits = HeaderEdits()) {
+        self.init(name: name, match: match, kind: .forward(action), headerEdits: headerEdits)
+    }
+
+    /// The forwarding action, or nil for a route the proxy answers itself.
+    public var action: RouteAction? {
+        if case .forward(let action) = kind { return action }
+        return nil
     }
 }
 
@@ -16,7 +38,22 @@ public struct RouteAction: Sendable {
     /// Envoy's default route timeout, 15 s.
     public static let defaultTimeoutMs: Int64 = 15_000
 
+    /// One target of a weighted split, with its own header edits.
+    public struct WeightedCluster: Sendable {
+        public var name: String
+        public var weight: UInt32
+        public var headerEdits: HeaderEdits
+
+        public init(name: String, weight: UInt32, headerEdits: HeaderEdits = HeaderEdits()) {
+            self.name = name
+            self.weight = weight
+            self.headerEdits = headerEdits
+        }
+    }
+
     public var cluster: String
+    /// A canary split; empty when the route names one cluster.
+    public var weightedClusters: [WeightedCluster]
     public var autoHostRewrite: Bool
     public var hostRewriteLiteral: String?
     public var prefixRewrite: String?
@@ -24,15 +61,34 @@ public struct RouteAction: Sendable {
     public var timeoutMs: Int64
     public var retryPolicy: RetryPolicy?
 
-    public init(cluster: String, autoHostRewrite: Bool = false, hostRewriteLiteral: String? = nil,
-                prefixRewrite: String? = nil, timeoutMs: Int64 = RouteAction.defaultTimeoutMs,
-                retryPolicy: RetryPolicy? = nil) {
+    public init(cluster: String, weightedClusters: [WeightedCluster] = [], autoHostRewrite: Bool = false,
+                hostRewriteLiteral: String? = nil, prefixRewrite: String? = nil,
+                timeoutMs: Int64 = RouteAction.defaultTimeoutMs, retryPolicy: RetryPolicy? = nil) {
         self.cluster = cluster
+        self.weightedClusters = weightedClusters
         self.autoHostRewrite = autoHostRewrite
         self.hostRewriteLiteral = hostRewriteLiteral
         self.prefixRewrite = prefixRewrite
         self.timeoutMs = timeoutMs
         self.retryPolicy = retryPolicy
+    }
+
+    /// Every cluster this action can send to.
+    public var clusterNames: [String] {
+        weightedClusters.isEmpty ? [cluster] : weightedClusters.map(\.name)
+    }
+
+    /// The cluster for one request; `random` picks within a weighted split, as Envoy does per request.
+    public func pickCluster(random: UInt64) -> (name: String, edits: HeaderEdits?) {
+        guard !weightedClusters.isEmpty else { return (cluster, nil) }
+        let total = weightedClusters.reduce(UInt64(0)) { $0 + UInt64($1.weight) }
+        guard total > 0 else { return (weightedClusters[0].name, weightedClusters[0].headerEdits) }
+        var point = random % total
+        for target in weightedClusters {
+            if point < UInt64(target.weight) { return (target.name, target.headerEdits) }
+            point -= UInt64(target.weight)
+        }
+        return (weightedClusters[weightedClusters.count - 1].name, weightedClusters[weightedClusters.count - 1].headerEdits)
     }
 
     /// The upstream path after `prefix_rewrite` (the matched prefix replaced), or the path unchanged.

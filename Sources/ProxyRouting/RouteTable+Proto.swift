@@ -9,30 +9,57 @@ extension RouteTable {
     /// Compiles a RouteConfiguration. Features meshproxy does not implement yet are errors, so a
     /// config is never served with part of it silently ignored.
     public convenience init(_ config: Envoy_Config_Route_V3_RouteConfiguration) throws {
+        let configEdits = try HeaderEdits(requestAdd: config.requestHeadersToAdd, requestRemove: config.requestHeadersToRemove,
+                                          responseAdd: config.responseHeadersToAdd,
+                                          responseRemove: config.responseHeadersToRemove, path: "")
         let hosts = try config.virtualHosts.enumerated().map { index, host in
-            try VirtualHost(host, path: "virtual_hosts[\(index)]")
+            try VirtualHost(host, path: "virtual_hosts[\(index)]", broaderEdits: configEdits)
         }
         self.init(name: config.name, virtualHosts: hosts)
     }
 }
 
 extension VirtualHost {
-    init(_ host: Envoy_Config_Route_V3_VirtualHost, path: String) throws {
+    init(_ host: Envoy_Config_Route_V3_VirtualHost, path: String, broaderEdits: HeaderEdits) throws {
         guard !host.domains.isEmpty else { throw RouteConfigError(path + ".domains", "at least one domain is required") }
+        let hostEdits = try HeaderEdits(requestAdd: host.requestHeadersToAdd, requestRemove: host.requestHeadersToRemove,
+                                        responseAdd: host.responseHeadersToAdd,
+                                        responseRemove: host.responseHeadersToRemove, path: path + ".")
+            .then(broaderEdits)
         let routes = try host.routes.enumerated().map { index, route in
-            try RouteEntry(route, path: "\(path).routes[\(index)]")
+            try RouteEntry(route, path: "\(path).routes[\(index)]", broaderEdits: hostEdits)
         }
         self.init(name: host.name, domains: host.domains, routes: routes)
     }
 }
 
 extension RouteEntry {
-    init(_ route: Envoy_Config_Route_V3_Route, path: String) throws {
+    init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits) throws {
         let match = try RouteMatch(route.match, path: path + ".match")
-        guard case .route(let action)? = route.action else {
-            throw RouteConfigError(path, "only the \"route\" action is supported so far (redirect and direct_response are not)")
+        let edits = try HeaderEdits(requestAdd: route.requestHeadersToAdd, requestRemove: route.requestHeadersToRemove,
+                                    responseAdd: route.responseHeadersToAdd,
+                                    responseRemove: route.responseHeadersToRemove, path: path + ".")
+            .then(broaderEdits)
+        switch route.action {
+        case .route(let action):
+            self.init(name: route.name, match: match, action: try RouteAction(action, path: path + ".route"),
+                      headerEdits: edits)
+        case .directResponse(let direct):
+            guard (200...599).contains(direct.status) else {
+                throw RouteConfigError(path + ".direct_response.status", "status must be between 200 and 599")
+            }
+            var body = ""
+            switch direct.body.specifier {
+            case .inlineString(let text): body = text
+            case .inlineBytes(let bytes): body = String(decoding: bytes, as: UTF8.self)
+            case nil: break
+            default: throw RouteConfigError(path + ".direct_response.body", "only inline_string and inline_bytes are supported")
+            }
+            self.init(name: route.name, match: match, kind: .directResponse(status: Int(direct.status), body: body),
+                      headerEdits: edits)
+        default:
+            throw RouteConfigError(path, "only the \"route\" and \"direct_response\" actions are supported so far")
         }
-        self.init(name: route.name, match: match, action: try RouteAction(action, path: path + ".route"))
     }
 }
 
@@ -96,8 +123,31 @@ extension CompiledRegex {
 
 extension RouteAction {
     init(_ action: Envoy_Config_Route_V3_RouteAction, path: String) throws {
-        guard case .cluster(let cluster)? = action.clusterSpecifier, !cluster.isEmpty else {
-            throw RouteConfigError(path, "only \"cluster\" is supported as cluster specifier so far")
+        var cluster = ""
+        var weighted: [WeightedCluster] = []
+        switch action.clusterSpecifier {
+        case .cluster(let name) where !name.isEmpty:
+            cluster = name
+        case .weightedClusters(let split):
+            guard !split.clusters.isEmpty else {
+                throw RouteConfigError(path + ".weighted_clusters.clusters", "at least one cluster is required")
+            }
+            weighted = try split.clusters.enumerated().map { index, target in
+                let targetPath = "\(path).weighted_clusters.clusters[\(index)]"
+                guard !target.name.isEmpty else { throw RouteConfigError(targetPath + ".name", "a cluster name is required") }
+                return WeightedCluster(
+                    name: target.name, weight: target.hasWeight ? target.weight.value : 0,
+                    headerEdits: try HeaderEdits(requestAdd: target.requestHeadersToAdd,
+                                                 requestRemove: target.requestHeadersToRemove,
+                                                 responseAdd: target.responseHeadersToAdd,
+                                                 responseRemove: target.responseHeadersToRemove, path: targetPath + "."))
+            }
+            guard weighted.contains(where: { $0.weight > 0 }) else {
+                throw RouteConfigError(path + ".weighted_clusters", "the weights must not all be 0")
+            }
+            cluster = weighted[0].name
+        default:
+            throw RouteConfigError(path, "\"cluster\" or \"weighted_clusters\" is required (cluster_header and plugins are not supported yet)")
         }
         var autoHostRewrite = false
         var literal: String?
@@ -109,6 +159,7 @@ extension RouteAction {
         }
         let retryPolicy = action.hasRetryPolicy ? try RetryPolicy(action.retryPolicy, path: path + ".retry_policy") : nil
         self.init(cluster: cluster,
+                  weightedClusters: weighted,
                   autoHostRewrite: autoHostRewrite,
                   hostRewriteLiteral: literal,
                   prefixRewrite: action.prefixRewrite.isEmpty ? nil : action.prefixRewrite,
@@ -138,5 +189,39 @@ extension RetryPolicy {
                   perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
                   retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
                   backOffBaseMs: base, backOffMaxMs: max)
+    }
+}
+
+extension HeaderEdits {
+    init(requestAdd: [Envoy_Config_Core_V3_HeaderValueOption], requestRemove: [String],
+         responseAdd: [Envoy_Config_Core_V3_HeaderValueOption], responseRemove: [String], path: String) throws {
+        self.init()
+        self.requestAdd = try requestAdd.enumerated().map { try Self.addition($1, path: "\(path)request_headers_to_add[\($0)]") }
+        self.requestRemove = requestRemove.map { $0.lowercased() }
+        self.responseAdd = try responseAdd.enumerated().map { try Self.addition($1, path: "\(path)response_headers_to_add[\($0)]") }
+        self.responseRemove = responseRemove.map { $0.lowercased() }
+    }
+
+    static func addition(_ option: Envoy_Config_Core_V3_HeaderValueOption, path: String) throws -> Addition {
+        let name = option.header.key
+        guard !name.isEmpty else { throw RouteConfigError(path + ".header.key", "a header name is required") }
+        let value = option.header.value.isEmpty ? String(decoding: option.header.rawValue, as: UTF8.self) : option.header.value
+        // %VARIABLE% formatters need the request's context; %% is a literal percent sign.
+        if value.replacingOccurrences(of: "%%", with: "").contains("%") {
+            throw RouteConfigError(path + ".header.value", "header value formatters (%...%) are not supported yet")
+        }
+        let literal = value.replacingOccurrences(of: "%%", with: "%")
+        let action: AppendAction
+        if option.hasAppend {
+            action = option.append.value ? .appendIfExistsOrAdd : .overwriteIfExistsOrAdd
+        } else {
+            switch option.appendAction {
+            case .addIfAbsent: action = .addIfAbsent
+            case .overwriteIfExistsOrAdd: action = .overwriteIfExistsOrAdd
+            case .overwriteIfExists: action = .overwriteIfExists
+            default: action = .appendIfExistsOrAdd
+            }
+        }
+        return Addition(name: name, value: literal, action: action)
     }
 }

@@ -65,8 +65,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     func validateClusters(_ clusters: ClusterManager, path: String) throws {
         guard case .inline(let table, _) = routeSource else { return }
         for host in table.virtualHosts {
-            for route in host.routes where clusters[route.action.cluster] == nil {
-                throw ListenerConfigError(path + ".route_config", "route: unknown cluster '\(route.action.cluster)'")
+            for name in host.routes.flatMap({ $0.action?.clusterNames ?? [] }) where clusters[name] == nil {
+                throw ListenerConfigError(path + ".route_config", "route: unknown cluster '\(name)'")
             }
         }
     }

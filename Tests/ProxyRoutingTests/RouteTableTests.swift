@@ -81,8 +81,8 @@ import XDSResource
         let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml")
         let table = try RouteTable(config)
         let route = try #require(table.route(host: "x", path: "/abc", header: { _ in nil }))
-        #expect(route.action.timeoutMs == 2500)
-        let policy = try #require(route.action.retryPolicy)
+        #expect(route.action?.timeoutMs == 2500)
+        let policy = try #require(route.action?.retryPolicy)
         #expect(policy.retryOn == [.gatewayError, .retriableStatusCodes])
         #expect(policy.numRetries == 2)
         #expect(policy.perTryTimeoutMs == 500)
@@ -119,5 +119,71 @@ import XDSResource
     @Test func parsesRetryOnLists() {
         #expect(RetryPolicy.Conditions(parsing: " 5xx , reset,unknown") == [.fiveXX, .reset])
         #expect(RetryPolicy.Conditions.unknownNames(in: "5xx,bogus") == ["bogus"])
+    }
+}
+
+@Suite struct RouteFeaturesTests {
+    static let yaml = """
+    name: r
+    request_headers_to_add: [{header: {key: x-config, value: c}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]
+    virtual_hosts:
+    - name: v
+      domains: ["*"]
+      request_headers_to_add: [{header: {key: x-vhost, value: v}}]
+      response_headers_to_remove: [server-timing]
+      routes:
+      - match: { prefix: /canary }
+        route:
+          weighted_clusters:
+            clusters:
+            - { name: stable, weight: 90 }
+            - { name: canary, weight: 10, request_headers_to_add: [{header: {key: x-canary, value: "1"}}] }
+      - match: { prefix: /health }
+        direct_response: { status: 200, body: { inline_string: "ok" } }
+        response_headers_to_add: [{header: {key: cache-control, value: no-store}}]
+      - match: { prefix: / }
+        route: { cluster: stable }
+        request_headers_to_remove: [x-debug]
+    """
+
+    func table() throws -> RouteTable {
+        try RouteTable(try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: Self.yaml, file: "r.yaml"))
+    }
+
+    @Test func weightedClustersSplitByWeight() throws {
+        let route = try #require(try table().route(host: "x", path: "/canary", header: { _ in nil }))
+        let action = try #require(route.action)
+        #expect(action.clusterNames == ["stable", "canary"])
+        let picks = (0..<100).map { action.pickCluster(random: UInt64($0)).name }
+        #expect(picks.filter { $0 == "canary" }.count == 10)
+        #expect(action.pickCluster(random: 95).edits?.requestAdd.first?.name == "x-canary")
+    }
+
+    @Test func directResponsesCarryStatusAndBody() throws {
+        let route = try #require(try table().route(host: "x", path: "/health", header: { _ in nil }))
+        guard case .directResponse(let status, let body) = route.kind else {
+            Issue.record("not a direct response")
+            return
+        }
+        #expect(status == 200 && body == "ok")
+        #expect(route.headerEdits.responseAdd.map(\.name) == ["cache-control"])
+        #expect(route.headerEdits.responseRemove == ["server-timing"])
+    }
+
+    @Test func headerEditsFlattenMostSpecificFirst() throws {
+        let route = try #require(try table().route(host: "x", path: "/other", header: { _ in nil }))
+        #expect(route.headerEdits.requestAdd.map(\.name) == ["x-vhost", "x-config"])
+        #expect(route.headerEdits.requestRemove == ["x-debug"])
+        var headers = [("x-config", "old"), ("x-debug", "1"), ("host", "h")]
+        HeaderEdits.apply(remove: route.headerEdits.requestRemove, add: route.headerEdits.requestAdd, to: &headers)
+        #expect(headers.map { "\($0.0)=\($0.1)" } == ["x-config=c", "host=h", "x-vhost=v"])
+    }
+
+    @Test func formattersAreRejectedLoudly() throws {
+        let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}, "
+            + "request_headers_to_add: [{header: {key: x-ip, value: '%DOWNSTREAM_REMOTE_ADDRESS%'}}]}]}]"
+        let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml")
+        let error = #expect(throws: RouteConfigError.self) { try RouteTable(config) }
+        #expect(error?.fieldPath == "virtual_hosts[0].routes[0].request_headers_to_add[0].header.value")
     }
 }

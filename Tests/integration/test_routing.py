@@ -1,0 +1,77 @@
+"""Route features on real sockets: weighted clusters (canary splits), direct responses, header edits at
+route, virtual host and route configuration level."""
+from conftest import MESHPROXY, get
+from rawupstream import RawUpstream
+
+
+def config(stable, canary):
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          http_filters: [{{ name: envoy.filters.http.router }}]
+          route_config:
+            name: r
+            response_headers_to_add: [{{ header: {{ key: x-served-by, value: meshproxy }} }}]
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              request_headers_to_add: [{{ header: {{ key: x-vhost, value: "yes" }} }}]
+              routes:
+              - match: {{ prefix: /health }}
+                direct_response: {{ status: 200, body: {{ inline_string: "healthy" }} }}
+              - match: {{ prefix: /split }}
+                route:
+                  weighted_clusters:
+                    clusters:
+                    - {{ name: stable, weight: 75 }}
+                    - {{ name: canary, weight: 25, request_headers_to_add: [{{ header: {{ key: x-canary, value: "1" }} }}] }}
+              - match: {{ prefix: / }}
+                route: {{ cluster: stable }}
+                request_headers_to_remove: [x-secret]
+                response_headers_to_remove: [content-type]
+  clusters:
+  - name: stable
+    type: STATIC
+    load_assignment: {{ cluster_name: stable, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {stable.port} }} }} }} }}] }}] }}
+  - name: canary
+    type: STATIC
+    load_assignment: {{ cluster_name: canary, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {canary.port} }} }} }} }}] }}] }}
+"""
+    return make
+
+
+def test_weighted_split_direct_response_and_header_edits(launch):
+    stable, canary = RawUpstream(), RawUpstream()
+    try:
+        proxy = launch(MESHPROXY, config(stable, canary), "routing")
+        status, headers, body = proxy.get("/health")
+        assert (status, body) == (200, b"healthy")
+        assert dict(headers)["x-served-by"] == "meshproxy"
+        assert stable.requests == [] and canary.requests == []
+
+        for _ in range(200):
+            assert proxy.get("/split")[0] == 200
+        assert 20 <= len(canary.requests) <= 90, f"25% of 200 expected, got {len(canary.requests)} on canary"
+        assert len(stable.requests) + len(canary.requests) == 200
+        assert all(dict(h).get("x-canary") == "1" for _, h, _ in canary.requests)
+        assert all("x-canary" not in dict(h) for _, h, _ in stable.requests)
+
+        status, headers, _ = proxy.get("/other", headers={"X-Secret": "s", "X-Keep": "k"})
+        sent = dict(stable.requests[-1][1])
+        assert "x-secret" not in sent and sent["x-keep"] == "k" and sent["x-vhost"] == "yes"
+        names = {name for name, _ in headers}
+        assert "content-type" not in names and dict(headers)["x-served-by"] == "meshproxy"
+        assert proxy.stats()["http.ingress_http.rq_direct_response"] == "1"
+    finally:
+        stable.close()
+        canary.close()
