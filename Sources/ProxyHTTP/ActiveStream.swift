@@ -16,6 +16,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var route: RouteEntry?
     /// The forwarding action of `route`.
     private var action: RouteAction?
+    /// The `location` of a redirect route's reply.
+    private var redirectLocation: String?
     /// Header edits for this request: weighted-cluster, route, virtual host, route configuration.
     private var headerEdits = HeaderEdits()
     private var cluster: Cluster?
@@ -87,6 +89,13 @@ final class ActiveStream: UpstreamResponseDelegate {
             stats.rqDirectResponse.increment()
             finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: status), body: body, flags: [],
                                           contentType: "text/plain"))
+            return
+        case .redirect(let redirect):
+            stats.rqRedirect.increment()
+            let scheme = headers.first(name: "x-forwarded-proto") ?? "http"
+            redirectLocation = redirect.location(requestScheme: scheme, requestHost: hostHeader, uri: uri,
+                                                 matched: route.match.path)
+            finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: redirect.status), body: "", flags: []))
             return
         case .forward(let forward):
             action = forward
@@ -549,6 +558,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         var headers = HTTPHeaders()
         headers.add(name: "content-length", value: String(reply.body.utf8.count))
         if !reply.body.isEmpty { headers.add(name: "content-type", value: reply.contentType) }
+        if let redirectLocation { headers.add(name: "location", value: redirectLocation) }
         headers.add(name: "date", value: manager.dates.current())
         headers.add(name: "server", value: config.serverName)
         if !keepAlive { headers.add(name: "connection", value: "close") }

@@ -5,7 +5,7 @@ import ProxyCore
 public final class ConnectionManagerStats: Sendable {
     public let downstreamRqTotal, downstreamRqHttp1Total, downstreamCxTotal, downstreamCxHttp1Total,
         downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
-        downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse: Counter
+        downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect: Counter
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active: Gauge
     public let downstreamRqTime: Histogram
     public let responseClasses: ResponseClassCounters
@@ -31,6 +31,7 @@ public final class ConnectionManagerStats: Sendable {
         noCluster = counter("no_cluster")
         rqTotal = counter("rq_total")
         rqDirectResponse = counter("rq_direct_response")
+        rqRedirect = counter("rq_redirect")
         rqResetAfterDownstreamResponseStarted = counter("rq_reset_after_downstream_response_started")
         downstreamRqActive = gauge("downstream_rq_active")
         downstreamCxActive = gauge("downstream_cx_active")

@@ -6,6 +6,8 @@ public struct RouteEntry: Sendable {
         case forward(RouteAction)
         /// Answered by the proxy itself (`direct_response`).
         case directResponse(status: Int, body: String)
+        /// Answered with a redirect to a rewritten URL.
+        case redirect(Redirect)
     }
 
     public var name: String

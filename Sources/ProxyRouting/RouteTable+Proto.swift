@@ -57,8 +57,11 @@ extension RouteEntry {
             }
             self.init(name: route.name, match: match, kind: .directResponse(status: Int(direct.status), body: body),
                       headerEdits: edits)
+        case .redirect(let redirect):
+            self.init(name: route.name, match: match, kind: .redirect(try Redirect(redirect, path: path + ".redirect")),
+                      headerEdits: edits)
         default:
-            throw RouteConfigError(path, "only the \"route\" and \"direct_response\" actions are supported so far")
+            throw RouteConfigError(path, "only the \"route\", \"redirect\" and \"direct_response\" actions are supported so far")
         }
     }
 }
@@ -223,5 +226,36 @@ extension HeaderEdits {
             }
         }
         return Addition(name: name, value: literal, action: action)
+    }
+}
+
+extension Redirect {
+    init(_ redirect: Envoy_Config_Route_V3_RedirectAction, path: String) throws {
+        var scheme: String?
+        switch redirect.schemeRewriteSpecifier {
+        case .httpsRedirect(let https): scheme = https ? "https" : nil
+        case .schemeRedirect(let name): scheme = name.isEmpty ? nil : name.lowercased()
+        case nil: break
+        }
+        var newPath: String?
+        var prefix: String?
+        switch redirect.pathRewriteSpecifier {
+        case .pathRedirect(let value): newPath = value
+        case .prefixRewrite(let value): prefix = value
+        case .regexRewrite: throw RouteConfigError(path + ".regex_rewrite", "regex_rewrite redirects are not supported yet")
+        case nil: break
+        }
+        let status: Int
+        switch redirect.responseCode {
+        case .movedPermanently: status = 301
+        case .found: status = 302
+        case .seeOther: status = 303
+        case .temporaryRedirect: status = 307
+        case .permanentRedirect: status = 308
+        case .UNRECOGNIZED(let code): throw RouteConfigError(path + ".response_code", "unknown response code \(code)")
+        }
+        self.init(scheme: scheme, host: redirect.hostRedirect.isEmpty ? nil : redirect.hostRedirect,
+                  port: redirect.portRedirect == 0 ? nil : Int(redirect.portRedirect), path: newPath,
+                  prefixRewrite: prefix, status: status, stripQuery: redirect.stripQuery)
     }
 }

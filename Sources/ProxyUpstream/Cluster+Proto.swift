@@ -32,6 +32,12 @@ extension Cluster {
         switch config.lbPolicy {
         case .roundRobin: policy = .roundRobin
         case .random: policy = .random
+        case .leastRequest:
+            // Envoy's default choice_count is 2; other counts and active-request bias are not supported yet.
+            if config.leastRequestLbConfig.hasChoiceCount, config.leastRequestLbConfig.choiceCount.value != 2 {
+                throw ClusterConfigError("least_request_lb_config.choice_count", "only 2 choices are supported so far")
+            }
+            policy = .leastRequest
         default: throw ClusterConfigError("lb_policy", "lb_policy \(config.lbPolicy) is not supported yet")
         }
         if config.hasTransportSocket {

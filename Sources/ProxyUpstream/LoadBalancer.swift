@@ -6,6 +6,8 @@ public final class LoadBalancer: AtomicReference, Sendable {
     public enum Policy: Sendable, Equatable {
         case roundRobin
         case random
+        /// Envoy's LEAST_REQUEST with equal weights: the power of two choices, by active requests.
+        case leastRequest
     }
 
     public let policy: Policy
@@ -34,6 +36,12 @@ public final class LoadBalancer: AtomicReference, Sendable {
             return hosts[schedule[Int(step % UInt64(schedule.count))]]
         case .random:
             return hosts[schedule[Int(Self.mix(step) % UInt64(schedule.count))]]
+        case .leastRequest:
+            let first = hosts[schedule[Int(Self.mix(step) % UInt64(schedule.count))]]
+            guard hosts.count > 1 else { return first }
+            let second = hosts[schedule[Int(Self.mix(step &+ 0x5851_F42D_4C95_7F2D) % UInt64(schedule.count))]]
+            return second.stats.rqActive.load(ordering: .relaxed) < first.stats.rqActive.load(ordering: .relaxed)
+                ? second : first
         }
     }
 

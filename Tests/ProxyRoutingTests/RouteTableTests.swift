@@ -187,3 +187,27 @@ import XDSResource
         #expect(error?.fieldPath == "virtual_hosts[0].routes[0].request_headers_to_add[0].header.value")
     }
 }
+
+@Suite struct RedirectTests {
+    @Test(arguments: [
+        (Redirect(scheme: "https"), "example.com:8080", "/a?b=1", "https://example.com/a?b=1"),
+        (Redirect(host: "new.example"), "example.com", "/a", "http://new.example/a"),
+        (Redirect(port: 8443), "example.com:80", "/a", "http://example.com:8443/a"),
+        (Redirect(path: "/login", stripQuery: true), "h", "/x?y=z", "http://h/login"),
+        (Redirect(prefixRewrite: "/v2/"), "h", "/v1/users?id=3", "http://h/v2/users?id=3"),
+    ])
+    func buildsTheLocation(redirect: Redirect, host: String, uri: String, expected: String) {
+        #expect(redirect.location(requestScheme: "http", requestHost: host, uri: uri, matched: .prefix("/v1/")) == expected)
+    }
+
+    @Test func compilesFromYAML() throws {
+        let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, "
+            + "redirect: {https_redirect: true, response_code: PERMANENT_REDIRECT}}]}]"
+        let table = try RouteTable(try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r"))
+        guard case .redirect(let redirect)? = table.route(host: "h", path: "/", header: { _ in nil })?.kind else {
+            Issue.record("no redirect")
+            return
+        }
+        #expect(redirect == Redirect(scheme: "https", status: 308))
+    }
+}

@@ -100,3 +100,19 @@ import XDSAPI
         #expect(error?.fieldPath == "lb_policy")
     }
 }
+
+@Suite struct LeastRequestTests {
+    @Test func prefersTheLessBusyOfTwoChoices() {
+        let hosts = LoadBalancerTests.hosts([1, 1])
+        hosts[0].stats.rqActive.store(10, ordering: .relaxed)
+        let lb = LoadBalancer(policy: .leastRequest, hosts: hosts)
+        let picks = (0..<200).map { _ in lb.pick()!.address }
+        // Whenever both hosts are drawn, the idle one wins; only a double draw of the busy one picks it.
+        #expect(picks.filter { $0 == "10.0.0.2" }.count > 120)
+    }
+
+    @Test func spreadsEvenlyWhenIdle() {
+        let lb = LoadBalancer(policy: .leastRequest, hosts: LoadBalancerTests.hosts([1, 1, 1]))
+        #expect(Set((0..<300).map { _ in lb.pick()!.address }).count == 3)
+    }
+}

@@ -29,6 +29,8 @@ static_resources:
               routes:
               - match: {{ prefix: /health }}
                 direct_response: {{ status: 200, body: {{ inline_string: "healthy" }} }}
+              - match: {{ prefix: /old/ }}
+                redirect: {{ prefix_rewrite: /new/, response_code: FOUND }}
               - match: {{ prefix: /split }}
                 route:
                   weighted_clusters:
@@ -72,6 +74,8 @@ def test_weighted_split_direct_response_and_header_edits(launch):
         names = {name for name, _ in headers}
         assert "content-type" not in names and dict(headers)["x-served-by"] == "meshproxy"
         assert proxy.stats()["http.ingress_http.rq_direct_response"] == "1"
+        status, headers, _ = proxy.get("/old/page?q=1", headers={"Host": "site.example"})
+        assert status == 302 and dict(headers)["location"] == "http://site.example/new/page?q=1"
     finally:
         stable.close()
         canary.close()
