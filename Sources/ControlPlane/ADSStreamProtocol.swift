@@ -10,7 +10,6 @@ protocol ADSStreamProtocol: Sendable {
 
     init()
     var node: Envoy_Config_Core_V3_Node? { get }
-    var identity: NodeIdentity { get }
     mutating func handle(_ request: Request, snapshot: NodeSnapshot, now: Date) -> [Response]
     mutating func snapshotChanged(_ snapshot: NodeSnapshot, now: Date) -> [Response]
     func delivery(of type: ResourceType) -> DeliveryState?
@@ -23,6 +22,11 @@ protocol ADSStreamProtocol: Sendable {
 }
 
 extension ADSStreamProtocol {
+    /// Who is on the other end, once its first request said.
+    public var identity: NodeIdentity {
+        NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+    }
+
     var syncStatus: [ResourceType: SyncRegistry.TypeStatus] {
         Dictionary(uniqueKeysWithValues: ResourceType.allCases.compactMap { type in
             delivery(of: type).map { (type, $0.syncStatus) }

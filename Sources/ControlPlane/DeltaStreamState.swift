@@ -19,10 +19,6 @@ public struct DeltaStreamState: Sendable {
 
     public init() {}
 
-    public var identity: NodeIdentity {
-        NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-    }
-
     public mutating func handle(_ request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest, snapshot: NodeSnapshot,
                                 now: Date = Date()) -> [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] {
         if request.hasNode, node == nil { node = request.node }

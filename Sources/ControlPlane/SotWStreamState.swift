@@ -18,10 +18,6 @@ public struct SotWStreamState: Sendable {
 
     public init() {}
 
-    public var identity: NodeIdentity {
-        NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-    }
-
     /// Handles a request: records ACK or NACK, updates the subscription, and answers when the
     /// proxy has nothing yet or asked for different names.
     public mutating func handle(_ request: Envoy_Service_Discovery_V3_DiscoveryRequest, snapshot: NodeSnapshot,

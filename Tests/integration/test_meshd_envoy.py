@@ -30,6 +30,12 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
     raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
 
 
+def last_nack(meshd, node_id, short_type):
+    """The NACK message meshd holds for one proxy and type, or None."""
+    proxy = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == node_id)
+    return proxy["types"].get(short_type, {}).get("last_nack")
+
+
 class Meshd:
     def __init__(self, workdir, config_dir):
         self.xds, self.admin = free_port(), free_port()
@@ -167,8 +173,7 @@ def test_envoy_nack_is_shown_and_cleared(tmp_path, config_dir, upstreams, proces
     meshd.write("route.yaml", good_route.replace('match: { prefix: "/" }', 'match: { safe_regex: { regex: "([" } }'))
 
     def nack():
-        proxy = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == "envoy-n")
-        return proxy["types"].get("RDS", {}).get("last_nack")
+        return last_nack(meshd, "envoy-n", "RDS")
     message = wait_until(nack, what="RDS NACK")
     assert "missing ]" in message, message
     assert get(listener_port, "/after-nack")[0] == 200, "Envoy keeps its last good route"

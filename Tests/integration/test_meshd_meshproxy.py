@@ -7,7 +7,7 @@ import pytest
 
 from conftest import MESHPROXY, Process, free_port, get, wait_for_port, wait_ready  # noqa: F401
 from rawupstream import RawUpstream
-from test_meshd_envoy import EXAMPLES, Meshd, configure, wait_serving, wait_until
+from test_meshd_envoy import EXAMPLES, Meshd, configure, last_nack, wait_serving, wait_until
 from test_meshd_envoy import config_dir, processes, upstreams  # noqa: F401 (fixtures)
 
 
@@ -100,8 +100,7 @@ def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, p
     meshd.write("route.yaml", good.replace('match: { prefix: "/" }', 'match: { safe_regex: { regex: "([" } }'))
 
     def nack():
-        proxy_status = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == "mesh-n")
-        return proxy_status["types"].get("RDS", {}).get("last_nack")
+        return last_nack(meshd, "mesh-n", "RDS")
     message = wait_until(nack, what="RDS NACK from meshproxy")
     assert "main" in message and "invalid regex" in message, message
     assert get(listener_port, "/still")[0] == 200, "the last good route keeps serving"
@@ -180,8 +179,7 @@ def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_di
     meshd.write("busy.yaml", busy)
 
     def nack():
-        status = next(p for p in meshd.syncz()["proxies"] if p["node_id"] == "mesh-d")
-        return status["types"].get("LDS", {}).get("last_nack")
+        return last_nack(meshd, "mesh-d", "LDS")
     message = wait_until(nack, what="LDS NACK for the busy port")
     assert "busy" in message and "cannot bind" in message, message
     assert get(listener_port, "/still")[0] == 200
