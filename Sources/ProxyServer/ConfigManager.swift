@@ -35,6 +35,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         var clusters = ClusterManager([])
         var listeners: [ListenerRuntime] = []
         var dynamicClusters: [String: (version: String, lastUpdated: Date)] = [:]
+        var warmingClusters: [Cluster] = []
         var routes: [String: (config: Envoy_Config_Route_V3_RouteConfiguration, version: String, lastUpdated: Date)] = [:]
         var staticClusterNames: Set<String> = []
         var staticListenerNames: Set<String> = []
@@ -52,6 +53,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     private let staticClusters: [Cluster]
     private var dynamicClusters: [String: DynamicCluster] = [:]
+    /// New or changed EDS clusters waiting for their endpoints, with the time they may wait
+    /// (`initial_fetch_timeout`); a changed cluster's previous version serves meanwhile.
+    private var warmingClusters: [String: (entry: DynamicCluster, deadline: Date?)] = [:]
     private var assignments: [String: Envoy_Config_Endpoint_V3_ClusterLoadAssignment] = [:]
     private var listeners: [String: ListenerRuntime] = [:]
     private var listenerOrder: [String] = []
@@ -105,6 +109,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     func apply(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
         receivedTypes.insert(typeURL)
         failures[typeURL] = [:]
+        promoteWarmClusters(now: Date())
         let result: XDSApplyResult
         switch typeURL {
         case XDSTypes.cluster: result = applyClusters(resources, version: version)
@@ -139,13 +144,25 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             if var existing = dynamicClusters[config.name], existing.cluster.config == config {
                 existing.version = version
                 dynamicClusters[config.name] = existing
+                warmingClusters[config.name] = nil
                 continue
             }
+            if warmingClusters[config.name]?.entry.cluster.config == config { continue }
             do {
                 let cluster = try Cluster(config, stats: store, addedViaAPI: true, loops: loops, connector: connector)
-                if cluster.discoveryType == .eds, let assignment = assignments[cluster.edsServiceName] {
-                    try? cluster.applyAssignment(assignment)
+                if cluster.discoveryType == .eds {
+                    if let assignment = assignments[cluster.edsServiceName] {
+                        try? cluster.applyAssignment(assignment)
+                    } else {
+                        // Warming, as in Envoy: usable once its endpoints arrive or its fetch times out.
+                        let timeout = config.edsClusterConfig.edsConfig.hasInitialFetchTimeout
+                            ? config.edsClusterConfig.edsConfig.initialFetchTimeout.milliseconds : 15_000
+                        warmingClusters[config.name] = (DynamicCluster(cluster: cluster, version: version, lastUpdated: Date()),
+                                                        timeout > 0 ? Date().addingTimeInterval(Double(timeout) / 1000) : nil)
+                        continue
+                    }
                 }
+                warmingClusters[config.name] = nil
                 let old = dynamicClusters[config.name]
                 old?.dnsRefresh?.cancel()
                 old?.cluster.closeIdleConnections()
@@ -161,21 +178,53 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 recordFailure(XDSTypes.cluster, name: config.name, resource: resource, reason: "\(error)", version: version)
             }
         }
+        for name in warmingClusters.keys where !seen.contains(name) { warmingClusters[name] = nil }
         for name in dynamicClusters.keys where !seen.contains(name) {
             // Removed: idle connections close now; requests in flight finish on the old snapshot.
             dynamicClusters[name]?.dnsRefresh?.cancel()
             dynamicClusters[name]?.cluster.closeIdleConnections()
             dynamicClusters[name] = nil
         }
-        clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
-        refreshListeners()
-        let edsNames = Set(clusterManager.load().ordered.filter { $0.discoveryType == .eds }.map(\.edsServiceName))
+        publishClusters()
+        let edsNames = Set((clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster))
+            .filter { $0.discoveryType == .eds }.map(\.edsServiceName))
         return finish(errors, kind: "cluster", success: stats.cdsUpdateSuccess, rejected: stats.cdsUpdateRejected,
                       subscriptions: [XDSTypes.endpoint: edsNames])
     }
 
+    private func publishClusters() {
+        clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
+        refreshListeners()
+    }
+
+    /// Moves warming clusters that have their endpoints, or whose fetch timed out, into service.
+    private func promoteWarmClusters(now: Date) {
+        var promoted = false
+        for (name, warming) in warmingClusters {
+            let cluster = warming.entry.cluster
+            let timedOut = warming.deadline.map { now >= $0 } ?? false
+            guard let assignment = assignments[cluster.edsServiceName] else {
+                guard timedOut else { continue }
+                logger.warning("cluster \(name): no endpoints within initial_fetch_timeout; serving it without hosts")
+                cluster.stats.assignmentTimeoutReceived.increment()
+                dynamicClusters[name]?.cluster.closeIdleConnections()
+                dynamicClusters[name] = warming.entry
+                warmingClusters[name] = nil
+                promoted = true
+                continue
+            }
+            try? cluster.applyAssignment(assignment)
+            dynamicClusters[name]?.cluster.closeIdleConnections()
+            dynamicClusters[name] = warming.entry
+            warmingClusters[name] = nil
+            promoted = true
+        }
+        if promoted { publishClusters() }
+    }
+
     private func applyAssignments(_ resources: [Google_Protobuf_Any], version: String) -> XDSApplyResult {
         assignmentVersion = version
+        defer { promoteWarmClusters(now: Date()) }
         var errors: [String] = []
         let clusters = clusterManager.load().ordered
         for resource in resources {
@@ -334,6 +383,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         view.clusters = clusterManager.load()
         view.listeners = allListeners
         view.dynamicClusters = dynamicClusters.mapValues { ($0.version, $0.lastUpdated) }
+        view.warmingClusters = warmingClusters.values.map(\.entry.cluster)
         view.routes = routes.mapValues { ($0.config, $0.version, $0.lastUpdated) }
         view.staticClusterNames = Set(staticClusters.map(\.name))
         view.staticListenerNames = staticListenerNames
@@ -345,7 +395,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     private func checkInitialFetch() {
         guard receivedTypes.contains(XDSTypes.cluster), receivedTypes.contains(XDSTypes.listener),
-              allListeners.allSatisfy(\.isWarm) else { return }
+              warmingClusters.isEmpty, allListeners.allSatisfy(\.isWarm) else { return }
         onInitialFetchDone?()
     }
 

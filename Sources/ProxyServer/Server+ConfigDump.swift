@@ -36,6 +36,11 @@ extension Server {
                 clustersDump.staticClusters.append(entry)
             }
         }
+        for cluster in view.warmingClusters where keep(cluster.name) {
+            var entry = Envoy_Admin_V3_ClustersConfigDump.DynamicCluster()
+            entry.cluster = try Google_Protobuf_Any(message: cluster.config)
+            clustersDump.dynamicWarmingClusters.append(entry)
+        }
         var listenersDump = Envoy_Admin_V3_ListenersConfigDump()
         for listener in view.listeners where keep(listener.name) {
             if view.staticListenerNames.contains(listener.name) {

@@ -10,7 +10,7 @@ public final class ClusterStats: Sendable {
         upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
-        membershipChange: Counter
+        membershipChange, assignmentTimeoutReceived: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
         retryOpenDefault: Gauge
     public let upstreamRqTime, externalUpstreamRqTime: Histogram
@@ -93,6 +93,7 @@ public final class ClusterStats: Sendable {
         updateFailure = counter("update_failure")
         updateNoRebuild = counter("update_no_rebuild")
         membershipChange = counter("membership_change")
+        assignmentTimeoutReceived = counter("assignment_timeout_received")
         upstreamRqActive = gauge("upstream_rq_active")
         upstreamRqPendingActive = gauge("upstream_rq_pending_active")
         upstreamCxActive = gauge("upstream_cx_active")

@@ -183,3 +183,28 @@ def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_di
     message = wait_until(nack, what="LDS NACK for the busy port")
     assert "busy" in message and "cannot bind" in message, message
     assert get(listener_port, "/still")[0] == 200
+
+
+def test_new_eds_cluster_warms_until_its_endpoints_arrive(tmp_path, config_dir, upstreams, processes):
+    first, second = upstreams
+    listener_port = free_port()
+    configure(config_dir, first.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    processes.append(meshd.process)
+    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-w", "demo")
+    processes.append(proxy)
+    wait_serving(listener_port)
+
+    def clusters():
+        dump = json.loads(get(admin, "/config_dump?resource=dynamic_warming_clusters")[2])
+        warming = [c["cluster"]["name"] for c in dump["configs"]]
+        active = json.loads(get(admin, "/config_dump?resource=dynamic_active_clusters")[2])
+        return warming, [c["cluster"]["name"] for c in active["configs"]]
+    meshd.write("late.yaml", '"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: late\n'
+                             "connect_timeout: 1s\ntype: EDS\neds_cluster_config: { eds_config: { ads: {} } }\n")
+    wait_until(lambda: clusters()[0] == ["late"], what="'late' warming without endpoints")
+    assert "late" not in clusters()[1]
+    meshd.write("late-endpoints.yaml", '"@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n'
+                f"cluster_name: late\nendpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: "
+                f"{{ address: 127.0.0.1, port_value: {second.port} }} }} }} }}] }}]\n")
+    wait_until(lambda: clusters() == ([], ["httpbin", "late", "pages"]), what="'late' active once its endpoints came")
