@@ -26,16 +26,24 @@ def start_meshproxy(workdir, meshd, node_id, cluster, name="meshproxy", delta=Fa
     return process, admin
 
 
+def attach(tmp_path, config_dir, upstream, processes, node_id, delta=False, keep_meshd=True):
+    """meshd on a copy of the example tree with its endpoints on `upstream`, and one meshproxy attached and
+    serving: (meshd, listener port, proxy admin port). The restart test stops meshd itself."""
+    listener_port = free_port()
+    configure(config_dir, upstream.port, listener_port)
+    meshd = Meshd(tmp_path, config_dir)
+    if keep_meshd:
+        processes.append(meshd.process)
+    proxy, admin = start_meshproxy(tmp_path, meshd, node_id, "demo", delta=delta)
+    processes.append(proxy)
+    wait_serving(listener_port)
+    return meshd, listener_port, admin
+
+
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_dir, upstreams, processes, delta):
     first, second = upstreams
-    listener_port = free_port()
-    configure(config_dir, first.port, listener_port)
-    meshd = Meshd(tmp_path, config_dir)
-    processes.append(meshd.process)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-1", "demo", delta=delta)
-    processes.append(proxy)
-    wait_serving(listener_port)
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-1", delta=delta)
 
     failures, successes = [], [0]
     stop = threading.Event()
@@ -89,13 +97,7 @@ def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_d
 
 def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, processes):
     first, _ = upstreams
-    listener_port = free_port()
-    configure(config_dir, first.port, listener_port)
-    meshd = Meshd(tmp_path, config_dir)
-    processes.append(meshd.process)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-n", "demo")
-    processes.append(proxy)
-    wait_serving(listener_port)
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-n")
     good = (config_dir / "route.yaml").read_text()
     meshd.write("route.yaml", good.replace('match: { prefix: "/" }', 'match: { safe_regex: { regex: "([" } }'))
 
@@ -116,12 +118,7 @@ def test_meshproxy_nacks_what_it_cannot_serve(tmp_path, config_dir, upstreams, p
 
 def test_meshproxy_survives_meshd_restart(tmp_path, config_dir, upstreams, processes):
     first, second = upstreams
-    listener_port = free_port()
-    configure(config_dir, first.port, listener_port)
-    meshd = Meshd(tmp_path, config_dir)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-r", "demo")
-    processes.append(proxy)
-    wait_serving(listener_port)
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-r", keep_meshd=False)
     xds_port = meshd.xds
     from test_hot_swap_under_load import Load
     with Load([listener_port], clients=4, max_requests=100_000) as load:
@@ -153,13 +150,7 @@ def test_meshproxy_survives_meshd_restart(tmp_path, config_dir, upstreams, proce
 def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_dir, upstreams, processes):
     import socket
     first, _ = upstreams
-    listener_port = free_port()
-    configure(config_dir, first.port, listener_port)
-    meshd = Meshd(tmp_path, config_dir)
-    processes.append(meshd.process)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-d", "demo")
-    processes.append(proxy)
-    wait_serving(listener_port)
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-d")
     idle = socket.create_connection(("127.0.0.1", listener_port), timeout=10)
     idle.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
     assert idle.recv(4096).startswith(b"HTTP/1.1 200")
@@ -187,13 +178,7 @@ def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_di
 
 def test_new_eds_cluster_warms_until_its_endpoints_arrive(tmp_path, config_dir, upstreams, processes):
     first, second = upstreams
-    listener_port = free_port()
-    configure(config_dir, first.port, listener_port)
-    meshd = Meshd(tmp_path, config_dir)
-    processes.append(meshd.process)
-    proxy, admin = start_meshproxy(tmp_path, meshd, "mesh-w", "demo")
-    processes.append(proxy)
-    wait_serving(listener_port)
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-w")
 
     def clusters():
         dump = json.loads(get(admin, "/config_dump?resource=dynamic_warming_clusters")[2])
