@@ -80,7 +80,7 @@ public struct AdminEndpoints: Sendable {
     }
 
     private func helpText() -> String {
-        Self.endpoints.filter { $0.path != "/" || true }.map { endpoint in
+        Self.endpoints.map { endpoint in
             "  \(endpoint.path)\(endpoint.mutates ? " (POST)" : ""): \(endpoint.help)\n"
         }.joined()
     }

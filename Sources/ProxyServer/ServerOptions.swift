@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Command-line options of meshproxy, named as Envoy's.
 public struct ServerOptions: Sendable {
     public enum Mode: String, Sendable {
@@ -33,4 +35,3 @@ public struct ServerOptions: Sendable {
     }
 }
 
-import NIOCore
