@@ -106,7 +106,14 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     // MARK: applying xDS
 
+    /// Serialises updates from the ADS stream with warming timeouts.
+    private let queue = SerialQueue()
+
     func apply(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        await queue.run { [self] in await applyInOrder(typeURL: typeURL, resources: resources, version: version) }
+    }
+
+    private func applyInOrder(typeURL: String, resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
         receivedTypes.insert(typeURL)
         failures[typeURL] = [:]
         promoteWarmClusters(now: Date())
@@ -159,6 +166,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                             ? config.edsClusterConfig.edsConfig.initialFetchTimeout.milliseconds : 15_000
                         warmingClusters[config.name] = (DynamicCluster(cluster: cluster, version: version, lastUpdated: Date()),
                                                         timeout > 0 ? Date().addingTimeInterval(Double(timeout) / 1000) : nil)
+                        if timeout > 0 { scheduleWarmingCheck(after: timeout) }
                         continue
                     }
                 }
@@ -195,6 +203,18 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     private func publishClusters() {
         clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
         refreshListeners()
+    }
+
+    /// Looks at warming clusters again when the first of them may have timed out.
+    private func scheduleWarmingCheck(after milliseconds: Int64) {
+        Task { [self] in
+            try? await Task.sleep(for: .milliseconds(milliseconds + 1))
+            await queue.run { [self] in
+                promoteWarmClusters(now: Date())
+                publish()
+                checkInitialFetch()
+            }
+        }
     }
 
     /// Moves warming clusters that have their endpoints, or whose fetch timed out, into service.

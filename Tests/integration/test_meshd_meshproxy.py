@@ -2,6 +2,7 @@
 without failed requests; NACKs for what meshproxy rejects; reconnection after meshd restarts."""
 import json
 import threading
+import time
 
 import pytest
 
@@ -153,7 +154,12 @@ def test_changed_filter_chain_drains_and_busy_port_is_nacked(tmp_path, config_di
     meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-d")
     idle = socket.create_connection(("127.0.0.1", listener_port), timeout=10)
     idle.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+    response = b""
+    while not response.endswith(b"\r\n\r\n0"):  # the whole response: the upstream answers "0" (body bytes read)
+        chunk = idle.recv(4096)
+        assert chunk, response
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 200")
     # A new filter chain (stat_prefix): the socket stays, new connections use it, the idle one drains.
     listener = (config_dir / "listener.yaml").read_text()
     meshd.write("listener.yaml", listener.replace("stat_prefix: ingress_http", "stat_prefix: ingress_v2"))
@@ -193,3 +199,21 @@ def test_new_eds_cluster_warms_until_its_endpoints_arrive(tmp_path, config_dir, 
                 f"cluster_name: late\nendpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: "
                 f"{{ address: 127.0.0.1, port_value: {second.port} }} }} }} }}] }}]\n")
     wait_until(lambda: clusters() == ([], ["httpbin", "late", "pages"]), what="'late' active once its endpoints came")
+
+
+def test_warming_cluster_enters_service_after_initial_fetch_timeout(tmp_path, config_dir, upstreams, processes):
+    first, _ = upstreams
+    meshd, listener_port, admin = attach(tmp_path, config_dir, first, processes, "mesh-t")
+    meshd.write("never.yaml", '"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: never\n'
+                              "connect_timeout: 1s\ntype: EDS\n"
+                              "eds_cluster_config: { eds_config: { ads: {}, initial_fetch_timeout: 0.5s } }\n")
+
+    def active():
+        dump = json.loads(get(admin, "/config_dump?resource=dynamic_active_clusters")[2])
+        return [c["cluster"]["name"] for c in dump["configs"]]
+    written = time.monotonic()
+    wait_until(lambda: "never" in active(), timeout=5, what="'never' active after its fetch timed out")
+    assert time.monotonic() - written >= 0.5
+    stats = get(admin, "/stats?filter=never")[2].decode()
+    assert "cluster.never.assignment_timeout_received: 1" in stats
+    assert "cluster.never.membership_total: 0" in stats
