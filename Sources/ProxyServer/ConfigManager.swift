@@ -196,6 +196,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         publishClusters()
         let edsNames = Set((clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster))
             .filter { $0.discoveryType == .eds }.map(\.edsServiceName))
+        if errors.isEmpty { stats.cdsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "cluster", success: stats.cdsUpdateSuccess, rejected: stats.cdsUpdateRejected,
                       subscriptions: [XDSTypes.endpoint: edsNames])
     }
@@ -313,6 +314,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         }
         listenerOrder.removeAll { listeners[$0] == nil }
         let rdsNames = Set(listeners.values.compactMap(\.template.rdsName))
+        if errors.isEmpty { stats.ldsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
                       subscriptions: [XDSTypes.route: rdsNames])
     }
@@ -428,7 +430,16 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 final class XDSStats: Sendable {
     let cdsUpdateAttempt, cdsUpdateSuccess, cdsUpdateRejected, ldsUpdateAttempt, ldsUpdateSuccess,
         ldsUpdateRejected: Counter
-    let connectedState: Gauge
+    let connectedState, cdsVersion, ldsVersion: Gauge
+
+    /// Envoy's `version` gauges: a hash of the last accepted version_info.
+    static func versionHash(_ version: String) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in version.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return Int64(hash >> 12)  // keeps it positive and exact in Prometheus' float64
+    }
 
     init(store: StatsStore) {
         func counter(_ name: String) -> Counter { store.counter(name, StatTags(extractedName: name)) }
@@ -439,5 +450,7 @@ final class XDSStats: Sendable {
         ldsUpdateSuccess = counter("listener_manager.lds.update_success")
         ldsUpdateRejected = counter("listener_manager.lds.update_rejected")
         connectedState = store.gauge("control_plane.connected_state", StatTags(extractedName: "control_plane.connected_state"))
+        cdsVersion = store.gauge("cluster_manager.cds.version", StatTags(extractedName: "cluster_manager.cds.version"))
+        ldsVersion = store.gauge("listener_manager.lds.version", StatTags(extractedName: "listener_manager.lds.version"))
     }
 }

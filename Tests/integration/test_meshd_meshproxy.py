@@ -87,6 +87,7 @@ def test_meshproxy_runs_from_meshd_and_swaps_without_failures(tmp_path, config_d
     stats = dict(line.split(": ", 1) for line in get(admin, "/stats")[2].decode().splitlines() if ": " in line)
     assert stats["control_plane.connected_state"] == "1"
     assert int(stats["cluster_manager.cds.update_success"]) >= 1
+    assert int(stats["cluster_manager.cds.version"]) > 0 and int(stats["listener_manager.lds.version"]) > 0
     dump = json.loads(get(admin, "/config_dump")[2])
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
     with_eds = json.loads(get(admin, "/config_dump?include_eds")[2])
