@@ -16,7 +16,8 @@ public enum ProcessMemory {
     private static func fscanf_wrapper(_ file: UnsafeMutablePointer<FILE>, _ size: inout Int, _ resident: inout Int) -> Int {
         var buffer = [CChar](repeating: 0, count: 256)
         guard fgets(&buffer, Int32(buffer.count), file) != nil else { return 0 }
-        let fields = String(cString: buffer).split(separator: " ")
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let fields = String(decoding: bytes, as: UTF8.self).split(separator: " ")
         guard fields.count > 1, let first = Int(fields[0]), let second = Int(fields[1]) else { return 0 }
         size = first
         resident = second

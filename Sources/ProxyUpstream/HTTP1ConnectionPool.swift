@@ -16,8 +16,9 @@ public final class UpstreamConnection {
 }
 
 /// Keep-alive HTTP/1.1 connections of one cluster on one event loop. Lives and is used only on its
-/// loop, so it needs no locks; each loop of the server has its own.
-public final class HTTP1ConnectionPool {
+/// loop, so it needs no locks; each loop of the server has its own. (@unchecked Sendable: other
+/// threads only hand it work through `loop.execute`.)
+public final class HTTP1ConnectionPool: @unchecked Sendable {
     public let loop: any EventLoop
     private let connector: any UpstreamConnector
     private let stats: ClusterStats
