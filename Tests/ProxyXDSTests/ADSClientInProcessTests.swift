@@ -114,3 +114,61 @@ import XDSAPI
         }
     }
 }
+
+/// The client against a management server that goes away and comes back (another server on the
+/// same cache, as a restarted meshd): it reconnects with back-off and resumes where it was.
+@Suite struct ADSClientReconnectTests {
+    final class TransportSequence: Sendable {
+        let transports: [InProcessTransport]
+        let next = Atomic<Int>(0)
+        init(_ transports: [InProcessTransport]) { self.transports = transports }
+        func client() -> InProcessTransport.Client {
+            let index = min(next.wrappingAdd(1, ordering: .relaxed).oldValue, transports.count - 1)
+            return transports[index].client
+        }
+    }
+
+    @Test(arguments: [ADSClientMode.stateOfTheWorld, .delta])
+    func reconnectsToARestartedServerAndResumes(mode: ADSClientMode) async throws {
+        let cache = SnapshotCache()
+        cache.update([try ADSClientInProcessTests.cluster("web"), try ADSClientInProcessTests.endpoints("web")])
+        let logger = Logger(label: "test")
+        let first = InProcessTransport(), second = InProcessTransport()
+        let firstRegistry = SyncRegistry(), secondRegistry = SyncRegistry()
+        let firstServer = GRPCServer(transport: first.server, services: [
+            AggregatedDiscoveryServer(cache: cache, registry: firstRegistry, metrics: ControlPlaneMetrics(), logger: logger),
+        ])
+        let secondServer = GRPCServer(transport: second.server, services: [
+            AggregatedDiscoveryServer(cache: cache, registry: secondRegistry, metrics: ControlPlaneMetrics(), logger: logger),
+        ])
+        let sequence = TransportSequence([first, second])
+        let subscriber = ADSClientInProcessTests.RecordingSubscriber()
+        var node = Envoy_Config_Core_V3_Node()
+        node.id = "proxy-r"
+        let client = ADSClient(transport: { sequence.client() }, node: node, subscriber: subscriber, logger: logger,
+                               mode: mode, backOffBase: .milliseconds(10), backOffMax: .milliseconds(50))
+        func synced(_ registry: SyncRegistry) -> Bool {
+            guard let types = registry.all().first?.types, types.count >= 2 else { return false }
+            return types.values.allSatisfy { $0.ackedVersion != nil && $0.ackedVersion == $0.sentVersion }
+        }
+        let firstTask = Task { try await firstServer.serve() }
+        let clientTask = Task { await client.run() }
+        defer { clientTask.cancel() }
+        #expect(await ADSClientInProcessTests.eventually { synced(firstRegistry) })
+
+        // The server goes away: the proxy keeps what it has and comes back to the next one.
+        firstServer.beginGracefulShutdown()
+        firstTask.cancel()
+        let secondTask = Task { try await secondServer.serve() }
+        defer { secondTask.cancel() }
+        #expect(await ADSClientInProcessTests.eventually { synced(secondRegistry) })
+        #expect(subscriber.applied.withLock { $0[XDSTypes.endpoint] } == ["web"], "nothing was lost on the way")
+        // What the proxy had is what it has: later changes still arrive on the new stream.
+        cache.update([try ADSClientInProcessTests.cluster("web"), try ADSClientInProcessTests.cluster("api"),
+                      try ADSClientInProcessTests.endpoints("web"), try ADSClientInProcessTests.endpoints("api")])
+        #expect(await ADSClientInProcessTests.eventually {
+            subscriber.applied.withLock { $0[XDSTypes.endpoint].map(Set.init) } == ["web", "api"]
+        })
+        secondServer.beginGracefulShutdown()
+    }
+}
