@@ -5,8 +5,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup-test-env.sh
-swift build
-swift test
+# One build for everything (executables and test bundles); `swift test` alone would not build the
+# executables the integration tests start, and building them separately compiles twice.
+swift build --build-tests
+swift test --skip-build
 export MESHPROXY_BIN="$root/.build/debug/meshproxy"
 export ENVOY_BIN="$root/.venv-tests/bin/envoy"
 exec .venv-tests/bin/python -m pytest -q -p no:cacheprovider Tests/integration
