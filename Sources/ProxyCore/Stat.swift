@@ -18,10 +18,3 @@ public struct StatTags: Sendable, Hashable {
         self.tags = tags
     }
 }
-
-/// A named stat in the store, as admin endpoints see it.
-public enum StatKind: Sendable {
-    case counter
-    case gauge
-    case histogram
-}
