@@ -24,18 +24,22 @@ public enum StatsFormatter {
         return options.filter?.matches(name) ?? true
     }
 
-    /// Counters and gauges sorted together by name, then histograms.
-    public static func text(_ snapshot: StatsSnapshot, _ options: Options = Options()) -> String {
-        var lines: [(String, String)] = []
+    /// Counters and gauges that pass the options, as (name, value), sorted together by name.
+    private static func scalarValues(_ snapshot: StatsSnapshot, _ options: Options) -> [(String, String)] {
+        var values: [(String, String)] = []
         for counter in snapshot.counters where included(counter.name, used: counter.used, options) {
-            lines.append((counter.name, String(counter.value)))
+            values.append((counter.name, String(counter.value)))
         }
         for gauge in snapshot.gauges where included(gauge.name, used: gauge.used, options) {
-            lines.append((gauge.name, String(gauge.value)))
+            values.append((gauge.name, String(gauge.value)))
         }
-        lines.sort { $0.0 < $1.0 }
+        return values.sorted { $0.0 < $1.0 }
+    }
+
+    /// Counters and gauges sorted together by name, then histograms.
+    public static func text(_ snapshot: StatsSnapshot, _ options: Options = Options()) -> String {
         var out = ""
-        for (name, value) in lines { out += "\(name): \(value)\n" }
+        for (name, value) in scalarValues(snapshot, options) { out += "\(name): \(value)\n" }
         for histogram in snapshot.histograms {
             let data = histogram.snapshot()
             guard included(histogram.name, used: data.count > 0, options) else { continue }
@@ -67,15 +71,7 @@ public enum StatsFormatter {
 
     /// `{"stats":[{"name":..,"value":..}, ..., {"histograms": {...}}]}`.
     public static func json(_ snapshot: StatsSnapshot, _ options: Options = Options()) -> String {
-        var entries: [(String, String)] = []
-        for counter in snapshot.counters where included(counter.name, used: counter.used, options) {
-            entries.append((counter.name, String(counter.value)))
-        }
-        for gauge in snapshot.gauges where included(gauge.name, used: gauge.used, options) {
-            entries.append((gauge.name, String(gauge.value)))
-        }
-        entries.sort { $0.0 < $1.0 }
-        var parts = entries.map { "{\"name\":\(jsonString($0.0)),\"value\":\($0.1)}" }
+        var parts = scalarValues(snapshot, options).map { "{\"name\":\(jsonString($0.0)),\"value\":\($0.1)}" }
         var histograms: [String] = []
         for histogram in snapshot.histograms {
             let data = histogram.snapshot()

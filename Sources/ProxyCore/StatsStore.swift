@@ -16,30 +16,22 @@ public final class StatsStore: Sendable {
     public init() {}
 
     public func counter(_ name: String, _ tags: StatTags) -> Counter {
-        entries.withLock { entries in
-            if let existing = entries.counters[name] { return existing }
-            let counter = Counter(name: name, tags: tags)
-            entries.counters[name] = counter
-            return counter
-        }
+        entries.withLock { Self.existingOrNew(&$0.counters, name) { Counter(name: name, tags: tags) } }
     }
 
     public func gauge(_ name: String, _ tags: StatTags) -> Gauge {
-        entries.withLock { entries in
-            if let existing = entries.gauges[name] { return existing }
-            let gauge = Gauge(name: name, tags: tags)
-            entries.gauges[name] = gauge
-            return gauge
-        }
+        entries.withLock { Self.existingOrNew(&$0.gauges, name) { Gauge(name: name, tags: tags) } }
     }
 
     public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
-        entries.withLock { entries in
-            if let existing = entries.histograms[name] { return existing }
-            let histogram = Histogram(name: name, tags: tags)
-            entries.histograms[name] = histogram
-            return histogram
-        }
+        entries.withLock { Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags) } }
+    }
+
+    private static func existingOrNew<Stat>(_ stats: inout [String: Stat], _ name: String, _ make: () -> Stat) -> Stat {
+        if let existing = stats[name] { return existing }
+        let stat = make()
+        stats[name] = stat
+        return stat
     }
 
     /// Registers a family of per-code counters for listing; the caller keeps it to record into.
