@@ -40,6 +40,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     // The current attempt.
     private var attempt = 0
     private var connection: UpstreamConnection?
+    /// The pool of the current attempt's connection.
+    private var pool: ConnectionPool?
     private var attemptHost: Host?
     private var retriesUsed = 0
     private var holdsRetrySlot = false
@@ -60,7 +62,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         self.loop = loop
         self.downstreamHead = head
         self.upstreamHead = head
-        self.keepAlive = head.isKeepAlive && !draining
+        // An HTTP/2 stream never closes its connection; the connection drains with GOAWAY.
+        self.keepAlive = manager.isHTTP2 || (head.isKeepAlive && !draining)
     }
 
     // MARK: request
@@ -68,7 +71,11 @@ final class ActiveStream: UpstreamResponseDelegate {
     func start() {
         let stats = config.stats
         stats.downstreamRqTotal.increment()
-        stats.downstreamRqHttp1Total.increment()
+        if manager.isHTTP2 {
+            stats.downstreamRqHttp2Total.increment()
+        } else {
+            stats.downstreamRqHttp1Total.increment()
+        }
         stats.downstreamRqActive.increment()
 
         let headers = downstreamHead.headers
@@ -278,7 +285,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             unsentBody = retryBody
             unsentBytes = retryBodyBytes
         }
-        let pool = cluster.pool(on: loop)
+        let pool = cluster.pool(on: loop, downstreamHTTP2: manager.isHTTP2)
+        self.pool = pool
         pool.acquire(host: host, delegate: self) { [self] result, waited in
             if waited { cluster.stats.upstreamRqPendingTotal.increment() }
             guard thisAttempt == attempt, !responseComplete else {
@@ -321,7 +329,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             attemptHost = nil
         }
         if let connection, discard {
-            cluster?.pool(on: loop).discard(connection)
+            pool?.discard(connection)
         }
         connection = nil
         releaseRetrySlot()
@@ -442,11 +450,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard responseStarted, !responseComplete, let cluster else { return }
         let connection = self.connection
         endAttempt(discard: false)
-        if let connection {
+        if let connection, let pool {
             if keepAliveUpstream, requestEnded {
-                cluster.pool(on: loop).release(connection)
+                pool.release(connection)
             } else {
-                cluster.pool(on: loop).discard(connection)
+                pool.discard(connection)
             }
         }
         finish(status: Int(lastStatus), trailers: trailers)
@@ -514,7 +522,8 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private func downstreamResponseHead(from upstream: HTTPResponseHead) -> HTTPResponseHead {
         lastStatus = upstream.status.code
-        keepAliveUpstream = upstream.isKeepAlive
+        // An HTTP/2 stream is not a connection to keep: it ends with its response.
+        keepAliveUpstream = upstream.version.major >= 2 || upstream.isKeepAlive
         var headers = HTTPHeaders()
         headers.reserveCapacity(upstream.headers.count + 4)
         var sawServer = false

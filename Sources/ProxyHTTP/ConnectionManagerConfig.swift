@@ -16,10 +16,16 @@ public final class ConnectionManagerConfig: Sendable {
     /// Bumped when the listener's filter chain changes: connections opened under an older one are
     /// drained (their next response says `connection: close`). Route and cluster updates keep it.
     public let filterChainGeneration: Int
+    /// Read when a connection is accepted, to pick its codec.
+    public let codec: DownstreamCodec
+    public let http2Options: HTTP2Options
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
-                stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0) {
+                stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
+                codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options()) {
         self.filterChainGeneration = filterChainGeneration
+        self.codec = codec
+        self.http2Options = http2Options
         self.statPrefix = statPrefix
         self.routeTable = routeTable
         self.clusters = clusters

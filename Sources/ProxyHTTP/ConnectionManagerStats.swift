@@ -3,10 +3,11 @@ import ProxyCore
 /// `http.<stat_prefix>.*` stats of one HTTP connection manager, plus the per-listener copies of the
 /// response classes Envoy keeps under `listener.<address>.http.<stat_prefix>.*`.
 public final class ConnectionManagerStats: Sendable {
-    public let downstreamRqTotal, downstreamRqHttp1Total, downstreamCxTotal, downstreamCxHttp1Total,
+    public let downstreamRqTotal, downstreamRqHttp1Total, downstreamRqHttp2Total, downstreamCxTotal,
+        downstreamCxHttp1Total, downstreamCxHttp2Total,
         downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
         downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect: Counter
-    public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active: Gauge
+    public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active: Gauge
     public let downstreamRqTime: Histogram
     public let responseClasses: ResponseClassCounters
     public let listenerResponseClasses: ResponseClassCounters?
@@ -22,6 +23,9 @@ public final class ConnectionManagerStats: Sendable {
         }
         downstreamRqTotal = counter("downstream_rq_total")
         downstreamRqHttp1Total = counter("downstream_rq_http1_total")
+        downstreamRqHttp2Total = counter("downstream_rq_http2_total")
+        downstreamCxHttp2Total = counter("downstream_cx_http2_total")
+        downstreamCxHttp2Active = gauge("downstream_cx_http2_active")
         downstreamCxTotal = counter("downstream_cx_total")
         downstreamCxHttp1Total = counter("downstream_cx_http1_total")
         downstreamCxDestroy = counter("downstream_cx_destroy")

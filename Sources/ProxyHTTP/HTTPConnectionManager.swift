@@ -2,17 +2,29 @@ import NIOCore
 import NIOHTTP1
 import ProxyCore
 
-/// The HTTP/1.1 connection manager of one downstream connection: the last handler of the pipeline,
-/// after NIO's codec. It serves one request at a time; pipelined requests wait in a short queue.
-/// (NIO's pipelining handler would do that by withholding reads, which costs two epoll_ctl calls
-/// per request: PERFORMANCE.md counts system calls.)
-public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Sendable {
+/// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
+/// handler of the pipeline, after NIO's HTTP/1 codec or its HTTP/2-to-HTTP/1 stream codec. It serves
+/// one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
+/// handler would do that by withholding reads, which costs two epoll_ctl calls per request:
+/// PERFORMANCE.md counts system calls.)
+public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnection, @unchecked Sendable {
+    /// What the channel under this manager is.
+    public enum Transport: Sendable {
+        /// A whole HTTP/1.1 connection: this manager counts it and drains it.
+        case http1Connection
+        /// One stream of an HTTP/2 connection; the connection is counted and drained by
+        /// `HTTP2DownstreamConnection`, and closing this channel resets only the stream.
+        case http2Stream
+    }
+
     public typealias InboundIn = HTTPServerRequestPart
     public typealias OutboundIn = HTTPServerResponsePart
     public typealias OutboundOut = HTTPServerResponsePart
 
     private let configHolder: SnapshotHolder<ConnectionManagerConfig>
     private let tracker: ConnectionTracker?
+    let transport: Transport
+    private var activated = false
     /// Set when the listener drains this connection: the next response closes it.
     private var drainRequested = false
     private var context: ChannelHandlerContext?
@@ -31,26 +43,37 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     private var readsPaused = false
     private var pendingRead = false
 
-    public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil) {
+    public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
+                transport: Transport = .http1Connection) {
         self.configHolder = config
         self.tracker = tracker
+        self.transport = transport
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // Added by the codec detector after the connection became active.
+        if context.channel.isActive { activate(context: context) }
     }
 
     public func channelActive(context: ChannelHandlerContext) {
+        activate(context: context)
+        context.fireChannelActive()
+    }
+
+    private func activate(context: ChannelHandlerContext) {
+        guard !activated else { return }
+        activated = true
         let config = configHolder.load()
+        filterChainGeneration = config.filterChainGeneration
+        guard transport == .http1Connection else { return }
         let stats = config.stats
         connectionStats = stats
-        filterChainGeneration = config.filterChainGeneration
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
         stats.downstreamCxActive.increment()
         stats.downstreamCxHttp1Active.increment()
-        context.fireChannelActive()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -138,7 +161,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
     /// Writes the final part; closes the connection after it when keep-alive is off.
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
         guard let context else { return }
-        if close {
+        if close, transport == .http1Connection {
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [context] _ in
                 context.close(promise: nil)
             }
@@ -147,9 +170,11 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, @unchecked Senda
         }
     }
 
+    var isHTTP2: Bool { transport == .http2Stream }
+
     /// Drain: the next response says `connection: close`; if the connection is still open after
     /// `drainTime` (an idle keep-alive client), it is closed then.
-    func startDraining(closeAfter drainTime: TimeAmount) {
+    public func startDraining(closeAfter drainTime: TimeAmount) {
         guard let context, !drainRequested else { return }
         drainRequested = true
         context.eventLoop.assumeIsolated().scheduleTask(in: drainTime) { [weak self] in

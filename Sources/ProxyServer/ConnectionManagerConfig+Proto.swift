@@ -22,13 +22,19 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let serverName: String
     let stats: ConnectionManagerStats
     let routeSource: RouteSource
+    let codec: DownstreamCodec
+    let http2Options: HTTP2Options
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
+        let codec: DownstreamCodec
         switch hcm.codecType {
-        case .auto, .http1: break
-        default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported yet")
+        case .auto: codec = .auto
+        case .http1: codec = .http1
+        case .http2: codec = .http2
+        default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported")
         }
+        let http2Options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
         try ConnectionManagerConfig.validateFilters(hcm.httpFilters, path: path + ".http_filters")
         let source: RouteSource
         switch hcm.routeSpecifier {
@@ -52,7 +58,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
-            routeSource: source)
+            routeSource: source, codec: codec, http2Options: http2Options)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -81,7 +87,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             table = fromRDS
         }
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
-                                       serverName: serverName, stats: stats, filterChainGeneration: generation)
+                                       serverName: serverName, stats: stats, filterChainGeneration: generation,
+                                       codec: codec, http2Options: http2Options)
     }
 }
 

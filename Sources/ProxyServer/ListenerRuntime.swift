@@ -105,7 +105,7 @@ final class ListenerRuntime: @unchecked Sendable {
 
     var isWarm: Bool { connectionManager != nil }
 
-    /// Binds the socket; new connections get the HTTP/1.1 codec and a connection manager.
+    /// Binds the socket; new connections get the HCM's codec and a connection manager.
     func bind(group: any EventLoopGroup) async throws {
         guard let holder = connectionManager else { return }
         let listenerStats = stats
@@ -120,9 +120,7 @@ final class ListenerRuntime: @unchecked Sendable {
                         let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
                         try channel.pipeline.syncOperations.addHandler(
                             ListenerConnectionTracker(stats: listenerStats, worker: worker))
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                            withPipeliningAssistance: false, withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionManager(config: holder, tracker: tracker))
+                        try DownstreamPipeline.configure(channel, config: holder, tracker: tracker)
                     }
                 }
                 .bind(host: host, port: port).get()

@@ -3,18 +3,23 @@ import NIOHTTP1
 import NIOPosix
 import ProxyUpstream
 
-/// Opens TCP connections to upstream hosts with NIO's HTTP/1.1 client codec.
+/// Opens TCP connections to upstream hosts.
 struct NIOUpstreamConnector: UpstreamConnector {
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
+        connect(to: host, on: loop, timeout: timeout) { channel in
+            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+            try channel.pipeline.syncOperations.addHandler(handler)
+        }
+    }
+
+    func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                 initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
+                channel.eventLoop.makeCompletedFuture { try initializer(channel) }
             }
         if let address = try? SocketAddress(ipAddress: host.address, port: host.port) {
             return bootstrap.connect(to: address)

@@ -43,11 +43,7 @@ extension Cluster {
         if config.hasTransportSocket {
             throw ClusterConfigError("transport_socket", "upstream TLS is not supported yet")
         }
-        // HTTP/2 protocol options are accepted for the xDS cluster (the ADS client speaks HTTP/2 itself);
-        // the data path still talks HTTP/1.1 to every cluster until HTTP/2 upstreams land.
-        for key in config.typedExtensionProtocolOptions.keys where key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
-            throw ClusterConfigError("typed_extension_protocol_options", "'\(key)' is not supported")
-        }
+        let http = try Self.httpProtocol(of: config)
         let (hosts, dnsEndpoints) = discoveryType == .eds
             ? ([], []) : try Self.hosts(of: config, discoveryType: discoveryType)
         var thresholds = CircuitBreakerThresholds()
@@ -65,7 +61,64 @@ extension Cluster {
                   loops: loops, connector: connector, dnsEndpoints: dnsEndpoints,
                   dnsLookupFamily: Self.lookupFamily(config.dnsLookupFamily),
                   dnsRefreshInterval: config.hasDnsRefreshRate && config.dnsRefreshRate.milliseconds > 0
-                      ? .milliseconds(config.dnsRefreshRate.milliseconds) : .seconds(5))
+                      ? .milliseconds(config.dnsRefreshRate.milliseconds) : .seconds(5),
+                  upstreamProtocol: http.protocol, http2Options: http.options,
+                  maxRequestsPerConnection: http.maxRequestsPerConnection)
+    }
+
+    static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+    /// The upstream protocol from `typed_extension_protocol_options` (or the cluster's older
+    /// `http2_protocol_options` and `max_requests_per_connection`).
+    static func httpProtocol(of config: Envoy_Config_Cluster_V3_Cluster) throws
+        -> (protocol: UpstreamProtocol, options: HTTP2Options, maxRequestsPerConnection: Int)
+    {
+        for key in config.typedExtensionProtocolOptions.keys where key != httpProtocolOptionsKey {
+            throw ClusterConfigError("typed_extension_protocol_options", "'\(key)' is not supported")
+        }
+        var maxRequests = config.hasMaxRequestsPerConnection ? Int(config.maxRequestsPerConnection.value) : 0
+        guard let any = config.typedExtensionProtocolOptions[httpProtocolOptionsKey] else {
+            if config.hasHTTP2ProtocolOptions {
+                return (.http2, try HTTP2Options(config.http2ProtocolOptions, path: "http2_protocol_options"), maxRequests)
+            }
+            return (.http1, HTTP2Options(), maxRequests)
+        }
+        let path = "typed_extension_protocol_options['\(httpProtocolOptionsKey)']"
+        let options: Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions
+        do {
+            options = try Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions(unpackingAny: any)
+        } catch {
+            throw ClusterConfigError(path, "cannot decode \(any.typeURL): \(error)")
+        }
+        if options.commonHTTPProtocolOptions.hasMaxRequestsPerConnection {
+            maxRequests = Int(options.commonHTTPProtocolOptions.maxRequestsPerConnection.value)
+        }
+        switch options.upstreamProtocolOptions {
+        case .explicitHTTPConfig(let explicit)?:
+            switch explicit.protocolConfig {
+            case .http2ProtocolOptions(let http2)?:
+                return (.http2, try HTTP2Options(http2, path: path + ".explicit_http_config.http2_protocol_options"),
+                        maxRequests)
+            case .http3ProtocolOptions?:
+                throw ClusterConfigError(path + ".explicit_http_config.http3_protocol_options", "HTTP/3 is not supported")
+            case .httpProtocolOptions?, nil:
+                return (.http1, HTTP2Options(), maxRequests)
+            }
+        case .useDownstreamProtocolConfig(let downstream)?:
+            if downstream.hasHTTP3ProtocolOptions {
+                throw ClusterConfigError(path + ".use_downstream_protocol_config.http3_protocol_options",
+                                         "HTTP/3 is not supported")
+            }
+            return (.downstream, try HTTP2Options(downstream.http2ProtocolOptions,
+                                                  path: path + ".use_downstream_protocol_config.http2_protocol_options"),
+                    maxRequests)
+        case .autoConfig(let auto)?:
+            // ALPN picks the protocol once upstream TLS exists; in plaintext Envoy speaks HTTP/1.1.
+            return (.http1, try HTTP2Options(auto.http2ProtocolOptions, path: path + ".auto_config.http2_protocol_options"),
+                    maxRequests)
+        case nil:
+            return (.http1, HTTP2Options(), maxRequests)
+        }
     }
 
     static func lookupFamily(_ family: Envoy_Config_Cluster_V3_Cluster.DnsLookupFamily) -> DNSLookupFamily {

@@ -33,14 +33,18 @@ public final class Cluster: @unchecked Sendable {
     public var edsServiceName: String {
         config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
     }
+    public let upstreamProtocol: UpstreamProtocol
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
-    private let pools: [ObjectIdentifier: HTTP1ConnectionPool]
+    /// HTTP/1.1 pools exist unless the cluster speaks only HTTP/2, and HTTP/2 pools when it may.
+    private let http1Pools: [ObjectIdentifier: HTTP1ConnectionPool]
+    private let http2Pools: [ObjectIdentifier: HTTP2ConnectionPool]
 
     public init(name: String, config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType,
                 connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: CircuitBreakerThresholds,
                 stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector,
                 dnsEndpoints: [DNSEndpoint] = [], dnsLookupFamily: DNSLookupFamily = .auto,
-                dnsRefreshInterval: Duration = .seconds(5)) {
+                dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
+                http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0) {
         self.name = name
         self.config = config
         self.discoveryType = discoveryType
@@ -53,12 +57,22 @@ public final class Cluster: @unchecked Sendable {
         self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
         self.stats = stats
         self.addedViaAPI = addedViaAPI
-        var pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
+        self.upstreamProtocol = upstreamProtocol
+        var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
+        var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]
         for loop in loops {
-            pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(loop: loop, connector: connector, stats: stats,
-                                                                connectTimeout: connectTimeout)
+            if upstreamProtocol != .http2 {
+                http1Pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(
+                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout)
+            }
+            if upstreamProtocol != .http1 {
+                http2Pools[ObjectIdentifier(loop)] = HTTP2ConnectionPool(
+                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
+                    options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection)
+            }
         }
-        self.pools = pools
+        self.http1Pools = http1Pools
+        self.http2Pools = http2Pools
         stats.membershipTotal.set(Int64(loadBalancer.hosts.count))
         stats.membershipHealthy.set(Int64(loadBalancer.hosts.count))
     }
@@ -74,22 +88,28 @@ public final class Cluster: @unchecked Sendable {
         stats.membershipHealthy.set(Int64(hosts.count))
         let removed = old.hosts.filter { oldHost in !hosts.contains { $0 === oldHost } }
         guard !removed.isEmpty else { return }
-        for pool in pools.values {
+        for pool in http1Pools.values {
+            pool.loop.execute { for host in removed { pool.closeIdle(host: host) } }
+        }
+        for pool in http2Pools.values {
             pool.loop.execute { for host in removed { pool.closeIdle(host: host) } }
         }
     }
 
-    /// This loop's pool. Only call from `loop`.
-    public func pool(on loop: any EventLoop) -> HTTP1ConnectionPool {
-        guard let pool = pools[ObjectIdentifier(loop)] else {
-            preconditionFailure("cluster \(name) has no pool for this event loop")
-        }
-        return pool
+    /// This loop's pool for a request that came downstream over HTTP/2 or not. Only call from `loop`.
+    public func pool(on loop: any EventLoop, downstreamHTTP2: Bool = false) -> ConnectionPool {
+        let useHTTP2 = upstreamProtocol == .http2 || (upstreamProtocol == .downstream && downstreamHTTP2)
+        if useHTTP2, let pool = http2Pools[ObjectIdentifier(loop)] { return .http2(pool) }
+        if !useHTTP2, let pool = http1Pools[ObjectIdentifier(loop)] { return .http1(pool) }
+        preconditionFailure("cluster \(name) has no pool for this event loop")
     }
 
     /// Closes idle connections on every loop (the cluster was removed or the server drains).
     public func closeIdleConnections() {
-        for pool in pools.values {
+        for pool in http1Pools.values {
+            pool.loop.execute { pool.closeIdle() }
+        }
+        for pool in http2Pools.values {
             pool.loop.execute { pool.closeIdle() }
         }
     }

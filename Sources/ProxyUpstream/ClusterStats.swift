@@ -7,7 +7,7 @@ public final class ClusterStats: Sendable {
         upstreamRqPerTryTimeout, upstreamRqRetry, upstreamRqRetrySuccess, upstreamRqRetryLimitExceeded,
         upstreamRqRetryOverflow, upstreamRqRetryBackoffExponential, upstreamRqCancelled, upstreamRqRxReset,
         upstreamRqTxReset, retryOrShadowAbandoned, upstreamCxTotal, upstreamCxConnectFail,
-        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxDestroy, upstreamCxDestroyLocal,
+        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
         membershipChange, assignmentTimeoutReceived: Counter
@@ -32,9 +32,9 @@ public final class ClusterStats: Sendable {
         "membership_change", "original_dst_host_invalid", "update_attempt", "update_empty", "update_failure",
         "update_no_rebuild", "update_success", "upstream_cx_close_notify", "upstream_cx_connect_attempts_exceeded",
         "upstream_cx_connect_with_0_rtt", "upstream_cx_destroy_local_with_active_rq",
-        "upstream_cx_destroy_remote_with_active_rq", "upstream_cx_destroy_with_active_rq", "upstream_cx_http2_total",
+        "upstream_cx_destroy_remote_with_active_rq", "upstream_cx_destroy_with_active_rq",
         "upstream_cx_http3_total", "upstream_cx_idle_timeout", "upstream_cx_max_duration_reached",
-        "upstream_cx_max_requests", "upstream_cx_overflow", "upstream_cx_pool_overflow", "upstream_cx_protocol_error",
+        "upstream_cx_overflow", "upstream_cx_pool_overflow", "upstream_cx_protocol_error",
         "upstream_flow_control_backed_up_total", "upstream_flow_control_drained_total",
         "upstream_flow_control_paused_reading_total", "upstream_flow_control_resumed_reading_total",
         "upstream_http3_broken", "upstream_internal_redirect_failed_total", "upstream_internal_redirect_succeeded_total",
@@ -82,6 +82,8 @@ public final class ClusterStats: Sendable {
         upstreamCxConnectFail = counter("upstream_cx_connect_fail")
         upstreamCxConnectTimeout = counter("upstream_cx_connect_timeout")
         upstreamCxHttp1Total = counter("upstream_cx_http1_total")
+        upstreamCxHttp2Total = counter("upstream_cx_http2_total")
+        upstreamCxMaxRequests = counter("upstream_cx_max_requests")
         upstreamCxDestroy = counter("upstream_cx_destroy")
         upstreamCxDestroyLocal = counter("upstream_cx_destroy_local")
         upstreamCxDestroyRemote = counter("upstream_cx_destroy_remote")

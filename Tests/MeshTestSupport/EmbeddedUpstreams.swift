@@ -30,6 +30,22 @@ public final class EmbeddedUpstreamConnector: UpstreamConnector, @unchecked Send
         _ = try? channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: host.port)).wait()
         return loop.makeSucceededFuture(channel)
     }
+
+    public func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                        initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
+        if refuseConnections {
+            return loop.makeFailedFuture(ChannelError.connectTimeout(timeout))
+        }
+        let channel = EmbeddedChannel(loop: self.loop)
+        channels.append(channel)
+        do {
+            try initializer(channel)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        _ = try? channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: host.port)).wait()
+        return loop.makeSucceededFuture(channel)
+    }
 }
 
 /// Builds the smallest runnable proxy config: one virtual host routing `pathPrefix` to cluster `web` with

@@ -50,6 +50,11 @@ import XDSAPI
                      handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
             loop.makeFailedFuture(ChannelError.connectTimeout(timeout))
         }
+
+        func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                     initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
+            loop.makeFailedFuture(ChannelError.connectTimeout(timeout))
+        }
     }
 
     static func cluster(type: Envoy_Config_Cluster_V3_Cluster.DiscoveryType, addresses: [String]) -> Envoy_Config_Cluster_V3_Cluster {

@@ -1,0 +1,107 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import ProxyCore
+
+/// Installs the HTTP codec and connection manager on an accepted downstream connection, as the
+/// listener's HCM says: HTTP/1.1, HTTP/2 (h2c prior knowledge), or either, chosen by the first bytes.
+public enum DownstreamPipeline {
+    public static func configure(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
+                                 tracker: ConnectionTracker?) throws {
+        let current = config.load()
+        switch current.codec {
+        case .http1:
+            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+        case .http2:
+            try configureHTTP2(channel, config: config, tracker: tracker)
+        case .auto:
+            try channel.pipeline.syncOperations.addHandler(HTTPCodecDetector { channel, isHTTP2 in
+                if isHTTP2 {
+                    try configureHTTP2(channel, config: config, tracker: tracker)
+                } else {
+                    try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+                }
+            })
+        }
+    }
+
+    static func configureHTTP1(_ pipeline: ChannelPipeline.SynchronousOperations,
+                               config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?) throws {
+        try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+        try pipeline.addHandler(HTTPConnectionManager(config: config, tracker: tracker))
+    }
+
+    static func configureHTTP2(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
+                               tracker: ConnectionTracker?) throws {
+        let current = config.load()
+        let options = current.http2Options
+        let pipeline = channel.pipeline.syncOperations
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: options.maxConcurrentStreams),
+            HTTP2Setting(parameter: .initialWindowSize, value: options.initialStreamWindowSize),
+            // Envoy's default max_request_headers_kb.
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 60 * 1024),
+        ] + (options.allowConnect ? [HTTP2Setting(parameter: .enableConnectProtocol, value: 1)] : [])
+        connection.targetWindowSize = options.initialConnectionWindowSize
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = options.initialStreamWindowSize
+        // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
+        _ = try pipeline.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
+            streamDelegate: management.http2StreamDelegate
+        ) { streamChannel in
+            streamChannel.eventLoop.makeCompletedFuture {
+                let sync = streamChannel.pipeline.syncOperations
+                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream))
+            }
+        }
+        try pipeline.addHandler(management)
+        try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker))
+    }
+}
+
+/// Looks at the first bytes of a connection for HTTP/2's client preface: HTTP/2 when they match
+/// it, HTTP/1.1 as soon as one differs (for `GET`, at the first byte). Then installs the codec
+/// and steps out of the pipeline, handing on what it read.
+final class HTTPCodecDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private let install: (any Channel, _ isHTTP2: Bool) throws -> Void
+    private var buffered: ByteBuffer?
+
+    init(install: @escaping (any Channel, _ isHTTP2: Bool) throws -> Void) {
+        self.install = install
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if var earlier = buffered {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        let view = bytes.readableBytesView
+        let checked = min(view.count, Self.preface.count)
+        let matches = view.prefix(checked).elementsEqual(Self.preface.prefix(checked))
+        if matches, checked < Self.preface.count {
+            buffered = bytes
+            return
+        }
+        buffered = nil
+        do {
+            try install(context.channel, matches)
+        } catch {
+            context.fireErrorCaught(error)
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelRead(wrapInboundOut(bytes))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}

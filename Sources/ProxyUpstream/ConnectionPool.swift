@@ -1,0 +1,40 @@
+import NIOCore
+
+/// Which protocol a cluster speaks upstream (`HttpProtocolOptions` or the older cluster fields).
+public enum UpstreamProtocol: Sendable, Equatable {
+    case http1
+    case http2
+    /// `use_downstream_protocol_config`: HTTP/2 for HTTP/2 downstreams, HTTP/1.1 otherwise.
+    case downstream
+}
+
+/// One event loop's pool of a cluster, of either protocol. An enum rather than a protocol so
+/// the request path calls the pool without an existential.
+public enum ConnectionPool {
+    case http1(HTTP1ConnectionPool)
+    case http2(HTTP2ConnectionPool)
+
+    public func acquire(host: Host, delegate: any UpstreamResponseDelegate,
+                        completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
+        switch self {
+        case .http1(let pool): pool.acquire(host: host, delegate: delegate, completion: completion)
+        case .http2(let pool): pool.acquire(host: host, delegate: delegate, completion: completion)
+        }
+    }
+
+    /// The response is complete: the connection (or stream) can serve the next request.
+    public func release(_ connection: UpstreamConnection) {
+        switch self {
+        case .http1(let pool): pool.release(connection)
+        case .http2(let pool): pool.release(connection)
+        }
+    }
+
+    /// The request was abandoned: close the connection (HTTP/1.1) or reset the stream (HTTP/2).
+    public func discard(_ connection: UpstreamConnection) {
+        switch self {
+        case .http1(let pool): pool.discard(connection)
+        case .http2(let pool): pool.discard(connection)
+        }
+    }
+}
