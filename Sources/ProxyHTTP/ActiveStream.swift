@@ -25,6 +25,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var upstreamHead: HTTPRequestHead
     private var timeoutMs: Int64 = 0
     private var isExternal = true
+    private var isGRPC = false
     private var keepAlive: Bool
 
     // Request body: parts not yet written to the current attempt, and a copy for retries.
@@ -48,6 +49,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var perTryTimer: Scheduled<Void>?
     private var globalTimer: Scheduled<Void>?
     private var backOffTimer: Scheduled<Void>?
+    /// The stream's maximum duration (a gRPC client's deadline), when the route honours it.
+    private var durationTimer: Scheduled<Void>?
 
     private var responseStarted = false
     private var responseComplete = false
@@ -119,7 +122,24 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.rqTotal.increment()
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
-        timeoutMs = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap { Int64($0) } ?? action.timeoutMs
+        isGRPC = GRPC.isGRPC(headers)
+        timeoutMs = action.timeoutMs
+        if isGRPC, let grpcMax = action.grpcTimeoutHeaderMaxMs {
+            // As Envoy: the client's deadline bounds the whole stream (0: none), less the offset and
+            // capped at the maximum; the route timeout still applies to the upstream request.
+            var grpcTimeout = headers.first(name: "grpc-timeout").flatMap(GRPC.timeoutMilliseconds) ?? 0
+            let offset = action.grpcTimeoutHeaderOffsetMs
+            if offset > 0, grpcTimeout > offset { grpcTimeout -= offset }
+            if grpcMax > 0, grpcTimeout == 0 || grpcTimeout > grpcMax { grpcTimeout = grpcMax }
+            if grpcTimeout > 0 {
+                durationTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(grpcTimeout)) { [self] in
+                    onDurationTimeout()
+                }
+            }
+        }
+        if let override = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap({ Int64($0) }) {
+            timeoutMs = override
+        }
         policy = Self.effectivePolicy(action.retryPolicy, headers: headers)
         if policy == nil || policy!.numRetries == 0 { bodyRetainable = false }
 
@@ -137,7 +157,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// The route's policy, adjusted by `x-envoy-retry-on` and `x-envoy-max-retries` as Envoy allows.
     static func effectivePolicy(_ routePolicy: RetryPolicy?, headers: HTTPHeaders) -> RetryPolicy? {
         var policy = routePolicy
-        if let retryOn = headers.first(name: "x-envoy-retry-on") {
+        for header in ["x-envoy-retry-on", "x-envoy-retry-grpc-on"] {
+            guard let retryOn = headers.first(name: header) else { continue }
             let conditions = RetryPolicy.Conditions(parsing: retryOn)
             if !conditions.isEmpty {
                 if policy == nil { policy = RetryPolicy() }
@@ -154,7 +175,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private static let consumedRequestHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "upgrade", "expect",
-        "x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
         "x-envoy-upstream-rq-per-try-timeout-ms",
     ]
 
@@ -407,6 +428,21 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
     }
 
+    private func onDurationTimeout() {
+        guard !responseComplete else { return }
+        config.stats.downstreamRqMaxDurationReached.increment()
+        backOffTimer?.cancel()
+        attempt += 1
+        endAttempt(discard: true)
+        if responseStarted {
+            abortDownstream()
+        } else {
+            // The HCM answers, not the router: the cluster records no response for it.
+            cluster = nil
+            finish(localReply: .durationTimeout)
+        }
+    }
+
     // MARK: upstream response
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
@@ -421,7 +457,7 @@ final class ActiveStream: UpstreamResponseDelegate {
                 host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
             }
         }
-        if let policy, policy.retries(status: status) {
+        if let policy, policy.retries(status: status) || retriesGRPCStatus(head, policy: policy) {
             releaseRetrySlot()
             if mayRetry() {
                 cluster.stats.retryResponseCodes.record(status: status)
@@ -437,6 +473,13 @@ final class ActiveStream: UpstreamResponseDelegate {
         recordUpstreamCompletion(status: status)
         responseStarted = true
         manager.write(.head(downstreamResponseHead(from: head)), flush: false)
+    }
+
+    /// A trailers-only gRPC reply (`grpc-status` in the headers) matching the policy's gRPC conditions.
+    private func retriesGRPCStatus(_ head: HTTPResponseHead, policy: RetryPolicy) -> Bool {
+        guard isGRPC, policy.retriesGRPC, let code = head.headers.first(name: "grpc-status").flatMap({ Int($0) })
+        else { return false }
+        return policy.retries(grpcStatus: code)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
@@ -494,6 +537,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         config.stats.downstreamRqRxReset.increment()
         responseComplete = true
         globalTimer?.cancel()
+        durationTimer?.cancel()
         backOffTimer?.cancel()
         attempt += 1
         endAttempt(discard: true)
@@ -564,6 +608,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         // Unread request body would have to be drained; closing is simpler and what Envoy does for
         // large bodies.
         if !requestEnded { keepAlive = false }
+        if isGRPC || GRPC.isGRPC(downstreamHead.headers) {
+            finish(grpcLocalReply: reply)
+            return
+        }
         var headers = HTTPHeaders()
         headers.add(name: "content-length", value: String(reply.body.utf8.count))
         if !reply.body.isEmpty { headers.add(name: "content-type", value: reply.contentType) }
@@ -584,9 +632,31 @@ final class ActiveStream: UpstreamResponseDelegate {
         finish(status: Int(reply.status.code), trailers: nil)
     }
 
+    /// A gRPC client gets a local reply as gRPC: HTTP 200 with `grpc-status` (mapped from the HTTP
+    /// status) and the body as `grpc-message`, headers only, as Envoy sends it.
+    private func finish(grpcLocalReply reply: LocalReply) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/grpc")
+        headers.add(name: "grpc-status", value: String(reply.grpcStatus ?? GRPC.status(forHTTP: Int(reply.status.code))))
+        if !reply.body.isEmpty { headers.add(name: "grpc-message", value: GRPC.percentEncoded(reply.body)) }
+        headers.add(name: "date", value: manager.dates.current())
+        headers.add(name: "server", value: config.serverName)
+        if !manager.isHTTP2 { headers.add(name: "content-length", value: "0") }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+        }
+        responseStarted = true
+        lastStatus = 200
+        manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: .ok, headers: headers)),
+                      flush: false)
+        finish(status: 200, trailers: nil)
+    }
+
     private func finish(status: Int, trailers: HTTPHeaders?) {
         responseComplete = true
         globalTimer?.cancel()
+        durationTimer?.cancel()
         backOffTimer?.cancel()
         endAttempt(discard: true)
         let stats = config.stats
@@ -602,6 +672,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         config.stats.rqResetAfterDownstreamResponseStarted.increment()
         responseComplete = true
         globalTimer?.cancel()
+        durationTimer?.cancel()
         backOffTimer?.cancel()
         config.stats.downstreamRqActive.decrement()
         manager.closeConnection()

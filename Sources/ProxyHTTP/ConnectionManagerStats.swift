@@ -6,7 +6,8 @@ public final class ConnectionManagerStats: Sendable {
     public let downstreamRqTotal, downstreamRqHttp1Total, downstreamRqHttp2Total, downstreamCxTotal,
         downstreamCxHttp1Total, downstreamCxHttp2Total,
         downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
-        downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect: Counter
+        downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect,
+        downstreamRqMaxDurationReached: Counter
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active: Gauge
     public let downstreamRqTime: Histogram
     public let responseClasses: ResponseClassCounters
@@ -36,6 +37,7 @@ public final class ConnectionManagerStats: Sendable {
         rqTotal = counter("rq_total")
         rqDirectResponse = counter("rq_direct_response")
         rqRedirect = counter("rq_redirect")
+        downstreamRqMaxDurationReached = counter("downstream_rq_max_duration_reached")
         rqResetAfterDownstreamResponseStarted = counter("rq_reset_after_downstream_response_started")
         downstreamRqActive = gauge("downstream_rq_active")
         downstreamCxActive = gauge("downstream_cx_active")

@@ -56,6 +56,7 @@ public enum DownstreamPipeline {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 let sync = streamChannel.pipeline.syncOperations
+                try sync.addHandler(HeadersOnlyResponseCoalescer())
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream))
             }

@@ -7,6 +7,8 @@ struct LocalReply {
     var body: String
     var flags: ResponseFlags
     var contentType = "text/plain"
+    /// The `grpc-status` a gRPC client gets, when not the one mapped from `status`.
+    var grpcStatus: Int?
 
     static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound)
     static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound)
@@ -14,6 +16,9 @@ struct LocalReply {
                                               flags: .noHealthyUpstream)
     static let timeout = LocalReply(status: .gatewayTimeout, body: "upstream request timeout",
                                     flags: .upstreamRequestTimeout)
+    /// The HCM's stream duration limit (a gRPC request's `grpc-timeout`) ran out.
+    static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
+                                            flags: .durationTimeout, grpcStatus: 4)
     static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow)
 
     /// `upstream connect error or disconnect/reset before headers. [retried and the latest ]reset reason: X`

@@ -16,6 +16,14 @@ public struct RetryPolicy: Sendable, Equatable {
         public static let http3PostConnectFailure = Conditions(rawValue: 1 << 8)
         public static let envoyRateLimited = Conditions(rawValue: 1 << 9)
         public static let retriableHeaders = Conditions(rawValue: 1 << 10)
+        // gRPC conditions: a response whose headers carry this `grpc-status` (a trailers-only reply).
+        public static let grpcCancelled = Conditions(rawValue: 1 << 16)
+        public static let grpcDeadlineExceeded = Conditions(rawValue: 1 << 17)
+        public static let grpcInternal = Conditions(rawValue: 1 << 18)
+        public static let grpcResourceExhausted = Conditions(rawValue: 1 << 19)
+        public static let grpcUnavailable = Conditions(rawValue: 1 << 20)
+        static let grpc: Conditions = [.grpcCancelled, .grpcDeadlineExceeded, .grpcInternal, .grpcResourceExhausted,
+                                       .grpcUnavailable]
 
         static let byName: [String: Conditions] = [
             "5xx": .fiveXX, "gateway-error": .gatewayError, "reset": .reset, "connect-failure": .connectFailure,
@@ -23,6 +31,8 @@ public struct RetryPolicy: Sendable, Equatable {
             "retriable-status-codes": .retriableStatusCodes, "reset-before-request": .resetBeforeRequest,
             "http3-post-connect-failure": .http3PostConnectFailure, "envoy-ratelimited": .envoyRateLimited,
             "retriable-headers": .retriableHeaders,
+            "cancelled": .grpcCancelled, "deadline-exceeded": .grpcDeadlineExceeded, "internal": .grpcInternal,
+            "resource-exhausted": .grpcResourceExhausted, "unavailable": .grpcUnavailable,
         ]
 
         /// Parses a comma-separated `retry_on` value (or `x-envoy-retry-on` header); unknown names are
@@ -67,6 +77,21 @@ public struct RetryPolicy: Sendable, Equatable {
         if retryOn.contains(.retriable4xx), status == 409 { return true }
         if retryOn.contains(.retriableStatusCodes), retriableStatusCodes.contains(status) { return true }
         return false
+    }
+
+    /// Whether any gRPC condition is set (so response headers are checked for `grpc-status`).
+    public var retriesGRPC: Bool { !retryOn.isDisjoint(with: Conditions.grpc) }
+
+    /// Whether a response whose headers say `grpc-status: code` should be retried.
+    public func retries(grpcStatus code: Int) -> Bool {
+        switch code {
+        case 1: retryOn.contains(.grpcCancelled)
+        case 4: retryOn.contains(.grpcDeadlineExceeded)
+        case 8: retryOn.contains(.grpcResourceExhausted)
+        case 13: retryOn.contains(.grpcInternal)
+        case 14: retryOn.contains(.grpcUnavailable)
+        default: false
+        }
     }
 
     /// Whether a failure before any response (connect failure, reset, per-try timeout) should be retried.

@@ -62,10 +62,18 @@ public struct RouteAction: Sendable {
     /// 0 disables the timeout.
     public var timeoutMs: Int64
     public var retryPolicy: RetryPolicy?
+    /// `max_stream_duration.grpc_timeout_header_max`: when set, a request's `grpc-timeout` becomes its
+    /// timeout, capped at this value (0: no cap). Nil: `grpc-timeout` is not looked at.
+    public var grpcTimeoutHeaderMaxMs: Int64?
+    /// `max_stream_duration.grpc_timeout_header_offset`, taken off the `grpc-timeout`.
+    public var grpcTimeoutHeaderOffsetMs: Int64
 
     public init(cluster: String, weightedClusters: [WeightedCluster] = [], autoHostRewrite: Bool = false,
                 hostRewriteLiteral: String? = nil, prefixRewrite: String? = nil,
-                timeoutMs: Int64 = RouteAction.defaultTimeoutMs, retryPolicy: RetryPolicy? = nil) {
+                timeoutMs: Int64 = RouteAction.defaultTimeoutMs, retryPolicy: RetryPolicy? = nil,
+                grpcTimeoutHeaderMaxMs: Int64? = nil, grpcTimeoutHeaderOffsetMs: Int64 = 0) {
+        self.grpcTimeoutHeaderMaxMs = grpcTimeoutHeaderMaxMs
+        self.grpcTimeoutHeaderOffsetMs = grpcTimeoutHeaderOffsetMs
         self.cluster = cluster
         self.weightedClusters = weightedClusters
         self.autoHostRewrite = autoHostRewrite

@@ -161,13 +161,24 @@ extension RouteAction {
         default: throw RouteConfigError(path, "host_rewrite_header and host_rewrite_path_regex are not supported yet")
         }
         let retryPolicy = action.hasRetryPolicy ? try RetryPolicy(action.retryPolicy, path: path + ".retry_policy") : nil
+        var grpcTimeoutMax: Int64?
+        var grpcTimeoutOffset: Int64 = 0
+        if action.hasMaxStreamDuration {
+            let duration = action.maxStreamDuration
+            if duration.hasMaxStreamDuration {
+                throw RouteConfigError(path + ".max_stream_duration.max_stream_duration", "not supported yet")
+            }
+            if duration.hasGrpcTimeoutHeaderMax { grpcTimeoutMax = duration.grpcTimeoutHeaderMax.milliseconds }
+            if duration.hasGrpcTimeoutHeaderOffset { grpcTimeoutOffset = duration.grpcTimeoutHeaderOffset.milliseconds }
+        }
         self.init(cluster: cluster,
                   weightedClusters: weighted,
                   autoHostRewrite: autoHostRewrite,
                   hostRewriteLiteral: literal,
                   prefixRewrite: action.prefixRewrite.isEmpty ? nil : action.prefixRewrite,
                   timeoutMs: action.hasTimeout ? action.timeout.milliseconds : RouteAction.defaultTimeoutMs,
-                  retryPolicy: retryPolicy)
+                  retryPolicy: retryPolicy, grpcTimeoutHeaderMaxMs: grpcTimeoutMax,
+                  grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
     }
 }
 

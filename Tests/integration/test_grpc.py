@@ -1,0 +1,159 @@
+"""gRPC and HTTP/2 through meshproxy on loopback: h2c downstream, HTTP/2 upstream, all four call kinds
+with grpcio as an independent client and server, trailers, gRPC local replies and timeouts compared
+with Envoy 1.40, and gRPC-aware retries."""
+import struct
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import ENVOY, MESHPROXY, free_port
+from grpc_echo import EchoServer
+
+
+def grpc_config(echo_port, dead_port):
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_grpc
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: /mesh.Echo/Flaky }}
+                route:
+                  cluster: echo
+                  retry_policy: {{ retry_on: unavailable, num_retries: 3 }}
+              - match: {{ prefix: /mesh.Echo/ }}
+                route:
+                  cluster: echo
+                  max_stream_duration: {{ grpc_timeout_header_max: 0s }}
+              - match: {{ prefix: /mesh.Down/ }}
+                route: {{ cluster: down }}
+  clusters:
+  - name: echo
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment: {{ cluster_name: echo, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echo_port} }} }} }} }}] }}] }}
+  - name: down
+    type: STATIC
+    http2_protocol_options: {{}}
+    load_assignment: {{ cluster_name: down, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead_port} }} }} }} }}] }}] }}
+"""
+    return make
+
+
+@pytest.fixture(scope="module")
+def echo():
+    server = EchoServer().start()
+    yield server
+    server.stop()
+
+
+def call(channel, method, kind="unary_unary"):
+    return getattr(channel, kind)(f"/mesh.Echo/{method}")
+
+
+def test_all_four_call_kinds_with_trailers_through_meshproxy(echo, launch):
+    proxy = launch(MESHPROXY, grpc_config(echo.port, free_port()), "grpc")
+    options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+    with grpc.insecure_channel(f"127.0.0.1:{proxy.port}", options=options) as channel:
+        assert call(channel, "Unary")(b"hello", timeout=10, metadata=(("x-client", "py"),)) == b"hello"
+        assert echo.seen_metadata[-1].get("x-client") == "py"
+        assert echo.seen_metadata[-1].get("x-forwarded-proto") == "http"
+
+        streamed = list(call(channel, "ServerStream", "unary_stream")(b"20:65536", timeout=10))
+        assert [len(m) for m in streamed] == [65536] * 20
+        assert streamed[1] == b"B" * 65536
+
+        chunks = [bytes([i]) * (256 << 10) for i in range(16)]
+        assert call(channel, "ClientStream", "stream_unary")(iter(chunks), timeout=10) == str(4 << 20).encode()
+
+        big = [bytes([i]) * (1 << 20) for i in range(4)]
+        assert list(call(channel, "Bidi", "stream_stream")(iter(big), timeout=20)) == big
+
+        response, rpc = call(channel, "Trailers").with_call(b"t", timeout=10)
+        assert response == b"t"
+        assert ("x-echo-trailer", "t1") in rpc.trailing_metadata()
+
+        with pytest.raises(grpc.RpcError) as failed:
+            call(channel, "Unary")(b"fail:FAILED_PRECONDITION:not today", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert failed.value.details() == "not today"
+
+    stats = proxy.stats()
+    assert int(stats["http.ingress_grpc.downstream_cx_http2_total"]) >= 1
+    assert int(stats["http.ingress_grpc.downstream_rq_http2_total"]) == 6
+    assert stats["cluster.echo.upstream_cx_http2_total"] == "1", "one multiplexed upstream connection"
+    assert stats["cluster.echo.upstream_rq_200"] == "6"
+
+
+def test_retry_on_grpc_unavailable(echo, launch):
+    proxy = launch(MESHPROXY, grpc_config(echo.port, free_port()), "grpc-retry")
+    with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as channel:
+        assert call(channel, "Flaky")(b"retry-key:3", timeout=10) == b"ok after 3"
+    assert proxy.stats()["cluster.echo.upstream_rq_retry"] == "2"
+
+
+def raw_grpc(port, path, payload=b"", headers=()):
+    """One gRPC request by curl over h2c: (HTTP status, response headers, trailers)."""
+    frame = b"\x00" + struct.pack(">I", len(payload)) + payload
+    args = ["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "--max-time", "10",
+            "-X", "POST", "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-"]
+    for header in headers:
+        args += ["-H", header]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], input=frame, capture_output=True, timeout=20)
+    blocks = out.stdout.decode().replace("\r\n", "\n").strip().split("\n\n")
+    status = int(blocks[0].split("\n")[0].split()[1])
+    fields = [dict(line.split(": ", 1) for line in block.split("\n") if ": " in line) for block in blocks]
+    return status, fields[0], fields[1] if len(fields) > 1 else {}
+
+
+def local_replies(binary, name, echo, launch):
+    proxy = launch(binary, grpc_config(echo.port, free_port()), name)
+    results = {
+        "no_route": raw_grpc(proxy.port, "/mesh.Nowhere/X"),
+        "down": raw_grpc(proxy.port, "/mesh.Down/X"),
+        "grpc_timeout": raw_grpc(proxy.port, "/mesh.Echo/Slow", b"3", ["grpc-timeout: 300m"]),
+    }
+    stats = proxy.stats()
+    return results, stats
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_grpc_local_replies_and_grpc_timeout_match_envoy(binary, name, echo, launch):
+    results, stats = local_replies(binary, f"grpc-local-{name}", echo, launch)
+    status, headers, _ = results["no_route"]
+    assert (status, headers["content-type"], headers["grpc-status"]) == (200, "application/grpc", "12")
+    assert "grpc-message" not in headers
+    status, headers, _ = results["down"]
+    assert (status, headers["grpc-status"]) == (200, "14")
+    assert headers["grpc-message"].startswith("upstream connect error or disconnect/reset before headers.")
+    # The client's grpc-timeout bounds the stream: Envoy's HCM answers DEADLINE_EXCEEDED and resets
+    # the upstream stream; the cluster records no response and no upstream timeout.
+    status, headers, _ = results["grpc_timeout"]
+    assert (status, headers["grpc-status"], headers["grpc-message"]) == (200, "4", "downstream duration timeout")
+    assert stats["http.ingress_grpc.downstream_rq_max_duration_reached"] == "1"
+    assert stats["cluster.echo.upstream_rq_tx_reset"] == "1"
+    assert stats["cluster.echo.upstream_rq_timeout"] == "0"
+    assert stats.get("cluster.echo.upstream_rq_504", "0") == "0"
+    assert stats["cluster.down.upstream_rq_503"] == "1"
+    assert stats["http.ingress_grpc.downstream_rq_2xx"] == "3"
+    assert stats["http.ingress_grpc.no_route"] == "1"
