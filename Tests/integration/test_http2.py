@@ -1,0 +1,106 @@
+"""HTTP/2 on the downstream side (h2c prior knowledge on the AUTO codec, codec_type HTTP2) and the
+upstream side (HTTP/2 clusters), with curl and h2load on loopback, compared with Envoy 1.40 where
+the outcome can be compared."""
+import re
+import subprocess
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY
+from rawupstream import RawUpstream
+
+
+def config(upstream_port, codec="AUTO"):
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          codec_type: {codec}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: raw }}
+  clusters:
+  - name: raw
+    type: STATIC
+    load_assignment: {{ cluster_name: raw, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }} }}] }}] }}
+"""
+    return make
+
+
+def curl(port, path, *extra):
+    out = subprocess.run(["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+                          *extra, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=20)
+    return out.stdout
+
+
+@pytest.fixture
+def raw():
+    upstream = RawUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_h2c_request_reaches_an_http1_upstream_as_the_same_request(binary, name, raw, launch):
+    proxy = launch(binary, config(raw.port), f"h2c-{name}")
+    assert curl(proxy.port, "/one", "-H", "x-test: 1") == "200 1.1"
+    assert curl(proxy.port, "/two", "--http2-prior-knowledge", "-H", "x-test: 1") == "200 2"
+    assert curl(proxy.port, "/post", "--http2-prior-knowledge", "--data-binary", "hello") == "200 2"
+    (line1, headers1, _), (line2, headers2, _), (line3, headers3, length3) = raw.requests
+    assert line1 == "GET /one HTTP/1.1" and line2 == "GET /two HTTP/1.1"
+    assert [n.lower() for n, _ in headers1] == [n.lower() for n, _ in headers2]
+    assert dict(headers2)["host"] == f"127.0.0.1:{proxy.port}"
+    assert line3 == "POST /post HTTP/1.1" and length3 == 5
+    assert "content-length" in [n.lower() for n, _ in headers3]
+    stats = proxy.stats("ingress_http.downstream_")
+    assert stats["http.ingress_http.downstream_cx_http1_total"] == "1"
+    assert stats["http.ingress_http.downstream_cx_http2_total"] == "2"
+    assert stats["http.ingress_http.downstream_rq_http2_total"] == "2"
+
+
+def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):
+    # An h2c-only outer proxy routes to an inner listener over an HTTP/2 cluster; the inner one
+    # speaks HTTP/1.1 to the raw upstream. Both listeners live in one meshproxy.
+    inner = launch(MESHPROXY, config(raw.port), "h2-inner")
+    outer_config = config(inner.port, codec="HTTP2")
+
+    def make(listener, admin):
+        text = outer_config(listener, admin)
+        return text.replace("  - name: raw\n    type: STATIC\n", """  - name: raw
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: { max_concurrent_streams: 50 } }
+""")
+    outer = launch(MESHPROXY, make, "h2-outer")
+    out = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://127.0.0.1:{outer.port}/x"],
+                         capture_output=True, text=True, timeout=60)
+    assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded", out.stdout), out.stdout
+    assert "status codes: 2000 2xx" in out.stdout
+    outer_stats = outer.stats("cluster.raw.")
+    assert outer_stats["cluster.raw.upstream_cx_http2_total"] == outer_stats["cluster.raw.upstream_cx_total"]
+    assert int(outer_stats["cluster.raw.upstream_cx_total"]) <= 2, "streams share a connection per worker"
+    assert outer_stats["cluster.raw.upstream_rq_200"] == "2000"
+    assert outer_stats["cluster.raw.upstream_rq_tx_reset"] == "0"
+    inner_stats = inner.stats("ingress_http.downstream_rq_http2_total")
+    assert inner_stats["http.ingress_http.downstream_rq_http2_total"] == "2000"
+    # An HTTP/1.1 request to the h2c-only listener is not served.
+    assert not curl(outer.port, "/x").startswith("200")
