@@ -26,6 +26,10 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var timeoutMs: Int64 = 0
     private var isExternal = true
     private var isGRPC = false
+    /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
+    private var upgradeAsked = false
+    /// The configured upgrade being attempted (`websocket`): forwarded, and tunnelled on a 101.
+    private var upgradeType: String?
     private var keepAlive: Bool
 
     // Request body: parts not yet written to the current attempt, and a copy for retries.
@@ -82,6 +86,17 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.downstreamRqActive.increment()
 
         let headers = downstreamHead.headers
+        if !manager.isHTTP2, let upgrade = Self.requestedUpgrade(headers) {
+            upgradeAsked = true
+            if config.upgradeTypes.contains(upgrade) {
+                upgradeType = upgrade
+            } else if upgrade != "h2c" {
+                // Envoy refuses upgrades it has no upgrade_configs for, and closes; h2c is ignored.
+                keepAlive = false
+                finish(localReply: .upgradeForbidden)
+                return
+            }
+        }
         let uri = downstreamHead.uri
         let path = uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri[...]
         let hostHeader = headers.first(name: "host") ?? ""
@@ -171,10 +186,18 @@ final class ActiveStream: UpstreamResponseDelegate {
         return policy
     }
 
+    /// The lower-cased `upgrade` of an HTTP/1.1 request whose `connection` lists `upgrade`.
+    static func requestedUpgrade(_ headers: HTTPHeaders) -> String? {
+        guard let upgrade = headers.first(name: "upgrade"),
+              headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" })
+        else { return nil }
+        return upgrade.lowercased()
+    }
+
     private static let defaultTimeoutText = String(RouteAction.defaultTimeoutMs)
 
     private static let consumedRequestHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "upgrade", "expect",
+        "connection", "keep-alive", "proxy-connection", "upgrade", "expect", "http2-settings",
         "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
         "x-envoy-upstream-rq-per-try-timeout-ms",
     ]
@@ -191,6 +214,10 @@ final class ActiveStream: UpstreamResponseDelegate {
             if lower == "x-forwarded-proto" { sawForwardedProto = true }
             if lower == "x-request-id" { sawRequestID = true }
             headers.add(name: lower, value: value)
+        }
+        if upgradeType != nil, let upgrade = downstreamHead.headers.first(name: "upgrade") {
+            headers.add(name: "upgrade", value: upgrade)
+            headers.add(name: "connection", value: "upgrade")
         }
         if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: "http") }
         if !sawRequestID { headers.add(name: "x-request-id", value: manager.requestIDs.next()) }
@@ -449,6 +476,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard let cluster, let host = attemptHost, !responseComplete else { return }
         perTryTimer?.cancel()
         perTryTimer = nil
+        if upgradeType != nil, head.status == .switchingProtocols {
+            host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
+            establishTunnel(head)
+            return
+        }
         let status = Int(head.status.code)
         func countOnHost() {
             if status >= 500 {
@@ -473,6 +505,38 @@ final class ActiveStream: UpstreamResponseDelegate {
         recordUpstreamCompletion(status: status)
         responseStarted = true
         manager.write(.head(downstreamResponseHead(from: head)), flush: false)
+    }
+
+    /// The upstream accepted the upgrade: the 101 goes downstream and both connections become one
+    /// byte tunnel. The upstream connection leaves its pool for good; its close is still counted.
+    private func establishTunnel(_ head: HTTPResponseHead) {
+        guard let connection, let downstream = manager.channel else { return }
+        recordUpstreamCompletion(status: 101)
+        responseStarted = true
+        var response = downstreamResponseHead(from: head)
+        response.headers.add(name: "connection", value: "upgrade")
+        if let upgrade = head.headers.first(name: "upgrade") { response.headers.add(name: "upgrade", value: upgrade) }
+        manager.write(.head(response), flush: true)
+        connection.handler.delegate = nil
+        connection.handler.resumeReading()
+        self.connection = nil
+        endAttempt(discard: false)
+        responseComplete = true
+        globalTimer?.cancel()
+        durationTimer?.cancel()
+        let stats = config.stats
+        stats.downstreamRqActive.decrement()
+        stats.recordResponse(status: 101)
+        manager.tunnelEstablished(self)
+        let upstream = connection.channel
+        loop.assumeIsolated().execute {
+            do {
+                try HTTPUpgradeTunnel.splice(downstream: downstream, upstream: upstream)
+            } catch {
+                downstream.close(promise: nil)
+                upstream.close(promise: nil)
+            }
+        }
     }
 
     /// A trailers-only gRPC reply (`grpc-status` in the headers) matching the policy's gRPC conditions.
@@ -664,6 +728,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.recordResponse(status: status)
         stats.downstreamRqTime.record(milliseconds: Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000)
         manager.writeEnd(trailers, close: !keepAlive)
+        if upgradeAsked, keepAlive { manager.restartRequestDecoder() }
         if requestEnded { manager.streamFinished(self) }
     }
 

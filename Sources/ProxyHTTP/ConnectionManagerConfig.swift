@@ -19,10 +19,15 @@ public final class ConnectionManagerConfig: Sendable {
     /// Read when a connection is accepted, to pick its codec.
     public let codec: DownstreamCodec
     public let http2Options: HTTP2Options
+    /// `upgrade_configs` that are enabled, lower-cased (`websocket`): requests asking for these
+    /// upgrades are forwarded and, on a 101, tunnelled; other upgrades are refused with 403.
+    public let upgradeTypes: Set<String>
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
-                codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options()) {
+                codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
+                upgradeTypes: Set<String> = []) {
+        self.upgradeTypes = upgradeTypes
         self.filterChainGeneration = filterChainGeneration
         self.codec = codec
         self.http2Options = http2Options

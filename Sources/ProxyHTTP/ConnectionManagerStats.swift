@@ -7,8 +7,9 @@ public final class ConnectionManagerStats: Sendable {
         downstreamCxHttp1Total, downstreamCxHttp2Total,
         downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
         downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect,
-        downstreamRqMaxDurationReached: Counter
-    public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active: Gauge
+        downstreamRqMaxDurationReached, downstreamCxUpgradesTotal, downstreamRqWsOnNonWsRoute: Counter
+    public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active,
+        downstreamCxUpgradesActive: Gauge
     public let downstreamRqTime: Histogram
     public let responseClasses: ResponseClassCounters
     public let listenerResponseClasses: ResponseClassCounters?
@@ -38,6 +39,9 @@ public final class ConnectionManagerStats: Sendable {
         rqDirectResponse = counter("rq_direct_response")
         rqRedirect = counter("rq_redirect")
         downstreamRqMaxDurationReached = counter("downstream_rq_max_duration_reached")
+        downstreamCxUpgradesTotal = counter("downstream_cx_upgrades_total")
+        downstreamCxUpgradesActive = gauge("downstream_cx_upgrades_active")
+        downstreamRqWsOnNonWsRoute = counter("downstream_rq_ws_on_non_ws_route")
         rqResetAfterDownstreamResponseStarted = counter("rq_reset_after_downstream_response_started")
         downstreamRqActive = gauge("downstream_rq_active")
         downstreamCxActive = gauge("downstream_cx_active")

@@ -27,8 +27,15 @@ public enum DownstreamPipeline {
 
     static func configureHTTP1(_ pipeline: ChannelPipeline.SynchronousOperations,
                                config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?) throws {
-        try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-        try pipeline.addHandler(HTTPConnectionManager(config: config, tracker: tracker))
+        // NIO's server pipeline without pipelining assistance, except that the decoder hands on the
+        // bytes it holds when it leaves (WebSocket upgrades, ignored h2c upgrades).
+        try pipeline.addHandlers([
+            HTTPResponseEncoder(),
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+            NIOHTTPResponseHeadersValidator(),
+            HTTPServerProtocolErrorHandler(),
+            HTTPConnectionManager(config: config, tracker: tracker),
+        ])
     }
 
     static func configureHTTP2(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,

@@ -42,6 +42,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     var dates = HTTPDateCache()
     private var readsPaused = false
     private var pendingRead = false
+    /// The connection became a byte tunnel (an upgraded WebSocket); this manager only watches it close.
+    private var tunneled = false
 
     public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
                 transport: Transport = .http1Connection) {
@@ -77,6 +79,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        if tunneled {
+            tunneled = false
+            configHolder.load().stats.downstreamCxUpgradesActive.decrement()
+        }
         tracker?.unregister(self)
         if let stats = connectionStats {
             stats.downstreamCxActive.decrement()
@@ -185,6 +191,32 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     func closeConnection() {
         context?.close(promise: nil)
+    }
+
+    var channel: (any Channel)? { context?.channel }
+
+    /// The stream's upgrade succeeded and the tunnel takes the connection over.
+    func tunnelEstablished(_ finished: ActiveStream) {
+        if stream === finished { stream = nil }
+        tunneled = true
+        queued.removeAll()
+        let stats = configHolder.load().stats
+        stats.downstreamCxUpgradesTotal.increment()
+        stats.downstreamCxUpgradesActive.increment()
+        resumeReading()
+    }
+
+    /// A request asked for an upgrade that did not happen: NIO's decoder stopped at it, so a new
+    /// one takes over (on the next tick, outside the old decoder's call stack).
+    func restartRequestDecoder() {
+        guard let channel = context?.channel else { return }
+        channel.eventLoop.assumeIsolated().execute {
+            do {
+                try HTTPUpgradeTunnel.restartRequestDecoder(on: channel)
+            } catch {
+                channel.close(promise: nil)
+            }
+        }
     }
 
     /// The stream is done in both directions: the next pipelined request may start.

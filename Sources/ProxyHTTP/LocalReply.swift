@@ -19,6 +19,8 @@ struct LocalReply {
     /// The HCM's stream duration limit (a gRPC request's `grpc-timeout`) ran out.
     static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
                                             flags: .durationTimeout, grpcStatus: 4)
+    /// An upgrade the connection manager has no `upgrade_configs` entry for.
+    static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [])
     static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow)
 
     /// `upstream connect error or disconnect/reset before headers. [retried and the latest ]reset reason: X`

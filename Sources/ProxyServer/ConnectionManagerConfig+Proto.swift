@@ -24,6 +24,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let routeSource: RouteSource
     let codec: DownstreamCodec
     let http2Options: HTTP2Options
+    let upgradeTypes: Set<String>
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
@@ -35,6 +36,20 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported")
         }
         let http2Options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
+        var upgradeTypes: Set<String> = []
+        for (index, upgrade) in hcm.upgradeConfigs.enumerated() {
+            let upgradePath = "\(path).upgrade_configs[\(index)]"
+            guard !upgrade.upgradeType.isEmpty else {
+                throw ListenerConfigError(upgradePath + ".upgrade_type", "an upgrade type is required")
+            }
+            guard upgrade.filters.isEmpty else {
+                throw ListenerConfigError(upgradePath + ".filters", "per-upgrade filter chains are not supported")
+            }
+            if upgrade.upgradeType.lowercased() == "connect" {
+                throw ListenerConfigError(upgradePath + ".upgrade_type", "CONNECT tunnelling is not supported yet")
+            }
+            if !upgrade.hasEnabled || upgrade.enabled.value { upgradeTypes.insert(upgrade.upgradeType.lowercased()) }
+        }
         try ConnectionManagerConfig.validateFilters(hcm.httpFilters, path: path + ".http_filters")
         let source: RouteSource
         switch hcm.routeSpecifier {
@@ -58,7 +73,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
-            routeSource: source, codec: codec, http2Options: http2Options)
+            routeSource: source, codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -88,7 +103,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         }
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
-                                       codec: codec, http2Options: http2Options)
+                                       codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes)
     }
 }
 

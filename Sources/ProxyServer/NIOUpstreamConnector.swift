@@ -8,7 +8,8 @@ struct NIOUpstreamConnector: UpstreamConnector {
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
         connect(to: host, on: loop, timeout: timeout) { channel in
-            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+            // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels).
+            try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
             try channel.pipeline.syncOperations.addHandler(handler)
         }
     }

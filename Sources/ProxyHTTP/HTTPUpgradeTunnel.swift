@@ -1,0 +1,35 @@
+import NIOCore
+import NIOHTTP1
+
+/// Turns an upgraded HTTP/1.1 exchange (a WebSocket after the upstream's 101) into a byte tunnel:
+/// the HTTP codecs leave both pipelines and a pair of `TunnelHandler`s joins the two sockets. The
+/// decoders were built to forward the bytes they hold past the upgrade, so nothing read early is lost.
+enum HTTPUpgradeTunnel {
+    /// Both channels must be on the current event loop.
+    static func splice(downstream: any Channel, upstream: any Channel) throws {
+        let down = downstream.pipeline.syncOperations
+        let up = upstream.pipeline.syncOperations
+        let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+        // Encoders first: the tunnel writes raw bytes and they must not pass an HTTP encoder.
+        down.removeHandler(try down.handler(type: HTTPResponseEncoder.self), promise: nil)
+        up.removeHandler(try up.handler(type: HTTPRequestEncoder.self), promise: nil)
+        let (downEnd, upEnd) = TunnelHandler.pair()
+        try down.addHandler(downEnd, position: .after(downDecoder))
+        try up.addHandler(upEnd, position: .after(upDecoder))
+        // Removing a decoder hands its left-over bytes to the tunnel end just after it.
+        down.removeHandler(downDecoder, promise: nil)
+        up.removeHandler(upDecoder, promise: nil)
+    }
+
+    /// After a request that asked for an upgrade the proxy did not make (`Upgrade: h2c`, or an
+    /// upstream that did not answer 101), NIO's decoder has stopped parsing: a fresh decoder takes
+    /// over the bytes it held, so the connection keeps serving HTTP/1.1 as Envoy's does.
+    static func restartRequestDecoder(on channel: any Channel) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let old = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+                                position: .after(old))
+        pipeline.removeHandler(old, promise: nil)
+    }
+}
