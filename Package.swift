@@ -109,6 +109,14 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
+            name: "ProxyTCP",
+            dependencies: [
+                "ProxyCore", "ProxyUpstream", "XDSAPI", "XDSResource",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: hotPathSettings
+        ),
+        .target(
             name: "ProxyXDS",
             dependencies: [
                 "XDSAPI",
@@ -131,7 +139,8 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyAdmin", "ProxyXDS",
+                "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyTCP", "ProxyAdmin",
+                "ProxyXDS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

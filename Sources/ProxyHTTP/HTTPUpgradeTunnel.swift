@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyCore
 
 /// Turns an upgraded HTTP/1.1 exchange (a WebSocket after the upstream's 101) into a byte tunnel:
 /// the HTTP codecs leave both pipelines and a pair of `TunnelHandler`s joins the two sockets. The

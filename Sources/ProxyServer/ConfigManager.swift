@@ -287,9 +287,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 continue
             }
             do {
-                let (host, port, template, _) = try ListenerRuntime.parse(config, path: config.name, store: store)
+                let (host, port, filter, _) = try ListenerRuntime.parse(config, path: config.name, store: store)
                 if let existing = listeners[config.name], existing.host == host, existing.port == port {
-                    existing.update(config, template: template)
+                    existing.update(config, filter: filter)
                     existing.versionInfo = version
                     existing.lastUpdated = Date()
                     existing.refresh(clusters: clusterManager.load(), routes: routeTables)
@@ -313,7 +313,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             listeners[name] = nil
         }
         listenerOrder.removeAll { listeners[$0] == nil }
-        let rdsNames = Set(listeners.values.compactMap(\.template.rdsName))
+        let rdsNames = Set(listeners.values.compactMap(\.template?.rdsName))
         if errors.isEmpty { stats.ldsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
                       subscriptions: [XDSTypes.route: rdsNames])
@@ -362,8 +362,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     /// `http.<stat_prefix>.rds.<route_config>.<stat>` for every connection manager that uses the route config.
     private func countRDS(_ routeName: String, _ stat: String) {
-        for listener in allListeners where listener.template.rdsName == routeName {
-            let prefix = listener.template.statPrefix
+        for listener in allListeners where listener.template?.rdsName == routeName {
+            let prefix = listener.template?.statPrefix ?? ""
             store.counter("http.\(prefix).rds.\(routeName).\(stat)",
                           StatTags(extractedName: "http.rds." + stat,
                                    tags: [StatTags.Tag("envoy_http_conn_manager_prefix", prefix),

@@ -5,22 +5,37 @@ import NIOPosix
 import ProxyCore
 import ProxyHTTP
 import ProxyRouting
+import ProxyTCP
 import ProxyUpstream
 import XDSAPI
 import XDSResource
 
-/// A listener: its address, its connection manager template and the compiled config new requests
-/// read, its stats, and once bound its socket. Mutated only by the config manager (serially).
+/// The network filter of a listener's filter chain.
+enum NetworkFilter {
+    case http(ConnectionManagerTemplate)
+    case tcp(TCPProxyTemplate)
+}
+
+/// A listener: its address, its network filter (an HTTP connection manager or a TCP proxy) and the
+/// compiled config new connections read, its stats, and once bound its socket. Mutated only by the
+/// config manager (serially).
 final class ListenerRuntime: @unchecked Sendable {
     let name: String
     let host: String
     let port: Int
     private(set) var config: Envoy_Config_Listener_V3_Listener
-    private(set) var template: ConnectionManagerTemplate
+    private(set) var filter: NetworkFilter
+    /// The HTTP connection manager, when the chain has one.
+    var template: ConnectionManagerTemplate? {
+        if case .http(let template) = filter { return template }
+        return nil
+    }
     let statScope: String
     let stats: ListenerStats
     /// Created with the first complete config; what every connection of this listener reads per request.
     private(set) var connectionManager: SnapshotHolder<ConnectionManagerConfig>?
+    /// The same for a TCP proxy chain.
+    private(set) var tcpProxy: SnapshotHolder<TCPProxyConfig>?
     var channel: (any Channel)?
     /// When (and as what version) this listener was last configured, for /config_dump.
     var versionInfo = ""
@@ -33,18 +48,18 @@ final class ListenerRuntime: @unchecked Sendable {
     var drainTime: TimeAmount = .seconds(600)
 
     init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
-        let (host, port, template, scope) = try Self.parse(listener, path: path, store: store)
+        let (host, port, filter, scope) = try Self.parse(listener, path: path, store: store)
         self.name = listener.name.isEmpty ? "\(host):\(port)" : listener.name
         self.host = host
         self.port = port
         self.config = listener
-        self.template = template
+        self.filter = filter
         self.statScope = scope
         self.stats = ListenerStats(scope: scope, store: store)
     }
 
     static func parse(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws
-        -> (String, Int, ConnectionManagerTemplate, String)
+        -> (String, Int, NetworkFilter, String)
     {
         guard case .socketAddress(let socket)? = listener.address.address else {
             throw ListenerConfigError(path + ".address", "a socket_address is required")
@@ -62,36 +77,52 @@ final class ListenerRuntime: @unchecked Sendable {
         if chain.hasTransportSocket {
             throw ListenerConfigError(path + ".filter_chains[0].transport_socket", "TLS is not supported yet")
         }
-        guard chain.filters.count == 1, case .typedConfig(let any)? = chain.filters[0].configType,
-              any.typeURL == TypeURL.prefix + HCMProto.protoMessageName
-        else {
+        let scope = listener.statPrefix.isEmpty
+            ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
+            : listener.statPrefix
+        let filterPath = path + ".filter_chains[0].filters[0].typed_config"
+        guard chain.filters.count == 1, case .typedConfig(let any)? = chain.filters[0].configType else {
             let filter = chain.filters.first
             throw ListenerConfigError(path + ".filter_chains[0].filters",
                                       "Didn't find a registered implementation for '\(filter?.name ?? "")' with type URL: '\(filter?.typedConfig.typeURL ?? "")'")
         }
-        let hcm = try HCMProto(unpackingAny: any)
-        let scope = listener.statPrefix.isEmpty
-            ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
-            : listener.statPrefix
-        let template = try ConnectionManagerTemplate.compile(
-            hcm, path: path + ".filter_chains[0].filters[0].typed_config", listenerStatScope: scope, store: store)
-        return (socket.address, Int(port), template, scope)
+        switch any.typeURL {
+        case TypeURL.prefix + HCMProto.protoMessageName:
+            let template = try ConnectionManagerTemplate.compile(
+                try HCMProto(unpackingAny: any), path: filterPath, listenerStatScope: scope, store: store)
+            return (socket.address, Int(port), .http(template), scope)
+        case TypeURL.prefix + TCPProxyProto.protoMessageName:
+            let template = try TCPProxyTemplate(try TCPProxyProto(unpackingAny: any), path: filterPath, store: store)
+            return (socket.address, Int(port), .tcp(template), scope)
+        default:
+            throw ListenerConfigError(path + ".filter_chains[0].filters",
+                                      "Didn't find a registered implementation for '\(chain.filters[0].name)' with type URL: '\(any.typeURL)'")
+        }
     }
 
     /// Takes a new Listener message for the same address: the socket stays; new connections use the
     /// new filter chain at once, and connections from before a filter-chain change drain.
-    func update(_ listener: Envoy_Config_Listener_V3_Listener, template: ConnectionManagerTemplate) {
+    func update(_ listener: Envoy_Config_Listener_V3_Listener, filter: NetworkFilter) {
         if listener.filterChains != config.filterChains {
             generation += 1
             connections.drainAll(closeAfter: drainTime)
         }
         self.config = listener
-        self.template = template
+        self.filter = filter
     }
 
     /// Publishes the config for the current clusters and routes; false while its routes are missing.
     @discardableResult
     func refresh(clusters: ClusterManager, routes: [String: RouteTable]) -> Bool {
+        let template: ConnectionManagerTemplate
+        switch filter {
+        case .tcp(let tcp):
+            let compiled = tcp.config(clusters: clusters)
+            if let tcpProxy { tcpProxy.store(compiled) } else { tcpProxy = SnapshotHolder(compiled) }
+            return true
+        case .http(let http):
+            template = http
+        }
         guard let compiled = template.config(clusters: clusters, routes: routes, generation: generation) else {
             return connectionManager != nil
         }
@@ -103,11 +134,13 @@ final class ListenerRuntime: @unchecked Sendable {
         return true
     }
 
-    var isWarm: Bool { connectionManager != nil }
+    var isWarm: Bool { connectionManager != nil || tcpProxy != nil }
 
     /// Binds the socket; new connections get the HCM's codec and a connection manager.
     func bind(group: any EventLoopGroup) async throws {
-        guard let holder = connectionManager else { return }
+        guard isWarm else { return }
+        let holder = connectionManager
+        let tcpHolder = tcpProxy
         let listenerStats = stats
         let tracker = connections
         do {
@@ -120,7 +153,11 @@ final class ListenerRuntime: @unchecked Sendable {
                         let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
                         try channel.pipeline.syncOperations.addHandler(
                             ListenerConnectionTracker(stats: listenerStats, worker: worker))
-                        try DownstreamPipeline.configure(channel, config: holder, tracker: tracker)
+                        if let holder {
+                            try DownstreamPipeline.configure(channel, config: holder, tracker: tracker)
+                        } else if let tcpHolder {
+                            try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(config: tcpHolder))
+                        }
                     }
                 }
                 .bind(host: host, port: port).get()

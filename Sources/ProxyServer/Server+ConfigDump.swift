@@ -61,7 +61,7 @@ extension Server {
         }
         var routesDump = Envoy_Admin_V3_RoutesConfigDump()
         for listener in view.listeners where view.staticListenerNames.contains(listener.name) {
-            guard case .inline(_, let routes) = listener.template.routeSource, keep(routes.name) else { continue }
+            guard case .inline(_, let routes)? = listener.template?.routeSource, keep(routes.name) else { continue }
             var entry = Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig()
             entry.routeConfig = try Google_Protobuf_Any(message: routes)
             entry.lastUpdated = updated

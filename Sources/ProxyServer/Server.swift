@@ -76,8 +76,8 @@ public final class Server: @unchecked Sendable {
         for (index, config) in bootstrap.staticResources.listeners.enumerated() {
             let path = "static_resources.listeners[\(index)]"
             let runtime = try ListenerRuntime(config, path: path, store: stats)
-            try runtime.template.validateClusters(staticClusters, path: path + ".filter_chains[0].filters[0].typed_config")
-            if runtime.template.rdsName != nil, !bootstrap.dynamicResources.hasAdsConfig {
+            try runtime.template?.validateClusters(staticClusters, path: path + ".filter_chains[0].filters[0].typed_config")
+            if runtime.template?.rdsName != nil, !bootstrap.dynamicResources.hasAdsConfig {
                 throw ListenerConfigError(path, "RDS over ADS needs dynamic_resources.ads_config")
             }
             guard listenerNames.insert(runtime.name).inserted else {

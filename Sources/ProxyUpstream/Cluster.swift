@@ -34,6 +34,8 @@ public final class Cluster: @unchecked Sendable {
         config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
     }
     public let upstreamProtocol: UpstreamProtocol
+    /// How this cluster's connections are opened; L4 proxying connects through it directly.
+    public let connector: any UpstreamConnector
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
     /// HTTP/1.1 pools exist unless the cluster speaks only HTTP/2, and HTTP/2 pools when it may.
     private let http1Pools: [ObjectIdentifier: HTTP1ConnectionPool]
@@ -58,6 +60,7 @@ public final class Cluster: @unchecked Sendable {
         self.stats = stats
         self.addedViaAPI = addedViaAPI
         self.upstreamProtocol = upstreamProtocol
+        self.connector = connector
         var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
         var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]
         for loop in loops {

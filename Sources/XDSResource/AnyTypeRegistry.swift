@@ -34,6 +34,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpConnectionManager.self,
         Envoy_Extensions_Filters_Http_Router_V3_Router.self,
         Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions.self,
+        Envoy_Extensions_Filters_Network_TcpProxy_V3_TcpProxy.self,
     ]
 
     /// Config dump types, so admin output can pack them.

@@ -1,0 +1,143 @@
+import NIOCore
+import ProxyCore
+import ProxyUpstream
+
+/// Envoy's `tcp_proxy` on one downstream connection: picks a cluster and host, connects (with
+/// `max_connect_attempts`), then joins the two sockets with a pair of `TunnelHandler`s. Reads wait
+/// for the upstream connection, so nothing is buffered before it exists; either side closing closes
+/// the other; `idle_timeout` closes a connection that moved no bytes either way.
+public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+
+    private let holder: SnapshotHolder<TCPProxyConfig>
+    private var context: ChannelHandlerContext?
+    private var started = false
+    private var connected = false
+    private var pendingRead = false
+    private var upstream: (any Channel)?
+    private var ends: (downstream: TunnelHandler, upstream: TunnelHandler)?
+    private var idleTimer: Scheduled<Void>?
+    private var random = RequestIDGenerator()
+
+    public init(config: SnapshotHolder<TCPProxyConfig>) {
+        self.holder = config
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        let config = holder.load()
+        config.stats.downstreamCxTotal.increment()
+        let name = config.pickCluster(random: random.nextRandom())
+        guard let cluster = config.clusters[name] else {
+            config.stats.downstreamCxNoRoute.increment()
+            context.close(promise: nil)
+            return
+        }
+        connect(config: config, cluster: cluster, attempt: 1)
+    }
+
+    private func connect(config: TCPProxyConfig, cluster: Cluster, attempt: Int) {
+        guard let context, context.channel.isActive else { return }
+        guard let host = cluster.loadBalancer.pick() else {
+            cluster.stats.upstreamCxNoneHealthy.increment()
+            context.close(promise: nil)
+            return
+        }
+        let stats = cluster.stats
+        stats.upstreamCxTotal.increment()
+        host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
+        let (downstreamEnd, upstreamEnd) = TunnelHandler.pair(
+            firstReadCounter: config.stats.downstreamCxRxBytesTotal,
+            secondReadCounter: config.stats.downstreamCxTxBytesTotal)
+        let future = cluster.connector.connect(to: host, on: context.eventLoop, timeout: cluster.connectTimeout) { channel in
+            try channel.pipeline.syncOperations.addHandler(upstreamEnd)
+        }
+        future.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                stats.upstreamCxActive.increment()
+                host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in
+                    stats.upstreamCxActive.decrement()
+                    stats.upstreamCxDestroy.increment()
+                    host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
+                }
+                guard let context = self.context, context.channel.isActive else {
+                    channel.close(promise: nil)
+                    return
+                }
+                do {
+                    try context.pipeline.syncOperations.addHandler(downstreamEnd, position: .before(self))
+                } catch {
+                    channel.close(promise: nil)
+                    context.close(promise: nil)
+                    return
+                }
+                upstream = channel
+                ends = (downstreamEnd, upstreamEnd)
+                connected = true
+                if let idle = config.idleTimeout { scheduleIdleCheck(after: idle, idle: idle, config: config) }
+                if pendingRead {
+                    pendingRead = false
+                    context.read()
+                }
+            case .failure(let error):
+                stats.upstreamCxConnectFail.increment()
+                if case ChannelError.connectTimeout = error { stats.upstreamCxConnectTimeout.increment() }
+                host.stats.cxConnectFail.wrappingAdd(1, ordering: .relaxed)
+                if attempt < config.maxConnectAttempts {
+                    connect(config: config, cluster: cluster, attempt: attempt + 1)
+                } else {
+                    self.context?.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    /// Closes the connection once neither side has read anything for `idle`.
+    private func scheduleIdleCheck(after delay: TimeAmount, idle: TimeAmount, config: TCPProxyConfig) {
+        guard let context else { return }
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard let ends, let context = self.context else { return }
+            let quiet = NIODeadline.now() - max(ends.downstream.lastRead, ends.upstream.lastRead)
+            if quiet >= idle {
+                config.stats.idleTimeout.increment()
+                context.close(promise: nil)
+            } else {
+                scheduleIdleCheck(after: idle - quiet, idle: idle, config: config)
+            }
+        }
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if connected {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        upstream?.close(promise: nil)
+        upstream = nil
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
