@@ -35,6 +35,8 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_Filters_Http_Router_V3_Router.self,
         Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions.self,
         Envoy_Extensions_Filters_Network_TcpProxy_V3_TcpProxy.self,
+        Envoy_Extensions_Filters_Listener_TlsInspector_V3_TlsInspector.self,
+        Envoy_Extensions_Filters_Listener_HttpInspector_V3_HttpInspector.self,
     ]
 
     /// Config dump types, so admin output can pack them.
