@@ -182,6 +182,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
+        .testTarget(
+            name: "ProxyServerTests",
+            dependencies: ["ProxyServer", "XDSAPI", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
         .testTarget(
             name: "ProxyUpstreamTests",

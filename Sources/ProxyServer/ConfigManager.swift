@@ -287,9 +287,11 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 continue
             }
             do {
-                let (host, port, filter, _) = try ListenerRuntime.parse(config, path: config.name, store: store)
-                if let existing = listeners[config.name], existing.host == host, existing.port == port {
-                    existing.update(config, filter: filter)
+                let existing = listeners[config.name]
+                let parsed = try ListenerRuntime.parse(config, path: config.name, store: store,
+                                                       reuse: existing.map { $0.chains + ($0.defaultChain.map { [$0] } ?? []) } ?? [])
+                if let existing, existing.host == parsed.host, existing.port == parsed.port {
+                    existing.update(config, parsed: parsed)
                     existing.versionInfo = version
                     existing.lastUpdated = Date()
                     existing.refresh(clusters: clusterManager.load(), routes: routeTables)
@@ -313,7 +315,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             listeners[name] = nil
         }
         listenerOrder.removeAll { listeners[$0] == nil }
-        let rdsNames = Set(listeners.values.compactMap(\.template?.rdsName))
+        let rdsNames = Set(listeners.values.flatMap { $0.templates.compactMap(\.rdsName) })
         if errors.isEmpty { stats.ldsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
                       subscriptions: [XDSTypes.route: rdsNames])
@@ -362,8 +364,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     /// `http.<stat_prefix>.rds.<route_config>.<stat>` for every connection manager that uses the route config.
     private func countRDS(_ routeName: String, _ stat: String) {
-        for listener in allListeners where listener.template?.rdsName == routeName {
-            let prefix = listener.template?.statPrefix ?? ""
+        for template in allListeners.flatMap(\.templates) where template.rdsName == routeName {
+            let prefix = template.statPrefix
             store.counter("http.\(prefix).rds.\(routeName).\(stat)",
                           StatTags(extractedName: "http.rds." + stat,
                                    tags: [StatTags.Tag("envoy_http_conn_manager_prefix", prefix),

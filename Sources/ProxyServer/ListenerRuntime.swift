@@ -10,137 +10,171 @@ import ProxyUpstream
 import XDSAPI
 import XDSResource
 
-/// The network filter of a listener's filter chain.
-enum NetworkFilter {
-    case http(ConnectionManagerTemplate)
-    case tcp(TCPProxyTemplate)
-}
-
-/// A listener: its address, its network filter (an HTTP connection manager or a TCP proxy) and the
-/// compiled config new connections read, its stats, and once bound its socket. Mutated only by the
-/// config manager (serially).
+/// A listener: its address, its filter chains (each an HTTP connection manager or a TCP proxy)
+/// and the compiled config new connections read, its stats, and once bound its socket. Mutated only
+/// by the config manager (serially).
 final class ListenerRuntime: @unchecked Sendable {
     let name: String
     let host: String
     let port: Int
     private(set) var config: Envoy_Config_Listener_V3_Listener
-    private(set) var filter: NetworkFilter
-    /// The HTTP connection manager, when the chain has one.
-    var template: ConnectionManagerTemplate? {
-        if case .http(let template) = filter { return template }
-        return nil
-    }
+    /// The chains of the latest config; published to connections once all are warm.
+    private(set) var chains: [FilterChainRuntime]
+    private(set) var defaultChain: FilterChainRuntime?
+    private(set) var inspection: ListenerFilters
     let statScope: String
     let stats: ListenerStats
-    /// Created with the first complete config; what every connection of this listener reads per request.
-    private(set) var connectionManager: SnapshotHolder<ConnectionManagerConfig>?
-    /// The same for a TCP proxy chain.
-    private(set) var tcpProxy: SnapshotHolder<TCPProxyConfig>?
+    /// What new connections choose from; nil until every chain was warm once.
+    private(set) var published: SnapshotHolder<FilterChainSet>?
     var channel: (any Channel)?
     /// When (and as what version) this listener was last configured, for /config_dump.
     var versionInfo = ""
     var lastUpdated = Date()
     /// Counts filter-chain changes; connections from an older one drain.
     private var generation = 0
-    /// The open connections, drained when the filter chain changes.
+    /// The open connections, drained when the filter chains change.
     let connections = ConnectionTracker()
     /// How long draining connections may stay open (`--drain-time-s`).
     var drainTime: TimeAmount = .seconds(600)
 
-    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
-        let (host, port, filter, scope) = try Self.parse(listener, path: path, store: store)
-        self.name = listener.name.isEmpty ? "\(host):\(port)" : listener.name
-        self.host = host
-        self.port = port
-        self.config = listener
-        self.filter = filter
-        self.statScope = scope
-        self.stats = ListenerStats(scope: scope, store: store)
+    /// A listener message checked and compiled, before it becomes (or updates) a runtime.
+    struct Parsed {
+        let host: String
+        let port: Int
+        let scope: String
+        let chains: [FilterChainRuntime]
+        let defaultChain: FilterChainRuntime?
+        let inspection: ListenerFilters
     }
 
-    static func parse(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws
-        -> (String, Int, NetworkFilter, String)
-    {
+    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
+        let parsed = try Self.parse(listener, path: path, store: store)
+        self.name = listener.name.isEmpty ? "\(parsed.host):\(parsed.port)" : listener.name
+        self.host = parsed.host
+        self.port = parsed.port
+        self.config = listener
+        self.chains = parsed.chains
+        self.defaultChain = parsed.defaultChain
+        self.inspection = parsed.inspection
+        self.statScope = parsed.scope
+        self.stats = ListenerStats(scope: parsed.scope, store: store)
+    }
+
+    /// The HTTP connection managers of every chain (RDS subscriptions, config dump, validation).
+    var templates: [ConnectionManagerTemplate] {
+        (chains + (defaultChain.map { [$0] } ?? [])).compactMap(\.template)
+    }
+
+    /// Checks and compiles a listener. `reuse` are chains of the listener it replaces: a chain whose
+    /// proto did not change keeps its runtime (and the config its connections read).
+    static func parse(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore,
+                      reuse: [FilterChainRuntime] = []) throws -> Parsed {
         guard case .socketAddress(let socket)? = listener.address.address else {
             throw ListenerConfigError(path + ".address", "a socket_address is required")
         }
         guard case .portValue(let port)? = socket.portSpecifier, port <= 65535 else {
             throw ListenerConfigError(path + ".address.socket_address.port_value", "a port value is required")
         }
-        guard listener.filterChains.count == 1, !listener.hasDefaultFilterChain else {
-            throw ListenerConfigError(path + ".filter_chains", "exactly one filter chain is supported so far")
+        guard !listener.filterChains.isEmpty || listener.hasDefaultFilterChain else {
+            throw ListenerConfigError(path + ".filter_chains", "at least one filter chain is required")
         }
-        guard listener.listenerFilters.isEmpty else {
-            throw ListenerConfigError(path + ".listener_filters", "listener filters are not supported yet")
-        }
-        let chain = listener.filterChains[0]
-        if chain.hasTransportSocket {
-            throw ListenerConfigError(path + ".filter_chains[0].transport_socket", "TLS is not supported yet")
-        }
+        let inspection = try Self.listenerFilters(listener, path: path)
         let scope = listener.statPrefix.isEmpty
             ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
             : listener.statPrefix
-        let filterPath = path + ".filter_chains[0].filters[0].typed_config"
-        guard chain.filters.count == 1, case .typedConfig(let any)? = chain.filters[0].configType else {
-            let filter = chain.filters.first
-            throw ListenerConfigError(path + ".filter_chains[0].filters",
-                                      "Didn't find a registered implementation for '\(filter?.name ?? "")' with type URL: '\(filter?.typedConfig.typeURL ?? "")'")
+        func chain(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, isDefault: Bool) throws -> FilterChainRuntime {
+            if let same = reuse.first(where: { $0.proto == proto }) { return same }
+            return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault)
         }
-        switch any.typeURL {
-        case TypeURL.prefix + HCMProto.protoMessageName:
-            let template = try ConnectionManagerTemplate.compile(
-                try HCMProto(unpackingAny: any), path: filterPath, listenerStatScope: scope, store: store)
-            return (socket.address, Int(port), .http(template), scope)
-        case TypeURL.prefix + TCPProxyProto.protoMessageName:
-            let template = try TCPProxyTemplate(try TCPProxyProto(unpackingAny: any), path: filterPath, store: store)
-            return (socket.address, Int(port), .tcp(template), scope)
-        default:
-            throw ListenerConfigError(path + ".filter_chains[0].filters",
-                                      "Didn't find a registered implementation for '\(chain.filters[0].name)' with type URL: '\(any.typeURL)'")
+        var chains: [FilterChainRuntime] = []
+        for (index, proto) in listener.filterChains.enumerated() {
+            let chainPath = "\(path).filter_chains[\(index)]"
+            if let earlier = listener.filterChains[..<index].firstIndex(where: { $0.filterChainMatch == proto.filterChainMatch }) {
+                throw ListenerConfigError(chainPath + ".filter_chain_match",
+                                          "multiple filter chains with the same matching rules are defined (see filter_chains[\(earlier)])")
+            }
+            chains.append(try chain(proto, path: chainPath, isDefault: false))
         }
+        if !inspection.tlsInspector, chains.contains(where: { !$0.match.transportProtocol.isEmpty }) {
+            throw ListenerConfigError(path + ".listener_filters",
+                                      "a filter chain matches on transport_protocol, which needs envoy.filters.listener.tls_inspector")
+        }
+        if !inspection.httpInspector, chains.contains(where: { !$0.match.applicationProtocols.isEmpty }) {
+            throw ListenerConfigError(path + ".listener_filters",
+                                      "a filter chain matches on application_protocols, which needs envoy.filters.listener.http_inspector")
+        }
+        let defaultChain = listener.hasDefaultFilterChain
+            ? try chain(listener.defaultFilterChain, path: path + ".default_filter_chain", isDefault: true) : nil
+        return Parsed(host: socket.address, port: Int(port), scope: scope, chains: chains, defaultChain: defaultChain,
+                      inspection: inspection)
+    }
+
+    static let tlsInspectorType = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+    static let httpInspectorType = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+
+    private static func listenerFilters(_ listener: Envoy_Config_Listener_V3_Listener, path: String) throws -> ListenerFilters {
+        var filters = ListenerFilters()
+        for (index, filter) in listener.listenerFilters.enumerated() {
+            let typeURL = filter.typedConfig.typeURL
+            if typeURL == TypeURL.prefix + tlsInspectorType || (typeURL.isEmpty && filter.name == "envoy.filters.listener.tls_inspector") {
+                filters.tlsInspector = true
+            } else if typeURL == TypeURL.prefix + httpInspectorType || (typeURL.isEmpty && filter.name == "envoy.filters.listener.http_inspector") {
+                filters.httpInspector = true
+            } else {
+                throw ListenerConfigError("\(path).listener_filters[\(index)]",
+                                          "Didn't find a registered implementation for '\(filter.name)' with type URL: '\(typeURL)'")
+            }
+            if filter.hasFilterDisabled {
+                throw ListenerConfigError("\(path).listener_filters[\(index)].filter_disabled", "not supported yet")
+            }
+        }
+        if listener.hasListenerFiltersTimeout {
+            let ms = listener.listenerFiltersTimeout.milliseconds
+            filters.timeout = ms > 0 ? .milliseconds(ms) : nil
+        }
+        filters.continueOnTimeout = listener.continueOnListenerFiltersTimeout
+        return filters
     }
 
     /// Takes a new Listener message for the same address: the socket stays; new connections use the
-    /// new filter chain at once, and connections from before a filter-chain change drain.
-    func update(_ listener: Envoy_Config_Listener_V3_Listener, filter: NetworkFilter) {
-        if listener.filterChains != config.filterChains {
+    /// new filter chains once they are warm, and connections from before a change drain.
+    func update(_ listener: Envoy_Config_Listener_V3_Listener, parsed: Parsed) {
+        if listener.filterChains != config.filterChains || listener.defaultFilterChain != config.defaultFilterChain {
             generation += 1
             connections.drainAll(closeAfter: drainTime)
         }
         self.config = listener
-        self.filter = filter
+        self.chains = parsed.chains
+        self.defaultChain = parsed.defaultChain
+        self.inspection = parsed.inspection
     }
 
-    /// Publishes the config for the current clusters and routes; false while its routes are missing.
+    /// Compiles every chain for the current clusters and routes and publishes them when all are
+    /// warm; false while the listener has never been warm.
     @discardableResult
     func refresh(clusters: ClusterManager, routes: [String: RouteTable]) -> Bool {
-        let template: ConnectionManagerTemplate
-        switch filter {
-        case .tcp(let tcp):
-            let compiled = tcp.config(clusters: clusters)
-            if let tcpProxy { tcpProxy.store(compiled) } else { tcpProxy = SnapshotHolder(compiled) }
-            return true
-        case .http(let http):
-            template = http
+        let all = chains + (defaultChain.map { [$0] } ?? [])
+        var warm = true
+        for chain in all where !chain.refresh(clusters: clusters, routes: routes, generation: generation) {
+            warm = false
         }
-        guard let compiled = template.config(clusters: clusters, routes: routes, generation: generation) else {
-            return connectionManager != nil
+        if warm {
+            let set = FilterChainSet(chains: chains, defaultChain: defaultChain, inspection: inspection)
+            if let published { published.store(set) } else { published = SnapshotHolder(set) }
         }
-        if let connectionManager {
-            connectionManager.store(compiled)
-        } else {
-            connectionManager = SnapshotHolder(compiled)
-        }
-        return true
+        return published != nil
     }
 
-    var isWarm: Bool { connectionManager != nil || tcpProxy != nil }
+    var isWarm: Bool { published != nil }
 
-    /// Binds the socket; new connections get the HCM's codec and a connection manager.
+    /// The connection managers connections use now (for the active-request count at shutdown).
+    var activeConnectionManagers: [SnapshotHolder<ConnectionManagerConfig>] {
+        published?.load().all.compactMap(\.connectionManager) ?? []
+    }
+
+    /// Binds the socket; each new connection gets the filter chain it matches.
     func bind(group: any EventLoopGroup) async throws {
-        guard isWarm else { return }
-        let holder = connectionManager
-        let tcpHolder = tcpProxy
+        guard let published else { return }
         let listenerStats = stats
         let tracker = connections
         do {
@@ -151,13 +185,23 @@ final class ListenerRuntime: @unchecked Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
-                        try channel.pipeline.syncOperations.addHandler(
-                            ListenerConnectionTracker(stats: listenerStats, worker: worker))
-                        if let holder {
-                            try DownstreamPipeline.configure(channel, config: holder, tracker: tracker)
-                        } else if let tcpHolder {
-                            try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(config: tcpHolder))
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(ListenerConnectionTracker(stats: listenerStats, worker: worker))
+                        let chains = published.load()
+                        if chains.inspection.inspects {
+                            try sync.addHandler(ListenerInspector(chains: chains, stats: listenerStats) { chain, channel in
+                                try chain.install(on: channel, tracker: tracker)
+                            })
+                            return
                         }
+                        guard let chain = chains.onlyChain
+                            ?? chains.select(ConnectionMatchInfo(local: channel.localAddress, remote: channel.remoteAddress))
+                        else {
+                            listenerStats.noFilterChainMatch.increment()
+                            ListenerInspector.reset(channel)
+                            return
+                        }
+                        try chain.install(on: channel, tracker: tracker)
                     }
                 }
                 .bind(host: host, port: port).get()
@@ -184,8 +228,8 @@ final class ListenerRuntime: @unchecked Sendable {
 
 /// `listener.<address>.*` stats, with per-worker connection counts.
 final class ListenerStats: Sendable {
-    let downstreamCxTotal, downstreamCxDestroy: Counter
-    let downstreamCxActive: Gauge
+    let downstreamCxTotal, downstreamCxDestroy, noFilterChainMatch, downstreamPreCxTimeout: Counter
+    let downstreamCxActive, downstreamPreCxActive: Gauge
     let workerCxTotal: [Counter]
     let workerCxActive: [Gauge]
     private static let maxWorkers = 256
@@ -200,11 +244,15 @@ final class ListenerStats: Sendable {
         downstreamCxActive = store.gauge(prefix + "downstream_cx_active",
                                          StatTags(extractedName: "listener.downstream_cx_active", tags: tags))
         for stat in ["downstream_cx_overflow", "downstream_cx_transport_socket_connect_timeout",
-                     "downstream_global_cx_overflow", "downstream_pre_cx_timeout", "no_filter_chain_match"] {
+                     "downstream_global_cx_overflow"] {
             _ = store.counter(prefix + stat, StatTags(extractedName: "listener." + stat, tags: tags))
         }
-        _ = store.gauge(prefix + "downstream_pre_cx_active",
-                        StatTags(extractedName: "listener.downstream_pre_cx_active", tags: tags))
+        noFilterChainMatch = store.counter(prefix + "no_filter_chain_match",
+                                           StatTags(extractedName: "listener.no_filter_chain_match", tags: tags))
+        downstreamPreCxTimeout = store.counter(prefix + "downstream_pre_cx_timeout",
+                                               StatTags(extractedName: "listener.downstream_pre_cx_timeout", tags: tags))
+        downstreamPreCxActive = store.gauge(prefix + "downstream_pre_cx_active",
+                                            StatTags(extractedName: "listener.downstream_pre_cx_active", tags: tags))
         let count = min(Self.maxWorkers, max(1, ServerContext.workerCount))
         workerCxTotal = (0..<count).map { index in
             store.counter(prefix + "worker_\(index).downstream_cx_total",

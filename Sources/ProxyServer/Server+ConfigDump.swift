@@ -61,11 +61,13 @@ extension Server {
         }
         var routesDump = Envoy_Admin_V3_RoutesConfigDump()
         for listener in view.listeners where view.staticListenerNames.contains(listener.name) {
-            guard case .inline(_, let routes)? = listener.template?.routeSource, keep(routes.name) else { continue }
-            var entry = Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig()
-            entry.routeConfig = try Google_Protobuf_Any(message: routes)
-            entry.lastUpdated = updated
-            routesDump.staticRouteConfigs.append(entry)
+            for template in listener.templates {
+                guard case .inline(_, let routes) = template.routeSource, keep(routes.name) else { continue }
+                var entry = Envoy_Admin_V3_RoutesConfigDump.StaticRouteConfig()
+                entry.routeConfig = try Google_Protobuf_Any(message: routes)
+                entry.lastUpdated = updated
+                routesDump.staticRouteConfigs.append(entry)
+            }
         }
         for (name, failure) in view.failures[XDSTypes.cluster] ?? [:] where keep(name) {
             if let index = clustersDump.dynamicActiveClusters.firstIndex(where: { $0.versionInfo.isEmpty == false

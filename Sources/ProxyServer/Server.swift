@@ -76,8 +76,13 @@ public final class Server: @unchecked Sendable {
         for (index, config) in bootstrap.staticResources.listeners.enumerated() {
             let path = "static_resources.listeners[\(index)]"
             let runtime = try ListenerRuntime(config, path: path, store: stats)
-            try runtime.template?.validateClusters(staticClusters, path: path + ".filter_chains[0].filters[0].typed_config")
-            if runtime.template?.rdsName != nil, !bootstrap.dynamicResources.hasAdsConfig {
+            for (chainIndex, chain) in runtime.chains.enumerated() {
+                try chain.template?.validateClusters(
+                    staticClusters, path: "\(path).filter_chains[\(chainIndex)].filters[0].typed_config")
+            }
+            try runtime.defaultChain?.template?.validateClusters(
+                staticClusters, path: path + ".default_filter_chain.filters[0].typed_config")
+            if runtime.templates.contains(where: { $0.rdsName != nil }), !bootstrap.dynamicResources.hasAdsConfig {
                 throw ListenerConfigError(path, "RDS over ADS needs dynamic_resources.ads_config")
             }
             guard listenerNames.insert(runtime.name).inserted else {
@@ -243,7 +248,9 @@ public final class Server: @unchecked Sendable {
     }
 
     private func activeRequests() -> Int64 {
-        config.view.listeners.reduce(0) { $0 + ($1.connectionManager?.load().stats.downstreamRqActive.value ?? 0) }
+        config.view.listeners.reduce(0) { total, listener in
+            total + listener.activeConnectionManagers.reduce(0) { $0 + $1.load().stats.downstreamRqActive.value }
+        }
     }
 }
 

@@ -19,6 +19,8 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var ends: (downstream: TunnelHandler, upstream: TunnelHandler)?
     private var idleTimer: Scheduled<Void>?
     private var random = RequestIDGenerator()
+    /// Bytes a listener filter read before this handler existed, sent once the upstream is there.
+    private var early: ByteBuffer?
 
     public init(config: SnapshotHolder<TCPProxyConfig>) {
         self.holder = config
@@ -87,6 +89,11 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                 }
                 upstream = channel
                 ends = (downstreamEnd, upstreamEnd)
+                if let early {
+                    self.early = nil
+                    config.stats.downstreamCxRxBytesTotal.add(UInt64(early.readableBytes))
+                    channel.writeAndFlush(early, promise: nil)
+                }
                 connected = true
                 if let idle = config.idleTimeout { scheduleIdleCheck(after: idle, idle: idle, config: config) }
                 if pendingRead {
@@ -119,6 +126,12 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                 scheduleIdleCheck(after: idle - quiet, idle: idle, config: config)
             }
         }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Only before the tunnel exists (its downstream end reads everything after).
+        var bytes = unwrapInboundIn(data)
+        if early == nil { early = bytes } else { early!.writeBuffer(&bytes) }
     }
 
     public func read(context: ChannelHandlerContext) {
