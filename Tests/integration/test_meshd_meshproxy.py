@@ -218,3 +218,59 @@ def test_warming_cluster_enters_service_after_initial_fetch_timeout(tmp_path, co
     stats = get(admin, "/stats?filter=never")[2].decode()
     assert "cluster.never.assignment_timeout_received: 1" in stats
     assert "cluster.never.membership_total: 0" in stats
+
+
+def test_tcp_proxy_and_grpc_over_http2_pushed_by_meshd(tmp_path, config_dir, upstreams, processes):
+    import grpc
+    from grpc_echo import EchoServer
+
+    first, _ = upstreams
+    meshd, _, admin = attach(tmp_path, config_dir, first, processes, "mesh-l4")
+    echo = EchoServer().start()
+    try:
+        tcp_port, grpc_port = free_port(), free_port()
+        meshd.write("l4.yaml", f"""resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: tcp
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {tcp_port} }} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.tcp_proxy
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+        stat_prefix: raw_tcp
+        cluster: httpbin
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: echo
+  type: STATIC
+  typed_extension_protocol_options:
+    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+      "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+      explicit_http_config: {{ http2_protocol_options: {{}} }}
+  load_assignment: {{ cluster_name: echo, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echo.port} }} }} }} }}] }}] }}
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: grpc
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: grpc_in
+        http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+        route_config:
+          virtual_hosts: [{{ name: v, domains: ["*"], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: echo }} }}] }}]
+""")
+        wait_for_port(tcp_port, timeout=10)
+        wait_for_port(grpc_port, timeout=10)
+        status, _, _ = get(tcp_port, "/through-tcp")
+        assert status == 200
+        assert first.requests[-1][0] == "GET /through-tcp HTTP/1.1"
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            assert channel.unary_unary("/mesh.Echo/Unary")(b"via meshd", timeout=10) == b"via meshd"
+        stats = get(admin, "/stats?filter=raw_tcp|echo.upstream_cx_http2")[2].decode()
+        counts = dict(line.split(": ", 1) for line in stats.splitlines())
+        assert int(counts["tcp.raw_tcp.downstream_cx_total"]) >= 2, "the port probe and the request"
+        assert "cluster.echo.upstream_cx_http2_total: 1" in stats
+    finally:
+        echo.stop()
