@@ -24,4 +24,6 @@ public protocol AdminDataSource: Sendable {
     /// Sets every logger (`paths == nil`) or the named ones; returns false for an unknown name or level.
     func setLogLevel(_ level: String?, paths: [(String, String)]) -> Bool
     func requestShutdown()
+    /// Drains every listener's connections and stops accepting (`/drain_listeners`).
+    func drainListeners(graceful: Bool, inboundOnly: Bool)
 }

@@ -24,6 +24,10 @@ public struct AdminEndpoints: Sendable {
         },
         Endpoint(path: "/clusters", help: "upstream cluster status", mutates: false) { $0.clusters($1) },
         Endpoint(path: "/config_dump", help: "dump current Envoy configs", mutates: false) { $0.configDump($1) },
+        Endpoint(path: "/drain_listeners", help: "drain listeners", mutates: true) { endpoints, request in
+            endpoints.source.drainListeners(graceful: request.has("graceful"), inboundOnly: request.has("inboundonly"))
+            return AdminResponse(body: "OK\n")
+        },
         Endpoint(path: "/healthcheck/fail", help: "cause the server to fail health checks", mutates: true) { endpoints, _ in
             endpoints.source.setHealthCheckFailed(true)
             return AdminResponse(body: "OK\n")

@@ -206,6 +206,24 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         refreshListeners()
     }
 
+    /// Envoy's `/drain_listeners`: open connections drain (HTTP/1.1 `connection: close`, HTTP/2
+    /// GOAWAY) and the listeners stop accepting, at once or, with `graceful`, after the drain time.
+    /// `inboundOnly` leaves listeners whose traffic_direction is not INBOUND alone.
+    func drainListeners(graceful: Bool, inboundOnly: Bool) {
+        Task { [self] in
+            let chosen = await queue.run { [self] in
+                allListeners.filter { !inboundOnly || $0.config.trafficDirection == .inbound }
+            }
+            for listener in chosen { listener.connections.drainAll(closeAfter: listener.drainTime) }
+            if graceful, let longest = chosen.map(\.drainTime).max() {
+                try? await Task.sleep(for: .nanoseconds(longest.nanoseconds))
+            }
+            await queue.run { [self] in
+                for listener in chosen where listeners[listener.name] === listener { await listener.stopAccepting() }
+            }
+        }
+    }
+
     /// Looks at warming clusters again when the first of them may have timed out.
     private func scheduleWarmingCheck(after milliseconds: Int64) {
         Task { [self] in

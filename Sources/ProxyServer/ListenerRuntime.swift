@@ -210,6 +210,11 @@ final class ListenerRuntime: @unchecked Sendable {
         }
     }
 
+    /// Stops accepting for good (`/drain_listeners`): the socket closes, connections drain.
+    func stopAccepting() async {
+        try? await channel?.close()
+    }
+
     /// Stops accepting; connections already open finish their requests.
     func close() async {
         try? await channel?.close()

@@ -329,6 +329,10 @@ extension Server: AdminDataSource {
         return true
     }
 
+    public func drainListeners(graceful: Bool, inboundOnly: Bool) {
+        config.drainListeners(graceful: graceful, inboundOnly: inboundOnly)
+    }
+
     public func requestShutdown() {
         shutdownRequested?.succeed(())
     }

@@ -1,0 +1,101 @@
+"""A frame-level HTTP/2 client (the h2 library over a plain socket) for tests that need to control
+flow-control windows, reset streams and watch for GOAWAY."""
+import select
+import socket
+import time
+from collections import defaultdict
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+
+class H2Client:
+    def __init__(self, port, connection_window=16 << 20):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        # A large connection window, so one stalled stream cannot starve the others of it.
+        self.conn.increment_flow_control_window(connection_window)
+        self.flush()
+        self.data = defaultdict(bytearray)
+        self.unacked = defaultdict(int)
+        self.headers = {}
+        self.ended = set()
+        self.reset = set()
+        self.goaway = None
+        self.pending = bytearray()
+
+    def flush(self):
+        pending = self.conn.data_to_send()
+        if pending:
+            self.sock.sendall(pending)
+
+    def request(self, path, method="GET"):
+        stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream, [(":method", method), (":path", path), (":scheme", "http"),
+                                        (":authority", "test")], end_stream=True)
+        self.flush()
+        return stream
+
+    def cancel(self, stream):
+        self.conn.reset_stream(stream)
+        self.flush()
+
+    def acknowledge(self, stream):
+        if self.unacked[stream]:
+            self.conn.acknowledge_received_data(self.unacked[stream], stream)
+            self.unacked[stream] = 0
+            self.flush()
+
+    def pump(self, until, ack=(), timeout=10.0):
+        """Reads frames until `until()` holds, acknowledging data of the streams in `ack` as it comes."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, _, _ = select.select([self.sock], [], [], min(remaining, 0.2))
+            if not readable:
+                continue
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return until()
+            self.pending += chunk
+            for event in self.frames():
+                if isinstance(event, h2.events.ResponseReceived):
+                    self.headers[event.stream_id] = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    self.data[event.stream_id] += event.data
+                    self.unacked[event.stream_id] += event.flow_controlled_length
+                    if event.stream_id in ack:
+                        self.acknowledge(event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.ended.add(event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    self.reset.add(event.stream_id)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    self.goaway = event
+            self.flush()
+        return True
+
+    def frames(self):
+        """Events of each complete frame, fed one frame at a time so a GOAWAY is seen even when
+        frames h2 refuses after it (NIO's closing PING) share its read."""
+        events = []
+        while len(self.pending) >= 9:
+            total = 9 + int.from_bytes(self.pending[:3], "big")
+            if len(self.pending) < total:
+                break
+            frame, self.pending = bytes(self.pending[:total]), self.pending[total:]
+            try:
+                events += self.conn.receive_data(frame)
+            except h2.exceptions.ProtocolError:
+                if self.goaway is None and not any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+                    raise
+                self.pending = bytearray()
+        return events
+
+    def close(self):
+        self.sock.close()
