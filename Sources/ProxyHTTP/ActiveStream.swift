@@ -554,7 +554,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     }
 
     func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
-        guard responseStarted, !responseComplete, let cluster else { return }
+        guard responseStarted, !responseComplete, cluster != nil else { return }
         let connection = self.connection
         endAttempt(discard: false)
         if let connection, let pool {

@@ -54,6 +54,7 @@ public enum DownstreamPipeline {
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = options.initialStreamWindowSize
         // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
+        try pipeline.addHandler(FlushCoalescer())
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))

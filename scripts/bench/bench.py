@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""HTTP/1.1 proxy benchmark: meshproxy, Envoy 1.40, nginx and HAProxy (one worker each) against one nginx upstream,
-plus the upstream directly. Load generator and upstream on core 0, proxy on core 1. Rounds are interleaved
+"""HTTP/1.1 and h2c proxy benchmark: meshproxy, Envoy 1.40, nginx and HAProxy (one worker each) against one nginx
+upstream, plus the upstream directly. h2c is HTTP/2 downstream (h2load, prior knowledge), HTTP/1.1 upstream.
+Load generator and upstream on core 0, proxy on core 1. Rounds are interleaved
 (A B C ... A B C ...); each round starts every system afresh, so start-up time and idle RSS are sampled too.
 Only 127.0.0.1 is used, every run is bounded in time."""
 import argparse
@@ -18,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_PORT = 18081
+# h2c (prior knowledge) ports: nginx 1.22 and HAProxy need a listener of their own for it.
+H2C_PORTS = {"direct": 18110, "meshproxy": 18100, "envoy": 18101, "nginx": 18112, "haproxy": 18113}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_CORE, PROXY_CORE = "0", "1"
 
@@ -104,7 +107,8 @@ def write_configs(workdir):
 http {{ access_log off; keepalive_requests 1000000;
   client_body_temp_path {workdir}/ub; proxy_temp_path {workdir}/up; fastcgi_temp_path {workdir}/uf;
   uwsgi_temp_path {workdir}/uu; scgi_temp_path {workdir}/us;
-  server {{ listen 127.0.0.1:{UPSTREAM_PORT}; location / {{ return 200 "hello, world\\n"; }} }} }}
+  server {{ listen 127.0.0.1:{UPSTREAM_PORT}; location / {{ return 200 "hello, world\\n"; }} }}
+  server {{ listen 127.0.0.1:{H2C_PORTS["direct"]} http2; location / {{ return 200 "hello, world\\n"; }} }} }}
 """)
     (workdir / "nginx-proxy.conf").write_text(f"""{common} pid {workdir}/proxy.pid;
 http {{ access_log off; keepalive_requests 1000000;
@@ -112,6 +116,8 @@ http {{ access_log off; keepalive_requests 1000000;
   uwsgi_temp_path {workdir}/pu; scgi_temp_path {workdir}/ps;
   upstream backend {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; keepalive_requests 1000000; }}
   server {{ listen 127.0.0.1:18102;
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+  server {{ listen 127.0.0.1:{H2C_PORTS["nginx"]} http2;
     location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
 """)
     (workdir / "haproxy.cfg").write_text(f"""global
@@ -125,6 +131,9 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:18103
+  default_backend be
+frontend fe_h2c
+  bind 127.0.0.1:{H2C_PORTS["haproxy"]} proto h2
   default_backend be
 backend be
   server s1 127.0.0.1:{UPSTREAM_PORT}
@@ -188,6 +197,19 @@ def wrk(port, connections, seconds):
             "errors": int(errors.group(1)) if errors else 0}
 
 
+def h2load(port, seconds):
+    """h2load -c10 -m10 over h2c for `seconds`: requests/s and successful requests."""
+    out = subprocess.run(pinned(LOAD_CORE, ["h2load", "-t1", "-c10", "-m10", "-D", str(seconds),
+                                            f"http://127.0.0.1:{port}/"]),
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if not rps or not done:
+        return {"rps": None, "requests": 0, "errors": 0}
+    return {"rps": float(rps.group(1)), "requests": int(done.group(2)),
+            "errors": int(done.group(1)) - int(done.group(2))}
+
+
 def measure(system, seconds):
     result = {"start_ms": system.start()}
     time.sleep(0.3)
@@ -199,6 +221,9 @@ def measure(system, seconds):
         cpu_used = sum(cpu_seconds(p) for p in pids) - cpu_before
         result[f"c{connections}"] = run
         result[f"cpu_us_c{connections}"] = cpu_used * 1e6 / max(1, run["requests"])
+    cpu_before = sum(cpu_seconds(p) for p in pids)
+    result["h2c"] = h2load(H2C_PORTS[system.name], seconds)
+    result["cpu_us_h2c"] = (sum(cpu_seconds(p) for p in pids) - cpu_before) * 1e6 / max(1, result["h2c"]["requests"])
     result["loaded_rss_mb"] = sum(rss_kb(p) for p in pids) / 1024
     system.stop()
     return result
@@ -232,6 +257,7 @@ def versions(args):
         "nginx": first_line(["nginx", "-v"]),
         "haproxy": first_line(["haproxy", "-v"]),
         "wrk": first_line(["wrk", "-v"]),
+        "h2load": first_line(["h2load", "--version"]),
         "machine": f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}",
     }
 
@@ -284,7 +310,7 @@ def main():
             for system in systems:
                 if system.name == "direct":
                     run50, run1 = wrk(UPSTREAM_PORT, 50, seconds), wrk(UPSTREAM_PORT, 1, seconds)
-                    samples["direct"].append({"c50": run50, "c1": run1})
+                    samples["direct"].append({"c50": run50, "c1": run1, "h2c": h2load(H2C_PORTS["direct"], seconds)})
                 else:
                     samples[system.name].append(measure(system, seconds))
                 print(f"round {round_index + 1}/{rounds}: {system.name} done", flush=True)
@@ -307,17 +333,20 @@ def main():
             "idle_rss": median([r.get("idle_rss_mb") for r in runs]),
             "loaded_rss": median([r.get("loaded_rss_mb") for r in runs]),
             "start_ms": median([r.get("start_ms") for r in runs]),
-            "errors": sum(r["c50"]["errors"] + r["c1"]["errors"] for r in runs),
+            "errors": sum(r["c50"]["errors"] + r["c1"]["errors"] + r["h2c"]["errors"] for r in runs),
+            "h2c": median([r["h2c"]["rps"] for r in runs]),
+            "cpu_us_h2c": median([r.get("cpu_us_h2c") for r in runs]),
         }
 
     info = versions(args)
     lines = [
-        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | idle RSS MB | RSS after load MB | start to first request ms | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | h2load -c10 -m10 rps (h2c) | h2c CPU µs/req | idle RSS MB | RSS after load MB | start to first request ms | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in medians.items():
         lines.append(f"| {name} | {fmt(m['rps'])} ({fmt(m['rps_min'])}–{fmt(m['rps_max'])}) | {fmt(m['p50'], 2)} | "
-                     f"{fmt(m['p99'], 2)} | {fmt(m['rps_c1'])} | {fmt(m['cpu_us'], 1)} | {fmt(m['idle_rss'], 1)} | "
+                     f"{fmt(m['p99'], 2)} | {fmt(m['rps_c1'])} | {fmt(m['cpu_us'], 1)} | {fmt(m['h2c'])} | "
+                     f"{fmt(m['cpu_us_h2c'], 1)} | {fmt(m['idle_rss'], 1)} | "
                      f"{fmt(m['loaded_rss'], 1)} | {fmt(m['start_ms'], 0)} | {m['errors']} |")
     mesh = medians["meshproxy"]
     ratios = []
@@ -326,6 +355,8 @@ def main():
         parts = [f"rps ×{mesh['rps'] / o['rps']:.2f}", f"p99 ×{mesh['p99'] / o['p99']:.2f}"]
         if o["cpu_us"]:
             parts.append(f"CPU/req ×{mesh['cpu_us'] / o['cpu_us']:.2f}")
+        if o["h2c"] and mesh["h2c"]:
+            parts.append(f"h2c rps ×{mesh['h2c'] / o['h2c']:.2f}")
         if o["idle_rss"]:
             parts.append(f"idle RSS ×{mesh['idle_rss'] / o['idle_rss']:.2f}")
         if o["start_ms"]:
@@ -333,11 +364,12 @@ def main():
         ratios.append(f"- meshproxy / {other}: " + ", ".join(parts))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = "\n".join([
-        f"## HTTP/1.1 keep-alive, {stamp}",
+        f"## HTTP/1.1 keep-alive and h2c, {stamp}",
         "",
         f"{rounds} interleaved rounds of `wrk -t1 -c50 -d{seconds}s` and `-c1`; medians. Upstream: nginx, one worker, "
         "`return 200 \"hello, world\\n\"`. Every proxy has one worker; load generator and upstream on core 0, proxy on "
-        "core 1 (`taskset`). CPU per request is the proxy's utime+stime from /proc over the -c50 run.",
+        "core 1 (`taskset`). CPU per request is the proxy's utime+stime from /proc over the -c50 run (and over the "
+        f"`h2load -t1 -c10 -m10 -D {seconds}` run for h2c: HTTP/2 downstream, HTTP/1.1 upstream).",
         "",
         *[f"- {k}: {v}" for k, v in info.items()],
         "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP/1.1 benchmark: meshproxy side by side with Envoy 1.40, nginx and HAProxy on 127.0.0.1, each with one
+# HTTP/1.1 and h2c benchmark: meshproxy side by side with Envoy 1.40, nginx and HAProxy on 127.0.0.1, each with one
 # worker, the load generator and upstream pinned to core 0 and the proxy to core 1. Writes BENCHMARKS.md and
 # docs/bench-http1.png.   scripts/bench/run.sh [--quick]   (--quick: one short round, for a smoke test)
 set -euo pipefail
