@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "ProxyHTTP",
             dependencies: [
-                "ProxyCore", "ProxyRouting", "ProxyUpstream",
+                "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyAccessLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -109,9 +109,17 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
+            name: "ProxyAccessLog",
+            dependencies: [
+                "ProxyCore", "XDSAPI", "XDSResource",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
             name: "ProxyTCP",
             dependencies: [
-                "ProxyCore", "ProxyUpstream", "XDSAPI", "XDSResource",
+                "ProxyCore", "ProxyUpstream", "ProxyAccessLog", "XDSAPI", "XDSResource",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: hotPathSettings
@@ -140,7 +148,7 @@ let package = Package(
             name: "ProxyServer",
             dependencies: [
                 "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyTCP", "ProxyAdmin",
-                "ProxyXDS",
+                "ProxyXDS", "ProxyAccessLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -171,6 +179,13 @@ let package = Package(
             dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(
+            name: "ProxyAccessLogTests",
+            dependencies: [
+                "ProxyAccessLog", "ProxyCore", "XDSAPI", "XDSResource",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource"]),
         .testTarget(
             name: "ProxyXDSTests",

@@ -26,4 +26,6 @@ public protocol AdminDataSource: Sendable {
     func requestShutdown()
     /// Drains every listener's connections and stops accepting (`/drain_listeners`).
     func drainListeners(graceful: Bool, inboundOnly: Bool)
+    /// Reopens access log files (`/reopen_logs`, after rotation).
+    func reopenLogs()
 }

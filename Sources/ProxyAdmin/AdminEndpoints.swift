@@ -52,6 +52,10 @@ public struct AdminEndpoints: Sendable {
             let state = endpoints.source.state
             return AdminResponse(status: state == "LIVE" ? 200 : 503, body: state + "\n")
         },
+        Endpoint(path: "/reopen_logs", help: "reopen access logs", mutates: true) { endpoints, _ in
+            endpoints.source.reopenLogs()
+            return AdminResponse(body: "OK\n")
+        },
         Endpoint(path: "/reset_counters", help: "reset all counters to zero", mutates: true) { endpoints, _ in
             endpoints.source.stats.resetCounters()
             return AdminResponse(body: "OK\n")

@@ -23,6 +23,18 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
         (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"),
     ]
 
+    /// The flag Envoy writes as `code` (`UH`, `NR`...), if meshproxy has it.
+    public init?(code: String) {
+        guard let flag = Self.codes.first(where: { $0.1 == code })?.0 else { return nil }
+        self = flag
+    }
+
+    /// Every code Envoy documents, including those meshproxy never sets, for config validation.
+    public static let envoyCodes: Set<String> = [
+        "NR", "UH", "UF", "UT", "UR", "UO", "URX", "NC", "DC", "UC", "DT", "LH", "LR", "RL", "UAEX", "RLSE", "DI", "FI",
+        "IH", "SI", "DPE", "UPE", "UMSDR", "OM", "DF", "DO", "DR", "UDO",
+    ]
+
     /// `-` when empty, else the codes joined by commas, as `%RESPONSE_FLAGS%` prints them.
     public var description: String {
         let names = Self.codes.filter { contains($0.0) }.map(\.1)

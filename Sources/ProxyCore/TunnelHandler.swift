@@ -16,6 +16,8 @@ package final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let bytesReadCounter: Counter?
     /// When this side last read anything, for idle timeouts.
     package private(set) var lastRead = NIODeadline.now()
+    /// Bytes this side read, for access logs.
+    package private(set) var bytesRead: UInt64 = 0
 
     private init(bytesReadCounter: Counter?) {
         self.bytesReadCounter = bytesReadCounter
@@ -43,7 +45,9 @@ package final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if let bytesReadCounter { bytesReadCounter.add(UInt64(unwrapInboundIn(data).readableBytes)) }
+        let count = UInt64(unwrapInboundIn(data).readableBytes)
+        bytesRead &+= count
+        bytesReadCounter?.add(count)
         lastRead = .now()
         partner?.partnerWrite(data)
     }

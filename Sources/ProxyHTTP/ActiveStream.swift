@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyAccessLog
 import ProxyCore
 import ProxyRouting
 import ProxyUpstream
@@ -59,6 +60,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var responseStarted = false
     private var responseComplete = false
     private var flags: ResponseFlags = []
+    /// Present only when the connection manager has access loggers.
+    private var log: StreamLog?
 
     /// - Parameter draining: the connection's listener changed its filter chain: answer this request
     ///   with `connection: close` and close the connection after it, as Envoy drains.
@@ -71,6 +74,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         self.upstreamHead = head
         // An HTTP/2 stream never closes its connection; the connection drains with GOAWAY.
         self.keepAlive = manager.isHTTP2 || (head.isKeepAlive && !draining)
+        if !config.accessLoggers.isEmpty { log = StreamLog() }
     }
 
     // MARK: request
@@ -273,6 +277,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     }
 
     func requestBody(_ body: ByteBuffer) {
+        log?.bytesReceived += UInt64(body.readableBytes)
         guard !responseComplete else { return }
         if bodyRetainable {
             retryBody.append(body)
@@ -297,6 +302,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func requestEnd(_ trailers: HTTPHeaders?) {
         requestEnded = true
+        if log != nil { log!.requestEnd = .now() }
         requestTrailers = trailers
         if responseComplete {
             manager.streamFinished(self)
@@ -356,6 +362,10 @@ final class ActiveStream: UpstreamResponseDelegate {
     }
 
     private func send(on connection: UpstreamConnection, host: Host) {
+        if log != nil {
+            log!.upstreamHost = host.addressDescription
+            log!.upstreamLocalAddress = connection.channel.localAddress?.logDescription
+        }
         connection.handler.write(.head(head(for: host)))
         for part in unsentBody {
             connection.handler.write(.body(.byteBuffer(part)))
@@ -504,7 +514,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         countOnHost()
         recordUpstreamCompletion(status: status)
         responseStarted = true
-        manager.write(.head(downstreamResponseHead(from: head)), flush: false)
+        if log != nil {
+            log!.firstUpstreamByte = .now()
+            log!.details = "via_upstream"
+        }
+        writeResponseHead(downstreamResponseHead(from: head))
     }
 
     /// The upstream accepted the upgrade: the 101 goes downstream and both connections become one
@@ -516,7 +530,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         var response = downstreamResponseHead(from: head)
         response.headers.add(name: "connection", value: "upgrade")
         if let upgrade = head.headers.first(name: "upgrade") { response.headers.add(name: "upgrade", value: upgrade) }
-        manager.write(.head(response), flush: true)
+        log?.details = "via_upstream"
+        writeResponseHead(response, flush: true)
         connection.handler.delegate = nil
         connection.handler.resumeReading()
         self.connection = nil
@@ -527,6 +542,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         let stats = config.stats
         stats.downstreamRqActive.decrement()
         stats.recordResponse(status: 101)
+        emitLog(trailers: nil)
         manager.tunnelEstablished(self)
         let upstream = connection.channel
         loop.assumeIsolated().execute {
@@ -548,6 +564,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard responseStarted, !responseComplete else { return }
+        log?.bytesSent += UInt64(body.readableBytes)
         // Flushed once per read batch (upstreamReadComplete) or with the end, not per part.
         manager.write(.body(.byteBuffer(body)), flush: false)
         if !manager.isWritable { connection?.handler.pauseReading() }
@@ -599,6 +616,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard !responseComplete else { return }
         if attemptHost != nil { cluster?.stats.upstreamRqCancelled.increment() }
         config.stats.downstreamRqRxReset.increment()
+        flags.insert(.downstreamConnectionTermination)
+        if log != nil, log!.details == nil { log!.details = "downstream_remote_disconnect" }
+        emitLog(trailers: nil)
         responseComplete = true
         globalTimer?.cancel()
         durationTimer?.cancel()
@@ -688,9 +708,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         responseStarted = true
         lastStatus = reply.status.code
-        manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: reply.status, headers: headers)),
-                      flush: false)
+        log?.details = reply.details
+        writeResponseHead(HTTPResponseHead(version: downstreamHead.version, status: reply.status, headers: headers))
         if !reply.body.isEmpty {
+            log?.bytesSent += UInt64(reply.body.utf8.count)
             manager.write(.body(.byteBuffer(ByteBuffer(string: reply.body))), flush: false)
         }
         finish(status: Int(reply.status.code), trailers: nil)
@@ -712,8 +733,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         responseStarted = true
         lastStatus = 200
-        manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: .ok, headers: headers)),
-                      flush: false)
+        log?.details = reply.details
+        writeResponseHead(HTTPResponseHead(version: downstreamHead.version, status: .ok, headers: headers))
         finish(status: 200, trailers: nil)
     }
 
@@ -728,12 +749,14 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.recordResponse(status: status)
         stats.downstreamRqTime.record(milliseconds: Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000)
         manager.writeEnd(trailers, close: !keepAlive)
+        emitLog(trailers: trailers)
         if upgradeAsked, keepAlive { manager.restartRequestDecoder() }
         if requestEnded { manager.streamFinished(self) }
     }
 
     /// The response already started and cannot be completed: reset the downstream connection.
     private func abortDownstream() {
+        emitLog(trailers: nil)
         config.stats.rqResetAfterDownstreamResponseStarted.increment()
         responseComplete = true
         globalTimer?.cancel()
@@ -745,6 +768,49 @@ final class ActiveStream: UpstreamResponseDelegate {
 }
 
 extension ActiveStream {
+    /// Writes the response head, keeping what the access logs print of it.
+    private func writeResponseHead(_ head: HTTPResponseHead, flush: Bool = false) {
+        if log != nil {
+            log!.responseHeaders = head.headers
+            log!.responseCode = Int(head.status.code)
+        }
+        manager.write(.head(head), flush: flush)
+    }
+
+    /// Hands the finished stream to every access logger, once.
+    private func emitLog(trailers: HTTPHeaders?) {
+        guard let log else { return }
+        self.log = nil
+        var entry = AccessLogEntry(startTime: log.startTime)
+        entry.requestHeaders = downstreamHead.headers
+        entry.method = downstreamHead.method.rawValue
+        entry.path = downstreamHead.uri
+        entry.authority = downstreamHead.headers.first(name: "host") ?? ""
+        entry.protocolName = manager.isHTTP2 ? "HTTP/2" : (downstreamHead.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+        entry.responseHeaders = log.responseHeaders
+        entry.responseTrailers = trailers
+        entry.responseCode = log.responseCode
+        entry.responseCodeDetails = log.details
+        entry.responseFlags = flags
+        entry.bytesReceived = log.bytesReceived
+        entry.bytesSent = log.bytesSent
+        let now = NIODeadline.now()
+        func milliseconds(_ moment: NIODeadline?) -> Int64? {
+            moment.map { ($0 - startTime).nanoseconds / 1_000_000 }
+        }
+        entry.durationMs = milliseconds(now)
+        entry.requestDurationMs = milliseconds(log.requestEnd)
+        entry.responseDurationMs = milliseconds(log.firstUpstreamByte)
+        entry.upstreamHost = log.upstreamHost
+        entry.upstreamCluster = cluster?.name
+        entry.upstreamLocalAddress = log.upstreamLocalAddress
+        entry.downstreamRemoteAddress = manager.channel?.remoteAddress?.logDescription
+        entry.downstreamLocalAddress = manager.channel?.localAddress?.logDescription
+        entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil
+        entry.connectionID = manager.connectionID
+        for logger in config.accessLoggers { logger.log(entry) }
+    }
+
     /// Headers with a route's removals and additions applied (only built when a route has edits).
     static func edited(_ headers: HTTPHeaders, remove: [String], add: [HeaderEdits.Addition]) -> HTTPHeaders {
         var list = headers.map { ($0.name, $0.value) }

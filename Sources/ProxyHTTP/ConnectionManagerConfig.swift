@@ -1,3 +1,4 @@
+import ProxyAccessLog
 import ProxyCore
 import ProxyRouting
 import ProxyUpstream
@@ -22,12 +23,15 @@ public final class ConnectionManagerConfig: Sendable {
     /// `upgrade_configs` that are enabled, lower-cased (`websocket`): requests asking for these
     /// upgrades are forwarded and, on a 101, tunnelled; other upgrades are refused with 403.
     public let upgradeTypes: Set<String>
+    /// `access_log`: written when each stream ends.
+    public let accessLoggers: [AccessLogger]
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
-                upgradeTypes: Set<String> = []) {
+                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = []) {
         self.upgradeTypes = upgradeTypes
+        self.accessLoggers = accessLoggers
         self.filterChainGeneration = filterChainGeneration
         self.codec = codec
         self.http2Options = http2Options

@@ -55,6 +55,7 @@ public enum DownstreamPipeline {
         stream.targetWindowSize = options.initialStreamWindowSize
         // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
         try pipeline.addHandler(FlushCoalescer())
+        let connectionID = ConnectionIDs.next()
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -66,7 +67,8 @@ public enum DownstreamPipeline {
                 let sync = streamChannel.pipeline.syncOperations
                 try sync.addHandler(HeadersOnlyResponseCoalescer())
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream))
+                try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream,
+                                                          connectionID: connectionID))
             }
         }
         try pipeline.addHandler(management)

@@ -24,6 +24,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private let configHolder: SnapshotHolder<ConnectionManagerConfig>
     private let tracker: ConnectionTracker?
     let transport: Transport
+    /// `%CONNECTION_ID%`: the downstream connection's (an HTTP/2 stream shares its connection's).
+    let connectionID: UInt64
     private var activated = false
     /// Set when the listener drains this connection: the next response closes it.
     private var drainRequested = false
@@ -46,10 +48,11 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var tunneled = false
 
     public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
-                transport: Transport = .http1Connection) {
+                transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next()) {
         self.configHolder = config
         self.tracker = tracker
         self.transport = transport
+        self.connectionID = connectionID
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {

@@ -1,3 +1,4 @@
+import Foundation
 import NIOHTTP1
 import ProxyCore
 
@@ -9,24 +10,30 @@ struct LocalReply {
     var contentType = "text/plain"
     /// The `grpc-status` a gRPC client gets, when not the one mapped from `status`.
     var grpcStatus: Int?
+    /// `%RESPONSE_CODE_DETAILS%`, in Envoy's words.
+    var details = "direct_response"
 
-    static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound)
-    static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound)
+    static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound, details: "route_not_found")
+    static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound,
+                                      details: "cluster_not_found")
     static let noHealthyUpstream = LocalReply(status: .serviceUnavailable, body: "no healthy upstream",
-                                              flags: .noHealthyUpstream)
+                                              flags: .noHealthyUpstream, details: "no_healthy_upstream")
     static let timeout = LocalReply(status: .gatewayTimeout, body: "upstream request timeout",
-                                    flags: .upstreamRequestTimeout)
+                                    flags: .upstreamRequestTimeout, details: "response_timeout")
     /// The HCM's stream duration limit (a gRPC request's `grpc-timeout`) ran out.
     static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
-                                            flags: .durationTimeout, grpcStatus: 4)
+                                            flags: .durationTimeout, grpcStatus: 4, details: "max_duration_timeout")
     /// An upgrade the connection manager has no `upgrade_configs` entry for.
-    static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [])
-    static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow)
+    static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [], details: "upgrade_failed")
+    static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow,
+                                          details: "upstream_retry_overflow")
 
     /// `upstream connect error or disconnect/reset before headers. [retried and the latest ]reset reason: X`
     static func reset(reason: String, retried: Bool, flags: ResponseFlags) -> LocalReply {
         let lead = "upstream connect error or disconnect/reset before headers. "
         let detail = retried ? "retried and the latest reset reason: \(reason)" : "reset reason: \(reason)"
-        return LocalReply(status: .serviceUnavailable, body: lead + detail, flags: flags)
+        let code = reason.replacingOccurrences(of: " ", with: "_")
+        return LocalReply(status: .serviceUnavailable, body: lead + detail, flags: flags,
+                          details: "upstream_reset_before_response_started{\(code)}")
     }
 }

@@ -1,3 +1,4 @@
+import ProxyAccessLog
 import ProxyCore
 import ProxyHTTP
 import ProxyRouting
@@ -25,6 +26,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let codec: DownstreamCodec
     let http2Options: HTTP2Options
     let upgradeTypes: Set<String>
+    let accessLoggers: [AccessLogger]
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
@@ -73,7 +75,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
-            routeSource: source, codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes)
+            routeSource: source, codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
+            accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"))
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -103,7 +106,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         }
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
-                                       codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes)
+                                       codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
+                                       accessLoggers: accessLoggers)
     }
 }
 

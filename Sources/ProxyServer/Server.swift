@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ProxyAccessLog
 import ProxyAdmin
 import ProxyCore
 import ProxyHTTP
@@ -40,6 +41,7 @@ public final class Server: @unchecked Sendable {
         self.options = options
         self.bootstrap = bootstrap
         _ = AnyTypeRegistry.meshproxy
+        AccessLogSinks.shared.flushInterval = .milliseconds(options.fileFlushIntervalMilliseconds)
         let loops: [any EventLoop]
         if bind {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.concurrency))
@@ -244,6 +246,7 @@ public final class Server: @unchecked Sendable {
         try? adminChannel?.close().wait()
         try? group?.syncShutdownGracefully()
         try? adminGroup?.syncShutdownGracefully()
+        AccessLogSinks.shared.flushAll()
         logger.info("exiting")
     }
 
@@ -327,6 +330,10 @@ extension Server: AdminDataSource {
             guard let parsed = LogLevels.parse(levelName), LogLevels.shared.set(name, parsed) else { return false }
         }
         return true
+    }
+
+    public func reopenLogs() {
+        AccessLogSinks.shared.reopenAll()
     }
 
     public func drainListeners(graceful: Bool, inboundOnly: Bool) {

@@ -18,10 +18,14 @@ public struct ServerOptions: Sendable {
     public var drainTimeSeconds: Int
     public var baseID: Int
     public var mode: Mode
+    /// `--file-flush-interval-msec`: how often access log buffers are written out (Envoy: 10 s).
+    public var fileFlushIntervalMilliseconds: Int
 
     public init(configPath: String? = nil, configYAML: String? = nil, concurrency: Int = System.coreCount,
                 logLevel: String = "info", serviceNode: String? = nil, serviceCluster: String? = nil,
-                serviceZone: String? = nil, drainTimeSeconds: Int = 600, baseID: Int = 0, mode: Mode = .serve) {
+                serviceZone: String? = nil, drainTimeSeconds: Int = 600, baseID: Int = 0, mode: Mode = .serve,
+                fileFlushIntervalMilliseconds: Int = 10_000) {
+        self.fileFlushIntervalMilliseconds = fileFlushIntervalMilliseconds
         self.configPath = configPath
         self.configYAML = configYAML
         self.concurrency = concurrency

@@ -1,4 +1,5 @@
 import NIOCore
+import ProxyAccessLog
 import ProxyCore
 import ProxyUpstream
 
@@ -18,10 +19,12 @@ public final class TCPProxyConfig: Sendable {
     public let idleTimeout: TimeAmount?
     public let maxConnectAttempts: Int
     public let stats: TCPProxyStats
+    public let accessLoggers: [AccessLogger]
     private let totalWeight: UInt64
 
     public init(statPrefix: String, targets: [Target], clusters: ClusterManager, idleTimeout: TimeAmount?,
-                maxConnectAttempts: Int, stats: TCPProxyStats) {
+                maxConnectAttempts: Int, stats: TCPProxyStats, accessLoggers: [AccessLogger] = []) {
+        self.accessLoggers = accessLoggers
         self.statPrefix = statPrefix
         self.targets = targets
         self.clusters = clusters

@@ -1,4 +1,6 @@
+import Foundation
 import NIOCore
+import ProxyAccessLog
 import ProxyCore
 import ProxyUpstream
 
@@ -12,7 +14,7 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private let holder: SnapshotHolder<TCPProxyConfig>
     private var context: ChannelHandlerContext?
-    private var started = false
+    private var startedProxying = false
     private var connected = false
     private var pendingRead = false
     private var upstream: (any Channel)?
@@ -21,6 +23,16 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var random = RequestIDGenerator()
     /// Bytes a listener filter read before this handler existed, sent once the upstream is there.
     private var early: ByteBuffer?
+    private var config: TCPProxyConfig?
+    // For access logs.
+    private let startTime = Date()
+    private let started = NIODeadline.now()
+    private let connectionID = ConnectionIDs.next()
+    private var clusterName: String?
+    private var hostAddress: String?
+    private var upstreamLocalAddress: String?
+    private var earlyBytes: UInt64 = 0
+    private var flags: ResponseFlags = []
 
     public init(config: SnapshotHolder<TCPProxyConfig>) {
         self.holder = config
@@ -37,12 +49,15 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     private func start(context: ChannelHandlerContext) {
-        guard !started else { return }
-        started = true
+        guard !startedProxying else { return }
+        startedProxying = true
         let config = holder.load()
+        self.config = config
         config.stats.downstreamCxTotal.increment()
         let name = config.pickCluster(random: random.nextRandom())
+        clusterName = name
         guard let cluster = config.clusters[name] else {
+            flags.insert(.noClusterFound)
             config.stats.downstreamCxNoRoute.increment()
             context.close(promise: nil)
             return
@@ -53,11 +68,13 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
     private func connect(config: TCPProxyConfig, cluster: Cluster, attempt: Int) {
         guard let context, context.channel.isActive else { return }
         guard let host = cluster.loadBalancer.pick() else {
+            flags.insert(.noHealthyUpstream)
             cluster.stats.upstreamCxNoneHealthy.increment()
             context.close(promise: nil)
             return
         }
         let stats = cluster.stats
+        hostAddress = host.addressDescription
         stats.upstreamCxTotal.increment()
         host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
         let (downstreamEnd, upstreamEnd) = TunnelHandler.pair(
@@ -89,9 +106,13 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                 }
                 upstream = channel
                 ends = (downstreamEnd, upstreamEnd)
+                if let address = channel.localAddress, let ip = address.ipAddress, let port = address.port {
+                    upstreamLocalAddress = ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+                }
                 if let early {
                     self.early = nil
-                    config.stats.downstreamCxRxBytesTotal.add(UInt64(early.readableBytes))
+                    earlyBytes = UInt64(early.readableBytes)
+                    config.stats.downstreamCxRxBytesTotal.add(earlyBytes)
                     channel.writeAndFlush(early, promise: nil)
                 }
                 connected = true
@@ -107,6 +128,7 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                 if attempt < config.maxConnectAttempts {
                     connect(config: config, cluster: cluster, attempt: attempt + 1)
                 } else {
+                    flags.insert(.upstreamConnectionFailure)
                     self.context?.close(promise: nil)
                 }
             }
@@ -147,7 +169,28 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
         idleTimer = nil
         upstream?.close(promise: nil)
         upstream = nil
+        if let config, !config.accessLoggers.isEmpty { log(config, channel: context.channel) }
         context.fireChannelInactive()
+    }
+
+    /// One access log line per connection, when it closes.
+    private func log(_ config: TCPProxyConfig, channel: any Channel) {
+        func describe(_ address: SocketAddress?) -> String? {
+            guard let address, let ip = address.ipAddress, let port = address.port else { return nil }
+            return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        }
+        var entry = AccessLogEntry(startTime: startTime)
+        entry.bytesReceived = earlyBytes + (ends?.downstream.bytesRead ?? 0)
+        entry.bytesSent = ends?.upstream.bytesRead ?? 0
+        entry.durationMs = (NIODeadline.now() - started).nanoseconds / 1_000_000
+        entry.responseFlags = flags
+        entry.upstreamCluster = clusterName
+        entry.upstreamHost = hostAddress
+        entry.upstreamLocalAddress = upstreamLocalAddress
+        entry.downstreamRemoteAddress = describe(channel.remoteAddress)
+        entry.downstreamLocalAddress = describe(channel.localAddress)
+        entry.connectionID = connectionID
+        for logger in config.accessLoggers { logger.log(entry) }
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -1,4 +1,5 @@
 import NIOCore
+import ProxyAccessLog
 import ProxyCore
 import ProxyUpstream
 import XDSAPI
@@ -14,6 +15,7 @@ public struct TCPProxyTemplate: Sendable {
     let idleTimeout: TimeAmount?
     let maxConnectAttempts: Int
     let stats: TCPProxyStats
+    let accessLoggers: [AccessLogger]
 
     public init(_ proto: TCPProxyProto, path: String, store: StatsStore) throws {
         guard !proto.statPrefix.isEmpty else { throw FieldError(path + ".stat_prefix", "stat_prefix is required") }
@@ -37,7 +39,7 @@ public struct TCPProxyTemplate: Sendable {
         case nil:
             throw FieldError(path, "one of cluster or weighted_clusters is required")
         }
-        if !proto.accessLog.isEmpty { throw FieldError(path + ".access_log", "access logs are not supported yet") }
+        accessLoggers = try AccessLogger.compile(proto.accessLog, path: path + ".access_log")
         if proto.hasTunnelingConfig { throw FieldError(path + ".tunneling_config", "tunneling is not supported yet") }
         if proto.hasOnDemand { throw FieldError(path + ".on_demand", "on-demand clusters are not supported") }
         if proto.hasMaxDownstreamConnectionDuration {
@@ -62,6 +64,6 @@ public struct TCPProxyTemplate: Sendable {
 
     public func config(clusters: ClusterManager) -> TCPProxyConfig {
         TCPProxyConfig(statPrefix: statPrefix, targets: targets, clusters: clusters, idleTimeout: idleTimeout,
-                       maxConnectAttempts: maxConnectAttempts, stats: stats)
+                       maxConnectAttempts: maxConnectAttempts, stats: stats, accessLoggers: accessLoggers)
     }
 }

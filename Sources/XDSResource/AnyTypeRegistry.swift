@@ -37,6 +37,9 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_Filters_Network_TcpProxy_V3_TcpProxy.self,
         Envoy_Extensions_Filters_Listener_TlsInspector_V3_TlsInspector.self,
         Envoy_Extensions_Filters_Listener_HttpInspector_V3_HttpInspector.self,
+        Envoy_Extensions_AccessLoggers_File_V3_FileAccessLog.self,
+        Envoy_Extensions_AccessLoggers_Stream_V3_StdoutAccessLog.self,
+        Envoy_Extensions_AccessLoggers_Stream_V3_StderrAccessLog.self,
     ]
 
     /// Config dump types, so admin output can pack them.

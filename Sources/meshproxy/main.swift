@@ -34,6 +34,9 @@ struct Meshproxy: ParsableCommand {
     @Option(name: .customLong("drain-time-s"), help: "Seconds to let requests in flight finish on shutdown.")
     var drainTimeSeconds: Int = 600
 
+    @Option(name: .customLong("file-flush-interval-msec"), help: "How often access logs are flushed, in milliseconds.")
+    var fileFlushIntervalMilliseconds: Int = 10_000
+
     @Option(name: .customLong("parent-shutdown-time-s"), help: "Accepted for Envoy compatibility; hot restart is not supported.")
     var parentShutdownTimeSeconds: Int?
 
@@ -62,7 +65,8 @@ struct Meshproxy: ParsableCommand {
             configPath: configPath, configYAML: configYAML,
             concurrency: concurrency ?? ProcessInfo.processInfo.activeProcessorCount,
             logLevel: logLevel, serviceNode: serviceNode, serviceCluster: serviceCluster, serviceZone: serviceZone,
-            drainTimeSeconds: drainTimeSeconds, baseID: baseID, mode: serverMode)
+            drainTimeSeconds: drainTimeSeconds, baseID: baseID, mode: serverMode,
+            fileFlushIntervalMilliseconds: max(1, fileFlushIntervalMilliseconds))
         let configName = configPath ?? "--config-yaml"
         let server: Server
         do {

@@ -1,6 +1,7 @@
 """A small HTTP/1.1 upstream for integration tests: records what the proxy sent and how many
-connections it opened, and serves chunked, streamed and sink endpoints."""
+connections it opened, and serves chunked, streamed, slow (/slow?ms=N) and sink endpoints."""
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -57,6 +58,13 @@ class RawUpstream:
                     for part in (b"hello, ", b"chunked ", b"world"):
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                     self.wfile.write(b"0\r\n\r\n")
+                    return
+                if path == "/slow":
+                    time.sleep(int(self.path.split("ms=")[1]) / 1000)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "4")
+                    self.end_headers()
+                    self.wfile.write(b"late")
                     return
                 if path == "/big":
                     size = int(self.path.split("n=")[1])

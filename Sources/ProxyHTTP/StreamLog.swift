@@ -1,0 +1,28 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ProxyAccessLog
+import ProxyCore
+
+/// What the access logs need about one stream beyond what the router keeps anyway; collected only
+/// when the connection manager has access loggers, so streams without them pay nothing.
+struct StreamLog {
+    let startTime = Date()
+    var bytesReceived: UInt64 = 0
+    var bytesSent: UInt64 = 0
+    var requestEnd: NIODeadline?
+    var firstUpstreamByte: NIODeadline?
+    var responseHeaders: HTTPHeaders?
+    var responseCode = 0
+    var details: String?
+    var upstreamHost: String?
+    var upstreamLocalAddress: String?
+}
+
+extension SocketAddress {
+    /// `127.0.0.1:8080` or `[::1]:8080`, as Envoy prints addresses in logs.
+    var logDescription: String? {
+        guard let ip = ipAddress, let port else { return nil }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
