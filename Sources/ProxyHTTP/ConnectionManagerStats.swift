@@ -10,7 +10,7 @@ public final class ConnectionManagerStats: Sendable {
         downstreamRqMaxDurationReached, downstreamCxUpgradesTotal, downstreamRqWsOnNonWsRoute: Counter
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active,
         downstreamCxUpgradesActive: Gauge
-    public let downstreamRqTime: Histogram
+    public let downstreamRqTime, downstreamCxLengthMs: Histogram
     public let responseClasses: ResponseClassCounters
     public let listenerResponseClasses: ResponseClassCounters?
 
@@ -48,6 +48,8 @@ public final class ConnectionManagerStats: Sendable {
         downstreamCxHttp1Active = gauge("downstream_cx_http1_active")
         downstreamRqTime = store.histogram(prefix + "downstream_rq_time",
                                            StatTags(extractedName: "http.downstream_rq_time", tags: tags))
+        downstreamCxLengthMs = store.histogram(prefix + "downstream_cx_length_ms",
+                                               StatTags(extractedName: "http.downstream_cx_length_ms", tags: tags))
         responseClasses = ResponseClassCounters(scope: prefix, extractedScope: "http.", tags: tags, store: store)
         listenerResponseClasses = listenerScope.map { scope in
             let listenerTags = tags + [StatTags.Tag("envoy_listener_address", scope)]

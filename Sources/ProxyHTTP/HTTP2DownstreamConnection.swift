@@ -13,6 +13,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     private var context: ChannelHandlerContext?
     private var activated = false
     private var draining = false
+    private var openedAt = NIODeadline.now()
 
     init(stats: ConnectionManagerStats, tracker: ConnectionTracker?) {
         self.stats = stats
@@ -32,6 +33,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     private func activate(context: ChannelHandlerContext) {
         guard !activated else { return }
         activated = true
+        openedAt = .now()
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp2Total.increment()
@@ -46,6 +48,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp2Active.decrement()
             stats.downstreamCxDestroy.increment()
+            stats.downstreamCxLengthMs.record(milliseconds: Double((NIODeadline.now() - openedAt).nanoseconds) / 1_000_000)
         }
         context.fireChannelInactive()
     }

@@ -27,6 +27,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// `%CONNECTION_ID%`: the downstream connection's (an HTTP/2 stream shares its connection's).
     let connectionID: UInt64
     private var activated = false
+    private var openedAt = NIODeadline.now()
     /// Set when the listener drains this connection: the next response closes it.
     private var drainRequested = false
     private var context: ChannelHandlerContext?
@@ -74,6 +75,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         guard transport == .http1Connection else { return }
         let stats = config.stats
         connectionStats = stats
+        openedAt = .now()
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
@@ -91,6 +93,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
             stats.downstreamCxDestroy.increment()
+            stats.downstreamCxLengthMs.record(milliseconds: Double((NIODeadline.now() - openedAt).nanoseconds) / 1_000_000)
             connectionStats = nil
         }
         stream?.downstreamReset()

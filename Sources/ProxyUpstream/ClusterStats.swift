@@ -13,7 +13,7 @@ public final class ClusterStats: Sendable {
         membershipChange, assignmentTimeoutReceived: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
         retryOpenDefault: Gauge
-    public let upstreamRqTime, externalUpstreamRqTime: Histogram
+    public let upstreamRqTime, externalUpstreamRqTime, upstreamCxConnectMs, upstreamCxLengthMs: Histogram
     /// `cluster.<c>.upstream_rq_<code>` and friends: every final response.
     public let responseCodes: StatusCodeCounters
     /// `cluster.<c>.external.upstream_rq_<code>`: final responses to requests from outside the mesh.
@@ -27,7 +27,7 @@ public final class ClusterStats: Sendable {
         "assignment_stale", "assignment_timeout_received", "assignment_use_cached", "bind_errors",
         "default.total_match_count", "lb_healthy_panic", "lb_local_cluster_not_ok", "lb_recalculate_zone_structures",
         "lb_subsets_created", "lb_subsets_fallback", "lb_subsets_fallback_panic", "lb_subsets_removed",
-        "lb_subsets_selected", "lb_zone_cluster_too_small", "lb_zone_no_capacity_left", "lb_zone_number_differs",
+        "lb_subsets_selected", "lb_zone_cluster_too_small", "lb_zone_no_capacity_left",
         "lb_zone_routing_all_directly", "lb_zone_routing_cross_zone", "lb_zone_routing_sampled",
         "membership_change", "original_dst_host_invalid", "update_attempt", "update_empty", "update_failure",
         "update_no_rebuild", "update_success", "upstream_cx_close_notify", "upstream_cx_connect_attempts_exceeded",
@@ -106,6 +106,10 @@ public final class ClusterStats: Sendable {
                                          StatTags(extractedName: "cluster.upstream_rq_time", tags: tags))
         externalUpstreamRqTime = store.histogram(prefix + "external.upstream_rq_time",
                                                  StatTags(extractedName: "cluster.external.upstream_rq_time", tags: tags))
+        upstreamCxConnectMs = store.histogram(prefix + "upstream_cx_connect_ms",
+                                              StatTags(extractedName: "cluster.upstream_cx_connect_ms", tags: tags))
+        upstreamCxLengthMs = store.histogram(prefix + "upstream_cx_length_ms",
+                                             StatTags(extractedName: "cluster.upstream_cx_length_ms", tags: tags))
         responseCodes = StatusCodeCounters(scope: prefix, stem: "upstream_rq", extractedScope: "cluster.", scopeTags: tags)
         externalResponseCodes = StatusCodeCounters(scope: prefix + "external.", stem: "upstream_rq",
                                                    extractedScope: "cluster.external.", scopeTags: tags)

@@ -51,6 +51,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         stats.upstreamCxHttp1Total.increment()
         host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
         let stats = self.stats
+        let connectStarted = NIODeadline.now()
         // The connect completes on this pool's loop, so the pool and the callback stay loop-bound.
         let bound = NIOLoopBound((pool: self, completion: completion), eventLoop: loop)
         connector.connect(to: host, on: loop, timeout: connectTimeout, handler: handler).whenComplete { result in
@@ -58,10 +59,13 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             switch result {
             case .success(let channel):
                 let connection = UpstreamConnection(channel: channel, handler: handler, host: host)
+                let connected = NIODeadline.now()
+                stats.upstreamCxConnectMs.record(milliseconds: Self.milliseconds(connected - connectStarted))
                 stats.upstreamCxActive.increment()
                 host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
                 handler.onClose = { [weak pool] in
                     connection.closed = true
+                    stats.upstreamCxLengthMs.record(milliseconds: Self.milliseconds(.now() - connected))
                     stats.upstreamCxActive.decrement()
                     stats.upstreamCxDestroy.increment()
                     host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
@@ -106,6 +110,10 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     public func closeIdle(host: Host) {
         let connections = idle.removeValue(forKey: ObjectIdentifier(host)) ?? []
         for connection in connections { connection.channel.close(promise: nil) }
+    }
+
+    static func milliseconds(_ amount: TimeAmount) -> Double {
+        Double(amount.nanoseconds) / 1_000_000
     }
 
     private func forget(_ connection: UpstreamConnection) {

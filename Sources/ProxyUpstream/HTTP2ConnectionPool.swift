@@ -28,6 +28,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         var activeStreams = 0
         var streamsOpened = 0
         var peerMaxStreams = Int.max
+        var connectedAt = NIODeadline.now()
         /// No new streams: GOAWAY received, or `max_requests_per_connection` reached.
         var retired = false
         /// Requests waiting for the connect to finish.
@@ -86,6 +87,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         connectionSettings.targetWindowSize = options.initialConnectionWindowSize
         var streamSettings = NIOHTTP2Handler.StreamConfiguration()
         streamSettings.targetWindowSize = options.initialStreamWindowSize
+        let connectStarted = NIODeadline.now()
         let future = connector.connect(to: host, on: loop, timeout: connectTimeout) { [connectionSettings, streamSettings] channel in
             let sync = channel.pipeline.syncOperations
             // Upstreams do not open streams towards the proxy.
@@ -107,6 +109,8 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
                 }
                 connection.channel = channel
                 connection.multiplexer = multiplexer
+                connection.connectedAt = .now()
+                stats.upstreamCxConnectMs.record(milliseconds: HTTP1ConnectionPool.milliseconds(.now() - connectStarted))
                 stats.upstreamCxActive.increment()
                 host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
                 events.onPeerMaxStreams = { [weak connection] limit in connection?.peerMaxStreams = limit }
@@ -180,6 +184,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         guard connection.channel != nil else { return }
         connection.channel = nil
         connection.multiplexer = nil
+        stats.upstreamCxLengthMs.record(milliseconds: HTTP1ConnectionPool.milliseconds(.now() - connection.connectedAt))
         stats.upstreamCxActive.decrement()
         stats.upstreamCxDestroy.increment()
         connection.host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
