@@ -39,6 +39,7 @@ public struct ControlPlaneAdmin: Sendable {
     /// One entry per connected proxy, like istiod's syncz, plus the config errors meshd holds.
     func syncz() -> String {
         let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         var proxies: [[String: Any]] = []
         for proxy in registry.all() {
             var types: [String: Any] = [:]
@@ -49,6 +50,7 @@ public struct ControlPlaneAdmin: Sendable {
                 entry["nonce"] = status.nonce ?? NSNull()
                 entry["last_nack"] = status.nackMessage ?? NSNull()
                 entry["push_to_ack_seconds"] = status.ackLatencySeconds ?? NSNull()
+                entry["acked_at"] = status.ackedAt.map { formatter.string(from: $0) } ?? NSNull()
                 entry["status"] = status.nackMessage != nil ? "NACKED"
                     : (status.ackedVersion == status.sentVersion ? "SYNCED" : "STALE")
                 types[type.shortName] = entry

@@ -10,6 +10,8 @@ public struct DeliveryState: Sendable {
     public var nackMessage: String?
     /// Seconds from the last send to its ACK.
     public var ackLatency: Double?
+    /// When the proxy last acknowledged (meshd status shows when an edit reached each proxy).
+    public var ackedAt: Date?
 
     public init() {}
 
@@ -21,6 +23,7 @@ public struct DeliveryState: Sendable {
 
     mutating func acknowledged(version: String?, at now: Date) {
         ackedVersion = version
+        ackedAt = now
         nackMessage = nil
         ackLatency = sentAt.map { now.timeIntervalSince($0) }
     }
@@ -31,6 +34,6 @@ public struct DeliveryState: Sendable {
 
     var syncStatus: SyncRegistry.TypeStatus {
         SyncRegistry.TypeStatus(sentVersion: sentVersion, ackedVersion: ackedVersion, nonce: sentNonce,
-                                nackMessage: nackMessage, ackLatencySeconds: ackLatency)
+                                nackMessage: nackMessage, ackLatencySeconds: ackLatency, ackedAt: ackedAt)
     }
 }

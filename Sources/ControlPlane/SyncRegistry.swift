@@ -11,6 +11,7 @@ public final class SyncRegistry: Sendable {
         public var nonce: String?
         public var nackMessage: String?
         public var ackLatencySeconds: Double?
+        public var ackedAt: Date?
     }
 
     public struct ProxyStatus: Sendable {

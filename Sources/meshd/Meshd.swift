@@ -1,6 +1,9 @@
 import ArgumentParser
 import ControlPlane
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
@@ -15,7 +18,7 @@ struct Meshd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshd",
         abstract: "Serves a directory of Envoy v3 resource files to proxies over ADS (SotW and delta).",
-        subcommands: [Serve.self, Validate.self],
+        subcommands: [Serve.self, Validate.self, Status.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -142,5 +145,29 @@ struct Validate: ParsableCommand {
         print("\(state.files) files, \(state.resources.count) resources, \(state.errors.count) errors, "
             + "\(state.warnings.count) warnings")
         if !state.errors.isEmpty { throw ExitCode(1) }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each connected proxy's sync state per type, its latest ACK and any NACK reason.")
+
+    @Option(name: .customLong("admin-address"), help: "meshd's admin address.")
+    var adminAddress = HostPort(argument: "127.0.0.1:18080")!
+
+    @Argument(help: "Show only this node id.")
+    var node: String?
+
+    func run() async throws {
+        let host = adminAddress.host.contains(":") ? "[\(adminAddress.host)]" : adminAddress.host
+        guard let url = URL(string: "http://\(host):\(adminAddress.port)/debug/syncz") else { throw ExitCode(2) }
+        let data: Data
+        do {
+            (data, _) = try await URLSession.shared.data(from: url)
+        } catch {
+            FileHandle.standardError.write(Data("meshd status: cannot reach \(url): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+        print(try ProxyStatusTable.render(syncz: data, node: node), terminator: "")
     }
 }

@@ -1,6 +1,7 @@
 """meshproxy attached to meshd over ADS: dynamic listeners, routes, clusters and endpoints, hot-swapped
 without failed requests; NACKs for what meshproxy rejects; reconnection after meshd restarts."""
 import json
+import re
 import threading
 import time
 
@@ -274,3 +275,27 @@ def test_tcp_proxy_and_grpc_over_http2_pushed_by_meshd(tmp_path, config_dir, ups
         assert "cluster.echo.upstream_cx_http2_total: 1" in stats
     finally:
         echo.stop()
+
+
+def test_meshd_status_shows_acks_and_nack_reasons(tmp_path, config_dir, upstreams, processes):
+    import subprocess
+
+    from test_meshd_envoy import MESHD
+
+    first, _ = upstreams
+    meshd, _, _ = attach(tmp_path, config_dir, first, processes, "mesh-status")
+
+    def status():
+        out = subprocess.run([MESHD, "status", "--admin-address", f"127.0.0.1:{meshd.admin}"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+    header, row = status()[:2]
+    assert header.split()[:8] == ["NAME", "CLUSTER", "CLIENT", "CDS", "LDS", "EDS", "RDS", "SDS"]
+    assert row.startswith("mesh-status") and row.count("SYNCED") == 4 and "NOT SENT" in row
+    assert re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", row), "the latest ACK's time"
+    good = (config_dir / "route.yaml").read_text()
+    meshd.write("route.yaml", good.replace('match: { prefix: "/" }', 'match: { safe_regex: { regex: "([" } }'))
+    wait_until(lambda: last_nack(meshd, "mesh-status", "RDS"), what="RDS NACK")
+    row = status()[1]
+    assert "NACKED" in row and "RDS: " in row and "invalid regex" in row
