@@ -98,7 +98,7 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
                         logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
                     } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
                               let latency = delivery.ackLatency {
-                        metrics.acked(latency: latency)
+                        metrics.acked(type, latency: latency)
                     }
                 }
             case .snapshotChanged:

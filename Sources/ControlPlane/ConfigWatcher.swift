@@ -32,10 +32,13 @@ public struct ConfigWatcher: Sendable {
     /// Loads once and publishes; returns what was loaded.
     @discardableResult
     public func reloadNow() -> SourceState {
+        let clock = ContinuousClock()
+        let started = clock.now
         let state = source.reload()
         for error in state.errors { logger.error("\(error)") }
         for warning in state.warnings { logger.warning("\(warning)") }
         cache.update(state.resources)
+        metrics.built(snapshotIn: Self.seconds(clock.now - started))
         metrics.reloaded(state)
         logger.info("loaded \(state.resources.count) resources from \(state.files) files (\(state.errors.count) errors)")
         onReload(state)
@@ -69,8 +72,13 @@ public struct ConfigWatcher: Sendable {
             let now = clock.now
             if now - lastChange >= debounceAfter || now - first >= debounceMax {
                 firstChange = nil
+                metrics.debounced(waited: Self.seconds(now - first))
                 reloadNow()
             }
         }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

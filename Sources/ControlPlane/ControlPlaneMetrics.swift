@@ -1,18 +1,45 @@
 import Synchronization
 
-/// meshd's own counters, printed by `/metrics` in Prometheus text.
+/// A Prometheus histogram's buckets (cumulative on output), sum and count.
+struct LatencyHistogram {
+    static let bounds = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    var buckets = Array(repeating: UInt64(0), count: LatencyHistogram.bounds.count + 1)
+    var sum = 0.0
+
+    mutating func record(_ seconds: Double) {
+        buckets[Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count] += 1
+        sum += seconds
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines; `labels` is `type="CDS",` or empty.
+    func lines(_ name: String, labels: String = "") -> String {
+        var out = ""
+        var cumulative: UInt64 = 0
+        for (index, bound) in Self.bounds.enumerated() {
+            cumulative += buckets[index]
+            out += "\(name)_bucket{\(labels)le=\"\(bound)\"} \(cumulative)\n"
+        }
+        cumulative += buckets.last!
+        out += "\(name)_bucket{\(labels)le=\"+Inf\"} \(cumulative)\n"
+        let bare = labels.isEmpty ? "" : "{" + labels.dropLast() + "}"
+        out += "\(name)_sum\(bare) \(sum)\n\(name)_count\(bare) \(cumulative)\n"
+        return out
+    }
+}
+
+/// meshd's own metrics, printed by `/metrics` in Prometheus text.
 public final class ControlPlaneMetrics: Sendable {
     private struct State {
         var pushes: [ResourceType: UInt64] = [:]
         var nacks: [ResourceType: UInt64] = [:]
-        var ackLatencyBuckets = Array(repeating: UInt64(0), count: ControlPlaneMetrics.latencyBounds.count + 1)
-        var ackLatencySum = 0.0
+        var ackLatency: [ResourceType: LatencyHistogram] = [:]
+        var debounceWait = LatencyHistogram()
+        var snapshotBuild = LatencyHistogram()
         var reloads: UInt64 = 0
         var fileErrors = 0
         var resources: [ResourceType: Int] = [:]
     }
 
-    static let latencyBounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     private let state = Mutex(State())
 
     public init() {}
@@ -20,12 +47,19 @@ public final class ControlPlaneMetrics: Sendable {
     func pushed(_ type: ResourceType) { state.withLock { $0.pushes[type, default: 0] += 1 } }
     func nacked(_ type: ResourceType) { state.withLock { $0.nacks[type, default: 0] += 1 } }
 
-    func acked(latency seconds: Double) {
-        state.withLock { state in
-            let index = Self.latencyBounds.firstIndex { seconds <= $0 } ?? Self.latencyBounds.count
-            state.ackLatencyBuckets[index] += 1
-            state.ackLatencySum += seconds
-        }
+    /// A push of `type` was acknowledged `seconds` after it was sent.
+    func acked(_ type: ResourceType, latency seconds: Double) {
+        state.withLock { $0.ackLatency[type, default: LatencyHistogram()].record(seconds) }
+    }
+
+    /// A reload waited `seconds` after the first file change (the debounce).
+    func debounced(waited seconds: Double) {
+        state.withLock { $0.debounceWait.record(seconds) }
+    }
+
+    /// Reading the files and building the snapshot took `seconds`.
+    func built(snapshotIn seconds: Double) {
+        state.withLock { $0.snapshotBuild.record(seconds) }
     }
 
     public func reloaded(_ source: SourceState) {
@@ -51,15 +85,12 @@ public final class ControlPlaneMetrics: Sendable {
         out += "# TYPE meshd_file_errors gauge\nmeshd_file_errors \(state.fileErrors)\n"
         out += "# TYPE meshd_config_reloads_total counter\nmeshd_config_reloads_total \(state.reloads)\n"
         out += "# TYPE meshd_push_ack_latency_seconds histogram\n"
-        var cumulative: UInt64 = 0
-        for (index, bound) in Self.latencyBounds.enumerated() {
-            cumulative += state.ackLatencyBuckets[index]
-            out += "meshd_push_ack_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        for type in ResourceType.allCases {
+            out += (state.ackLatency[type] ?? LatencyHistogram())
+                .lines("meshd_push_ack_latency_seconds", labels: "type=\"\(type.shortName)\",")
         }
-        cumulative += state.ackLatencyBuckets.last!
-        out += "meshd_push_ack_latency_seconds_bucket{le=\"+Inf\"} \(cumulative)\n"
-        out += "meshd_push_ack_latency_seconds_sum \(state.ackLatencySum)\n"
-        out += "meshd_push_ack_latency_seconds_count \(cumulative)\n"
+        out += "# TYPE meshd_debounce_wait_seconds histogram\n" + state.debounceWait.lines("meshd_debounce_wait_seconds")
+        out += "# TYPE meshd_snapshot_build_seconds histogram\n" + state.snapshotBuild.lines("meshd_snapshot_build_seconds")
         return out
     }
 }
