@@ -24,6 +24,7 @@ ROOTS = [
     "envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2",
     "envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2",
     "envoy.extensions.filters.listener.http_inspector.v3.http_inspector_pb2",
+    "envoy.config.trace.v3.zipkin_pb2",
     "envoy.extensions.filters.http.router.v3.router_pb2",
     "envoy.extensions.filters.http.fault.v3.fault_pb2",
     "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",

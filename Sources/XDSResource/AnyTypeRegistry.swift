@@ -40,6 +40,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_AccessLoggers_File_V3_FileAccessLog.self,
         Envoy_Extensions_AccessLoggers_Stream_V3_StdoutAccessLog.self,
         Envoy_Extensions_AccessLoggers_Stream_V3_StderrAccessLog.self,
+        Envoy_Config_Trace_V3_ZipkinConfig.self,
     ]
 
     /// Config dump types, so admin output can pack them.
