@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "ProxyHTTP",
             dependencies: [
-                "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyAccessLog",
+                "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyAccessLog", "ProxyTracing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -114,6 +114,14 @@ let package = Package(
                 "ProxyCore", "XDSAPI", "XDSResource",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "ProxyTracing",
+            dependencies: [
+                "ProxyCore", "ProxyUpstream", "ProxyAccessLog", "XDSAPI", "XDSResource",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(
@@ -148,7 +156,7 @@ let package = Package(
             name: "ProxyServer",
             dependencies: [
                 "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyTCP", "ProxyAdmin",
-                "ProxyXDS", "ProxyAccessLog",
+                "ProxyXDS", "ProxyAccessLog", "ProxyTracing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -179,6 +187,14 @@ let package = Package(
             dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(
+            name: "ProxyTracingTests",
+            dependencies: [
+                "ProxyTracing",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "ProxyAccessLogTests",
             dependencies: [

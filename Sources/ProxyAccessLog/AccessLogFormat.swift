@@ -86,7 +86,7 @@ public struct AccessLogFormat: Sendable {
         }
     }
 
-    static func appendJSONString(_ text: String, to out: inout String) {
+    public static func appendJSONString(_ text: String, to out: inout String) {
         out += "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -3,6 +3,7 @@ import NIOHTTP1
 import ProxyAccessLog
 import ProxyCore
 import ProxyRouting
+import ProxyTracing
 import ProxyUpstream
 
 /// One request through the router: route, pick a host, send, retry on Envoy's conditions, time out,
@@ -60,8 +61,10 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var responseStarted = false
     private var responseComplete = false
     private var flags: ResponseFlags = []
-    /// Present only when the connection manager has access loggers.
+    /// Present only when the connection manager has access loggers or a tracer.
     private var log: StreamLog?
+    /// The request's span, when the connection manager traces.
+    private var span: ZipkinTracer.ActiveSpan?
 
     /// - Parameter draining: the connection's listener changed its filter chain: answer this request
     ///   with `connection: close` and close the connection after it, as Envoy drains.
@@ -74,7 +77,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         self.upstreamHead = head
         // An HTTP/2 stream never closes its connection; the connection drains with GOAWAY.
         self.keepAlive = manager.isHTTP2 || (head.isKeepAlive && !draining)
-        if !config.accessLoggers.isEmpty { log = StreamLog() }
+        if !config.accessLoggers.isEmpty || config.tracer != nil { log = StreamLog() }
     }
 
     // MARK: request
@@ -90,6 +93,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.downstreamRqActive.increment()
 
         let headers = downstreamHead.headers
+        if let tracer = config.tracer {
+            span = tracer.start(headers) { manager.requestIDs.nextRandom() }
+        }
         if !manager.isHTTP2, let upgrade = Self.requestedUpgrade(headers) {
             upgradeAsked = true
             if config.upgradeTypes.contains(upgrade) {
@@ -216,7 +222,18 @@ final class ActiveStream: UpstreamResponseDelegate {
             if Self.consumedRequestHeaders.contains(lower) { continue }
             if lower == "te", value.lowercased() != "trailers" { continue }
             if lower == "x-forwarded-proto" { sawForwardedProto = true }
-            if lower == "x-request-id" { sawRequestID = true }
+            if lower == "x-request-id" {
+                sawRequestID = true
+                if let span {
+                    // The trace decision is written into the request id, as Envoy does.
+                    let marked = ZipkinTracer.markedRequestID(value, decision: span.decision)
+                    log?.requestID = marked
+                    headers.add(name: lower, value: marked)
+                    continue
+                }
+            }
+            // The span's context replaces the caller's B3 headers.
+            if span != nil, lower.hasPrefix("x-b3-") || lower == "b3" { continue }
             headers.add(name: lower, value: value)
         }
         if upgradeType != nil, let upgrade = downstreamHead.headers.first(name: "upgrade") {
@@ -224,12 +241,20 @@ final class ActiveStream: UpstreamResponseDelegate {
             headers.add(name: "connection", value: "upgrade")
         }
         if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: "http") }
-        if !sawRequestID { headers.add(name: "x-request-id", value: manager.requestIDs.next()) }
+        if !sawRequestID {
+            var id = manager.requestIDs.next()
+            if let span { id = ZipkinTracer.markedRequestID(id, decision: span.decision) }
+            if log != nil { log!.requestID = id }
+            headers.add(name: "x-request-id", value: id)
+        }
         if timeoutMs > 0 {
             let perTry = policy?.perTryTimeoutMs ?? 0
             let expected = perTry > 0 && perTry < timeoutMs ? perTry : timeoutMs
             let text = expected == RouteAction.defaultTimeoutMs ? Self.defaultTimeoutText : String(expected)
             headers.add(name: "x-envoy-expected-rq-timeout-ms", value: text)
+        }
+        if let span {
+            for (name, value) in span.context.b3Headers(sampled: span.sampled) { headers.add(name: name, value: value) }
         }
         var uri = downstreamHead.uri
         if let route, let action, action.prefixRewrite != nil {
@@ -783,6 +808,9 @@ extension ActiveStream {
         self.log = nil
         var entry = AccessLogEntry(startTime: log.startTime)
         entry.requestHeaders = downstreamHead.headers
+        if let requestID = log.requestID, entry.requestHeaders.first(name: "x-request-id") != requestID {
+            entry.requestHeaders.replaceOrAdd(name: "x-request-id", value: requestID)
+        }
         entry.method = downstreamHead.method.rawValue
         entry.path = downstreamHead.uri
         entry.authority = downstreamHead.headers.first(name: "host") ?? ""
@@ -809,6 +837,10 @@ extension ActiveStream {
         entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil
         entry.connectionID = manager.connectionID
         for logger in config.accessLoggers { logger.log(entry) }
+        if let span, let tracer = config.tracer {
+            tracer.finish(span, entry: entry, durationMicros: (now - startTime).nanoseconds / 1000,
+                          localIP: manager.channel?.localAddress?.ipAddress)
+        }
     }
 
     /// Headers with a route's removals and additions applied (only built when a route has edits).

@@ -1,6 +1,7 @@
 import ProxyAccessLog
 import ProxyCore
 import ProxyRouting
+import ProxyTracing
 import ProxyUpstream
 
 /// Everything one HTTP connection manager needs per request, compiled and immutable. A listener
@@ -25,11 +26,14 @@ public final class ConnectionManagerConfig: Sendable {
     public let upgradeTypes: Set<String>
     /// `access_log`: written when each stream ends.
     public let accessLoggers: [AccessLogger]
+    /// `tracing` with the Zipkin provider.
+    public let tracer: ZipkinTracer?
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
-                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = []) {
+                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil) {
+        self.tracer = tracer
         self.upgradeTypes = upgradeTypes
         self.accessLoggers = accessLoggers
         self.filterChainGeneration = filterChainGeneration

@@ -17,6 +17,8 @@ struct StreamLog {
     var details: String?
     var upstreamHost: String?
     var upstreamLocalAddress: String?
+    /// The x-request-id sent upstream (generated or marked by tracing), when it differs from the client's.
+    var requestID: String?
 }
 
 extension SocketAddress {

@@ -2,6 +2,7 @@ import ProxyAccessLog
 import ProxyCore
 import ProxyHTTP
 import ProxyRouting
+import ProxyTracing
 import ProxyUpstream
 import XDSAPI
 import XDSResource
@@ -27,8 +28,10 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let http2Options: HTTP2Options
     let upgradeTypes: Set<String>
     let accessLoggers: [AccessLogger]
+    let tracer: ZipkinTracer?
 
-    static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore) throws -> Self {
+    static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore,
+                        outbound: Bool = false) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
         let codec: DownstreamCodec
         switch hcm.codecType {
@@ -76,7 +79,10 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
             routeSource: source, codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
-            accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"))
+            accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"),
+            tracer: hcm.hasTracing ? try ZipkinTracer.compile(
+                hcm.tracing, path: path + ".tracing", kind: outbound ? .client : .server, loop: ServerContext.reportLoop,
+                nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -97,6 +103,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
 
     /// The runnable config, or nil while RDS routes have not arrived (the listener is warming).
     func config(clusters: ClusterManager, routes: [String: RouteTable], generation: Int) -> ConnectionManagerConfig? {
+        tracer?.reporter.update(clusters: clusters)
         let table: RouteTable
         switch routeSource {
         case .inline(let inline, _): table = inline
@@ -107,7 +114,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
-                                       accessLoggers: accessLoggers)
+                                       accessLoggers: accessLoggers, tracer: tracer)
     }
 }
 

@@ -24,7 +24,7 @@ final class FilterChainRuntime: @unchecked Sendable {
     private(set) var tcpProxy: SnapshotHolder<TCPProxyConfig>?
 
     init(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, listenerStatScope: String, store: StatsStore,
-         isDefault: Bool = false) throws {
+         isDefault: Bool = false, outbound: Bool = false) throws {
         self.proto = proto
         if proto.hasTransportSocket {
             throw ListenerConfigError(path + ".transport_socket", "TLS is not supported yet")
@@ -43,7 +43,8 @@ final class FilterChainRuntime: @unchecked Sendable {
         switch any.typeURL {
         case TypeURL.prefix + HCMProto.protoMessageName:
             filter = .http(try ConnectionManagerTemplate.compile(
-                try HCMProto(unpackingAny: any), path: filterPath, listenerStatScope: listenerStatScope, store: store))
+                try HCMProto(unpackingAny: any), path: filterPath, listenerStatScope: listenerStatScope, store: store,
+                outbound: outbound))
         case TypeURL.prefix + TCPProxyProto.protoMessageName:
             filter = .tcp(try TCPProxyTemplate(try TCPProxyProto(unpackingAny: any), path: filterPath, store: store))
         default:

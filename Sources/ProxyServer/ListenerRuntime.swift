@@ -84,7 +84,8 @@ final class ListenerRuntime: @unchecked Sendable {
             : listener.statPrefix
         func chain(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, isDefault: Bool) throws -> FilterChainRuntime {
             if let same = reuse.first(where: { $0.proto == proto }) { return same }
-            return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault)
+            return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault,
+                                          outbound: listener.trafficDirection == .outbound)
         }
         var chains: [FilterChainRuntime] = []
         for (index, proto) in listener.filterChains.enumerated() {

@@ -56,6 +56,9 @@ public final class Server: @unchecked Sendable {
             shutdownRequested = nil
         }
         ServerContext.workerCount = max(1, options.concurrency)
+        ServerContext.nodeID = bootstrap.node.id
+        ServerContext.serviceCluster = bootstrap.node.cluster
+        ServerContext.reportLoop = loops.first
         Self.workerIndex = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
 
         let connector = NIOUpstreamConnector()
