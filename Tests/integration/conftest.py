@@ -224,3 +224,43 @@ def launch(workdir):
     yield _launch
     for proxy in started:
         proxy.process.stop()
+
+
+def static_cluster(name, port, extra=""):
+    """A STATIC cluster with one endpoint on 127.0.0.1; `extra` is more of its YAML, indented by four."""
+    return (f"  - name: {name}\n    type: STATIC\n{extra}"
+            f"    load_assignment: {{ cluster_name: {name}, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: "
+            f"{{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}] }}\n")
+
+
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def http_bootstrap(listener, admin, routes, clusters, hcm_extra="", stat_prefix="ingress_http"):
+    """A bootstrap with the admin port and one listener whose HTTP connection manager has the typed router,
+    `hcm_extra` (HCM fields, indented by ten), one virtual host for every domain with `routes` (route list
+    entries, indented by twelve; they are moved under `routes:`) and `clusters` (static_cluster texts)."""
+    routes = "".join("  " + line for line in routes.splitlines(True))
+    return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: {stat_prefix}
+{hcm_extra}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+{routes}  clusters:
+{"".join(clusters)}"""

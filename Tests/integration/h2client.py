@@ -22,6 +22,7 @@ class H2Client:
         self.data = defaultdict(bytearray)
         self.unacked = defaultdict(int)
         self.headers = {}
+        self.trailers = {}
         self.ended = set()
         self.reset = set()
         self.goaway = None
@@ -32,10 +33,12 @@ class H2Client:
         if pending:
             self.sock.sendall(pending)
 
-    def request(self, path, method="GET"):
+    def request(self, path, method="GET", headers=(), body=None):
         stream = self.conn.get_next_available_stream_id()
         self.conn.send_headers(stream, [(":method", method), (":path", path), (":scheme", "http"),
-                                        (":authority", "test")], end_stream=True)
+                                        (":authority", "test"), *headers], end_stream=body is None)
+        if body is not None:
+            self.conn.send_data(stream, body, end_stream=True)
         self.flush()
         return stream
 
@@ -64,7 +67,9 @@ class H2Client:
                 return until()
             self.pending += chunk
             for event in self.frames():
-                if isinstance(event, h2.events.ResponseReceived):
+                if isinstance(event, h2.events.TrailersReceived):
+                    self.trailers[event.stream_id] = dict(event.headers)
+                elif isinstance(event, h2.events.ResponseReceived):
                     self.headers[event.stream_id] = dict(event.headers)
                 elif isinstance(event, h2.events.DataReceived):
                     self.data[event.stream_id] += event.data

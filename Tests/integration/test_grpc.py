@@ -2,61 +2,34 @@
 with grpcio as an independent client and server, trailers, gRPC local replies and timeouts compared
 with Envoy 1.40, and gRPC-aware retries."""
 import struct
-import subprocess
 
 import grpc
 import pytest
 
-from conftest import ENVOY, MESHPROXY, free_port
+from conftest import ENVOY, MESHPROXY, free_port, http_bootstrap, static_cluster
 from grpc_echo import EchoServer
+from h2client import H2Client
 
 
 def grpc_config(echo_port, dead_port):
-    def make(listener, admin):
-        return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - name: l
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_grpc
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-          route_config:
-            name: r
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: /mesh.Echo/Flaky }}
-                route:
-                  cluster: echo
-                  retry_policy: {{ retry_on: unavailable, num_retries: 3 }}
-              - match: {{ prefix: /mesh.Echo/ }}
-                route:
-                  cluster: echo
-                  max_stream_duration: {{ grpc_timeout_header_max: 0s }}
-              - match: {{ prefix: /mesh.Down/ }}
-                route: {{ cluster: down }}
-  clusters:
-  - name: echo
-    type: STATIC
-    typed_extension_protocol_options:
+    routes = """            - match: { prefix: /mesh.Echo/Flaky }
+              route: { cluster: echo, retry_policy: { retry_on: unavailable, num_retries: 3 } }
+            - match: { prefix: /mesh.Echo/ }
+              route: { cluster: echo, max_stream_duration: { grpc_timeout_header_max: 0s } }
+            - match: { prefix: /mesh.Down/ }
+              route: { cluster: down }
+"""
+    http2 = """    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment: {{ cluster_name: echo, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echo_port} }} }} }} }}] }}] }}
-  - name: down
-    type: STATIC
-    http2_protocol_options: {{}}
-    load_assignment: {{ cluster_name: down, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead_port} }} }} }} }}] }}] }}
+        explicit_http_config: { http2_protocol_options: {} }
 """
+
+    def make(listener, admin):
+        return http_bootstrap(listener, admin, routes, [
+            static_cluster("echo", echo_port, extra=http2),
+            static_cluster("down", dead_port, extra="    http2_protocol_options: {}\n"),
+        ], stat_prefix="ingress_grpc")
     return make
 
 
@@ -113,17 +86,17 @@ def test_retry_on_grpc_unavailable(echo, launch):
 
 
 def raw_grpc(port, path, payload=b"", headers=()):
-    """One gRPC request by curl over h2c: (HTTP status, response headers, trailers)."""
-    frame = b"\x00" + struct.pack(">I", len(payload)) + payload
-    args = ["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "--max-time", "10",
-            "-X", "POST", "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-"]
-    for header in headers:
-        args += ["-H", header]
-    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], input=frame, capture_output=True, timeout=20)
-    blocks = out.stdout.decode().replace("\r\n", "\n").strip().split("\n\n")
-    status = int(blocks[0].split("\n")[0].split()[1])
-    fields = [dict(line.split(": ", 1) for line in block.split("\n") if ": " in line) for block in blocks]
-    return status, fields[0], fields[1] if len(fields) > 1 else {}
+    """One gRPC request at the frame level (h2 over h2c): (HTTP status, response headers, trailers)."""
+    client = H2Client(port)
+    try:
+        frame = b"\x00" + struct.pack(">I", len(payload)) + payload
+        stream = client.request(path, "POST", [("content-type", "application/grpc"), ("te", "trailers"), *headers],
+                                body=frame)
+        assert client.pump(lambda: stream in client.ended or stream in client.reset, ack={stream}, timeout=10)
+        response = dict(client.headers[stream])
+        return int(response.pop(":status")), response, client.trailers.get(stream, {})
+    finally:
+        client.close()
 
 
 def local_replies(binary, name, echo, launch):
@@ -131,7 +104,7 @@ def local_replies(binary, name, echo, launch):
     results = {
         "no_route": raw_grpc(proxy.port, "/mesh.Nowhere/X"),
         "down": raw_grpc(proxy.port, "/mesh.Down/X"),
-        "grpc_timeout": raw_grpc(proxy.port, "/mesh.Echo/Slow", b"3", ["grpc-timeout: 300m"]),
+        "grpc_timeout": raw_grpc(proxy.port, "/mesh.Echo/Slow", b"3", [("grpc-timeout", "300m")]),
     }
     stats = proxy.stats()
     return results, stats

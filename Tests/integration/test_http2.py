@@ -6,41 +6,14 @@ import subprocess
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY
+from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
 from rawupstream import RawUpstream
 
 
 def config(upstream_port, codec="AUTO"):
     def make(listener, admin):
-        return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - name: l
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          codec_type: {codec}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-          route_config:
-            name: r
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: raw }}
-  clusters:
-  - name: raw
-    type: STATIC
-    load_assignment: {{ cluster_name: raw, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }} }}] }}] }}
-"""
+        return http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: raw } }\n",
+                              [static_cluster("raw", upstream_port)], hcm_extra=f"          codec_type: {codec}\n")
     return make
 
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, get
+from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
 from rawupstream import RawUpstream
 
 
@@ -47,22 +47,7 @@ class Collector:
 
 
 def config(next_port, collector_port, shared=True):
-    shared_line = "" if shared else "                shared_span_context: false\n"
-
-    def make(listener, admin):
-        return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - name: l
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          tracing:
+    tracing = """          tracing:
             provider:
               name: envoy.tracers.zipkin
               typed_config:
@@ -70,22 +55,12 @@ static_resources:
                 collector_cluster: zipkin
                 collector_endpoint: /api/v2/spans
                 collector_endpoint_version: HTTP_JSON
-{shared_line}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-          route_config:
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: next }} }}]
-  clusters:
-  - name: next
-    type: STATIC
-    load_assignment: {{ cluster_name: next, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {next_port} }} }} }} }}] }}] }}
-  - name: zipkin
-    type: STATIC
-    load_assignment: {{ cluster_name: zipkin, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {collector_port} }} }} }} }}] }}] }}
-"""
+""" + ("" if shared else "                shared_span_context: false\n")
+
+    def make(listener, admin):
+        return http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: next } }\n",
+                              [static_cluster("next", next_port), static_cluster("zipkin", collector_port)],
+                              hcm_extra=tracing)
     return make
 
 

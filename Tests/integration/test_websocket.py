@@ -9,7 +9,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.sync.server import serve
 
-from conftest import ENVOY, MESHPROXY, free_port
+from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
 from rawupstream import RawUpstream
 
 
@@ -17,34 +17,8 @@ def config(upstream_port, websocket=True):
     upgrades = "          upgrade_configs: [{ upgrade_type: websocket }]\n" if websocket else ""
 
     def make(listener, admin):
-        return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - name: l
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-{upgrades}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-          route_config:
-            name: r
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: up }}
-  clusters:
-  - name: up
-    type: STATIC
-    load_assignment: {{ cluster_name: up, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }} }}] }}] }}
-"""
+        return http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: up } }\n",
+                              [static_cluster("up", upstream_port)], hcm_extra=upgrades)
     return make
 
 
