@@ -17,12 +17,8 @@ public final class ConnectionManagerStats: Sendable {
     public init(statPrefix: String, listenerScope: String?, store: StatsStore) {
         let prefix = "http.\(statPrefix)."
         let tags = [StatTags.Tag("envoy_http_conn_manager_prefix", statPrefix)]
-        func counter(_ stat: String) -> Counter {
-            store.counter(prefix + stat, StatTags(extractedName: "http." + stat, tags: tags))
-        }
-        func gauge(_ stat: String) -> Gauge {
-            store.gauge(prefix + stat, StatTags(extractedName: "http." + stat, tags: tags))
-        }
+        let scope = StatScope(store: store, prefix: prefix, extractedPrefix: "http.", tags: tags)
+        let counter = scope.counter, gauge = scope.gauge
         downstreamRqTotal = counter("downstream_rq_total")
         downstreamRqHttp1Total = counter("downstream_rq_http1_total")
         downstreamRqHttp2Total = counter("downstream_rq_http2_total")
@@ -46,10 +42,8 @@ public final class ConnectionManagerStats: Sendable {
         downstreamRqActive = gauge("downstream_rq_active")
         downstreamCxActive = gauge("downstream_cx_active")
         downstreamCxHttp1Active = gauge("downstream_cx_http1_active")
-        downstreamRqTime = store.histogram(prefix + "downstream_rq_time",
-                                           StatTags(extractedName: "http.downstream_rq_time", tags: tags))
-        downstreamCxLengthMs = store.histogram(prefix + "downstream_cx_length_ms",
-                                               StatTags(extractedName: "http.downstream_cx_length_ms", tags: tags))
+        downstreamRqTime = scope.histogram("downstream_rq_time")
+        downstreamCxLengthMs = scope.histogram("downstream_cx_length_ms")
         responseClasses = ResponseClassCounters(scope: prefix, extractedScope: "http.", tags: tags, store: store)
         listenerResponseClasses = listenerScope.map { scope in
             let listenerTags = tags + [StatTags.Tag("envoy_listener_address", scope)]

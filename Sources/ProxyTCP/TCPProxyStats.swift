@@ -8,14 +8,9 @@ public final class TCPProxyStats: Sendable {
     public let downstreamCxRxBytesBuffered, downstreamCxTxBytesBuffered, upstreamFlushActive: Gauge
 
     public init(statPrefix: String, store: StatsStore) {
-        let prefix = "tcp.\(statPrefix)."
-        let tags = [StatTags.Tag("envoy_tcp_prefix", statPrefix)]
-        func counter(_ stat: String) -> Counter {
-            store.counter(prefix + stat, StatTags(extractedName: "tcp." + stat, tags: tags))
-        }
-        func gauge(_ stat: String) -> Gauge {
-            store.gauge(prefix + stat, StatTags(extractedName: "tcp." + stat, tags: tags))
-        }
+        let scope = StatScope(store: store, prefix: "tcp.\(statPrefix).", extractedPrefix: "tcp.",
+                              tags: [StatTags.Tag("envoy_tcp_prefix", statPrefix)])
+        let counter = scope.counter, gauge = scope.gauge
         downstreamCxTotal = counter("downstream_cx_total")
         downstreamCxNoRoute = counter("downstream_cx_no_route")
         downstreamCxRxBytesTotal = counter("downstream_cx_rx_bytes_total")

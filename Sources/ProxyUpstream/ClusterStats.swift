@@ -55,12 +55,8 @@ public final class ClusterStats: Sendable {
     public init(clusterName: String, store: StatsStore) {
         let prefix = "cluster.\(clusterName)."
         let tags = [StatTags.Tag("envoy_cluster_name", clusterName)]
-        func counter(_ stat: String) -> Counter {
-            store.counter(prefix + stat, StatTags(extractedName: "cluster." + stat, tags: tags))
-        }
-        func gauge(_ stat: String) -> Gauge {
-            store.gauge(prefix + stat, StatTags(extractedName: "cluster." + stat, tags: tags))
-        }
+        let scope = StatScope(store: store, prefix: prefix, extractedPrefix: "cluster.", tags: tags)
+        let counter = scope.counter, gauge = scope.gauge
         for stat in Self.declaredCounters { _ = counter(stat) }
         for stat in Self.declaredGauges { _ = gauge(stat) }
         upstreamRqTotal = counter("upstream_rq_total")
@@ -102,14 +98,10 @@ public final class ClusterStats: Sendable {
         membershipHealthy = gauge("membership_healthy")
         membershipTotal = gauge("membership_total")
         retryOpenDefault = gauge("circuit_breakers.default.rq_retry_open")
-        upstreamRqTime = store.histogram(prefix + "upstream_rq_time",
-                                         StatTags(extractedName: "cluster.upstream_rq_time", tags: tags))
-        externalUpstreamRqTime = store.histogram(prefix + "external.upstream_rq_time",
-                                                 StatTags(extractedName: "cluster.external.upstream_rq_time", tags: tags))
-        upstreamCxConnectMs = store.histogram(prefix + "upstream_cx_connect_ms",
-                                              StatTags(extractedName: "cluster.upstream_cx_connect_ms", tags: tags))
-        upstreamCxLengthMs = store.histogram(prefix + "upstream_cx_length_ms",
-                                             StatTags(extractedName: "cluster.upstream_cx_length_ms", tags: tags))
+        upstreamRqTime = scope.histogram("upstream_rq_time")
+        externalUpstreamRqTime = scope.histogram("external.upstream_rq_time")
+        upstreamCxConnectMs = scope.histogram("upstream_cx_connect_ms")
+        upstreamCxLengthMs = scope.histogram("upstream_cx_length_ms")
         responseCodes = StatusCodeCounters(scope: prefix, stem: "upstream_rq", extractedScope: "cluster.", scopeTags: tags)
         externalResponseCodes = StatusCodeCounters(scope: prefix + "external.", stem: "upstream_rq",
                                                    extractedScope: "cluster.external.", scopeTags: tags)
