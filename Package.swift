@@ -215,7 +215,7 @@ let package = Package(
         .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
         .testTarget(
             name: "ProxyServerTests",
-            dependencies: ["ProxyServer", "XDSAPI", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["ProxyServer", "ProxyCore", "XDSAPI", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
         .testTarget(

@@ -32,6 +32,9 @@ public final class Server: @unchecked Sendable {
     private let serverGauges: ServerGauges
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
+    private let statsdSinks: [StatsdSink]
+    /// `stats_flush_interval` (Envoy: 5 s).
+    private let statsFlushInterval: TimeAmount
     /// The management server from `dynamic_resources.ads_config`, when there is one.
     private let adsTarget: (host: String, port: Int, mode: ADSClientMode)?
     private let initialFetchTimeout: Duration
@@ -101,6 +104,9 @@ public final class Server: @unchecked Sendable {
                                drainTime: .seconds(Int64(options.drainTimeSeconds)))
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))
+        statsdSinks = try StatsdSink.sinks(of: bootstrap, store: stats)
+        statsFlushInterval = bootstrap.hasStatsFlushInterval && bootstrap.statsFlushInterval.milliseconds > 0
+            ? .milliseconds(bootstrap.statsFlushInterval.milliseconds) : .seconds(5)
     }
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
@@ -144,6 +150,7 @@ public final class Server: @unchecked Sendable {
     public func start() throws {
         guard let group, let adminGroup else { return }
         stateCode.store(3, ordering: .relaxed)
+        for sink in statsdSinks { try sink.start(group: adminGroup, interval: statsFlushInterval) }
         resolveClustersBeforeListening()
         if bootstrap.hasAdmin, case .socketAddress(let socket)? = bootstrap.admin.address.address,
            case .portValue(let port)? = socket.portSpecifier {
