@@ -349,11 +349,18 @@ final class ActiveStream: UpstreamResponseDelegate {
             finish(localReply: .noHealthyUpstream)
             return
         }
+        let maxRequests = Int64(cluster.thresholds.maxRequests)
+        guard cluster.stats.upstreamRqActive.value < maxRequests else {
+            cluster.stats.upstreamRqActiveOverflow.increment()
+            finish(localReply: .overflow)
+            return
+        }
         attempt += 1
         let thisAttempt = attempt
         attemptHost = host
         cluster.stats.upstreamRqTotal.increment()
         cluster.stats.upstreamRqActive.increment()
+        if cluster.stats.upstreamRqActive.value >= maxRequests { cluster.stats.rqOpenDefault.set(1) }
         host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
         host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
         if let perTry = policy?.perTryTimeoutMs, perTry > 0 {
@@ -377,6 +384,9 @@ final class ActiveStream: UpstreamResponseDelegate {
             case .success(let connection):
                 self.connection = connection
                 send(on: connection, host: host)
+            case .failure(let error) where error is CircuitBreakerOverflow:
+                endAttempt(discard: false)
+                finish(localReply: .overflow)
             case .failure:
                 cluster.stats.upstreamRqPendingFailureEject.increment()
                 host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
@@ -409,6 +419,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         if let host = attemptHost {
             host.stats.rqActive.wrappingSubtract(1, ordering: .relaxed)
             cluster?.stats.upstreamRqActive.decrement()
+            if let cluster, cluster.stats.upstreamRqActive.value < Int64(cluster.thresholds.maxRequests) {
+                cluster.stats.rqOpenDefault.set(0)
+            }
             attemptHost = nil
         }
         if let connection, discard {
@@ -722,6 +735,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         var headers = HTTPHeaders()
+        if reply.overloaded { headers.add(name: "x-envoy-overloaded", value: "true") }
         headers.add(name: "content-length", value: String(reply.body.utf8.count))
         if !reply.body.isEmpty { headers.add(name: "content-type", value: reply.contentType) }
         if let redirectLocation { headers.add(name: "location", value: redirectLocation) }

@@ -12,6 +12,8 @@ struct LocalReply {
     var grpcStatus: Int?
     /// `%RESPONSE_CODE_DETAILS%`, in Envoy's words.
     var details = "direct_response"
+    /// Adds `x-envoy-overloaded: true` (circuit breaker overflow).
+    var overloaded = false
 
     static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound, details: "route_not_found")
     static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound,
@@ -25,6 +27,10 @@ struct LocalReply {
                                             flags: .durationTimeout, grpcStatus: 4, details: "max_duration_timeout")
     /// An upgrade the connection manager has no `upgrade_configs` entry for.
     static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [], details: "upgrade_failed")
+    /// The circuit breaker refused the request (max_requests, max_pending_requests).
+    static let overflow = LocalReply(
+        status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        flags: .upstreamOverflow, details: "upstream_reset_before_response_started{overflow}", overloaded: true)
     static let retryOverflow = LocalReply(status: .serviceUnavailable, body: "", flags: .upstreamOverflow,
                                           details: "upstream_retry_overflow")
 

@@ -1,7 +1,8 @@
 import Synchronization
 
-/// The default-priority thresholds of a cluster's circuit breaker. Only the retry budget is
-/// enforced so far; the others are reported by `/clusters`.
+/// The default-priority thresholds of a cluster's circuit breaker: `max_requests` is enforced by the
+/// router, `max_connections` and `max_pending_requests` by the HTTP/1.1 pools, `max_retries` by the
+/// retry budget.
 public struct CircuitBreakerThresholds: Sendable, Equatable {
     public var maxConnections: UInt32 = 1024
     public var maxPendingRequests: UInt32 = 1024
@@ -33,4 +34,33 @@ public final class RetryBudget: Sendable {
     public func release() { active.wrappingSubtract(1, ordering: .relaxed) }
 
     public var inUse: Int { active.load(ordering: .relaxed) }
+}
+
+/// A cluster's upstream connections across all its pools and loops, open or opening, held against
+/// `max_connections`.
+public final class ConnectionBudget: Sendable {
+    public let limit: Int
+    private let open = Atomic<Int>(0)
+
+    public init(limit: Int) { self.limit = limit }
+
+    /// Takes a connection slot, or returns false at the limit (`upstream_cx_overflow`).
+    public func tryAcquire() -> Bool {
+        var current = open.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = open.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    public func release() { open.wrappingSubtract(1, ordering: .relaxed) }
+
+    public var inUse: Int { open.load(ordering: .relaxed) }
+}
+
+/// A request the circuit breaker turned away (`x-envoy-overloaded`, response flag UO).
+public struct CircuitBreakerOverflow: Error, Sendable {
+    public init() {}
 }

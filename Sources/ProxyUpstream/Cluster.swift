@@ -61,12 +61,14 @@ public final class Cluster: @unchecked Sendable {
         self.addedViaAPI = addedViaAPI
         self.upstreamProtocol = upstreamProtocol
         self.connector = connector
+        let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
         var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
         var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]
         for loop in loops {
             if upstreamProtocol != .http2 {
                 http1Pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(
-                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout)
+                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout, budget: budget,
+                    maxPendingRequests: Int(thresholds.maxPendingRequests))
             }
             if upstreamProtocol != .http1 {
                 http2Pools[ObjectIdentifier(loop)] = HTTP2ConnectionPool(

@@ -7,12 +7,12 @@ public final class ClusterStats: Sendable {
         upstreamRqPerTryTimeout, upstreamRqRetry, upstreamRqRetrySuccess, upstreamRqRetryLimitExceeded,
         upstreamRqRetryOverflow, upstreamRqRetryBackoffExponential, upstreamRqCancelled, upstreamRqRxReset,
         upstreamRqTxReset, retryOrShadowAbandoned, upstreamCxTotal, upstreamCxConnectFail,
-        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxDestroy, upstreamCxDestroyLocal,
+        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxOverflow, upstreamRqActiveOverflow, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
         membershipChange, assignmentTimeoutReceived: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
-        retryOpenDefault: Gauge
+        retryOpenDefault, cxOpenDefault, rqOpenDefault, rqPendingOpenDefault: Gauge
     public let upstreamRqTime, externalUpstreamRqTime, upstreamCxConnectMs, upstreamCxLengthMs: Histogram
     /// `cluster.<c>.upstream_rq_<code>` and friends: every final response.
     public let responseCodes: StatusCodeCounters
@@ -34,7 +34,7 @@ public final class ClusterStats: Sendable {
         "upstream_cx_connect_with_0_rtt", "upstream_cx_destroy_local_with_active_rq",
         "upstream_cx_destroy_remote_with_active_rq", "upstream_cx_destroy_with_active_rq",
         "upstream_cx_http3_total", "upstream_cx_idle_timeout", "upstream_cx_max_duration_reached",
-        "upstream_cx_overflow", "upstream_cx_pool_overflow", "upstream_cx_protocol_error",
+        "upstream_cx_pool_overflow", "upstream_cx_protocol_error",
         "upstream_flow_control_backed_up_total", "upstream_flow_control_drained_total",
         "upstream_flow_control_paused_reading_total", "upstream_flow_control_resumed_reading_total",
         "upstream_http3_broken", "upstream_internal_redirect_failed_total", "upstream_internal_redirect_succeeded_total",
@@ -46,8 +46,7 @@ public final class ClusterStats: Sendable {
     static let declaredGauges = [
         "lb_subsets_active", "max_host_weight", "membership_degraded", "membership_excluded",
         "upstream_cx_rx_bytes_buffered", "upstream_cx_tx_bytes_buffered", "version", "warming_state",
-        "circuit_breakers.default.cx_open", "circuit_breakers.default.cx_pool_open",
-        "circuit_breakers.default.rq_open", "circuit_breakers.default.rq_pending_open",
+        "circuit_breakers.default.cx_pool_open",
         "circuit_breakers.high.cx_open", "circuit_breakers.high.cx_pool_open", "circuit_breakers.high.rq_open",
         "circuit_breakers.high.rq_pending_open", "circuit_breakers.high.rq_retry_open",
     ]
@@ -63,6 +62,8 @@ public final class ClusterStats: Sendable {
         upstreamRqPendingTotal = counter("upstream_rq_pending_total")
         upstreamRqPendingFailureEject = counter("upstream_rq_pending_failure_eject")
         upstreamRqPendingOverflow = counter("upstream_rq_pending_overflow")
+        upstreamCxOverflow = counter("upstream_cx_overflow")
+        upstreamRqActiveOverflow = counter("upstream_rq_active_overflow")
         upstreamRqTimeout = counter("upstream_rq_timeout")
         upstreamRqPerTryTimeout = counter("upstream_rq_per_try_timeout")
         upstreamRqRetry = counter("upstream_rq_retry")
@@ -98,6 +99,9 @@ public final class ClusterStats: Sendable {
         membershipHealthy = gauge("membership_healthy")
         membershipTotal = gauge("membership_total")
         retryOpenDefault = gauge("circuit_breakers.default.rq_retry_open")
+        cxOpenDefault = gauge("circuit_breakers.default.cx_open")
+        rqOpenDefault = gauge("circuit_breakers.default.rq_open")
+        rqPendingOpenDefault = gauge("circuit_breakers.default.rq_pending_open")
         upstreamRqTime = scope.histogram("upstream_rq_time")
         externalUpstreamRqTime = scope.histogram("external.upstream_rq_time")
         upstreamCxConnectMs = scope.histogram("upstream_cx_connect_ms")

@@ -24,12 +24,21 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private let stats: ClusterStats
     private let connectTimeout: TimeAmount
     private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
+    /// The cluster's connections against `max_connections`, shared with its other pools.
+    private let budget: ConnectionBudget
+    private let maxPendingRequests: Int64
+    private typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
+    /// Requests waiting for a connection while the cluster is at `max_connections`.
+    private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
 
-    public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount) {
+    public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
+                budget: ConnectionBudget = ConnectionBudget(limit: 1024), maxPendingRequests: Int = 1024) {
         self.loop = loop
         self.connector = connector
         self.stats = stats
         self.connectTimeout = connectTimeout
+        self.budget = budget
+        self.maxPendingRequests = Int64(maxPendingRequests)
     }
 
     /// An idle connection to `host` if one is open, else a new one. `pending` is told whether the
@@ -45,6 +54,25 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             completion(.success(connection), false)
             return
         }
+        guard budget.tryAcquire() else {
+            // At max_connections: wait for one to come back, unless max_pending_requests are waiting.
+            stats.cxOpenDefault.set(1)
+            guard stats.upstreamRqPendingActive.value < maxPendingRequests else {
+                stats.upstreamRqPendingOverflow.increment()
+                completion(.failure(CircuitBreakerOverflow()), false)
+                return
+            }
+            stats.upstreamCxOverflow.increment()
+            stats.upstreamRqPendingActive.increment()
+            if stats.upstreamRqPendingActive.value >= maxPendingRequests { stats.rqPendingOpenDefault.set(1) }
+            waiters.append((host, delegate, completion))
+            return
+        }
+        connect(host: host, delegate: delegate, completion: completion)
+    }
+
+    /// Opens a connection (its budget slot is already taken).
+    private func connect(host: Host, delegate: any UpstreamResponseDelegate, completion: @escaping Completion) {
         let handler = UpstreamConnectionHandler()
         handler.delegate = delegate
         stats.upstreamCxTotal.increment()
@@ -64,6 +92,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
                 stats.upstreamCxActive.increment()
                 host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
                 handler.onClose = { [weak pool] in
+                    pool?.slotFreed()
                     connection.closed = true
                     stats.upstreamCxLengthMs.record(milliseconds: Self.milliseconds(.now() - connected))
                     stats.upstreamCxActive.decrement()
@@ -73,6 +102,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
                 }
                 completion(.success(connection), true)
             case .failure(let error):
+                pool.slotFreed()
                 stats.upstreamCxConnectFail.increment()
                 if error is ChannelError, case ChannelError.connectTimeout = error {
                     stats.upstreamCxConnectTimeout.increment()
@@ -83,12 +113,25 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         }
     }
 
-    /// Returns a connection after a complete response; it stays open for the next request.
+    /// Returns a connection after a complete response; it stays open for the next request, which
+    /// may be one that waited at `max_connections`.
     public func release(_ connection: UpstreamConnection) {
         loop.preconditionInEventLoop()
         connection.handler.delegate = nil
         connection.handler.resumeReading()
         guard !connection.closed else { return }
+        if !waiters.isEmpty {
+            if let index = waiters.firstIndex(where: { $0.host === connection.host }) {
+                let waiter = waiters.remove(at: index)
+                leavePending()
+                connection.handler.delegate = waiter.delegate
+                waiter.completion(.success(connection), true)
+            } else {
+                // Waiters want other hosts: this connection's slot serves them better.
+                connection.channel.close(promise: nil)
+            }
+            return
+        }
         idle[ObjectIdentifier(connection.host), default: []].append(connection)
     }
 
@@ -114,6 +157,25 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
 
     static func milliseconds(_ amount: TimeAmount) -> Double {
         Double(amount.nanoseconds) / 1_000_000
+    }
+
+    /// A connection closed or failed to open: its slot goes to the first waiter, if any.
+    private func slotFreed() {
+        budget.release()
+        if budget.inUse < budget.limit { stats.cxOpenDefault.set(0) }
+        guard let waiter = waiters.popFirst() else { return }
+        leavePending()
+        guard budget.tryAcquire() else {
+            waiters.prepend(waiter)
+            stats.upstreamRqPendingActive.increment()
+            return
+        }
+        connect(host: waiter.host, delegate: waiter.delegate) { result, _ in waiter.completion(result, true) }
+    }
+
+    private func leavePending() {
+        stats.upstreamRqPendingActive.decrement()
+        if stats.upstreamRqPendingActive.value < maxPendingRequests { stats.rqPendingOpenDefault.set(0) }
     }
 
     private func forget(_ connection: UpstreamConnection) {
