@@ -108,9 +108,13 @@ final class ActiveStream: UpstreamResponseDelegate {
             }
         }
         let uri = downstreamHead.uri
-        let path = uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri[...]
+        let queryStart = uri.firstIndex(of: "?")
+        let path = queryStart.map { uri[..<$0] } ?? uri[...]
+        let query = queryStart.map { uri[uri.index(after: $0)...] }
         let hostHeader = headers.first(name: "host") ?? ""
-        guard let route = config.routeTable.route(host: hostHeader, path: path, header: { headers.first(name: $0) })
+        guard let route = config.routeTable.route(host: hostHeader, path: path, query: query,
+                                                  header: { headers.first(name: $0) },
+                                                  random: { manager.requestIDs.nextRandom() })
         else {
             stats.noRoute.increment()
             finish(localReply: .noRoute)

@@ -1,4 +1,5 @@
-/// How a route selects requests: a path rule, and optionally header conditions.
+/// How a route selects requests: a path rule, and optionally header, query parameter and
+/// runtime-fraction conditions.
 public struct RouteMatch: Sendable {
     public enum PathRule: Sendable {
         case prefix(String)
@@ -11,19 +12,46 @@ public struct RouteMatch: Sendable {
     public var path: PathRule
     public var caseSensitive: Bool
     public var headers: [HeaderMatcher]
+    /// `query_parameters`: the same rules, applied to the first value of each named parameter.
+    public var queryParameters: [HeaderMatcher]
+    /// `runtime_fraction`: the share of matching requests this route takes, as numerator/denominator.
+    public var fraction: (numerator: UInt64, denominator: UInt64)?
 
-    public init(path: PathRule, caseSensitive: Bool = true, headers: [HeaderMatcher] = []) {
+    public init(path: PathRule, caseSensitive: Bool = true, headers: [HeaderMatcher] = [],
+                queryParameters: [HeaderMatcher] = [], fraction: (numerator: UInt64, denominator: UInt64)? = nil) {
         self.path = path
         self.caseSensitive = caseSensitive
         self.headers = headers
+        self.queryParameters = queryParameters
+        self.fraction = fraction
     }
 
     /// - Parameters:
     ///   - path: the request path without the query string.
+    ///   - query: what follows the `?`, if anything.
     ///   - header: looks up a request header by lower-case name.
-    public func matches(path requestPath: Substring, header: (String) -> String?) -> Bool {
+    ///   - random: draws for `runtime_fraction`.
+    public func matches(path requestPath: Substring, query: Substring? = nil, header: (String) -> String?,
+                        random: () -> UInt64 = { 0 }) -> Bool {
         guard pathMatches(requestPath) else { return false }
-        return headers.allSatisfy { $0.matches(header($0.name)) }
+        guard headers.allSatisfy({ $0.matches(header($0.name)) }) else { return false }
+        if !queryParameters.isEmpty {
+            guard queryParameters.allSatisfy({ $0.matches(Self.parameter($0.name, in: query)) }) else { return false }
+        }
+        if let fraction {
+            guard fraction.denominator > 0, random() % fraction.denominator < fraction.numerator else { return false }
+        }
+        return true
+    }
+
+    /// The first value of a query parameter (`""` for a bare `name`), without decoding.
+    static func parameter(_ name: String, in query: Substring?) -> String? {
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts[0] == name { return parts.count > 1 ? String(parts[1]) : "" }
+        }
+        return nil
     }
 
     private func pathMatches(_ requestPath: Substring) -> Bool {
@@ -51,19 +79,35 @@ public struct HeaderMatcher: Sendable {
         case suffix(String)
         case contains(String)
         case regex(CompiledRegex)
+        /// `range_match`: an integer in [start, end).
+        case range(Int64, Int64)
     }
 
     public var name: String
     public var rule: Rule
     public var invert: Bool
+    /// `ignore_case` of a string matcher: exact, prefix, suffix and contains compare case-insensitively.
+    public var ignoreCase: Bool
 
-    public init(name: String, rule: Rule, invert: Bool = false) {
-        self.name = name.lowercased()
-        self.rule = rule
+    public init(name: String, rule: Rule, invert: Bool = false, ignoreCase: Bool = false, keepNameCase: Bool = false) {
+        self.name = keepNameCase ? name : name.lowercased()
+        self.rule = ignoreCase ? Self.lowered(rule) : rule
         self.invert = invert
+        self.ignoreCase = ignoreCase
     }
 
-    func matches(_ value: String?) -> Bool {
+    private static func lowered(_ rule: Rule) -> Rule {
+        switch rule {
+        case .exact(let text): .exact(text.lowercased())
+        case .prefix(let text): .prefix(text.lowercased())
+        case .suffix(let text): .suffix(text.lowercased())
+        case .contains(let text): .contains(text.lowercased())
+        default: rule
+        }
+    }
+
+    func matches(_ raw: String?) -> Bool {
+        let value = ignoreCase ? raw?.lowercased() : raw
         let result: Bool
         switch rule {
         case .present(let present): result = (value != nil) == present
@@ -72,6 +116,7 @@ public struct HeaderMatcher: Sendable {
         case .suffix(let text): result = value?.hasSuffix(text) ?? false
         case .contains(let text): result = value?.contains(text) ?? false
         case .regex(let regex): result = value.map { regex.wholeMatches(Substring($0)) } ?? false
+        case .range(let start, let end): result = value.flatMap { Int64($0) }.map { $0 >= start && $0 < end } ?? false
         }
         return result != invert
     }

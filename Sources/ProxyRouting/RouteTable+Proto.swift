@@ -79,16 +79,37 @@ extension RouteMatch {
         case nil:
             throw RouteConfigError(path, "one of prefix, path, safe_regex or path_separated_prefix is required")
         }
-        let headers = try match.headers.enumerated().map { index, header in
+        var headers = try match.headers.enumerated().map { index, header in
             try HeaderMatcher(header, path: "\(path).headers[\(index)]")
         }
-        self.init(path: rule, caseSensitive: match.hasCaseSensitive ? match.caseSensitive.value : true, headers: headers)
+        // `grpc: {}`: only gRPC requests.
+        if match.hasGrpc { headers.append(HeaderMatcher(name: "content-type", rule: .prefix("application/grpc"))) }
+        let queries = try match.queryParameters.enumerated().map { index, query in
+            try HeaderMatcher(query, path: "\(path).query_parameters[\(index)]")
+        }
+        var fraction: (UInt64, UInt64)?
+        if match.hasRuntimeFraction {
+            let percent = match.runtimeFraction.defaultValue
+            switch percent.denominator {
+            case .hundred: fraction = (UInt64(percent.numerator), 100)
+            case .tenThousand: fraction = (UInt64(percent.numerator), 10_000)
+            case .million: fraction = (UInt64(percent.numerator), 1_000_000)
+            case .UNRECOGNIZED(let value):
+                throw RouteConfigError(path + ".runtime_fraction.default_value.denominator", "unknown denominator \(value)")
+            }
+        }
+        if !match.dynamicMetadata.isEmpty || match.hasTlsContext || !match.filterState.isEmpty {
+            throw RouteConfigError(path, "dynamic_metadata, tls_context and filter_state matching are not supported")
+        }
+        self.init(path: rule, caseSensitive: match.hasCaseSensitive ? match.caseSensitive.value : true, headers: headers,
+                  queryParameters: queries, fraction: fraction)
     }
 }
 
 extension HeaderMatcher {
     init(_ header: Envoy_Config_Route_V3_HeaderMatcher, path: String) throws {
         let rule: Rule
+        var ignoreCase = false
         switch header.headerMatchSpecifier {
         case .exactMatch(let text): rule = .exact(text)
         case .prefixMatch(let text): rule = .prefix(text)
@@ -97,20 +118,39 @@ extension HeaderMatcher {
         case .presentMatch(let present): rule = .present(present)
         case .safeRegexMatch(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".safe_regex_match"))
         case .stringMatch(let matcher):
-            switch matcher.matchPattern {
-            case .exact(let text): rule = .exact(text)
-            case .prefix(let text): rule = .prefix(text)
-            case .suffix(let text): rule = .suffix(text)
-            case .contains(let text): rule = .contains(text)
-            case .safeRegex(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".string_match.safe_regex"))
-            case .custom, nil: throw RouteConfigError(path + ".string_match", "unsupported string matcher")
-            }
-        case .rangeMatch:
-            throw RouteConfigError(path, "range_match is not supported yet")
+            rule = try Self.rule(matcher, path: path + ".string_match")
+            ignoreCase = matcher.ignoreCase
+        case .rangeMatch(let range):
+            rule = .range(range.start, range.end)
         case nil:
             rule = .present(true)
         }
-        self.init(name: header.name, rule: rule, invert: header.invertMatch)
+        self.init(name: header.name, rule: rule, invert: header.invertMatch, ignoreCase: ignoreCase)
+    }
+
+    /// A `query_parameters` entry: `string_match` or `present_match` on the parameter's value.
+    init(_ query: Envoy_Config_Route_V3_QueryParameterMatcher, path: String) throws {
+        guard !query.name.isEmpty else { throw RouteConfigError(path + ".name", "a parameter name is required") }
+        switch query.queryParameterMatchSpecifier {
+        case .stringMatch(let matcher):
+            self.init(name: query.name, rule: try Self.rule(matcher, path: path + ".string_match"),
+                      ignoreCase: matcher.ignoreCase, keepNameCase: true)
+        case .presentMatch(let present):
+            self.init(name: query.name, rule: .present(present), keepNameCase: true)
+        case nil:
+            self.init(name: query.name, rule: .present(true), keepNameCase: true)
+        }
+    }
+
+    static func rule(_ matcher: Envoy_Type_Matcher_V3_StringMatcher, path: String) throws -> Rule {
+        switch matcher.matchPattern {
+        case .exact(let text): return .exact(text)
+        case .prefix(let text): return .prefix(text)
+        case .suffix(let text): return .suffix(text)
+        case .contains(let text): return .contains(text)
+        case .safeRegex(let regex): return .regex(try CompiledRegex(regex.regex, path: path + ".safe_regex"))
+        case .custom, nil: throw RouteConfigError(path, "unsupported string matcher")
+        }
     }
 }
 

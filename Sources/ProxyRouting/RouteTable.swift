@@ -46,8 +46,9 @@ public final class RouteTable: Sendable {
     }
 
     /// The route for a request, or nil (Envoy's 404 with response flag NR).
-    public func route(host: String, path: Substring, header: (String) -> String?) -> RouteEntry? {
-        virtualHost(for: host)?.route(path: path, header: header)
+    public func route(host: String, path: Substring, query: Substring? = nil, header: (String) -> String?,
+                      random: () -> UInt64 = { 0 }) -> RouteEntry? {
+        virtualHost(for: host)?.route(path: path, query: query, header: header, random: random)
     }
 
     private func lookup(_ host: String) -> Int? {

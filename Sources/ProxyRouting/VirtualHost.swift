@@ -11,7 +11,8 @@ public struct VirtualHost: Sendable {
     }
 
     /// The first route that matches, as Envoy evaluates them: in order, first match wins.
-    public func route(path: Substring, header: (String) -> String?) -> RouteEntry? {
-        routes.first { $0.match.matches(path: path, header: header) }
+    public func route(path: Substring, query: Substring? = nil, header: (String) -> String?,
+                      random: () -> UInt64 = { 0 }) -> RouteEntry? {
+        routes.first { $0.match.matches(path: path, query: query, header: header, random: random) }
     }
 }

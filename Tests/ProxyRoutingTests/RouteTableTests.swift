@@ -211,3 +211,26 @@ import XDSResource
         #expect(redirect == Redirect(scheme: "https", status: 308))
     }
 }
+
+@Suite struct RouteMatchConditionTests {
+    @Test func queryParametersTakeTheFirstValueUndecoded() {
+        let match = RouteMatch(path: .prefix("/"), queryParameters: [
+            HeaderMatcher(name: "debug", rule: .present(true), keepNameCase: true),
+            HeaderMatcher(name: "v", rule: .exact("2"), keepNameCase: true),
+        ])
+        #expect(match.matches(path: "/", query: "v=2&debug", header: { _ in nil }))
+        #expect(!match.matches(path: "/", query: "v=3&v=2&debug", header: { _ in nil }))
+        #expect(!match.matches(path: "/", query: nil, header: { _ in nil }))
+        #expect(RouteMatch.parameter("a", in: "b=1&a=x%20y") == "x%20y")
+    }
+
+    @Test func rangesIgnoreCaseAndFractions() {
+        let range = HeaderMatcher(name: "x-version", rule: .range(10, 20))
+        #expect(range.matches("10") && range.matches("19") && !range.matches("20") && !range.matches("ten"))
+        let caseless = HeaderMatcher(name: "x-env", rule: .prefix("Prod"), ignoreCase: true)
+        #expect(caseless.matches("PRODUCTION") && !caseless.matches("staging"))
+        let half = RouteMatch(path: .prefix("/"), fraction: (50, 100))
+        #expect(half.matches(path: "/", header: { _ in nil }, random: { 149 }))
+        #expect(!half.matches(path: "/", header: { _ in nil }, random: { 150 }))
+    }
+}
