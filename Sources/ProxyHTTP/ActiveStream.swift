@@ -140,7 +140,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             action = forward
         }
         self.action = action
-        let (clusterName, weightedEdits) = action.pickCluster(random: action.weightedClusters.isEmpty ? 0 : manager.requestIDs.nextRandom())
+        var (clusterName, weightedEdits) = action.pickCluster(random: action.weightedClusters.isEmpty ? 0 : manager.requestIDs.nextRandom())
+        if let clusterHeader = action.clusterHeader { clusterName = headers.first(name: clusterHeader) ?? "" }
         if let weightedEdits { headerEdits = weightedEdits.then(headerEdits) }
         guard let cluster = config.clusters[clusterName] else {
             stats.noCluster.increment()
@@ -261,7 +262,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             for (name, value) in span.context.b3Headers(sampled: span.sampled) { headers.add(name: name, value: value) }
         }
         var uri = downstreamHead.uri
-        if let route, let action, action.prefixRewrite != nil {
+        if let route, let action, action.prefixRewrite != nil || action.regexRewrite != nil {
             let queryStart = uri.firstIndex(of: "?") ?? uri.endIndex
             uri = action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
         }
@@ -277,6 +278,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         let newHost: String?
         if let literal = action.hostRewriteLiteral {
             newHost = literal
+        } else if let header = action.hostRewriteHeader, let value = downstreamHead.headers.first(name: header) {
+            newHost = value
         } else if action.autoHostRewrite, !host.hostname.isEmpty {
             newHost = host.hostname
         } else {

@@ -59,6 +59,12 @@ public struct RouteAction: Sendable {
     public var autoHostRewrite: Bool
     public var hostRewriteLiteral: String?
     public var prefixRewrite: String?
+    /// `regex_rewrite`: every match in the path replaced by the substitution (`\1`... for groups).
+    public var regexRewrite: (regex: CompiledRegex, substitution: String)?
+    /// `cluster_header`: the cluster is named by this request header.
+    public var clusterHeader: String?
+    /// `host_rewrite_header`: the Host comes from this request header, when the request has it.
+    public var hostRewriteHeader: String?
     /// 0 disables the timeout.
     public var timeoutMs: Int64
     public var retryPolicy: RetryPolicy?
@@ -83,9 +89,10 @@ public struct RouteAction: Sendable {
         self.retryPolicy = retryPolicy
     }
 
-    /// Every cluster this action can send to.
+    /// Every cluster this action can send to (none known in advance with `cluster_header`).
     public var clusterNames: [String] {
-        weightedClusters.isEmpty ? [cluster] : weightedClusters.map(\.name)
+        if clusterHeader != nil { return [] }
+        return weightedClusters.isEmpty ? [cluster] : weightedClusters.map(\.name)
     }
 
     /// The cluster for one request; `random` picks within a weighted split, as Envoy does per request.
@@ -103,6 +110,7 @@ public struct RouteAction: Sendable {
 
     /// The upstream path after `prefix_rewrite` (the matched prefix replaced), or the path unchanged.
     public func rewrittenPath(_ path: String, matched: RouteMatch.PathRule) -> String {
+        if let regexRewrite { return regexRewrite.regex.replacingAll(in: path, with: regexRewrite.substitution) }
         guard let prefixRewrite else { return path }
         switch matched {
         case .prefix(let prefix), .separatedPrefix(let prefix), .path(let prefix):

@@ -136,4 +136,25 @@ public struct CompiledRegex: @unchecked Sendable {
     public func wholeMatches(_ text: Substring) -> Bool {
         (try? regex.wholeMatch(in: text)) != nil
     }
+
+    /// Every match replaced by `substitution`, where `\N` stands for capture group N (RE2's rule).
+    public func replacingAll(in text: String, with substitution: String) -> String {
+        var out = ""
+        var rest = text[...]
+        for match in text.matches(of: regex) {
+            out += text[rest.startIndex..<match.range.lowerBound]
+            var characters = substitution[...]
+            while let first = characters.first {
+                characters = characters.dropFirst()
+                if first == "\\", let digit = characters.first?.wholeNumberValue {
+                    characters = characters.dropFirst()
+                    if digit < match.output.count, let group = match.output[digit].substring { out += group }
+                } else {
+                    out.append(first)
+                }
+            }
+            rest = text[match.range.upperBound...]
+        }
+        return out + rest
+    }
 }

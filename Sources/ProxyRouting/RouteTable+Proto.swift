@@ -167,6 +167,7 @@ extension CompiledRegex {
 extension RouteAction {
     init(_ action: Envoy_Config_Route_V3_RouteAction, path: String) throws {
         var cluster = ""
+        var clusterHeader: String?
         var weighted: [WeightedCluster] = []
         switch action.clusterSpecifier {
         case .cluster(let name) where !name.isEmpty:
@@ -189,16 +190,28 @@ extension RouteAction {
                 throw RouteConfigError(path + ".weighted_clusters", "the weights must not all be 0")
             }
             cluster = weighted[0].name
+        case .clusterHeader(let header) where !header.isEmpty:
+            clusterHeader = header.lowercased()
         default:
-            throw RouteConfigError(path, "\"cluster\" or \"weighted_clusters\" is required (cluster_header and plugins are not supported yet)")
+            throw RouteConfigError(path, "\"cluster\", \"cluster_header\" or \"weighted_clusters\" is required (plugins are not supported yet)")
         }
         var autoHostRewrite = false
         var literal: String?
+        var hostHeader: String?
         switch action.hostRewriteSpecifier {
         case .autoHostRewrite(let flag): autoHostRewrite = flag.value
         case .hostRewriteLiteral(let host): literal = host
+        case .hostRewriteHeader(let header): hostHeader = header.lowercased()
         case nil: break
-        default: throw RouteConfigError(path, "host_rewrite_header and host_rewrite_path_regex are not supported yet")
+        default: throw RouteConfigError(path, "host_rewrite_path_regex is not supported yet")
+        }
+        var regexRewrite: (CompiledRegex, String)?
+        if action.hasRegexRewrite {
+            if !action.prefixRewrite.isEmpty {
+                throw RouteConfigError(path, "prefix_rewrite and regex_rewrite cannot both be set")
+            }
+            regexRewrite = (try CompiledRegex(action.regexRewrite.pattern.regex, path: path + ".regex_rewrite.pattern.regex"),
+                            action.regexRewrite.substitution)
         }
         let retryPolicy = action.hasRetryPolicy ? try RetryPolicy(action.retryPolicy, path: path + ".retry_policy") : nil
         var grpcTimeoutMax: Int64?
@@ -219,6 +232,9 @@ extension RouteAction {
                   timeoutMs: action.hasTimeout ? action.timeout.milliseconds : RouteAction.defaultTimeoutMs,
                   retryPolicy: retryPolicy, grpcTimeoutHeaderMaxMs: grpcTimeoutMax,
                   grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
+        self.clusterHeader = clusterHeader
+        self.hostRewriteHeader = hostHeader
+        self.regexRewrite = regexRewrite.map { (regex: $0.0, substitution: $0.1) }
     }
 }
 

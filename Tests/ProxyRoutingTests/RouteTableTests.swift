@@ -234,3 +234,12 @@ import XDSResource
         #expect(!half.matches(path: "/", header: { _ in nil }, random: { 150 }))
     }
 }
+
+@Suite struct RegexRewriteTests {
+    @Test func everyMatchWithBackReferences() throws {
+        let regex = try CompiledRegex("([a-z]+)-(\\d+)")
+        #expect(regex.replacingAll(in: "/a-1/bb-22/", with: "\\2.\\1") == "/1.a/22.bb/")
+        #expect(try CompiledRegex("^/api").replacingAll(in: "/api/v1", with: "") == "/v1")
+        #expect(try CompiledRegex("x").replacingAll(in: "/none", with: "y") == "/none")
+    }
+}
