@@ -91,6 +91,7 @@ let package = Package(
             name: "ProxyUpstream",
             dependencies: [
                 "XDSAPI", "XDSResource", "ProxyCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

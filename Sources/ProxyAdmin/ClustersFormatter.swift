@@ -28,7 +28,7 @@ enum ClustersFormatter {
                 out += prefix + "rq_timeout::\(stats.rqTimeout.load(ordering: .relaxed))\n"
                 out += prefix + "rq_total::\(stats.rqTotal.load(ordering: .relaxed))\n"
                 out += prefix + "hostname::\(host.hostname)\n"
-                out += prefix + "health_flags::healthy\n"
+                out += prefix + "health_flags::\(host.outlier.isEjected(at: .now()) ? "/failed_outlier_check" : "healthy")\n"
                 out += prefix + "weight::\(host.weight)\n"
                 out += prefix + "region::\n" + prefix + "zone::\n" + prefix + "sub_zone::\n"
                 out += prefix + "canary::false\n"

@@ -351,7 +351,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func startAttempt() {
         guard let cluster, !responseComplete else { return }
         backOffTimer = nil
-        guard let host = cluster.loadBalancer.pick() else {
+        guard let host = cluster.pickHost() else {
             cluster.stats.upstreamCxNoneHealthy.increment()
             finish(localReply: .noHealthyUpstream)
             return
@@ -397,6 +397,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             case .failure:
                 cluster.stats.upstreamRqPendingFailureEject.increment()
                 host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+                reportOutlier(host, status: 503)
                 endAttempt(discard: false)
                 attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
             }
@@ -491,6 +492,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard timedOutAttempt == attempt, !responseStarted, !responseComplete else { return }
         cluster?.stats.upstreamRqPerTryTimeout.increment()
         attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
+        if let host = attemptHost { reportOutlier(host, status: 504) }
         attempt += 1  // a connect still in flight belongs to no one now
         endAttempt(discard: true)
         attemptFailed(.perTryTimeout, reason: "per try timeout", flags: .upstreamRequestTimeout)
@@ -531,6 +533,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard let cluster, let host = attemptHost, !responseComplete else { return }
         perTryTimer?.cancel()
         perTryTimer = nil
+        reportOutlier(host, status: Int(head.status.code))
         if upgradeType != nil, head.status == .switchingProtocols {
             host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
             establishTunnel(head)
@@ -643,6 +646,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+        if let host = attemptHost { reportOutlier(host, status: 503) }
         cluster?.stats.upstreamRqRxReset.increment()
         endAttempt(discard: false)
         attemptFailed(.reset, reason: "connection termination", flags: .upstreamConnectionTermination)
@@ -814,6 +818,12 @@ final class ActiveStream: UpstreamResponseDelegate {
 }
 
 extension ActiveStream {
+    /// Tells outlier detection how an attempt on `host` ended (a connect failure or reset as 503).
+    private func reportOutlier(_ host: Host, status: Int) {
+        guard let cluster, let detector = cluster.outlierDetector else { return }
+        detector.report(host, status: status, hostCount: cluster.hosts.count, random: manager.requestIDs.nextRandom())
+    }
+
     /// Writes the response head, keeping what the access logs print of it.
     private func writeResponseHead(_ head: HTTPResponseHead, flush: Bool = false) {
         if log != nil {

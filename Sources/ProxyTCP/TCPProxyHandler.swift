@@ -67,7 +67,7 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private func connect(config: TCPProxyConfig, cluster: Cluster, attempt: Int) {
         guard let context, context.channel.isActive else { return }
-        guard let host = cluster.loadBalancer.pick() else {
+        guard let host = cluster.pickHost() else {
             flags.insert(.noHealthyUpstream)
             cluster.stats.upstreamCxNoneHealthy.increment()
             context.close(promise: nil)

@@ -47,7 +47,7 @@ public final class ZipkinReporter: Sendable {
             return spans
         }
         guard !spans.isEmpty, let cluster = clusters.withLock({ $0 })?[collectorCluster],
-              let host = cluster.loadBalancer.pick() else { return }
+              let host = cluster.pickHost() else { return }
         let body = ByteBuffer(string: "[" + spans.joined(separator: ",") + "]")
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint, headers: HTTPHeaders([
             ("host", hostname), ("content-type", "application/json"), ("content-length", String(body.readableBytes)),

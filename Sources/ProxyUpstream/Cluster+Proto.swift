@@ -54,7 +54,7 @@ extension Cluster {
             if defaults.hasMaxRetries { thresholds.maxRetries = defaults.maxRetries.value }
         }
         let timeout = config.hasConnectTimeout ? config.connectTimeout : .init(seconds: 5)
-        self.init(name: config.name, config: config, discoveryType: discoveryType,
+        try self.init(name: config.name, config: config, discoveryType: discoveryType,
                   connectTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + Int64(timeout.nanos)),
                   loadBalancer: LoadBalancer(policy: policy, hosts: hosts), thresholds: thresholds,
                   stats: ClusterStats(clusterName: config.name, store: store), addedViaAPI: addedViaAPI,
@@ -63,7 +63,8 @@ extension Cluster {
                   dnsRefreshInterval: config.hasDnsRefreshRate && config.dnsRefreshRate.milliseconds > 0
                       ? .milliseconds(config.dnsRefreshRate.milliseconds) : .seconds(5),
                   upstreamProtocol: http.protocol, http2Options: http.options,
-                  maxRequestsPerConnection: http.maxRequestsPerConnection)
+                  maxRequestsPerConnection: http.maxRequestsPerConnection,
+                  outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store)
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -34,6 +34,8 @@ public final class Cluster: @unchecked Sendable {
         config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
     }
     public let upstreamProtocol: UpstreamProtocol
+    /// `outlier_detection`, when configured.
+    public let outlierDetector: OutlierDetector?
     /// How this cluster's connections are opened; L4 proxying connects through it directly.
     public let connector: any UpstreamConnector
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
@@ -46,7 +48,15 @@ public final class Cluster: @unchecked Sendable {
                 stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector,
                 dnsEndpoints: [DNSEndpoint] = [], dnsLookupFamily: DNSLookupFamily = .auto,
                 dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
-                http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0) {
+                http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0,
+                outlierDetection: Envoy_Config_Cluster_V3_OutlierDetection? = nil, store: StatsStore? = nil) throws {
+        if let outlierDetection, let store {
+            self.outlierDetector = try OutlierDetector(
+                outlierDetection, stats: OutlierStats(clusterName: name, store: store),
+                membershipHealthy: stats.membershipHealthy, path: "outlier_detection")
+        } else {
+            self.outlierDetector = nil
+        }
         self.name = name
         self.config = config
         self.discoveryType = discoveryType
@@ -85,6 +95,29 @@ public final class Cluster: @unchecked Sendable {
     public var loadBalancer: LoadBalancer { hostSet.load(ordering: .acquiring) }
 
     public var hosts: [Host] { loadBalancer.hosts }
+
+    /// The host for the next request: the balancer's pick, skipping hosts outlier detection ejected,
+    /// unless fewer than half the hosts are left (Envoy's default panic threshold), when all serve.
+    public func pickHost() -> Host? {
+        let balancer = loadBalancer
+        guard let detector = outlierDetector else { return balancer.pick() }
+        let count = balancer.hosts.count
+        guard let first = balancer.pick() else { return nil }
+        let now = NIODeadline.now()
+        detector.returnIfExpired(first, at: now)
+        guard first.outlier.isEjected(at: now) else { return first }
+        if (count - detector.ejected) * 100 < count * 50 {
+            stats.lbHealthyPanic.increment()
+            return first
+        }
+        for _ in 1..<max(1, count) {
+            guard let next = balancer.pick() else { break }
+            detector.returnIfExpired(next, at: now)
+            if !next.outlier.isEjected(at: now) { return next }
+        }
+        stats.lbHealthyPanic.increment()
+        return first
+    }
 
     /// Publishes a new host set; requests already routed keep the host they picked.
     public func replaceHosts(_ hosts: [Host]) {

@@ -7,7 +7,7 @@ public final class ClusterStats: Sendable {
         upstreamRqPerTryTimeout, upstreamRqRetry, upstreamRqRetrySuccess, upstreamRqRetryLimitExceeded,
         upstreamRqRetryOverflow, upstreamRqRetryBackoffExponential, upstreamRqCancelled, upstreamRqRxReset,
         upstreamRqTxReset, retryOrShadowAbandoned, upstreamCxTotal, upstreamCxConnectFail,
-        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxOverflow, upstreamRqActiveOverflow, upstreamCxDestroy, upstreamCxDestroyLocal,
+        upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxOverflow, upstreamRqActiveOverflow, lbHealthyPanic, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
         membershipChange, assignmentTimeoutReceived: Counter
@@ -25,7 +25,7 @@ public final class ClusterStats: Sendable {
     /// dashboard keyed on them must find them, at 0.
     static let declaredCounters = [
         "assignment_stale", "assignment_timeout_received", "assignment_use_cached", "bind_errors",
-        "default.total_match_count", "lb_healthy_panic", "lb_local_cluster_not_ok", "lb_recalculate_zone_structures",
+        "default.total_match_count", "lb_local_cluster_not_ok", "lb_recalculate_zone_structures",
         "lb_subsets_created", "lb_subsets_fallback", "lb_subsets_fallback_panic", "lb_subsets_removed",
         "lb_subsets_selected", "lb_zone_cluster_too_small", "lb_zone_no_capacity_left",
         "lb_zone_routing_all_directly", "lb_zone_routing_cross_zone", "lb_zone_routing_sampled",
@@ -64,6 +64,7 @@ public final class ClusterStats: Sendable {
         upstreamRqPendingOverflow = counter("upstream_rq_pending_overflow")
         upstreamCxOverflow = counter("upstream_cx_overflow")
         upstreamRqActiveOverflow = counter("upstream_rq_active_overflow")
+        lbHealthyPanic = counter("lb_healthy_panic")
         upstreamRqTimeout = counter("upstream_rq_timeout")
         upstreamRqPerTryTimeout = counter("upstream_rq_per_try_timeout")
         upstreamRqRetry = counter("upstream_rq_retry")

@@ -10,6 +10,8 @@ public final class Host: Sendable {
     public let hostname: String
     public let weight: UInt32
     public let stats = HostStats()
+    /// Outlier detection's view of this host (used only when the cluster has outlier_detection).
+    public let outlier = HostOutlierState()
 
     public init(address: String, port: Int, hostname: String, weight: UInt32 = 1) {
         self.address = address

@@ -1,0 +1,50 @@
+import ProxyCore
+import Testing
+import XDSAPI
+@testable import ProxyUpstream
+
+@Suite struct OutlierDetectorTests {
+    func cluster(hosts: Int, _ configure: (inout Envoy_Config_Cluster_V3_OutlierDetection) -> Void) throws -> Cluster {
+        var config = ClusterConfigTests.cluster(type: .static, addresses: (1...hosts).map { "10.0.0.\($0)" })
+        var detection = Envoy_Config_Cluster_V3_OutlierDetection()
+        configure(&detection)
+        config.outlierDetection = detection
+        return try ClusterConfigTests().build(config)
+    }
+
+    @Test func aStreakEjectsAndOthersServe() throws {
+        let built = try cluster(hosts: 2) { $0.consecutive5Xx.value = 3 }
+        let detector = try #require(built.outlierDetector)
+        let bad = built.hosts[0]
+        for status in [500, 503, 502] { detector.report(bad, status: status, hostCount: 2, random: 0) }
+        #expect(bad.outlier.isEjected(at: .now()))
+        #expect(built.stats.membershipHealthy.value == 1)
+        #expect((0..<10).allSatisfy { _ in built.pickHost() === built.hosts[1] })
+    }
+
+    @Test func aSuccessBreaksTheStreak() throws {
+        let built = try cluster(hosts: 2) { $0.consecutive5Xx.value = 2 }
+        let detector = try #require(built.outlierDetector)
+        let host = built.hosts[0]
+        for status in [500, 200, 500] { detector.report(host, status: status, hostCount: 2, random: 0) }
+        #expect(!host.outlier.isEjected(at: .now()))
+    }
+
+    @Test func maxEjectionPercentAllowsAtLeastOneHost() throws {
+        let built = try cluster(hosts: 4) { $0.consecutive5Xx.value = 1 }  // default 10 %
+        let detector = try #require(built.outlierDetector)
+        detector.report(built.hosts[0], status: 500, hostCount: 4, random: 0)
+        detector.report(built.hosts[1], status: 500, hostCount: 4, random: 0)
+        #expect(built.hosts[0].outlier.isEjected(at: .now()))
+        #expect(!built.hosts[1].outlier.isEjected(at: .now()), "a second ejection would pass 10 %")
+        #expect(detector.ejected == 1)
+    }
+
+    @Test func gatewayFailuresAreDetectedButNotEnforcedByDefault() throws {
+        let built = try cluster(hosts: 2) { $0.consecutive5Xx.value = 100 }
+        let detector = try #require(built.outlierDetector)
+        for _ in 0..<5 { detector.report(built.hosts[0], status: 502, hostCount: 2, random: 0) }
+        #expect(!built.hosts[0].outlier.isEjected(at: .now()))
+        #expect(detector.stats.detectedConsecutiveGatewayFailure.value == 1)
+    }
+}

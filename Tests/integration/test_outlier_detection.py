@@ -1,0 +1,67 @@
+"""Outlier detection (consecutive_5xx) through Envoy 1.40 and meshproxy alike: a host that keeps
+answering 500 is ejected after the configured streak, traffic goes to the healthy host, and the
+ejection shows in the stats and in /clusters."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, get, http_bootstrap
+from rawupstream import RawUpstream
+
+
+class Failing:
+    """An upstream that answers every request with 500."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def cluster(good, bad):
+    endpoint = "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}"
+    return f"""  - name: pair
+    type: STATIC
+    outlier_detection: {{ consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 50 }}
+    load_assignment:
+      cluster_name: pair
+      endpoints: [{{ lb_endpoints: [{endpoint.format(good)}, {endpoint.format(bad)}] }}]
+"""
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_consecutive_5xx_ejects_the_failing_host(binary, name, launch):
+    good, bad = RawUpstream(), Failing()
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - { match: { prefix: / }, route: { cluster: pair } }\n", [cluster(good.port, bad.port)]),
+            f"outlier-{name}")
+        statuses = [get(proxy.port, f"/r{i}")[0] for i in range(20)]
+        _, clusters = proxy.admin_get("/clusters")
+    finally:
+        good.close()
+        bad.close()
+    assert statuses.count(500) == 3, statuses
+    assert statuses[-10:] == [200] * 10, "after the ejection only the healthy host serves"
+    stats = proxy.stats("cluster.pair.outlier_detection.")
+    assert stats["cluster.pair.outlier_detection.ejections_active"] == "1"
+    assert stats["cluster.pair.outlier_detection.ejections_enforced_consecutive_5xx"] == "1"
+    assert stats["cluster.pair.outlier_detection.ejections_detected_consecutive_5xx"] == "1"
+    assert f"pair::127.0.0.1:{bad.port}::health_flags::/failed_outlier_check" in clusters
+    assert f"pair::127.0.0.1:{good.port}::health_flags::healthy" in clusters
