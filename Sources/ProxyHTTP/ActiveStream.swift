@@ -63,6 +63,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var flags: ResponseFlags = []
     /// Present only when the connection manager has access loggers or a tracer.
     private var log: StreamLog?
+    /// Clusters that get a copy of this request (`request_mirror_policies` that sampled it).
+    private var mirrors: [(policy: RouteAction.MirrorPolicy, cluster: Cluster)] = []
     /// The request's span, when the connection manager traces.
     private var span: ZipkinTracer.ActiveSpan?
 
@@ -171,7 +173,11 @@ final class ActiveStream: UpstreamResponseDelegate {
             timeoutMs = override
         }
         policy = Self.effectivePolicy(action.retryPolicy, headers: headers)
-        if policy == nil || policy!.numRetries == 0 { bodyRetainable = false }
+        for mirror in action.mirrors where mirror.samples(manager.requestIDs.nextRandom()) {
+            if let target = config.clusters[mirror.cluster] { mirrors.append((mirror, target)) }
+        }
+        // The body is kept for retries and for mirrors, which get it once the request has ended.
+        if (policy == nil || policy!.numRetries == 0) && mirrors.isEmpty { bodyRetainable = false }
 
         if headers.first(name: "expect")?.lowercased() == "100-continue" {
             // Envoy answers 100-continue itself and does not forward the expectation.
@@ -334,6 +340,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func requestEnd(_ trailers: HTTPHeaders?) {
         requestEnded = true
+        if !mirrors.isEmpty { sendMirrors() }
         if log != nil { log!.requestEnd = .now() }
         requestTrailers = trailers
         if responseComplete {
@@ -818,6 +825,32 @@ final class ActiveStream: UpstreamResponseDelegate {
 }
 
 extension ActiveStream {
+    /// Fire-and-forget copies of the finished request to the mirror clusters, as Envoy shadows: the
+    /// host gets `-shadow`, the request is marked internal; answers and failures are dropped.
+    private func sendMirrors() {
+        let targets = mirrors
+        mirrors = []
+        guard cluster != nil else { return }
+        guard bodyRetainable else {
+            cluster?.stats.retryOrShadowAbandoned.increment()
+            return
+        }
+        for (mirror, target) in targets {
+            var head = upstreamHead
+            if mirror.appendShadowSuffix {
+                // Host keeps its place (replaceOrAdd would move it last).
+                head.headers = HTTPHeaders(upstreamHead.headers.map { name, value in
+                    (name, name == "host" ? RouteAction.MirrorPolicy.shadowHost(value) : value)
+                })
+            }
+            head.headers.add(name: "x-envoy-internal", value: "true")
+            if let local = manager.channel?.localAddress?.ipAddress {
+                head.headers.add(name: "x-forwarded-for", value: local)
+            }
+            FireAndForgetRequest.send(head, body: retryBody, to: target, on: loop)
+        }
+    }
+
     /// Tells outlier detection how an attempt on `host` ended (a connect failure or reset as 503).
     private func reportOutlier(_ host: Host, status: Int) {
         guard let cluster, let detector = cluster.outlierDetector else { return }

@@ -65,6 +65,39 @@ public struct RouteAction: Sendable {
     public var clusterHeader: String?
     /// `host_rewrite_header`: the Host comes from this request header, when the request has it.
     public var hostRewriteHeader: String?
+    /// `request_mirror_policies`: clusters that get a copy of the request, whose answers are dropped.
+    public var mirrors: [MirrorPolicy] = []
+
+    /// One `request_mirror_policies` entry.
+    public struct MirrorPolicy: Sendable {
+        public var cluster: String
+        /// `runtime_fraction`: the share of requests mirrored (nil: all).
+        public var fraction: (numerator: UInt64, denominator: UInt64)?
+        /// Append `-shadow` to the host (before any port), unless `disable_shadow_host_suffix_append`.
+        public var appendShadowSuffix: Bool
+
+        public init(cluster: String, fraction: (numerator: UInt64, denominator: UInt64)? = nil, appendShadowSuffix: Bool = true) {
+            self.cluster = cluster
+            self.fraction = fraction
+            self.appendShadowSuffix = appendShadowSuffix
+        }
+
+        public func samples(_ random: UInt64) -> Bool {
+            guard let fraction else { return true }
+            return fraction.denominator > 0 && random % fraction.denominator < fraction.numerator
+        }
+
+        /// `host:port` → `host-shadow:port`, as Envoy names the mirrored request's authority.
+        public static func shadowHost(_ host: String) -> String {
+            if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+                return String(host[...close]) + "-shadow" + host[host.index(after: close)...]
+            }
+            if let colon = host.lastIndex(of: ":"), host.firstIndex(of: ":") == colon {
+                return host[..<colon] + "-shadow" + host[colon...]
+            }
+            return host + "-shadow"
+        }
+    }
     /// 0 disables the timeout.
     public var timeoutMs: Int64
     public var retryPolicy: RetryPolicy?
@@ -89,10 +122,11 @@ public struct RouteAction: Sendable {
         self.retryPolicy = retryPolicy
     }
 
-    /// Every cluster this action can send to (none known in advance with `cluster_header`).
+    /// Every cluster this action can send to (none known in advance with `cluster_header`), mirrors included.
     public var clusterNames: [String] {
-        if clusterHeader != nil { return [] }
-        return weightedClusters.isEmpty ? [cluster] : weightedClusters.map(\.name)
+        let mirrored = mirrors.map(\.cluster)
+        if clusterHeader != nil { return mirrored }
+        return (weightedClusters.isEmpty ? [cluster] : weightedClusters.map(\.name)) + mirrored
     }
 
     /// The cluster for one request; `random` picks within a weighted split, as Envoy does per request.

@@ -87,17 +87,8 @@ extension RouteMatch {
         let queries = try match.queryParameters.enumerated().map { index, query in
             try HeaderMatcher(query, path: "\(path).query_parameters[\(index)]")
         }
-        var fraction: (UInt64, UInt64)?
-        if match.hasRuntimeFraction {
-            let percent = match.runtimeFraction.defaultValue
-            switch percent.denominator {
-            case .hundred: fraction = (UInt64(percent.numerator), 100)
-            case .tenThousand: fraction = (UInt64(percent.numerator), 10_000)
-            case .million: fraction = (UInt64(percent.numerator), 1_000_000)
-            case .UNRECOGNIZED(let value):
-                throw RouteConfigError(path + ".runtime_fraction.default_value.denominator", "unknown denominator \(value)")
-            }
-        }
+        let fraction = match.hasRuntimeFraction
+            ? try fractionOf(match.runtimeFraction.defaultValue, path: path + ".runtime_fraction.default_value") : nil
         if !match.dynamicMetadata.isEmpty || match.hasTlsContext || !match.filterState.isEmpty {
             throw RouteConfigError(path, "dynamic_metadata, tls_context and filter_state matching are not supported")
         }
@@ -234,6 +225,20 @@ extension RouteAction {
                   grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
         self.clusterHeader = clusterHeader
         self.hostRewriteHeader = hostHeader
+        self.mirrors = try action.requestMirrorPolicies.enumerated().map { index, policy in
+            let mirrorPath = "\(path).request_mirror_policies[\(index)]"
+            guard !policy.cluster.isEmpty else {
+                throw RouteConfigError(mirrorPath + ".cluster", "a cluster is required (cluster_header is not supported yet)")
+            }
+            guard policy.requestHeadersMutations.isEmpty, policy.hostRewriteLiteral.isEmpty else {
+                throw RouteConfigError(mirrorPath, "request_headers_mutations and host_rewrite_literal are not supported yet")
+            }
+            let fraction = policy.hasRuntimeFraction
+                ? try fractionOf(policy.runtimeFraction.defaultValue, path: mirrorPath + ".runtime_fraction.default_value")
+                : nil
+            return MirrorPolicy(cluster: policy.cluster, fraction: fraction,
+                                appendShadowSuffix: !policy.disableShadowHostSuffixAppend)
+        }
         self.regexRewrite = regexRewrite.map { (regex: $0.0, substitution: $0.1) }
     }
 }
@@ -324,5 +329,15 @@ extension Redirect {
         self.init(scheme: scheme, host: redirect.hostRedirect.isEmpty ? nil : redirect.hostRedirect,
                   port: redirect.portRedirect == 0 ? nil : Int(redirect.portRedirect), path: newPath,
                   prefixRewrite: prefix, status: status, stripQuery: redirect.stripQuery)
+    }
+}
+
+/// A `FractionalPercent` as numerator and denominator.
+func fractionOf(_ percent: Envoy_Type_V3_FractionalPercent, path: String) throws -> (numerator: UInt64, denominator: UInt64) {
+    switch percent.denominator {
+    case .hundred: return (UInt64(percent.numerator), 100)
+    case .tenThousand: return (UInt64(percent.numerator), 10_000)
+    case .million: return (UInt64(percent.numerator), 1_000_000)
+    case .UNRECOGNIZED(let value): throw RouteConfigError(path + ".denominator", "unknown denominator \(value)")
     }
 }

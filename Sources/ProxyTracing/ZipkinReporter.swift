@@ -46,52 +46,11 @@ public final class ZipkinReporter: Sendable {
             defer { spans.removeAll() }
             return spans
         }
-        guard !spans.isEmpty, let cluster = clusters.withLock({ $0 })?[collectorCluster],
-              let host = cluster.pickHost() else { return }
+        guard !spans.isEmpty, let cluster = clusters.withLock({ $0 })?[collectorCluster] else { return }
         let body = ByteBuffer(string: "[" + spans.joined(separator: ",") + "]")
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint, headers: HTTPHeaders([
             ("host", hostname), ("content-type", "application/json"), ("content-length", String(body.readableBytes)),
         ]))
-        let pool = cluster.pool(on: loop)
-        let sink = ReportResponse(pool: pool)
-        sink.inFlight = sink  // the connection holds its delegate weakly
-        cluster.stats.upstreamRqTotal.increment()
-        pool.acquire(host: host, delegate: sink) { result, _ in
-            guard case .success(let connection) = result else {
-                sink.inFlight = nil
-                return
-            }
-            sink.connection = connection
-            connection.handler.write(.head(head))
-            connection.handler.write(.body(.byteBuffer(body)))
-            connection.handler.write(.end(nil))
-            connection.handler.flush()
-        }
+        FireAndForgetRequest.send(head, body: [body], to: cluster, on: loop)
     }
-}
-
-/// Reads and drops the collector's answer, then gives the connection back.
-private final class ReportResponse: UpstreamResponseDelegate {
-    let pool: ConnectionPool
-    var connection: UpstreamConnection?
-    /// Set while the report is in flight, cleared when it ends.
-    var inFlight: ReportResponse?
-    private var keepAlive = true
-
-    init(pool: ConnectionPool) { self.pool = pool }
-
-    func upstreamResponseHead(_ head: HTTPResponseHead) { keepAlive = head.isKeepAlive }
-    func upstreamResponseBody(_ body: ByteBuffer) {}
-    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
-        inFlight = nil
-        guard let connection else { return }
-        self.connection = nil
-        if keepAlive { pool.release(connection) } else { pool.discard(connection) }
-    }
-    func upstreamReadComplete() {}
-    func upstreamConnectionLost() {
-        connection = nil
-        inFlight = nil
-    }
-    func upstreamWritabilityChanged(_ writable: Bool) {}
 }

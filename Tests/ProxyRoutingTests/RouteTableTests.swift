@@ -243,3 +243,17 @@ import XDSResource
         #expect(try CompiledRegex("x").replacingAll(in: "/none", with: "y") == "/none")
     }
 }
+
+@Suite struct MirrorPolicyTests {
+    @Test func shadowHostsKeepThePort() {
+        #expect(RouteAction.MirrorPolicy.shadowHost("example.com") == "example.com-shadow")
+        #expect(RouteAction.MirrorPolicy.shadowHost("10.0.0.1:8080") == "10.0.0.1-shadow:8080")
+        #expect(RouteAction.MirrorPolicy.shadowHost("[::1]:80") == "[::1]-shadow:80")
+    }
+
+    @Test func fractionsSample() {
+        let quarter = RouteAction.MirrorPolicy(cluster: "c", fraction: (25, 100))
+        #expect(quarter.samples(124) && !quarter.samples(125))
+        #expect(RouteAction.MirrorPolicy(cluster: "c").samples(99))
+    }
+}
