@@ -63,6 +63,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var flags: ResponseFlags = []
     /// Present only when the connection manager has access loggers or a tracer.
     private var log: StreamLog?
+    /// The `hash_policy` hash, for ring-hash and Maglev clusters.
+    private var requestHash: UInt64?
     /// Clusters that get a copy of this request (`request_mirror_policies` that sampled it).
     private var mirrors: [(policy: RouteAction.MirrorPolicy, cluster: Cluster)] = []
     /// The request's span, when the connection manager traces.
@@ -152,6 +154,12 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         self.cluster = cluster
         stats.rqTotal.increment()
+        if !action.hashPolicies.isEmpty, cluster.loadBalancer.isConsistentHashing {
+            requestHash = RouteAction.HashPolicy.hash(action.hashPolicies, header: { headers.first(name: $0) },
+                                                      query: query, sourceIP: { [manager] in
+                                                          manager.channel?.remoteAddress?.ipAddress
+                                                      })
+        }
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
         isGRPC = GRPC.isGRPC(headers)
@@ -358,7 +366,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func startAttempt() {
         guard let cluster, !responseComplete else { return }
         backOffTimer = nil
-        guard let host = cluster.pickHost() else {
+        guard let host = cluster.pickHost(hash: requestHash) else {
             cluster.stats.upstreamCxNoneHealthy.increment()
             finish(localReply: .noHealthyUpstream)
             return

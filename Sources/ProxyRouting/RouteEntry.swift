@@ -1,3 +1,4 @@
+import ProxyCore
 /// One compiled route: its match, what it does, and the header edits that apply to it.
 public struct RouteEntry: Sendable {
     /// What a matching request gets.
@@ -67,6 +68,55 @@ public struct RouteAction: Sendable {
     public var hostRewriteHeader: String?
     /// `request_mirror_policies`: clusters that get a copy of the request, whose answers are dropped.
     public var mirrors: [MirrorPolicy] = []
+    /// `hash_policy`: what a ring-hash or Maglev cluster hashes for this route's requests.
+    public var hashPolicies: [HashPolicy] = []
+
+    /// One `hash_policy` entry.
+    public struct HashPolicy: Sendable {
+        public enum Source: Sendable {
+            case header(String)
+            case cookie(String)
+            case sourceIP
+            case queryParameter(String)
+        }
+
+        public var source: Source
+        /// Stop at this policy when it produced a hash.
+        public var terminal: Bool
+
+        public init(source: Source, terminal: Bool = false) {
+            self.source = source
+            self.terminal = terminal
+        }
+
+        /// Envoy's combination of the policies that found a value: rotate the hash so far, xor the new one.
+        public static func hash(_ policies: [HashPolicy], header: (String) -> String?, query: Substring?,
+                                sourceIP: () -> String?) -> UInt64? {
+            var combined: UInt64?
+            for policy in policies {
+                let value: String?
+                switch policy.source {
+                case .header(let name): value = header(name)
+                case .cookie(let name): value = header("cookie").flatMap { cookie($0, named: name) }
+                case .sourceIP: value = sourceIP()
+                case .queryParameter(let name): value = RouteMatch.parameter(name, in: query)
+                }
+                guard let value else { continue }
+                let hash = XXHash64.hash(value)
+                combined = combined.map { (($0 << 1) | ($0 >> 63)) ^ hash } ?? hash
+                if policy.terminal { break }
+            }
+            return combined
+        }
+
+        static func cookie(_ header: String, named name: String) -> String? {
+            for pair in header.split(separator: ";") {
+                let trimmed = pair.drop(while: { $0 == " " })
+                if trimmed.hasPrefix(name + "=") { return String(trimmed.dropFirst(name.count + 1)) }
+            }
+            return nil
+        }
+    }
 
     /// One `request_mirror_policies` entry.
     public struct MirrorPolicy: Sendable {

@@ -225,6 +225,25 @@ extension RouteAction {
                   grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
         self.clusterHeader = clusterHeader
         self.hostRewriteHeader = hostHeader
+        self.hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
+            let policyPath = "\(path).hash_policy[\(index)]"
+            switch policy.policySpecifier {
+            case .header(let header)?:
+                guard !header.hasRegexRewrite else { throw RouteConfigError(policyPath + ".header.regex_rewrite", "not supported yet") }
+                return HashPolicy(source: .header(header.headerName.lowercased()), terminal: policy.terminal)
+            case .cookie(let cookie)?:
+                guard !cookie.hasTtl else {
+                    throw RouteConfigError(policyPath + ".cookie.ttl", "generated cookies (ttl) are not supported yet")
+                }
+                return HashPolicy(source: .cookie(cookie.name), terminal: policy.terminal)
+            case .connectionProperties(let properties)? where properties.sourceIp:
+                return HashPolicy(source: .sourceIP, terminal: policy.terminal)
+            case .queryParameter(let query)?:
+                return HashPolicy(source: .queryParameter(query.name), terminal: policy.terminal)
+            default:
+                throw RouteConfigError(policyPath, "only header, cookie, connection_properties.source_ip and query_parameter hash policies are supported")
+            }
+        }
         self.mirrors = try action.requestMirrorPolicies.enumerated().map { index, policy in
             let mirrorPath = "\(path).request_mirror_policies[\(index)]"
             guard !policy.cluster.isEmpty else {

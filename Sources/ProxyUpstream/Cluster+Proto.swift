@@ -38,6 +38,23 @@ extension Cluster {
                 throw ClusterConfigError("least_request_lb_config.choice_count", "only 2 choices are supported so far")
             }
             policy = .leastRequest
+        case .ringHash:
+            let ringConfig = config.ringHashLbConfig
+            let minimum = ringConfig.hasMinimumRingSize ? Int(ringConfig.minimumRingSize.value) : 1024
+            let maximum = ringConfig.hasMaximumRingSize ? Int(ringConfig.maximumRingSize.value) : 8_388_608
+            guard minimum >= 1, maximum >= minimum, maximum <= 8_388_608 else {
+                throw ClusterConfigError("ring_hash_lb_config", "minimum_ring_size must be at least 1 and at most maximum_ring_size (at most 8M)")
+            }
+            if ringConfig.hashFunction != .xxHash {
+                throw ClusterConfigError("ring_hash_lb_config.hash_function", "only XX_HASH is supported")
+            }
+            policy = .ringHash(minimumRingSize: minimum, maximumRingSize: maximum)
+        case .maglev:
+            let size = config.maglevLbConfig.hasTableSize ? Int(config.maglevLbConfig.tableSize.value) : 65_537
+            guard size >= 2, size <= 5_000_011, (2...Int(Double(size).squareRoot())).allSatisfy({ size % $0 != 0 }) else {
+                throw ClusterConfigError("maglev_lb_config.table_size", "table_size must be a prime number of at most 5000011")
+            }
+            policy = .maglev(tableSize: size)
         default: throw ClusterConfigError("lb_policy", "lb_policy \(config.lbPolicy) is not supported yet")
         }
         if config.hasTransportSocket {

@@ -98,11 +98,11 @@ public final class Cluster: @unchecked Sendable {
 
     /// The host for the next request: the balancer's pick, skipping hosts outlier detection ejected,
     /// unless fewer than half the hosts are left (Envoy's default panic threshold), when all serve.
-    public func pickHost() -> Host? {
+    public func pickHost(hash: UInt64? = nil) -> Host? {
         let balancer = loadBalancer
-        guard let detector = outlierDetector else { return balancer.pick() }
+        guard let detector = outlierDetector else { return balancer.pick(hash: hash) }
         let count = balancer.hosts.count
-        guard let first = balancer.pick() else { return nil }
+        guard let first = balancer.pick(hash: hash) else { return nil }
         let now = NIODeadline.now()
         detector.returnIfExpired(first, at: now)
         guard first.outlier.isEjected(at: now) else { return first }
@@ -110,8 +110,9 @@ public final class Cluster: @unchecked Sendable {
             stats.lbHealthyPanic.increment()
             return first
         }
-        for _ in 1..<max(1, count) {
-            guard let next = balancer.pick() else { break }
+        for retry in 1..<max(1, count) {
+            // A hashing balancer moves the point along; the others simply take their next pick.
+            guard let next = balancer.pick(hash: hash.map { $0 &+ UInt64(retry) &* 0x9E37_79B9_7F4A_7C15 }) else { break }
             detector.returnIfExpired(next, at: now)
             if !next.outlier.isEjected(at: now) { return next }
         }

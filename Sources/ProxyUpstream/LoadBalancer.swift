@@ -1,4 +1,5 @@
 import Atomics
+import ProxyCore
 import Synchronization
 
 /// Picks a host for each request. Lock-free; shared by all event loops of a cluster.
@@ -8,6 +9,10 @@ public final class LoadBalancer: AtomicReference, Sendable {
         case random
         /// Envoy's LEAST_REQUEST with equal weights: the power of two choices, by active requests.
         case leastRequest
+        /// RING_HASH: a consistent-hash ring of `minimumRingSize`...`maximumRingSize` entries.
+        case ringHash(minimumRingSize: Int, maximumRingSize: Int)
+        /// MAGLEV: a lookup table of `tableSize` (a prime) entries.
+        case maglev(tableSize: Int)
     }
 
     public let policy: Policy
@@ -15,10 +20,18 @@ public final class LoadBalancer: AtomicReference, Sendable {
     /// Host indices repeated by weight, so weighted round robin is one counter step.
     private let schedule: [Int]
     private let cursor = Atomic<UInt64>(0)
+    /// RING_HASH: (hash, host index) sorted by hash. MAGLEV: host index per table slot.
+    private let ring: [(hash: UInt64, host: Int)]
+    private let table: [Int]
 
     public init(policy: Policy, hosts: [Host]) {
         self.policy = policy
         self.hosts = hosts
+        switch policy {
+        case .ringHash(let minimum, let maximum): ring = Self.ring(hosts, minimum: minimum, maximum: maximum); table = []
+        case .maglev(let size): table = Self.maglevTable(hosts, size: size); ring = []
+        default: ring = []; table = []
+        }
         let weights = hosts.map { Int($0.weight) }
         if Set(weights).count <= 1 {
             schedule = Array(hosts.indices)
@@ -27,11 +40,25 @@ public final class LoadBalancer: AtomicReference, Sendable {
         }
     }
 
-    /// The next host, or nil when the cluster has none (Envoy's `no healthy upstream`).
-    public func pick() -> Host? {
+    /// Whether `pick(hash:)` follows the hash (ring hash, Maglev).
+    public var isConsistentHashing: Bool { !ring.isEmpty || !table.isEmpty }
+
+    /// The next host, or nil when the cluster has none (Envoy's `no healthy upstream`). Hashing
+    /// balancers use `hash` (a request without one gets a random point, as in Envoy).
+    public func pick(hash: UInt64? = nil) -> Host? {
         guard !schedule.isEmpty else { return nil }
         let step = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
         switch policy {
+        case .ringHash:
+            let point = hash ?? Self.mix(step)
+            var low = 0, high = ring.count
+            while low < high {
+                let middle = (low + high) / 2
+                if ring[middle].hash < point { low = middle + 1 } else { high = middle }
+            }
+            return hosts[ring[low == ring.count ? 0 : low].host]
+        case .maglev:
+            return hosts[table[Int((hash ?? Self.mix(step)) % UInt64(table.count))]]
         case .roundRobin:
             return hosts[schedule[Int(step % UInt64(schedule.count))]]
         case .random:
@@ -43,6 +70,54 @@ public final class LoadBalancer: AtomicReference, Sendable {
             return second.stats.rqActive.load(ordering: .relaxed) < first.stats.rqActive.load(ordering: .relaxed)
                 ? second : first
         }
+    }
+
+    /// Envoy's ring: each host gets entries in proportion to its weight, hashed from
+    /// `address:port_N`, so the ring survives other hosts coming and going.
+    static func ring(_ hosts: [Host], minimum: Int, maximum: Int) -> [(hash: UInt64, host: Int)] {
+        guard !hosts.isEmpty else { return [] }
+        let totalWeight = hosts.reduce(0) { $0 + Double($1.weight) }
+        let minWeight = hosts.map { Double($0.weight) / totalWeight }.min()!
+        // Enough entries that the lightest host gets at least one, within the configured bounds.
+        let scale = min(max((minWeight * Double(minimum)).rounded(.up) / minWeight, Double(minimum)), Double(maximum))
+        var entries: [(hash: UInt64, host: Int)] = []
+        for (index, host) in hosts.enumerated() {
+            let count = max(1, Int((scale * Double(host.weight) / totalWeight).rounded()))
+            for replica in 0..<count {
+                entries.append((XXHash64.hash("\(host.addressDescription)_\(replica)"), index))
+            }
+        }
+        return entries.sorted { $0.hash < $1.hash }
+    }
+
+    /// Maglev's table: each host walks its own permutation of the slots (offset and skip from two
+    /// hashes of its address) and claims free ones, weighted hosts more often.
+    static func maglevTable(_ hosts: [Host], size: Int) -> [Int] {
+        guard !hosts.isEmpty else { return [] }
+        let m = UInt64(size)
+        let offsets = hosts.map { XXHash64.hash($0.addressDescription) % m }
+        let skips = hosts.map { XXHash64.hash($0.addressDescription, seed: 1) % (m - 1) + 1 }
+        let maxWeight = Double(hosts.map(\.weight).max()!)
+        var next = Array(repeating: UInt64(0), count: hosts.count)
+        var credit = Array(repeating: 0.0, count: hosts.count)
+        var table = Array(repeating: -1, count: size)
+        var filled = 0
+        while filled < size {
+            for index in hosts.indices where filled < size {
+                credit[index] += Double(hosts[index].weight) / maxWeight
+                guard credit[index] >= 1 else { continue }
+                credit[index] -= 1
+                var slot = Int((offsets[index] + next[index] * skips[index]) % m)
+                while table[slot] >= 0 {
+                    next[index] += 1
+                    slot = Int((offsets[index] + next[index] * skips[index]) % m)
+                }
+                table[slot] = index
+                next[index] += 1
+                filled += 1
+            }
+        }
+        return table
     }
 
     /// splitmix64: a cheap, well-spread hash of a counter, good enough to pick hosts at random

@@ -121,3 +121,44 @@ import XDSAPI
         #expect(Set((0..<300).map { _ in lb.pick()!.address }).count == 3)
     }
 }
+
+@Suite struct ConsistentHashingTests {
+    static func hosts(_ count: Int) -> [Host] {
+        (1...count).map { Host(address: "10.0.0.\($0)", port: 80, hostname: "10.0.0.\($0)") }
+    }
+
+    @Test(arguments: [LoadBalancer.Policy.ringHash(minimumRingSize: 1024, maximumRingSize: 8_388_608),
+                      .maglev(tableSize: 65_537)])
+    func sameHashSameHostAndAnEvenSpread(policy: LoadBalancer.Policy) {
+        let balancer = LoadBalancer(policy: policy, hosts: Self.hosts(4))
+        #expect(balancer.isConsistentHashing)
+        for key in 0..<50 {
+            let hash = XXHash64.hash("user-\(key)")
+            #expect(balancer.pick(hash: hash) === balancer.pick(hash: hash))
+        }
+        var counts: [String: Int] = [:]
+        for key in 0..<4_000 { counts[balancer.pick(hash: XXHash64.hash("k\(key)"))!.address, default: 0] += 1 }
+        #expect(counts.count == 4 && counts.values.allSatisfy { $0 > 700 && $0 < 1_300 })
+    }
+
+    @Test func removingAHostMovesOnlyItsKeys() {
+        let hosts = Self.hosts(4)
+        let before = LoadBalancer(policy: .maglev(tableSize: 65_537), hosts: hosts)
+        let after = LoadBalancer(policy: .maglev(tableSize: 65_537), hosts: Array(hosts.dropLast()))
+        var moved = 0
+        for key in 0..<2_000 {
+            let hash = XXHash64.hash("k\(key)")
+            let old = before.pick(hash: hash)!
+            if old !== hosts[3], after.pick(hash: hash)! !== old { moved += 1 }
+        }
+        #expect(moved < 200, "keys of the remaining hosts mostly stay (\(moved) moved)")
+    }
+
+    @Test func weightsShapeTheRing() {
+        let heavy = Host(address: "10.0.0.1", port: 80, hostname: "a", weight: 3)
+        let light = Host(address: "10.0.0.2", port: 80, hostname: "b", weight: 1)
+        let balancer = LoadBalancer(policy: .ringHash(minimumRingSize: 1024, maximumRingSize: 8_388_608), hosts: [heavy, light])
+        let heavyShare = (0..<4_000).filter { balancer.pick(hash: XXHash64.hash("w\($0)")) === heavy }.count
+        #expect(heavyShare > 2_600 && heavyShare < 3_400)
+    }
+}
