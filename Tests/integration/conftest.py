@@ -210,6 +210,15 @@ def start_proxy(binary, config_text, workdir, name, listener_port, admin_port, e
 
 
 @pytest.fixture
+def raw():
+    """A RawUpstream for one test."""
+    from rawupstream import RawUpstream
+    upstream = RawUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture
 def launch(workdir):
     """launch(binary, make_config, name) starts a proxy on fresh ports; stopped after the test."""
     started = []

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
-from rawupstream import RawUpstream
 
 
 def config(upstream_port, codec="AUTO"):
@@ -23,11 +22,6 @@ def curl(port, path, *extra):
     return out.stdout
 
 
-@pytest.fixture
-def raw():
-    upstream = RawUpstream()
-    yield upstream
-    upstream.close()
 
 
 @pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])

@@ -4,17 +4,11 @@ import pytest
 
 from conftest import ENVOY, MESHPROXY, post
 from h2client import H2Client
-from rawupstream import RawUpstream
 from test_http2 import config
 
 SIZE = 4 << 20
 
 
-@pytest.fixture
-def raw():
-    upstream = RawUpstream()
-    yield upstream
-    upstream.close()
 
 
 @pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
