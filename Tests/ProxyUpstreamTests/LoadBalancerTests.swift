@@ -100,7 +100,7 @@ import XDSAPI
 
     @Test func unsupportedLBPolicyIsAnError() {
         var config = Self.cluster(type: .static, addresses: ["10.0.0.1"])
-        config.lbPolicy = .maglev
+        config.lbPolicy = .clusterProvided
         let error = #expect(throws: ClusterConfigError.self) { try build(config) }
         #expect(error?.fieldPath == "lb_policy")
     }
