@@ -84,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "ProxyRouting",
-            dependencies: ["XDSAPI", "XDSResource", "ProxyCore"],
+            dependencies: ["XDSAPI", "XDSResource", "ProxyCore", "ProxyAccessLog"],
             swiftSettings: hotPathSettings
         ),
         .target(
@@ -218,7 +218,7 @@ let package = Package(
             name: "ProxyServerTests",
             dependencies: ["ProxyServer", "ProxyCore", "XDSAPI", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "XDSResource", "XDSAPI"]),
+        .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "ProxyAccessLog", "XDSResource", "XDSAPI"]),
         .testTarget(
             name: "ProxyUpstreamTests",
             dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]

@@ -29,15 +29,28 @@ public struct AccessLogFormat: Sendable {
         body = .text(try Segment.parse(text))
     }
 
+    /// A format where `literalPercent` (header values' `%%`) stands for one `%`.
+    public init(text: String, literalPercent: String) throws {
+        let pieces = text.components(separatedBy: literalPercent)
+        var segments: [Segment] = []
+        for (index, piece) in pieces.enumerated() {
+            if index > 0 { segments.append(.literal("%")) }
+            segments += try Segment.parse(piece)
+        }
+        body = .text(segments)
+    }
+
     init(json: JSONTemplate, omitEmptyValues: Bool) {
         body = .json(json, omitEmpty: omitEmptyValues)
     }
 
-    public func render(_ entry: AccessLogEntry) -> String {
+    /// The line for `entry`; a value that is not there prints as `missing` (`-` in access logs,
+    /// nothing in header values).
+    public func render(_ entry: AccessLogEntry, missing: String = "-") -> String {
         switch body {
         case .text(let segments):
             var out = ""
-            for segment in segments { out += segment.text(entry) }
+            for segment in segments { out += segment.text(entry, missing: missing) }
             return out
         case .json(let template, let omitEmpty):
             var out = ""
@@ -113,12 +126,12 @@ enum Segment: Sendable {
     case literal(String)
     case command(Command)
 
-    func text(_ entry: AccessLogEntry) -> String {
+    func text(_ entry: AccessLogEntry, missing: String = "-") -> String {
         switch self {
         case .literal(let text): return text
         case .command(let command):
             switch command.value(entry) {
-            case .none: return "-"
+            case .none: return missing
             case .number(let number): return String(number)
             case .string(let text): return text
             }

@@ -281,7 +281,9 @@ final class ActiveStream: UpstreamResponseDelegate {
             uri = action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
         }
         if !headerEdits.requestAdd.isEmpty || !headerEdits.requestRemove.isEmpty {
-            headers = Self.edited(headers, remove: headerEdits.requestRemove, add: headerEdits.requestAdd)
+            headers = Self.edited(headers, remove: headerEdits.requestRemove, add: headerEdits.requestAdd) { [self] in
+                $0.render(formatContext(status: 0), missing: "")
+            }
         }
         return HTTPRequestHead(version: .http1_1, method: downstreamHead.method, uri: uri, headers: headers)
     }
@@ -738,7 +740,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         if !sawServer { headers.add(name: "server", value: config.serverName) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
-            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+            let status = Int(upstream.status.code)
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd) { [self] in
+                $0.render(formatContext(status: status), missing: "")
+            }
         }
         return HTTPResponseHead(version: downstreamHead.version, status: upstream.status, headers: headers)
     }
@@ -769,7 +774,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         headers.add(name: "server", value: config.serverName)
         if !keepAlive { headers.add(name: "connection", value: "close") }
         if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
-            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+            let status = Int(reply.status.code)
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd) { [self] in
+                $0.render(formatContext(status: status), missing: "")
+            }
         }
         responseStarted = true
         lastStatus = reply.status.code
@@ -794,7 +802,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         if !manager.isHTTP2 { headers.add(name: "content-length", value: "0") }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
-            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd)
+            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd) { [self] in
+                $0.render(formatContext(status: 200), missing: "")
+            }
         }
         responseStarted = true
         lastStatus = 200
@@ -915,11 +925,32 @@ extension ActiveStream {
         }
     }
 
-    /// Headers with a route's removals and additions applied (only built when a route has edits).
-    static func edited(_ headers: HTTPHeaders, remove: [String], add: [HeaderEdits.Addition]) -> HTTPHeaders {
+    /// Headers with a route's removals and additions applied (only built when a route has edits);
+    /// `render` gives values with `%...%` operators theirs.
+    static func edited(_ headers: HTTPHeaders, remove: [String], add: [HeaderEdits.Addition],
+                       render: (AccessLogFormat) -> String = { _ in "" }) -> HTTPHeaders {
         var list = headers.map { ($0.name, $0.value) }
-        HeaderEdits.apply(remove: remove, add: add, to: &list)
+        HeaderEdits.apply(remove: remove, add: add, to: &list, render: render)
         return HTTPHeaders(list)
+    }
+
+    /// What `%...%` operators in header values see: the request so far, and `status` once there is one.
+    private func formatContext(status: Int) -> AccessLogEntry {
+        var entry = AccessLogEntry(startTime: log?.startTime ?? wallClockNow())
+        entry.requestHeaders = downstreamHead.headers
+        entry.method = downstreamHead.method.rawValue
+        entry.path = downstreamHead.uri
+        entry.authority = downstreamHead.headers.first(name: "host") ?? ""
+        entry.protocolName = manager.isHTTP2 ? "HTTP/2" : (downstreamHead.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+        entry.responseCode = status
+        entry.responseFlags = flags
+        entry.upstreamCluster = cluster?.name
+        entry.upstreamHost = attemptHost?.addressDescription ?? log?.upstreamHost
+        entry.downstreamRemoteAddress = manager.channel?.remoteAddress?.logDescription
+        entry.downstreamLocalAddress = manager.channel?.localAddress?.logDescription
+        entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil
+        entry.connectionID = manager.connectionID
+        return entry
     }
 }
 

@@ -28,3 +28,6 @@ extension SocketAddress {
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }
+
+/// The wall-clock time, for files that cannot import Foundation (its `Host` would shadow ours).
+func wallClockNow() -> Date { Date() }

@@ -1,3 +1,4 @@
+import ProxyAccessLog
 import SwiftProtobuf
 import XDSAPI
 import XDSResource
@@ -300,9 +301,14 @@ extension HeaderEdits {
         let name = option.header.key
         guard !name.isEmpty else { throw RouteConfigError(path + ".header.key", "a header name is required") }
         let value = option.header.value.isEmpty ? String(decoding: option.header.rawValue, as: UTF8.self) : option.header.value
-        // %VARIABLE% formatters need the request's context; %% is a literal percent sign.
+        // %VARIABLE% operators are rendered per request; %% is a literal percent sign.
+        var format: AccessLogFormat?
         if value.replacingOccurrences(of: "%%", with: "").contains("%") {
-            throw RouteConfigError(path + ".header.value", "header value formatters (%...%) are not supported yet")
+            do {
+                format = try AccessLogFormat(text: value, literalPercent: "%%")
+            } catch {
+                throw RouteConfigError(path + ".header.value", "\(error)")
+            }
         }
         let literal = value.replacingOccurrences(of: "%%", with: "%")
         let action: AppendAction
@@ -316,7 +322,7 @@ extension HeaderEdits {
             default: action = .appendIfExistsOrAdd
             }
         }
-        return Addition(name: name, value: literal, action: action)
+        return Addition(name: name, value: literal, action: action, format: format)
     }
 }
 

@@ -2,6 +2,8 @@ import Testing
 import XDSAPI
 import XDSResource
 @testable import ProxyRouting
+import ProxyAccessLog
+import Foundation
 
 @Suite struct RouteTableTests {
     static func host(_ name: String, _ domains: [String]) -> VirtualHost {
@@ -179,11 +181,18 @@ import XDSResource
         #expect(headers.map { "\($0.0)=\($0.1)" } == ["x-config=c", "host=h", "x-vhost=v"])
     }
 
-    @Test func formattersAreRejectedLoudly() throws {
-        let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}, "
-            + "request_headers_to_add: [{header: {key: x-ip, value: '%DOWNSTREAM_REMOTE_ADDRESS%'}}]}]}]"
-        let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml")
-        let error = #expect(throws: RouteConfigError.self) { try RouteTable(config) }
+    @Test func formattersRenderPerRequestAndUnknownOnesAreRejected() throws {
+        func table(_ value: String) throws -> RouteTable {
+            let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}, "
+                + "request_headers_to_add: [{header: {key: x-ip, value: '\(value)'}}]}]}]"
+            return try RouteTable(ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r.yaml"))
+        }
+        let route = try #require(try table("%REQ(X-A)% is 100%%").route(host: "x", path: "/", header: { _ in nil }))
+        let addition = try #require(route.headerEdits.requestAdd.first)
+        var headers: [(String, String)] = []
+        HeaderEdits.apply(remove: [], add: [addition], to: &headers) { $0.render(AccessLogEntry(startTime: .now), missing: "") }
+        #expect(headers.first?.1 == " is 100%")
+        let error = #expect(throws: RouteConfigError.self) { try table("%NOT_A_THING%") }
         #expect(error?.fieldPath == "virtual_hosts[0].routes[0].request_headers_to_add[0].header.value")
     }
 }
