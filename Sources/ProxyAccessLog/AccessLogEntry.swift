@@ -56,4 +56,12 @@ public struct AccessLogEntry {
         if name == ":status" { return responseCode > 0 ? String(responseCode) : nil }
         return responseHeaders?.first(name: name)
     }
+
+    /// `10.0.0.1:80` → `10.0.0.1`, `[::1]:80` → `::1`.
+    public static func withoutPort(_ address: String) -> String {
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            return String(address[address.index(after: address.startIndex)..<close])
+        }
+        return address.lastIndex(of: ":").map { String(address[..<$0]) } ?? address
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import XDSResource
 
 /// A compiled access log format: Envoy's text format (`%COMMAND(args):max%` operators between
 /// literal text) or its JSON format (an object whose string values are text formats).
@@ -69,12 +70,12 @@ public struct AccessLogFormat: Sendable {
                 switch command.value(entry) {
                 case .none: out += "null"
                 case .number(let number): out += String(number)
-                case .string(let text): appendJSONString(text, to: &out)
+                case .string(let text): JSONText.appendQuoted(text, to: &out)
                 }
             } else {
                 var text = ""
                 for segment in segments { text += segment.text(entry) }
-                appendJSONString(text, to: &out)
+                JSONText.appendQuoted(text, to: &out)
             }
         case .object(let fields):
             out += "{"
@@ -84,7 +85,7 @@ public struct AccessLogFormat: Sendable {
                    case .command(let command) = segments[0], case .none = command.value(entry) { continue }
                 if !first { out += "," }
                 first = false
-                appendJSONString(key, to: &out)
+                JSONText.appendQuoted(key, to: &out)
                 out += ":"
                 renderJSON(value, entry, omitEmpty: omitEmpty, into: &out)
             }
@@ -97,22 +98,6 @@ public struct AccessLogFormat: Sendable {
             }
             out += "]"
         }
-    }
-
-    public static func appendJSONString(_ text: String, to out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 }
 

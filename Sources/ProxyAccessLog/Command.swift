@@ -129,22 +129,13 @@ struct Command: Sendable {
         case .upstreamLocalAddress: return string(entry.upstreamLocalAddress)
         case .upstreamTransportFailureReason: return string(entry.upstreamTransportFailureReason)
         case .downstreamRemoteAddress, .downstreamPeerAddress: return string(entry.downstreamRemoteAddress)
-        case .downstreamRemoteAddressWithoutPort: return string(entry.downstreamRemoteAddress.map(Self.withoutPort))
+        case .downstreamRemoteAddressWithoutPort: return string(entry.downstreamRemoteAddress.map(AccessLogEntry.withoutPort))
         case .downstreamLocalAddress: return string(entry.downstreamLocalAddress)
-        case .downstreamLocalAddressWithoutPort: return string(entry.downstreamLocalAddress.map(Self.withoutPort))
+        case .downstreamLocalAddressWithoutPort: return string(entry.downstreamLocalAddress.map(AccessLogEntry.withoutPort))
         case .routeName: return string(entry.routeName)
         case .connectionID: return number(entry.connectionID.map { Int64(truncatingIfNeeded: $0) })
         case .requestedServerName: return .none
         case .hostname: return .string(Self.hostName)
         }
-    }
-
-    /// `10.0.0.1:80` → `10.0.0.1`, `[::1]:80` → `::1`.
-    static func withoutPort(_ address: String) -> String {
-        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
-            return String(address[address.index(after: address.startIndex)..<close])
-        }
-        guard let colon = address.lastIndex(of: ":") else { return address }
-        return String(address[..<colon])
     }
 }

@@ -21,13 +21,6 @@ struct StreamLog {
     var requestID: String?
 }
 
-extension SocketAddress {
-    /// `127.0.0.1:8080` or `[::1]:8080`, as Envoy prints addresses in logs.
-    var logDescription: String? {
-        guard let ip = ipAddress, let port else { return nil }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-    }
-}
 
 /// The wall-clock time, for files that cannot import Foundation (its `Host` would shadow ours).
 func wallClockNow() -> Date { Date() }

@@ -106,9 +106,7 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                 }
                 upstream = channel
                 ends = (downstreamEnd, upstreamEnd)
-                if let address = channel.localAddress, let ip = address.ipAddress, let port = address.port {
-                    upstreamLocalAddress = ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-                }
+                upstreamLocalAddress = channel.localAddress?.logDescription
                 if let early {
                     self.early = nil
                     earlyBytes = UInt64(early.readableBytes)
@@ -175,10 +173,6 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// One access log line per connection, when it closes.
     private func log(_ config: TCPProxyConfig, channel: any Channel) {
-        func describe(_ address: SocketAddress?) -> String? {
-            guard let address, let ip = address.ipAddress, let port = address.port else { return nil }
-            return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-        }
         var entry = AccessLogEntry(startTime: startTime)
         entry.bytesReceived = earlyBytes + (ends?.downstream.bytesRead ?? 0)
         entry.bytesSent = ends?.upstream.bytesRead ?? 0
@@ -187,8 +181,8 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
         entry.upstreamCluster = clusterName
         entry.upstreamHost = hostAddress
         entry.upstreamLocalAddress = upstreamLocalAddress
-        entry.downstreamRemoteAddress = describe(channel.remoteAddress)
-        entry.downstreamLocalAddress = describe(channel.localAddress)
+        entry.downstreamRemoteAddress = channel.remoteAddress?.logDescription
+        entry.downstreamLocalAddress = channel.localAddress?.logDescription
         entry.connectionID = connectionID
         for logger in config.accessLoggers { logger.log(entry) }
     }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import ProxyAccessLog
 import ProxyCore
+import XDSResource
 
 /// The HCM's `tracing` with the Zipkin provider: decides which requests are traced, carries B3
 /// context upstream, and turns finished requests into Zipkin v2 spans with Envoy's tags.
@@ -114,7 +115,7 @@ public final class ZipkinTracer: Sendable {
             ("downstream_cluster", entry.requestHeaders.first(name: "x-envoy-downstream-service-cluster") ?? "-"),
             ("user_agent", entry.requestHeaders.first(name: "user-agent") ?? "-"),
             ("http.protocol", entry.protocolName ?? "-"),
-            ("peer.address", entry.downstreamRemoteAddress.map(Self.withoutPort) ?? "-"),
+            ("peer.address", entry.downstreamRemoteAddress.map(AccessLogEntry.withoutPort) ?? "-"),
             ("request_size", String(entry.bytesReceived)),
             ("response_size", String(entry.bytesSent)),
             ("response_flags", entry.responseFlags.description),
@@ -128,32 +129,25 @@ public final class ZipkinTracer: Sendable {
         var json = "{\"traceId\":\"\(span.context.traceIDText)\",\"id\":\"\(TraceContext.hex(span.context.spanID))\""
         if let parent = span.context.parentID { json += ",\"parentId\":\"\(TraceContext.hex(parent))\"" }
         json += ",\"kind\":\"\(kind.rawValue)\",\"name\":"
-        AccessLogFormat.appendJSONString(entry.authority, to: &json)
+        JSONText.appendQuoted(entry.authority, to: &json)
         json += ",\"timestamp\":\(start),\"duration\":\(max(1, durationMicros))"
         if span.shared { json += ",\"shared\":true" }
         json += ",\"localEndpoint\":{\"serviceName\":"
-        AccessLogFormat.appendJSONString(serviceName, to: &json)
+        JSONText.appendQuoted(serviceName, to: &json)
         if let localIP {
             json += localIP.contains(":") ? ",\"ipv6\":" : ",\"ipv4\":"
-            AccessLogFormat.appendJSONString(localIP, to: &json)
+            JSONText.appendQuoted(localIP, to: &json)
         }
         json += ",\"port\":0}"
         json += ",\"annotations\":[{\"timestamp\":\(start + max(1, durationMicros)),\"value\":\"\(kind == .server ? "ss" : "cr")\"}]"
         json += ",\"tags\":{"
         for (index, (key, value)) in tags.enumerated() {
             if index > 0 { json += "," }
-            AccessLogFormat.appendJSONString(key, to: &json)
+            JSONText.appendQuoted(key, to: &json)
             json += ":"
-            AccessLogFormat.appendJSONString(value, to: &json)
+            JSONText.appendQuoted(value, to: &json)
         }
         json += "}}"
         reporter.report(json)
-    }
-
-    static func withoutPort(_ address: String) -> String {
-        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
-            return String(address[address.index(after: address.startIndex)..<close])
-        }
-        return address.lastIndex(of: ":").map { String(address[..<$0]) } ?? address
     }
 }
