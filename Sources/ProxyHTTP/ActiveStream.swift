@@ -97,6 +97,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.downstreamRqActive.increment()
 
         let headers = downstreamHead.headers
+        isGRPC = GRPC.isGRPC(headers)
         if let tracer = config.tracer {
             span = tracer.start(headers) { manager.requestIDs.nextRandom() }
         }
@@ -162,7 +163,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
-        isGRPC = GRPC.isGRPC(headers)
         timeoutMs = action.timeoutMs
         if isGRPC, let grpcMax = action.grpcTimeoutHeaderMaxMs {
             // As Envoy: the client's deadline bounds the whole stream (0: none), less the offset and
@@ -761,7 +761,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         // Unread request body would have to be drained; closing is simpler and what Envoy does for
         // large bodies.
         if !requestEnded { keepAlive = false }
-        if isGRPC || GRPC.isGRPC(downstreamHead.headers) {
+        if isGRPC {
             finish(grpcLocalReply: reply)
             return
         }
