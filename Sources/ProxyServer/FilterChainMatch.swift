@@ -11,8 +11,10 @@ struct ConnectionMatchInfo {
     var remotePort: Int?
     /// `tls` or `raw_buffer` from tls_inspector; empty without it.
     var transportProtocol = ""
-    /// `http/1.1`, `http/1.0` or `h2c` from http_inspector; empty without it.
+    /// `http/1.1`, `http/1.0` or `h2c` from http_inspector, or the ALPN list from tls_inspector.
     var applicationProtocols: [String] = []
+    /// The SNI host name tls_inspector found, lower-cased.
+    var serverName: String?
 
     init(local: SocketAddress?, remote: SocketAddress?) {
         localAddress = local?.ipAddress.flatMap(CIDRRange.parse)
@@ -32,6 +34,8 @@ struct FilterChainMatch: Sendable {
     var prefixRanges: [CIDRRange] = []
     var transportProtocol = ""
     var applicationProtocols: [String] = []
+    /// Lower-cased; `*.example.com` entries match any one or more leading labels.
+    var serverNames: [String] = []
     var directSourcePrefixRanges: [CIDRRange] = []
     var sourceType = SourceType.any
     var sourcePrefixRanges: [CIDRRange] = []
@@ -56,15 +60,15 @@ struct FilterChainMatch: Sendable {
         case .external: sourceType = .external
         case .UNRECOGNIZED(let value): throw ListenerConfigError(path + ".source_type", "unknown source type \(value)")
         }
-        if !proto.serverNames.isEmpty {
-            throw ListenerConfigError(path + ".server_names", "matching on SNI needs TLS, which is not supported yet")
+        serverNames = proto.serverNames.map { $0.lowercased() }
+        for (index, name) in serverNames.enumerated() where name.contains("*") && !(name.hasPrefix("*.") && name.filter { $0 == "*" }.count == 1) {
+            throw ListenerConfigError("\(path).server_names[\(index)]", "only a leading '*.' wildcard is supported")
         }
         if !proto.addressSuffix.isEmpty || proto.hasSuffixLen {
             throw ListenerConfigError(path + ".address_suffix", "not supported (Envoy does not implement it either)")
         }
         switch proto.transportProtocol {
-        case "", "raw_buffer": transportProtocol = proto.transportProtocol
-        case "tls": throw ListenerConfigError(path + ".transport_protocol", "TLS is not supported yet")
+        case "", "raw_buffer", "tls": transportProtocol = proto.transportProtocol
         default: throw ListenerConfigError(path + ".transport_protocol", "unknown transport protocol '\(proto.transportProtocol)'")
         }
         applicationProtocols = proto.applicationProtocols
@@ -82,7 +86,7 @@ struct FilterChainMatch: Sendable {
 
     /// Whether any criterion is set: a chain with none matches every connection.
     var isRestrictive: Bool {
-        destinationPort != nil || !prefixRanges.isEmpty || !transportProtocol.isEmpty || !applicationProtocols.isEmpty
+        destinationPort != nil || !prefixRanges.isEmpty || !serverNames.isEmpty || !transportProtocol.isEmpty || !applicationProtocols.isEmpty
             || !directSourcePrefixRanges.isEmpty || sourceType != .any || !sourcePrefixRanges.isEmpty
             || !sourcePorts.isEmpty
     }
@@ -108,6 +112,7 @@ struct FilterChainMatch: Sendable {
                 return port == info.localPort ? 1 : nil
             },
             { match in prefixScore(match.prefixRanges, info.localAddress) },
+            { match in serverNameScore(match.serverNames, info.serverName) },
             { match in match.transportProtocol.isEmpty ? 0 : (match.transportProtocol == info.transportProtocol ? 1 : nil) },
             { match in
                 if match.applicationProtocols.isEmpty { return 0 }
@@ -128,6 +133,20 @@ struct FilterChainMatch: Sendable {
             guard narrow(step) else { return nil }
         }
         return candidates.first
+    }
+
+    /// Exact names win over wildcards, and longer wildcards over shorter ones.
+    private static func serverNameScore(_ names: [String], _ serverName: String?) -> Int? {
+        if names.isEmpty { return 0 }
+        guard let serverName else { return nil }
+        var best: Int?
+        for name in names {
+            if name == serverName { return Int.max }
+            if name.hasPrefix("*."), serverName.hasSuffix(name.dropFirst()), serverName.count > name.count - 1 {
+                best = max(best ?? 0, name.count)
+            }
+        }
+        return best
     }
 
     private static func isLocal(_ info: ConnectionMatchInfo) -> Bool {

@@ -3,6 +3,7 @@ import ProxyCore
 import ProxyHTTP
 import ProxyRouting
 import ProxyTCP
+import ProxyTLS
 import ProxyUpstream
 import XDSAPI
 import XDSResource
@@ -22,12 +23,25 @@ final class FilterChainRuntime: @unchecked Sendable {
     let filter: NetworkFilter
     private(set) var connectionManager: SnapshotHolder<ConnectionManagerConfig>?
     private(set) var tcpProxy: SnapshotHolder<TCPProxyConfig>?
+    /// The chain's DownstreamTlsContext, when it terminates TLS.
+    let tlsSpec: TLSContextSpec?
+    private let tlsStats: TLSStats?
+    /// The built TLS context new handshakes use; nil while an SDS secret it names has not arrived.
+    private(set) var tls: SnapshotHolder<TLSContext>?
+    /// The secrets `tls` was built from, so unrelated secret pushes do not rebuild it.
+    private var tlsBuiltFrom: [String: SecretProto] = [:]
 
     init(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, listenerStatScope: String, store: StatsStore,
-         isDefault: Bool = false, outbound: Bool = false) throws {
+         isDefault: Bool = false, outbound: Bool = false, secrets: [String: SecretProto] = [:]) throws {
         self.proto = proto
         if proto.hasTransportSocket {
-            throw ListenerConfigError(path + ".transport_socket", "TLS is not supported yet")
+            tlsSpec = try TLSContextSpec.transportSocket(proto.transportSocket, side: .server, path: path + ".transport_socket")
+        } else {
+            tlsSpec = nil
+        }
+        tlsStats = tlsSpec.map { _ in
+            TLSStats(scope: "listener.\(listenerStatScope)", kind: "listener",
+                     tags: [StatTags.Tag("envoy_listener_address", listenerStatScope)], store: store)
         }
         if isDefault, proto.hasFilterChainMatch {
             throw ListenerConfigError(path + ".filter_chain_match", "the default filter chain has no match")
@@ -51,6 +65,8 @@ final class FilterChainRuntime: @unchecked Sendable {
             throw ListenerConfigError(path + ".filters",
                                       "Didn't find a registered implementation for '\(proto.filters[0].name)' with type URL: '\(any.typeURL)'")
         }
+        // Inline and static certificates are checked now, so a bad key is this listener's error.
+        try refreshTLS(secrets: secrets)
     }
 
     var template: ConnectionManagerTemplate? {
@@ -58,7 +74,23 @@ final class FilterChainRuntime: @unchecked Sendable {
         return nil
     }
 
-    var isWarm: Bool { connectionManager != nil || tcpProxy != nil }
+    var isWarm: Bool { (connectionManager != nil || tcpProxy != nil) && (tlsSpec == nil || tls != nil) }
+
+    /// Builds (or rebuilds, when a secret it names changed) the chain's TLS context. Throws for a
+    /// context that cannot be built; a context that was serving keeps serving then.
+    func refreshTLS(secrets: [String: SecretProto]) throws {
+        guard let tlsSpec, let tlsStats else { return }
+        let used = Dictionary(uniqueKeysWithValues: tlsSpec.secretReferences.compactMap { reference in
+            secrets[reference.name].map { (reference.name, $0) }
+        })
+        if tls != nil, used == tlsBuiltFrom { return }
+        guard let built = try tlsSpec.build(secrets: secrets, stats: tlsStats) else { return }
+        tlsBuiltFrom = used
+        if let tls { tls.store(built) } else { tls = SnapshotHolder(built) }
+    }
+
+    /// The TLS context connections use now, for `/certs`.
+    var currentTLS: TLSContext? { tls?.load() }
 
     /// Compiles against the current clusters and routes; false while an RDS route is missing.
     @discardableResult
@@ -77,10 +109,24 @@ final class FilterChainRuntime: @unchecked Sendable {
         }
     }
 
-    /// Installs this chain's handlers on a new connection.
+    /// Installs this chain's handlers on a new connection: TLS first when the chain terminates it,
+    /// the network filter once the handshake is done (HTTP's codec chosen by ALPN).
     func install(on channel: any Channel, tracker: ConnectionTracker) throws {
+        guard let tls = tls?.load() else {
+            try installFilter(on: channel, tracker: tracker, negotiatedProtocol: nil)
+            return
+        }
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(tls.makeServerHandler())
+        try sync.addHandler(TLSHandshakeHandler(context: tls) { [self] channel, negotiated in
+            try installFilter(on: channel, tracker: tracker, negotiatedProtocol: negotiated)
+        })
+    }
+
+    private func installFilter(on channel: any Channel, tracker: ConnectionTracker, negotiatedProtocol: String?) throws {
         if let connectionManager {
-            try DownstreamPipeline.configure(channel, config: connectionManager, tracker: tracker)
+            try DownstreamPipeline.configure(channel, config: connectionManager, tracker: tracker,
+                                             negotiatedProtocol: negotiatedProtocol)
         } else if let tcpProxy {
             try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(config: tcpProxy))
         } else {

@@ -1,10 +1,11 @@
 import NIOCore
+import ProxyTLS
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs a listener's inspectors on a new connection's first bytes (tls_inspector: `tls` or
-/// `raw_buffer`; http_inspector: `h2c`, `http/1.1` or `http/1.0`), then chooses the filter chain,
+/// Runs a listener's inspectors on a new connection's first bytes (tls_inspector: `tls` with the
+/// ClientHello's SNI and ALPN, or `raw_buffer`; http_inspector: `h2c`, `http/1.1` or `http/1.0`), then chooses the filter chain,
 /// installs it after itself, hands on the bytes it read and leaves the pipeline. Bounded by
 /// `listener_filters_timeout` and by how many bytes it will look at.
 final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
@@ -19,6 +20,7 @@ final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
     private let install: (FilterChainRuntime, any Channel) throws -> Void
     private var buffered: ByteBuffer?
     private var transport: String?
+    private var hello: ClientHello?
     private var application: String??
     private var timer: Scheduled<Void>?
     private var done = false
@@ -55,8 +57,18 @@ final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
             bytes = earlier
         }
         buffered = bytes
-        let view = Array(bytes.readableBytesView.prefix(Self.maxRequestLine))
-        if transport == nil { transport = Self.transportProtocol(view) }
+        let view = Array(bytes.readableBytesView.prefix(max(Self.maxRequestLine, ClientHello.maxSize)))
+        if transport == nil {
+            switch ClientHello.parse(view) {
+            case .needMoreData: break
+            case .notTLS: transport = "raw_buffer"
+            case .hello(let parsed):
+                transport = "tls"
+                hello = parsed
+            }
+        }
+        // A TLS connection is not HTTP to http_inspector; its ALPN is what chains match on.
+        if transport == "tls", application == nil { application = .some(nil) }
         if application == nil { application = Self.applicationProtocol(view) }
         if transport != nil, application != nil { finish(context: context) }
     }
@@ -78,6 +90,10 @@ final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
         var info = ConnectionMatchInfo(local: context.channel.localAddress, remote: context.channel.remoteAddress)
         info.transportProtocol = transport ?? ""
         if case .some(.some(let protocolName)) = application { info.applicationProtocols = [protocolName] }
+        if let hello {
+            info.serverName = hello.serverName
+            info.applicationProtocols = hello.alpn
+        }
         guard let chain = chains.select(info) else {
             stats.noFilterChainMatch.increment()
             Self.reset(context.channel)
@@ -104,14 +120,6 @@ final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
-    }
-
-    /// `tls` for a TLS handshake record, `raw_buffer` otherwise; nil until the bytes tell.
-    static func transportProtocol(_ bytes: [UInt8]) -> String? {
-        guard let first = bytes.first else { return nil }
-        guard first == 0x16 else { return "raw_buffer" }
-        guard bytes.count >= 2 else { return nil }
-        return bytes[1] == 0x03 ? "tls" : "raw_buffer"
     }
 
     /// `.some(name)` for HTTP, `.some(nil)` for not HTTP, nil until the bytes tell.

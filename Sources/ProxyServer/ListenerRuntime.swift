@@ -6,6 +6,7 @@ import ProxyCore
 import ProxyHTTP
 import ProxyRouting
 import ProxyTCP
+import ProxyTLS
 import ProxyUpstream
 import XDSAPI
 import XDSResource
@@ -47,8 +48,9 @@ final class ListenerRuntime: @unchecked Sendable {
         let inspection: ListenerFilters
     }
 
-    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore) throws {
-        let parsed = try Self.parse(listener, path: path, store: store)
+    init(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore,
+         secrets: [String: SecretProto] = [:]) throws {
+        let parsed = try Self.parse(listener, path: path, store: store, secrets: secrets)
         self.name = listener.name.isEmpty ? "\(parsed.host):\(parsed.port)" : listener.name
         self.host = parsed.host
         self.port = parsed.port
@@ -68,7 +70,7 @@ final class ListenerRuntime: @unchecked Sendable {
     /// Checks and compiles a listener. `reuse` are chains of the listener it replaces: a chain whose
     /// proto did not change keeps its runtime (and the config its connections read).
     static func parse(_ listener: Envoy_Config_Listener_V3_Listener, path: String, store: StatsStore,
-                      reuse: [FilterChainRuntime] = []) throws -> Parsed {
+                      reuse: [FilterChainRuntime] = [], secrets: [String: SecretProto] = [:]) throws -> Parsed {
         guard case .socketAddress(let socket)? = listener.address.address else {
             throw ListenerConfigError(path + ".address", "a socket_address is required")
         }
@@ -85,7 +87,7 @@ final class ListenerRuntime: @unchecked Sendable {
         func chain(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, isDefault: Bool) throws -> FilterChainRuntime {
             if let same = reuse.first(where: { $0.proto == proto }) { return same }
             return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault,
-                                          outbound: listener.trafficDirection == .outbound)
+                                          outbound: listener.trafficDirection == .outbound, secrets: secrets)
         }
         var chains: [FilterChainRuntime] = []
         for (index, proto) in listener.filterChains.enumerated() {
@@ -100,9 +102,14 @@ final class ListenerRuntime: @unchecked Sendable {
             throw ListenerConfigError(path + ".listener_filters",
                                       "a filter chain matches on transport_protocol, which needs envoy.filters.listener.tls_inspector")
         }
-        if !inspection.httpInspector, chains.contains(where: { !$0.match.applicationProtocols.isEmpty }) {
+        if !inspection.tlsInspector, chains.contains(where: { !$0.match.serverNames.isEmpty }) {
             throw ListenerConfigError(path + ".listener_filters",
-                                      "a filter chain matches on application_protocols, which needs envoy.filters.listener.http_inspector")
+                                      "a filter chain matches on server_names, which needs envoy.filters.listener.tls_inspector")
+        }
+        if !inspection.httpInspector, !inspection.tlsInspector,
+           chains.contains(where: { !$0.match.applicationProtocols.isEmpty }) {
+            throw ListenerConfigError(path + ".listener_filters",
+                                      "a filter chain matches on application_protocols, which needs envoy.filters.listener.tls_inspector or http_inspector")
         }
         let defaultChain = listener.hasDefaultFilterChain
             ? try chain(listener.defaultFilterChain, path: path + ".default_filter_chain", isDefault: true) : nil
@@ -156,7 +163,7 @@ final class ListenerRuntime: @unchecked Sendable {
     func refresh(clusters: ClusterManager, routes: [String: RouteTable]) -> Bool {
         let all = chains + (defaultChain.map { [$0] } ?? [])
         var warm = true
-        for chain in all where !chain.refresh(clusters: clusters, routes: routes, generation: generation) {
+        for chain in all where !chain.refresh(clusters: clusters, routes: routes, generation: generation) || !chain.isWarm {
             warm = false
         }
         if warm {
@@ -167,6 +174,25 @@ final class ListenerRuntime: @unchecked Sendable {
     }
 
     var isWarm: Bool { published != nil }
+
+    /// Builds or rebuilds the TLS contexts of every chain from the secrets known now; returns what
+    /// could not be built (those chains keep what they had).
+    func refreshTLS(secrets: [String: SecretProto]) -> [String] {
+        var errors: [String] = []
+        for chain in chains + (defaultChain.map { [$0] } ?? []) {
+            do {
+                try chain.refreshTLS(secrets: secrets)
+            } catch {
+                errors.append("\(name): \(error)")
+            }
+        }
+        return errors
+    }
+
+    /// The SDS secrets this listener's chains name.
+    var secretReferences: [TLSContextSpec.SecretReference] {
+        (chains + (defaultChain.map { [$0] } ?? [])).flatMap { $0.tlsSpec?.secretReferences ?? [] }
+    }
 
     /// The connection managers connections use now (for the active-request count at shutdown).
     var activeConnectionManagers: [SnapshotHolder<ConnectionManagerConfig>] {

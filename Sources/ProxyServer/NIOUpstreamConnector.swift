@@ -1,10 +1,18 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ProxyTLS
 import ProxyUpstream
 
-/// Opens TCP connections to upstream hosts.
+/// Opens TCP connections to upstream hosts, with TLS first when the cluster's transport socket is
+/// an UpstreamTlsContext. A TLS connection is handed to the pool only once its handshake is done,
+/// so a failed handshake is a connection failure, as in Envoy.
 struct NIOUpstreamConnector: UpstreamConnector {
+    /// The cluster's TLS; nil for plaintext.
+    var transport: UpstreamTransportSocket?
+
+    var appliesTransportSocket: Bool { true }
+
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
         connect(to: host, on: loop, timeout: timeout) { channel in
@@ -16,6 +24,25 @@ struct NIOUpstreamConnector: UpstreamConnector {
 
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
+        guard let transport else { return connectTCP(to: host, on: loop, timeout: timeout, initializer: initializer) }
+        guard let tls = transport.context else {
+            return loop.makeFailedFuture(UpstreamTLSNotReady(secrets: transport.spec.secretReferences.map(\.name)))
+        }
+        let handshake = loop.makePromise(of: Void.self)
+        let connected = connectTCP(to: host, on: loop, timeout: timeout) { channel in
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(try tls.makeClientHandler())
+            try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { _, _ in
+                handshake.succeed()
+            })
+            try initializer(channel)
+        }
+        connected.whenFailure { handshake.fail($0) }
+        return connected.flatMap { channel in handshake.futureResult.map { channel } }
+    }
+
+    private func connectTCP(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
+                            initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -27,4 +54,10 @@ struct NIOUpstreamConnector: UpstreamConnector {
         }
         return bootstrap.connect(host: host.address, port: host.port)
     }
+}
+
+/// A TLS cluster whose SDS secrets have not arrived yet: its connections fail rather than go out in plaintext.
+struct UpstreamTLSNotReady: Error, CustomStringConvertible {
+    var secrets: [String]
+    var description: String { "TLS secrets not yet received: \(secrets.joined(separator: ", "))" }
 }

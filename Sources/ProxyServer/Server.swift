@@ -7,6 +7,7 @@ import ProxyAccessLog
 import ProxyAdmin
 import ProxyCore
 import ProxyHTTP
+import ProxyTLS
 import ProxyUpstream
 import ProxyXDS
 import Synchronization
@@ -64,7 +65,19 @@ public final class Server: @unchecked Sendable {
         ServerContext.reportLoop = loops.first
         Self.workerIndex = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
 
-        let connector = NIOUpstreamConnector()
+        var secrets: [String: SecretProto] = [:]
+        for (index, secret) in bootstrap.staticResources.secrets.enumerated() {
+            let path = "static_resources.secrets[\(index)]"
+            guard secrets[secret.name] == nil else {
+                throw ListenerConfigError(path + ".name", "Duplicate static TlsCertificate secret name \(secret.name)")
+            }
+            do {
+                try SecretCheck.validate(secret)
+            } catch let error as FieldError {
+                throw ListenerConfigError(path + "." + error.fieldPath, error.reason)
+            }
+            secrets[secret.name] = secret
+        }
         var clusters: [Cluster] = []
         var seen = Set<String>()
         for (index, config) in bootstrap.staticResources.clusters.enumerated() {
@@ -73,7 +86,7 @@ public final class Server: @unchecked Sendable {
                 throw ListenerConfigError(path + ".name", "cluster manager: duplicate cluster '\(config.name)'")
             }
             do {
-                clusters.append(try Cluster(config, stats: stats, addedViaAPI: false, loops: loops, connector: connector))
+                clusters.append(try Cluster.make(config, stats: stats, addedViaAPI: false, loops: loops, secrets: secrets))
             } catch let error as ClusterConfigError {
                 throw ListenerConfigError(path + "." + error.fieldPath, error.reason)
             }
@@ -83,7 +96,7 @@ public final class Server: @unchecked Sendable {
         var listenerNames = Set<String>()
         for (index, config) in bootstrap.staticResources.listeners.enumerated() {
             let path = "static_resources.listeners[\(index)]"
-            let runtime = try ListenerRuntime(config, path: path, store: stats)
+            let runtime = try ListenerRuntime(config, path: path, store: stats, secrets: secrets)
             for (chainIndex, chain) in runtime.chains.enumerated() {
                 try chain.template?.validateClusters(
                     staticClusters, path: "\(path).filter_chains[\(chainIndex)].filters[0].typed_config")
@@ -100,7 +113,7 @@ public final class Server: @unchecked Sendable {
         }
         (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters)
         config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
-                               group: group, connector: connector, resolver: resolver,
+                               group: group, resolver: resolver, staticSecrets: secrets,
                                drainTime: .seconds(Int64(options.drainTimeSeconds)))
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))

@@ -57,8 +57,8 @@ extension Cluster {
             policy = .maglev(tableSize: size)
         default: throw ClusterConfigError("lb_policy", "lb_policy \(config.lbPolicy) is not supported yet")
         }
-        if config.hasTransportSocket {
-            throw ClusterConfigError("transport_socket", "upstream TLS is not supported yet")
+        if config.hasTransportSocket, !connector.appliesTransportSocket {
+            throw ClusterConfigError("transport_socket", "this connector cannot apply a transport socket")
         }
         let http = try Self.httpProtocol(of: config)
         let (hosts, dnsEndpoints) = discoveryType == .eds
@@ -88,7 +88,7 @@ extension Cluster {
 
     /// The upstream protocol from `typed_extension_protocol_options` (or the cluster's older
     /// `http2_protocol_options` and `max_requests_per_connection`).
-    static func httpProtocol(of config: Envoy_Config_Cluster_V3_Cluster) throws
+    package static func httpProtocol(of config: Envoy_Config_Cluster_V3_Cluster) throws
         -> (protocol: UpstreamProtocol, options: HTTP2Options, maxRequestsPerConnection: Int)
     {
         for key in config.typedExtensionProtocolOptions.keys where key != httpProtocolOptionsKey {

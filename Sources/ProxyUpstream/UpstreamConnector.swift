@@ -11,4 +11,12 @@ public protocol UpstreamConnector: Sendable {
     /// NIO's HTTP/2 handler). `initializer` runs on `loop`.
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel>
+
+    /// Whether this connector applied the cluster's `transport_socket` (TLS). A cluster with a
+    /// transport socket is refused by a connector that did not, rather than spoken to in plaintext.
+    var appliesTransportSocket: Bool { get }
+}
+
+extension UpstreamConnector {
+    public var appliesTransportSocket: Bool { false }
 }

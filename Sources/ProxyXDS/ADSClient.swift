@@ -30,8 +30,9 @@ public enum XDSTypes {
     public static let endpoint = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
     public static let listener = "type.googleapis.com/envoy.config.listener.v3.Listener"
     public static let route = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    public static let secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
     /// Request order on a new stream: clusters and listeners (wildcard) first, then named types.
-    static let order = [cluster, endpoint, listener, route]
+    static let order = [cluster, endpoint, listener, route, secret]
 }
 
 /// Hands decoded xDS responses to whoever applies them; the client itself applies nothing.

@@ -72,20 +72,33 @@ import XDSAPI
         #expect(FilterChainMatch.select(chains, for: try info()) == 1)
     }
 
-    @Test func sniAndTLSAreRefusedUntilTLSExists() throws {
-        #expect(throws: ListenerConfigError.self) { try match { $0.serverNames = ["a.example"] } }
-        #expect(throws: ListenerConfigError.self) { try match { $0.transportProtocol = "tls" } }
+    @Test func serverNamesExactBeforeTheLongestWildcard() throws {
+        let chains = [
+            try match { $0.serverNames = ["*.example.com"] },
+            try match { $0.serverNames = ["*.api.example.com"] },
+            try match { $0.serverNames = ["Exact.API.example.com"] },
+            try match { $0.transportProtocol = "tls" },
+        ]
+        func select(_ name: String?) throws -> Int? {
+            var connection = try info(transport: "tls")
+            connection.serverName = name
+            return FilterChainMatch.select(chains, for: connection)
+        }
+        #expect(try select("exact.api.example.com") == 2)
+        #expect(try select("v1.api.example.com") == 1)
+        #expect(try select("www.example.com") == 0)
+        #expect(try select("example.com") == 3, "a wildcard needs a label in its place")
+        #expect(try select(nil) == 3)
+    }
+
+    @Test func badMatchesAreRefused() throws {
+        #expect(throws: ListenerConfigError.self) { try match { $0.serverNames = ["a.*.example"] } }
+        #expect(throws: ListenerConfigError.self) { try match { $0.transportProtocol = "quic" } }
         #expect(throws: ListenerConfigError.self) { try match { $0.prefixRanges = [range("10.0.0.300", 8)] } }
     }
 }
 
 @Suite struct ListenerInspectorTests {
-    @Test func transportProtocol() {
-        #expect(ListenerInspector.transportProtocol([0x16, 0x03, 0x01]) == "tls")
-        #expect(ListenerInspector.transportProtocol(Array("GET".utf8)) == "raw_buffer")
-        #expect(ListenerInspector.transportProtocol([0x16]) == nil)
-        #expect(ListenerInspector.transportProtocol([]) == nil)
-    }
 
     @Test func applicationProtocol() {
         #expect(ListenerInspector.applicationProtocol(Array("GET / HTTP/1.1\r\nHost: x".utf8)) == .some("http/1.1"))

@@ -1,0 +1,52 @@
+import NIOCore
+import ProxyCore
+import ProxyTLS
+import ProxyUpstream
+import Synchronization
+import XDSAPI
+
+/// A cluster's UpstreamTlsContext and the TLS context built from it, rebuilt when an SDS secret it
+/// names changes. Connections read it once each, when they open.
+final class UpstreamTransportSocket: Sendable {
+    let spec: TLSContextSpec
+    private let stats: TLSStats
+    private let state = Mutex<(context: TLSContext?, builtFrom: [String: SecretProto])>((nil, [:]))
+
+    init(spec: TLSContextSpec, clusterName: String, store: StatsStore) {
+        self.spec = spec
+        stats = TLSStats(scope: "cluster.\(clusterName)", kind: "cluster",
+                         tags: [StatTags.Tag("envoy_cluster_name", clusterName)], store: store)
+    }
+
+    /// The context new connections use; nil while a secret it names has not arrived.
+    var context: TLSContext? { state.withLock { $0.context } }
+
+    func refresh(secrets: [String: SecretProto]) throws {
+        let used = Dictionary(uniqueKeysWithValues: spec.secretReferences.compactMap { reference in
+            secrets[reference.name].map { (reference.name, $0) }
+        })
+        if state.withLock({ $0.context != nil && $0.builtFrom == used }) { return }
+        guard let built = try spec.build(secrets: secrets, stats: stats) else { return }
+        state.withLock { $0 = (built, used) }
+    }
+}
+
+extension Cluster {
+    /// A cluster with its transport socket applied: TLS to its hosts when it has an UpstreamTlsContext.
+    static func make(_ config: Envoy_Config_Cluster_V3_Cluster, stats: StatsStore, addedViaAPI: Bool,
+                     loops: [any EventLoop], secrets: [String: SecretProto]) throws -> Cluster {
+        var transport: UpstreamTransportSocket?
+        if config.hasTransportSocket,
+           var spec = try TLSContextSpec.transportSocket(config.transportSocket, side: .client, path: "transport_socket") {
+            // Envoy offers h2 by ALPN to an HTTP/2 cluster that names no protocols.
+            if spec.alpn.isEmpty, (try? Cluster.httpProtocol(of: config).protocol) == .http2 { spec.alpn = ["h2"] }
+            transport = UpstreamTransportSocket(spec: spec, clusterName: config.name, store: stats)
+            try transport?.refresh(secrets: secrets)
+        }
+        return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,
+                           connector: NIOUpstreamConnector(transport: transport))
+    }
+
+    /// The TLS state of a cluster made by `make`, for secret refreshes and `/certs`.
+    var transportSocket: UpstreamTransportSocket? { (connector as? NIOUpstreamConnector)?.transport }
+}

@@ -1,0 +1,91 @@
+import NIOCore
+import NIOSSL
+import XDSResource
+
+/// A TLS context built from its spec and secrets: the NIOSSL context new handshakes use, and what
+/// `/certs`, SAN checks and stats need. Immutable; a secret rotation builds a new one.
+public final class TLSContext: Sendable {
+    public let side: TLSContextSpec.Side
+    let sslContext: NIOSSLContext
+    public let certificates: [CertificateKeyPair]
+    public let trustedCA: [NIOSSLCertificate]
+    public let caSource: String
+    let sanMatchers: [SubjectAltNameMatcher]
+    public let sni: String?
+    public let stats: TLSStats
+
+    init(spec: TLSContextSpec, certificates: [CertificateKeyPair], validation: ValidationSettings?,
+         stats: TLSStats) throws {
+        var config: TLSConfiguration
+        switch spec.side {
+        case .server:
+            guard let pair = certificates.first else {
+                throw FieldError(spec.path, "No TLS certificates found for server context")
+            }
+            config = .makeServerConfiguration(certificateChain: pair.chain.map { .certificate($0) },
+                                              privateKey: .privateKey(pair.key))
+        case .client:
+            config = .makeClientConfiguration()
+            if let pair = certificates.first {
+                config.certificateChain = pair.chain.map { .certificate($0) }
+                config.privateKey = .privateKey(pair.key)
+            }
+        }
+        config.minimumTLSVersion = spec.minimumVersion
+        config.maximumTLSVersion = spec.maximumVersion
+        if !spec.cipherSuites.isEmpty { config.cipherSuites = spec.cipherSuites.joined(separator: ":") }
+        config.applicationProtocols = spec.alpn
+        if let validation, !validation.trustedCA.isEmpty {
+            config.trustRoots = .certificates(validation.trustedCA)
+            // Envoy asks a client for a certificate whenever it has CAs to check one against, and
+            // refuses the handshake without one only when require_client_certificate says so.
+            config.certificateVerification = spec.side == .server && !spec.requireClientCertificate
+                ? .optionalVerification : .noHostnameVerification
+        } else {
+            // As in Envoy: without a validation context the peer's certificate is not checked.
+            config.certificateVerification = .none
+        }
+        do {
+            sslContext = try NIOSSLContext(configuration: config)
+        } catch {
+            throw FieldError(spec.path, "Failed to initialize TLS context: \(error)")
+        }
+        side = spec.side
+        self.certificates = certificates
+        trustedCA = validation?.trustedCA ?? []
+        caSource = validation?.caSource ?? ""
+        sanMatchers = validation?.sanMatchers ?? []
+        sni = spec.sni.isEmpty ? nil : spec.sni
+        self.stats = stats
+    }
+
+    /// The handler that terminates TLS on an accepted connection.
+    public func makeServerHandler() -> NIOSSLServerHandler {
+        guard !sanMatchers.isEmpty else { return NIOSSLServerHandler(context: sslContext) }
+        return NIOSSLServerHandler._makeSSLServerHandler(context: sslContext,
+                                                         additionalPeerCertificateVerificationCallback: verifySAN)
+    }
+
+    /// The handler that originates TLS on an upstream connection, with this context's SNI.
+    public func makeClientHandler() throws -> NIOSSLClientHandler {
+        guard !sanMatchers.isEmpty else { return try NIOSSLClientHandler(context: sslContext, serverHostname: sni) }
+        return try NIOSSLClientHandler._makeSSLClientHandler(context: sslContext, serverHostname: sni,
+                                                             additionalPeerCertificateVerificationCallback: verifySAN)
+    }
+
+    /// Runs after the chain verified: the leaf must carry a SAN the validation context names.
+    private func verifySAN(_ certificate: NIOSSLCertificate, _ channel: any Channel) -> EventLoopFuture<Void> {
+        if let details = try? CertificateDetails(certificate), details.matches(sanMatchers) {
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        stats.failVerifySAN.increment()
+        return channel.eventLoop.makeFailedFuture(TLSVerificationError.subjectAltNameMismatch)
+    }
+}
+
+/// Why meshproxy refused a peer's certificate after the chain verified.
+public enum TLSVerificationError: Error, CustomStringConvertible {
+    case subjectAltNameMismatch
+
+    public var description: String { "the peer certificate's SANs match none of the configured matchers" }
+}

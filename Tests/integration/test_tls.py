@@ -1,0 +1,307 @@
+"""TLS through Envoy 1.40 and meshproxy alike: a TLS listener (curl --cacert), ALPN choosing HTTP/2 or
+HTTP/1.1, mTLS with require_client_certificate and SAN matching (fail_verify_* stats), filter chains
+chosen by SNI with tls_inspector, certificates from static_resources.secrets, upstream TLS to a Python
+TLS server with SNI, server SAN validation and a client certificate, and a key that does not match its
+certificate refused at start."""
+import json
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, HCM_TYPE, free_port
+from pki import CA
+
+PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
+TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pki")
+    root = CA(directory, "root")
+    other = CA(directory, "other")
+    return {
+        "root": root,
+        "server": root.issue("server", dns=["localhost", "a.example.com"]),
+        "b": root.issue("b", dns=["b.example.com"]),
+        "client": root.issue("client", uris=[CLIENT_ID]),
+        "wrongsan": root.issue("wrongsan", uris=["spiffe://cluster.local/ns/default/sa/other"]),
+        "stranger": other.issue("stranger", uris=[CLIENT_ID]),
+        "upstream": root.issue("upstream", dns=["backend.internal"]),
+    }
+
+
+def hcm(body, prefix="tls"):
+    return f"""
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: {prefix}
+          http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }} }}]"""
+
+
+def tls_socket(cert, key, extra="", common_extra=""):
+    return f"""
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": {TLS_TYPE}
+{extra}          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {{ filename: {cert} }}
+              private_key: {{ filename: {key} }}
+{common_extra}"""
+
+
+def bootstrap(chains, listener_filters="", secrets=""):
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: tls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+{listener_filters}    filter_chains:{chains}
+{secrets}"""
+    return make
+
+
+def curl(port, *args, host="localhost"):
+    """curl over TLS to 127.0.0.1:port as `host`: (exit code, body, HTTP version)."""
+    done = subprocess.run(["curl", "-sS", "--max-time", "5", "--resolve", f"{host}:{port}:127.0.0.1",
+                           "-w", "\n%{http_version}", *args, f"https://{host}:{port}/"],
+                          capture_output=True, text=True, timeout=15)
+    body, _, version = done.stdout.rpartition("\n")
+    return done.returncode, body, version
+
+
+def ssl_stats(proxy):
+    return {name.split(".ssl.", 1)[1]: int(value) for name, value in proxy.stats(".ssl.").items()
+            if name.startswith("listener.") and value.isdigit()}
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_tls_listener_alpn_chooses_the_codec(launch, pki, binary, name):
+    cert, key = pki["server"]
+    proxy = launch(binary, bootstrap(f"""
+    - filters:{hcm("secure")}{tls_socket(cert, key)}"""), f"tls-basic-{name}")
+    ca = str(pki["root"].cert)
+    assert curl(proxy.port, "--cacert", ca) == (0, "secure", "2")
+    assert curl(proxy.port, "--cacert", ca, "--http1.1") == (0, "secure", "1.1")
+    # Without the CA the proxy's certificate is not trusted.
+    code, _, _ = curl(proxy.port)
+    assert code == 60
+    stats = ssl_stats(proxy)
+    assert stats["handshake"] == 2
+    assert stats["versions.TLSv1.3"] == 2
+    assert stats["no_certificate"] == 2
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_mtls_requires_a_trusted_client_certificate_with_the_right_san(launch, pki, binary, name):
+    cert, key = pki["server"]
+    validation = f"""            validation_context:
+              trusted_ca: {{ filename: {pki["root"].cert} }}
+              match_typed_subject_alt_names:
+              - san_type: URI
+                matcher: {{ exact: "{CLIENT_ID}" }}
+"""
+    socket = tls_socket(cert, key, "          require_client_certificate: true\n", validation)
+    proxy = launch(binary, bootstrap(f"""
+    - filters:{hcm("mutual")}{socket}"""), f"tls-mtls-{name}")
+    ca = str(pki["root"].cert)
+
+    def with_cert(which):
+        client_cert, client_key = pki[which]
+        return curl(proxy.port, "--cacert", ca, "--cert", str(client_cert), "--key", str(client_key))
+
+    assert with_cert("client")[:2] == (0, "mutual")
+    assert curl(proxy.port, "--cacert", ca)[0] != 0
+    assert with_cert("stranger")[0] != 0
+    assert with_cert("wrongsan")[0] != 0
+    stats = ssl_stats(proxy)
+    assert stats["handshake"] == 1
+    assert stats["fail_verify_no_cert"] == 1
+    assert stats["fail_verify_error"] == 1
+    assert stats["fail_verify_san"] == 1
+    assert stats["no_certificate"] == 0
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_sni_chooses_the_filter_chain_and_its_certificate(launch, pki, binary, name):
+    a_cert, a_key = pki["server"]
+    b_cert, b_key = pki["b"]
+    inspector = """    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+"""
+    chains = f"""
+    - filter_chain_match: {{ server_names: [a.example.com] }}
+      filters:{hcm("chain a", "a")}{tls_socket(a_cert, a_key)}
+    - filter_chain_match: {{ server_names: ["*.example.com"] }}
+      filters:{hcm("chain b", "b")}{tls_socket(b_cert, b_key)}
+    - filter_chain_match: {{ transport_protocol: raw_buffer }}
+      filters:{hcm("plaintext", "plain")}"""
+    proxy = launch(binary, bootstrap(chains, inspector), f"tls-sni-{name}")
+    ca = str(pki["root"].cert)
+    assert curl(proxy.port, "--cacert", ca, host="a.example.com")[:2] == (0, "chain a")
+    assert curl(proxy.port, "--cacert", ca, host="b.example.com")[:2] == (0, "chain b")
+    # The wildcard chain's certificate is b.example.com's only: another name fails verification.
+    assert curl(proxy.port, "--cacert", ca, host="c.example.com")[0] == 60
+    status, _, body = proxy.get("/")
+    assert (status, body) == (200, b"plaintext")
+    # No chain for a TLS connection without a matching name: reset.
+    assert curl(proxy.port, "--cacert", ca, host="localhost")[0] != 0
+    assert int(proxy.stats("no_filter_chain_match")["listener.127.0.0.1_%d.no_filter_chain_match" % proxy.port]) == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_certificate_from_a_static_secret(launch, pki, binary, name):
+    cert, key = pki["server"]
+    chain = f"""
+    - filters:{hcm("from secret")}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": {TLS_TYPE}
+          common_tls_context:
+            tls_certificate_sds_secret_configs: [{{ name: server_cert }}]"""
+    secrets = f"""  secrets:
+  - name: server_cert
+    tls_certificate:
+      certificate_chain: {{ filename: {cert} }}
+      private_key: {{ filename: {key} }}
+"""
+    proxy = launch(binary, bootstrap(chain, secrets=secrets), f"tls-secret-{name}")
+    assert curl(proxy.port, "--cacert", str(pki["root"].cert), "--http1.1") == (0, "from secret", "1.1")
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_a_key_that_does_not_match_its_certificate_is_refused(workdir, pki, binary, name):
+    cert, _ = pki["server"]
+    _, other_key = pki["client"]
+    config = workdir / f"tls-mismatch-{name}.yaml"
+    config.write_text(bootstrap(f"""
+    - filters:{hcm("never")}{tls_socket(cert, other_key)}""")(free_port(), free_port()))
+    args = [binary, "--mode", "validate", "-c", str(config)]
+    if binary == ENVOY:
+        args += ["--base-id", str(free_port())]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    if binary == MESHPROXY:
+        assert "private key does not match the certificate chain" in done.stdout + done.stderr
+
+
+class TLSUpstream:
+    """An HTTPS upstream that answers with the SNI it was asked for and the client certificate's URI."""
+
+    def __init__(self, cert, key, client_ca=None):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        if client_ca:
+            context.load_verify_locations(str(client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        seen = {"sni": []}
+        context.sni_callback = lambda sock, server_name, ctx: seen["sni"].append(server_name)
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                peer = self.connection.getpeercert() or {}
+                uris = [value for kind, value in peer.get("subjectAltName", ()) if kind == "URI"]
+                body = json.dumps({"sni": seen["sni"][-1] if seen["sni"] else None, "client": uris}).encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def upstream_bootstrap(upstream_port, upstream_tls):
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: plain
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: plain
+          http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: backend }} }}]
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment: {{ cluster_name: backend, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }} }}] }}] }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": {UPSTREAM_TLS_TYPE}
+{upstream_tls}"""
+    return make
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_upstream_mtls_with_sni_and_server_san_validation(launch, pki, binary, name):
+    cert, key = pki["upstream"]
+    client_cert, client_key = pki["client"]
+    upstream = TLSUpstream(cert, key, client_ca=pki["root"].cert)
+    try:
+        tls = f"""        sni: backend.internal
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {{ filename: {client_cert} }}
+            private_key: {{ filename: {client_key} }}
+          validation_context:
+            trusted_ca: {{ filename: {pki["root"].cert} }}
+            match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: backend.internal }} }}]
+"""
+        proxy = launch(binary, upstream_bootstrap(upstream.port, tls), f"tls-upstream-{name}")
+        status, _, body = proxy.get("/")
+        assert status == 200
+        assert json.loads(body) == {"sni": "backend.internal", "client": [CLIENT_ID]}
+        stats = proxy.stats("cluster.backend.ssl.")
+        assert int(stats["cluster.backend.ssl.handshake"]) >= 1
+
+        # The same upstream under a SAN it does not carry: the handshake fails, the request gets a 503.
+        wrong = tls.replace("exact: backend.internal }", "exact: elsewhere.internal }")
+        other = launch(binary, upstream_bootstrap(upstream.port, wrong), f"tls-upstream-wrong-{name}")
+        status, _, body = other.get("/")
+        assert status == 503
+        assert body.startswith(b"upstream connect error or disconnect/reset before headers")
+        assert int(other.stats("cluster.backend.ssl.")["cluster.backend.ssl.fail_verify_san"]) >= 1
+    finally:
+        upstream.close()
