@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "XDSAPI", "XDSResource",
+                "XDSAPI", "XDSResource", "MeshCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "meshd",
             dependencies: [
-                "ControlPlane", "XDSAPI", "XDSResource",
+                "ControlPlane", "XDSAPI", "XDSResource", "MeshCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -146,6 +146,15 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // meshd's certificate authority: a root and SPIFFE workload certificates; pure, clock injected.
+        .target(
+            name: "MeshCA",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),

@@ -11,12 +11,17 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
     let registry: SyncRegistry
     let metrics: ControlPlaneMetrics
     let logger: Logger
+    /// Told of each proxy when its stream first names its node (meshd's CA issues its certificate
+    /// then, before the first response is built).
+    let nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)?
 
-    public init(cache: SnapshotCache, registry: SyncRegistry, metrics: ControlPlaneMetrics, logger: Logger) {
+    public init(cache: SnapshotCache, registry: SyncRegistry, metrics: ControlPlaneMetrics, logger: Logger,
+                nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)? = nil) {
         self.cache = cache
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
+        self.nodeConnected = nodeConnected
     }
 
     private enum Event<Request: Sendable>: Sendable {
@@ -83,10 +88,11 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         let id = registry.open(protocolName: State.protocolName)
         defer { registry.close(id) }
         var state = State()
-        try await run(requests: requests) { [cache, registry, metrics, logger] event in
+        try await run(requests: requests) { [cache, registry, metrics, logger, nodeConnected] event in
             let out: [State.Response]
             switch event {
             case .request(let request):
+                if state.node == nil, let first = State.node(of: request) { nodeConnected?(first) }
                 let node = state.node ?? State.node(of: request)
                 let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
                 let type = ResourceType(typeURL: State.typeURL(of: request))

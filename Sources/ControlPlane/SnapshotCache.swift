@@ -5,6 +5,8 @@ import Synchronization
 public final class SnapshotCache: Sendable {
     private struct State {
         var resources: [VersionedResource] = []
+        /// Secrets meshd's CA issued, each scoped to its proxy's node id.
+        var issued: [VersionedResource] = []
         var generation = 0
         var watchers: [Int: AsyncStream<Int>.Continuation] = [:]
         var nextWatcher = 0
@@ -25,13 +27,24 @@ public final class SnapshotCache: Sendable {
         for watcher in watchers { watcher.yield(generation) }
     }
 
+    /// Publishes the CA's issued secrets (kept apart from the files' resources) and wakes every stream.
+    public func updateIssued(_ resources: [VersionedResource]) {
+        let watchers = state.withLock { state -> [AsyncStream<Int>.Continuation] in
+            state.issued = resources
+            state.generation += 1
+            return Array(state.watchers.values)
+        }
+        let generation = self.generation
+        for watcher in watchers { watcher.yield(generation) }
+    }
+
     public var generation: Int { state.withLock { $0.generation } }
 
     public var allResources: [VersionedResource] { state.withLock { $0.resources } }
 
     /// What `node` is served: every resource whose scope matches; a more specific scope wins a name.
     public func snapshot(for node: NodeIdentity) -> NodeSnapshot {
-        let resources = state.withLock { $0.resources }
+        let resources = state.withLock { $0.resources + $0.issued }
         var chosen: [String: [String: VersionedResource]] = [:]
         for resource in resources where resource.scope.matches(node) {
             if let existing = chosen[resource.typeURL]?[resource.name],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ControlPlane
+import MeshCA
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -11,6 +12,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import XDSAPI
 
 /// meshd: an xDS control plane serving Envoy v3 resource files over ADS.
 @main
@@ -45,6 +47,10 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
             duration = .milliseconds(value)
         } else if argument.hasSuffix("s"), let value = Double(argument.dropLast()) {
             duration = .milliseconds(value * 1000)
+        } else if argument.hasSuffix("m"), let value = Double(argument.dropLast()) {
+            duration = .seconds(value * 60)
+        } else if argument.hasSuffix("h"), let value = Double(argument.dropLast()) {
+            duration = .seconds(value * 3600)
         } else {
             return nil
         }
@@ -72,6 +78,24 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(name: .customLong("trust-domain"), help: "The SPIFFE trust domain of issued workload certificates.")
+    var trustDomain = "cluster.local"
+
+    @Option(name: .customLong("ca-cert"), help: "PEM root certificate to issue from (with --ca-key).")
+    var caCert: String?
+
+    @Option(name: .customLong("ca-key"), help: "PEM private key of --ca-cert.")
+    var caKey: String?
+
+    @Option(name: .customLong("state-dir"), help: "Where meshd keeps its CA root between restarts.")
+    var stateDir: String?
+
+    @Option(name: .customLong("workload-cert-ttl"), help: "Lifetime of issued workload certificates (renewed at half-life).")
+    var workloadCertTTL = DurationArgument(argument: "24h")!
+
+    @Flag(name: .customLong("disable-ca"), help: "Do not issue workload certificates over SDS.")
+    var disableCA = false
+
     func run() async throws {
         var logger = Logger(label: "meshd")
         logger.logLevel = Logger.Level(rawValue: logLevel == "warn" ? "warning" : logLevel) ?? .info
@@ -96,10 +120,25 @@ struct Serve: AsyncParsableCommand {
             }
             .bind(host: adminAddress.host, port: adminAddress.port).get()
 
+        var issuer: WorkloadIdentityIssuer?
+        if !disableCA {
+            let (ca, origin) = try CAStore.load(certificatePath: caCert, keyPath: caKey, stateDirectory: stateDir,
+                                               trustDomain: trustDomain, now: Date())
+            let ttl = workloadCertTTL.duration
+            issuer = WorkloadIdentityIssuer(
+                ca: ca, trustDomain: trustDomain,
+                ttl: Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18, cache: cache,
+                logger: logger)
+            logger.info("CA root from \(origin); issuing spiffe://\(trustDomain)/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT> as SDS secrets 'default' and 'ROOTCA'")
+        }
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: .plaintext)
+        let onNode: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)? = issuer.map { issuer in
+            { @Sendable node in issuer.nodeConnected(node) }
+        }
         let server = GRPCServer(transport: transport, services: [
-            AggregatedDiscoveryServer(cache: cache, registry: registry, metrics: metrics, logger: logger),
+            AggregatedDiscoveryServer(cache: cache, registry: registry, metrics: metrics, logger: logger,
+                                      nodeConnected: onNode),
         ])
         let signals = AsyncStream<Int32> { continuation in
             let sources = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
@@ -116,6 +155,18 @@ struct Serve: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.serve() }
             group.addTask { await watcher.run() }
+            if let issuer {
+                group.addTask {
+                    // Renewal at half-life: wake for the soonest one, and at least every quarter TTL
+                    // (a certificate issued meanwhile is due no sooner than half a TTL from now).
+                    let longest = min(60, issuer.ttl / 4)
+                    while !Task.isCancelled {
+                        let wait = min(longest, max(0.05, issuer.nextRenewal?.timeIntervalSinceNow ?? longest))
+                        try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                        issuer.renewDue()
+                    }
+                }
+            }
             if let address = try await transport.listeningAddress.ipv4 {
                 logger.info("ADS listening on \(address.host):\(address.port); admin on \(adminAddress.host):\(adminAddress.port)")
             }

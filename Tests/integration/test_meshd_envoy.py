@@ -37,11 +37,12 @@ def last_nack(meshd, node_id, short_type):
 
 
 class Meshd:
-    def __init__(self, workdir, config_dir):
+    def __init__(self, workdir, config_dir, extra_args=()):
         self.xds, self.admin = free_port(), free_port()
         self.config_dir = config_dir
         self.process = Process([MESHD, "--config-dir", str(config_dir), "--xds-address", f"127.0.0.1:{self.xds}",
-                                "--admin-address", f"127.0.0.1:{self.admin}", "--debounce-after", "50ms"],
+                                "--admin-address", f"127.0.0.1:{self.admin}", "--debounce-after", "50ms",
+                                *extra_args],
                                workdir / f"meshd-{self.xds}.log")
         wait_for_port(self.admin)
         wait_for_port(self.xds)

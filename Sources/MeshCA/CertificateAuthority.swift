@@ -1,0 +1,98 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// meshd's certificate authority: one root (made here or loaded from PEM) that signs short-lived
+/// SPIFFE workload certificates. Pure: time comes in as arguments, so tests run on a manual clock.
+public struct CertificateAuthority: Sendable {
+    public let rootCertificate: Certificate
+    private let rootKey: Certificate.PrivateKey
+
+    /// A new self-signed root, valid for `validity` from `now`.
+    public init(trustDomain: String, now: Date, validity: TimeInterval = 10 * 365 * 86_400) throws {
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName {
+            OrganizationName("SwiftMesh")
+            CommonName("SwiftMesh root CA for \(trustDomain)")
+        }
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        rootKey = Certificate.PrivateKey(key)
+        rootCertificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
+            issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(keyIdentifier: Self.keyIdentifier(publicKey))
+            },
+            issuerPrivateKey: rootKey)
+        self.rootKeyPEM = try rootKey.serializeAsPEM().pemString
+    }
+
+    /// A root loaded from PEM (`--ca-cert`/`--ca-key`, or meshd's state directory).
+    public init(certificatePEM: String, keyPEM: String) throws {
+        rootCertificate = try Certificate(pemEncoded: certificatePEM)
+        rootKey = try Certificate.PrivateKey(pemEncoded: keyPEM)
+        guard rootKey.publicKey == rootCertificate.publicKey else {
+            throw CAError("the CA key does not belong to the CA certificate")
+        }
+        guard let constraints = try? rootCertificate.extensions.basicConstraints,
+              case .isCertificateAuthority = constraints else {
+            throw CAError("the CA certificate is not a CA (basicConstraints CA:TRUE is missing)")
+        }
+        rootKeyPEM = keyPEM
+    }
+
+    public let rootKeyPEM: String
+    public var rootCertificatePEM: String { (try? rootCertificate.serializeAsPEM().pemString) ?? "" }
+
+    /// A workload certificate for `identity`: a new P-256 key, the SPIFFE ID as its only (URI) SAN,
+    /// usable for server and client authentication, valid from a little before `now` for `ttl`.
+    public func issue(for identity: SPIFFEID, ttl: TimeInterval, now: Date) throws -> IssuedCertificate {
+        guard identity.isWellFormed else { throw CAError("malformed identity \(identity)") }
+        let key = P256.Signing.PrivateKey()
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let notAfter = now.addingTimeInterval(ttl)
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
+            notValidBefore: now.addingTimeInterval(-60), notValidAfter: notAfter,
+            issuer: rootCertificate.subject, subject: DistinguishedName(), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                AuthorityKeyIdentifier(keyIdentifier: Self.keyIdentifier(rootCertificate.publicKey))
+                // The subject is empty, so the SAN extension is critical (RFC 5280 4.2.1.6).
+                Critical(SubjectAlternativeNames([.uniformResourceIdentifier(identity.uri)]))
+            },
+            issuerPrivateKey: rootKey)
+        return IssuedCertificate(identity: identity, certificateChainPEM: try certificate.serializeAsPEM().pemString,
+                                 privateKeyPEM: key.pemRepresentation, notBefore: now, notAfter: notAfter,
+                                 serialNumber: certificate.serialNumber.description)
+    }
+
+    /// SHA-1 of the public key bits, the usual key identifier (RFC 5280 4.2.1.2, method 1).
+    static func keyIdentifier(_ key: Certificate.PublicKey) -> ArraySlice<UInt8> {
+        ArraySlice(Insecure.SHA1.hash(data: key.subjectPublicKeyInfoBytes))
+    }
+}
+
+/// A workload certificate and its key, in PEM, with when it should be renewed.
+public struct IssuedCertificate: Sendable, Equatable {
+    public var identity: SPIFFEID
+    public var certificateChainPEM: String
+    public var privateKeyPEM: String
+    public var notBefore: Date
+    public var notAfter: Date
+    public var serialNumber: String
+
+    /// Renewal is due at half of the lifetime, as Istio's agents renew.
+    public var renewAt: Date { notBefore.addingTimeInterval(notAfter.timeIntervalSince(notBefore) / 2) }
+}
+
+public struct CAError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

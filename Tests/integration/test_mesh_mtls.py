@@ -1,0 +1,221 @@
+"""meshd as the mesh's certificate authority: each proxy gets a SPIFFE certificate for the identity its node
+metadata names (secret `default`) and the root (`ROOTCA`) over SDS, and two sidecars talk mTLS with them.
+Run through meshproxy and real Envoy 1.40 alike, with certificate rotation under load, plaintext refused on
+the mTLS port, and a proxy that cannot obtain another identity's certificate."""
+import json
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, Process, free_port, get, wait_ready
+from pki import CA
+from test_meshd_envoy import Meshd, wait_until
+
+TRUST = "cluster.local"
+FRONTEND_ID = f"spiffe://{TRUST}/ns/shop/sa/frontend"
+BACKEND_ID = f"spiffe://{TRUST}/ns/shop/sa/backend"
+SDS = "sds_config: { ads: {}, resource_api_version: V3 }"
+
+
+def tls_context(kind, san):
+    """A TLS context from meshd's SDS secrets (Istio's names), checking the peer's SPIFFE ID."""
+    extra = "          require_client_certificate: true\n" if kind == "DownstreamTlsContext" else ""
+    return f"""        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{kind}
+{extra}          common_tls_context:
+            tls_certificate_sds_secret_configs: [{{ name: default, {SDS} }}]
+            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: "{san}" }} }}]
+              validation_context_sds_secret_config: {{ name: ROOTCA, {SDS} }}
+"""
+
+
+def hcm(prefix, route):
+    return f"""      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {prefix}
+          http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: / }}, {route} }}]
+"""
+
+
+def write_config(config_dir, inbound_port, outbound_port):
+    backend = config_dir / "nodes" / "backend"
+    frontend = config_dir / "nodes" / "frontend"
+    backend.mkdir(parents=True)
+    frontend.mkdir(parents=True)
+    (backend / "inbound.yaml").write_text(f"""
+"@type": type.googleapis.com/envoy.config.listener.v3.Listener
+name: inbound
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: {inbound_port} }} }}
+filter_chains:
+- transport_socket:
+{tls_context("DownstreamTlsContext", FRONTEND_ID)}  filters:
+{hcm("inbound", 'direct_response: { status: 200, body: { inline_string: "backend says hi" } }')}""")
+    (frontend / "outbound.yaml").write_text(f"""
+"@type": type.googleapis.com/envoy.config.listener.v3.Listener
+name: outbound
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: {outbound_port} }} }}
+filter_chains:
+- filters:
+{hcm("outbound", "route: { cluster: backend }")}""")
+    (frontend / "backend.yaml").write_text(f"""
+"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+name: backend
+type: STATIC
+connect_timeout: 2s
+load_assignment: {{ cluster_name: backend, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {inbound_port} }} }} }} }}] }}] }}
+transport_socket:
+{tls_context("UpstreamTlsContext", BACKEND_ID)}""")
+
+
+def bootstrap(meshd, admin, node_id, cluster, service_account):
+    return f"""
+node:
+  id: {node_id}
+  cluster: {cluster}
+  metadata: {{ NAMESPACE: shop, SERVICE_ACCOUNT: {service_account} }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds_cluster }} }}]
+  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
+  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment: {{ cluster_name: xds_cluster, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {meshd.xds} }} }} }} }}] }}] }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+"""
+
+
+def start(binary, workdir, meshd, node_id, cluster, service_account):
+    admin = free_port()
+    path = workdir / f"{node_id}.yaml"
+    path.write_text(bootstrap(meshd, admin, node_id, cluster, service_account))
+    args = [binary, "-c", str(path), "--concurrency", "1"]
+    if binary == ENVOY:
+        args += ["--base-id", str(free_port()), "--log-level", "warning"]
+    process = Process(args, workdir / f"{node_id}.log")
+    wait_ready(admin, process, timeout=30)
+    return process, admin
+
+
+def peer(port, client_cert=None, client_key=None, ca=None):
+    """The TLS server's certificate as Python's ssl module reads it (verified against `ca`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(str(ca))
+    if client_cert:
+        context.load_cert_chain(str(client_cert), str(client_key))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            return tls.getpeercert()
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    pki = CA(tmp_path / "pki", "mesh-root")
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    started = []
+    yield pki, config_dir, started
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.mark.parametrize("frontend_bin,backend_bin", [(MESHPROXY, MESHPROXY), (ENVOY, MESHPROXY), (MESHPROXY, ENVOY)],
+                         ids=["meshproxy-meshproxy", "envoy-meshproxy", "meshproxy-envoy"])
+def test_sidecars_talk_mtls_with_certificates_from_meshd(tmp_path, mesh, frontend_bin, backend_bin):
+    pki, config_dir, started = mesh
+    inbound, outbound = free_port(), free_port()
+    write_config(config_dir, inbound, outbound)
+    meshd = Meshd(tmp_path, config_dir, ["--ca-cert", str(pki.cert), "--ca-key", str(pki.key),
+                                         "--workload-cert-ttl", "4s"])
+    started.append(meshd.process)
+    backend, _ = start(backend_bin, tmp_path, meshd, "backend-1", "backend", "backend")
+    started.append(backend)
+    frontend, frontend_admin = start(frontend_bin, tmp_path, meshd, "frontend-1", "frontend", "frontend")
+    started.append(frontend)
+
+    wait_until(lambda: get(outbound, "/", timeout=3)[0] == 200, timeout=20, what="frontend -> backend over mTLS")
+    assert get(outbound, "/")[2] == b"backend says hi"
+
+    # The backend presents its own SPIFFE identity, issued by meshd from the node metadata.
+    client_cert, client_key = pki.issue("frontend-client", uris=[FRONTEND_ID])
+    served = peer(inbound, client_cert, client_key, pki.cert)
+    assert ("URI", BACKEND_ID) in served["subjectAltName"]
+    first_serial = served["serialNumber"]
+
+    # Plaintext, and TLS without a client certificate, are refused on the mTLS port.
+    with socket.create_connection(("127.0.0.1", inbound), timeout=5) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            answer = plain.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert not answer.startswith(b"HTTP/1.1 200")
+    with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
+        peer_no_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        peer_no_cert.check_hostname = False
+        peer_no_cert.load_verify_locations(str(pki.cert))
+        with socket.create_connection(("127.0.0.1", inbound), timeout=5) as raw:
+            with peer_no_cert.wrap_socket(raw) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert tls.recv(100) == b""  # TLS 1.3: the refusal arrives after the handshake
+                raise ConnectionResetError("closed without an answer")
+
+    # A 4 s TTL renews at 2 s: requests keep succeeding through rotations and the served serial changes.
+    failures, successes = [], [0]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status, _, body = get(outbound, "/", timeout=5)
+        if status == 200:
+            successes[0] += 1
+        else:
+            failures.append((status, body))
+        time.sleep(0.02)
+    assert failures == []
+    assert successes[0] > 20
+    rotated = wait_until(lambda: peer(inbound, client_cert, client_key, pki.cert)["serialNumber"] != first_serial,
+                         timeout=10, what="a renewed backend certificate")
+    assert rotated
+
+
+def test_a_proxy_gets_only_its_own_identity(tmp_path, mesh):
+    pki, config_dir, started = mesh
+    inbound, outbound = free_port(), free_port()
+    write_config(config_dir, inbound, outbound)
+    meshd = Meshd(tmp_path, config_dir, ["--ca-cert", str(pki.cert), "--ca-key", str(pki.key)])
+    started.append(meshd.process)
+    # An impostor in the backend's node cluster gets the backend's listener but its own identity, so
+    # the frontend (which checks for the backend's SPIFFE ID) refuses it.
+    impostor, _ = start(MESHPROXY, tmp_path, meshd, "impostor-1", "backend", "impostor")
+    started.append(impostor)
+    frontend, frontend_admin = start(MESHPROXY, tmp_path, meshd, "frontend-1", "frontend", "frontend")
+    started.append(frontend)
+    wait_until(lambda: get(outbound, "/", timeout=3)[0] == 503, timeout=20, what="503 from the frontend")
+    client_cert, client_key = pki.issue("frontend-client", uris=[FRONTEND_ID])
+    served = peer(inbound, client_cert, client_key, pki.cert)
+    assert ("URI", f"spiffe://{TRUST}/ns/shop/sa/impostor") in served["subjectAltName"]
+    stats = json.loads(get(frontend_admin, "/stats?format=json")[2])
+    san_failures = [s["value"] for s in stats["stats"] if s.get("name") == "cluster.backend.ssl.fail_verify_san"]
+    assert san_failures and san_failures[0] >= 1
