@@ -238,7 +238,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource"]),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource", "MeshCA"]),
+        .testTarget(
+            name: "MeshCATests",
+            dependencies: [
+                "MeshCA",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
         .testTarget(
             name: "ProxyXDSTests",
             dependencies: [
