@@ -15,6 +15,8 @@ public protocol AdminDataSource: Sendable {
     func configDumpJSON(resource: String?, nameRegex: String?, includeEDS: Bool) throws -> String
     /// `/server_info` as JSON.
     func serverInfoJSON() throws -> String
+    /// `/certs` as JSON: every TLS context's CA and certificate.
+    func certsJSON() throws -> String
     /// LIVE, DRAINING, PRE_INITIALIZING or INITIALIZING.
     var state: String { get }
     var healthCheckFailed: Bool { get }

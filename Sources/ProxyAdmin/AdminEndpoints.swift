@@ -19,8 +19,12 @@ public struct AdminEndpoints: Sendable {
 
     static let endpoints: [Endpoint] = [
         Endpoint(path: "/", help: "Admin home page", mutates: false) { $0.help($1) },
-        Endpoint(path: "/certs", help: "print certs on machine", mutates: false) { _, _ in
-            .json("{\n \"certificates\": []\n}\n")
+        Endpoint(path: "/certs", help: "print certs on machine", mutates: false) { endpoints, _ in
+            do {
+                return .json(try endpoints.source.certsJSON())
+            } catch {
+                return AdminResponse(status: 500, body: "cannot list certificates: \(error)\n")
+            }
         },
         Endpoint(path: "/clusters", help: "upstream cluster status", mutates: false) { $0.clusters($1) },
         Endpoint(path: "/config_dump", help: "dump current Envoy configs", mutates: false) { $0.configDump($1) },

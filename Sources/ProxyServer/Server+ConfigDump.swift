@@ -209,6 +209,31 @@ extension Server {
     }
 }
 
+extension Server {
+    /// Envoy's `/certs`: listeners' TLS contexts in config order, then clusters'.
+    public func certsJSON() throws -> String {
+        let view = config.view
+        var certificates = Envoy_Admin_V3_Certificates()
+        let now = Date()
+        for listener in view.listeners {
+            for chain in listener.chains + (listener.defaultChain.map { [$0] } ?? []) {
+                if let tls = chain.currentTLS { certificates.certificates.append(tls.adminCertificate(now: now)) }
+            }
+        }
+        for cluster in view.clusters.ordered {
+            if let tls = cluster.transportSocket?.context { certificates.certificates.append(tls.adminCertificate(now: now)) }
+        }
+        guard !certificates.certificates.isEmpty else { return "{\n \"certificates\": []\n}\n" }
+        // Envoy prints an empty SAN list; proto3 JSON leaves it out (fields come in field order, so
+        // a serial number followed by the days has none).
+        let json = try certificates.jsonString(options: Self.dumpEncoding)
+            .replacing(#/("serial_number":"[0-9a-f]*"),("days_until_expiration")/#) { match in
+                "\(match.output.1),\"subject_alt_names\":[],\(match.output.2)"
+            }
+        return JSONPrettyPrinter.format(json)
+    }
+}
+
 struct ConfigDumpError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
@@ -228,6 +253,8 @@ enum JSONPrettyPrinter {
         var depth = 0
         var inString = false
         var escaped = false
+        /// Set after `{` or `[`: the line break waits, so an empty container stays `[]` as Envoy prints it.
+        var justOpened = false
         func newline() {
             out += "\n" + String(repeating: " ", count: depth)
         }
@@ -237,6 +264,16 @@ enum JSONPrettyPrinter {
                 if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "\"" { inString = false }
                 continue
             }
+            if character == " " || character == "\n" || character == "\t" { continue }
+            if justOpened {
+                justOpened = false
+                if character == "}" || character == "]" {
+                    depth -= 1
+                    out.append(character)
+                    continue
+                }
+                newline()
+            }
             switch character {
             case "\"":
                 inString = true
@@ -244,7 +281,7 @@ enum JSONPrettyPrinter {
             case "{", "[":
                 out.append(character)
                 depth += 1
-                newline()
+                justOpened = true
             case "}", "]":
                 depth -= 1
                 newline()
@@ -254,8 +291,6 @@ enum JSONPrettyPrinter {
                 newline()
             case ":":
                 out += ": "
-            case " ", "\n", "\t":
-                break
             default:
                 out.append(character)
             }

@@ -305,3 +305,28 @@ def test_upstream_mtls_with_sni_and_server_san_validation(launch, pki, binary, n
         assert int(other.stats("cluster.backend.ssl.")["cluster.backend.ssl.fail_verify_san"]) >= 1
     finally:
         upstream.close()
+
+
+def test_certs_admin_output_matches_envoy(launch, pki):
+    """/certs lists every TLS context's CA and leaf with serial, SANs and validity, exactly as Envoy does."""
+    cert, key = pki["server"]
+    validation = f"""            validation_context:
+              trusted_ca: {{ filename: {pki["root"].cert} }}
+"""
+    socket = tls_socket(cert, key, "", validation)
+    outputs = []
+    for binary, name in PROXIES:
+        proxy = launch(binary, bootstrap(f"""
+    - filters:{hcm("certs")}{socket}"""), f"tls-certs-{name}")
+        status, text = proxy.admin_get("/certs")
+        assert status == 200
+        outputs.append(json.loads(text))
+    # Whole days left truncate: a certificate made this second may show 30 on one and 29 on the other.
+    for output in outputs:
+        for entry in output["certificates"][0]["ca_cert"] + output["certificates"][0]["cert_chain"]:
+            assert entry.pop("days_until_expiration") in ("29", "30")
+    envoy, meshproxy = outputs
+    assert meshproxy == envoy
+    leaf = meshproxy["certificates"][0]["cert_chain"][0]
+    assert leaf["path"] == str(cert)
+    assert leaf["subject_alt_names"] == [{"dns": "localhost"}, {"dns": "a.example.com"}]
