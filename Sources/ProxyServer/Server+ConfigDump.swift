@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import XDSAPI
+import ProxyTLS
 import ProxyXDS
 import XDSResource
 
@@ -111,6 +112,25 @@ extension Server {
             endpointsDump.dynamicEndpointConfigs.append(entry)
         }
 
+        var secretsDump = Envoy_Admin_V3_SecretsConfigDump()
+        for name in view.staticSecrets.keys.sorted() where keep(name) {
+            var entry = Envoy_Admin_V3_SecretsConfigDump.StaticSecret()
+            entry.name = name
+            entry.lastUpdated = updated
+            entry.secret = try Google_Protobuf_Any(message: Self.redacted(view.staticSecrets[name]!))
+            secretsDump.staticSecrets.append(entry)
+        }
+        for name in view.dynamicSecrets.keys.sorted() where keep(name) {
+            let dynamic = view.dynamicSecrets[name]!
+            var entry = Envoy_Admin_V3_SecretsConfigDump.DynamicSecret()
+            entry.name = name
+            entry.versionInfo = dynamic.version
+            entry.lastUpdated = Google_Protobuf_Timestamp(date: dynamic.lastUpdated)
+            entry.secret = try Google_Protobuf_Any(message: Self.redacted(dynamic.secret))
+            if let failure = view.failures[XDSTypes.secret]?[name] { entry.errorState = failure }
+            secretsDump.dynamicActiveSecrets.append(entry)
+        }
+
         let options = Self.dumpEncoding
         if let resource {
             let items: [any Message]
@@ -123,8 +143,9 @@ extension Server {
             case "dynamic_route_configs": items = routesDump.dynamicRouteConfigs
             case "dynamic_warming_clusters": items = clustersDump.dynamicWarmingClusters
             case "dynamic_endpoint_configs": items = endpointsDump.dynamicEndpointConfigs
-            case "static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets":
-                items = []
+            case "static_secrets": items = secretsDump.staticSecrets
+            case "dynamic_active_secrets": items = secretsDump.dynamicActiveSecrets
+            case "dynamic_warming_secrets": items = secretsDump.dynamicWarmingSecrets
             default:
                 throw ConfigDumpError(message: "unknown resource '\(resource)'")
             }
@@ -138,13 +159,26 @@ extension Server {
             try Google_Protobuf_Any(message: listenersDump),
             try Google_Protobuf_Any(message: Envoy_Admin_V3_ScopedRoutesConfigDump()),
             try Google_Protobuf_Any(message: routesDump),
-            try Google_Protobuf_Any(message: Envoy_Admin_V3_SecretsConfigDump()),
+            try Google_Protobuf_Any(message: secretsDump),
         ]
         if includeEDS {
             // Envoy puts endpoints after the clusters when asked with ?include_eds.
             dump.configs.insert(try Google_Protobuf_Any(message: endpointsDump), at: 2)
         }
         return JSONPrettyPrinter.format(try dump.jsonString(options: options))
+    }
+
+    /// A secret as `/config_dump` may show it: inline private keys replaced by `[redacted]`, as Envoy does.
+    static func redacted(_ secret: SecretProto) -> SecretProto {
+        var copy = secret
+        if case .tlsCertificate(var certificate)? = copy.type {
+            switch certificate.privateKey.specifier {
+            case .inlineBytes?, .inlineString?: certificate.privateKey.inlineString = "[redacted]"
+            default: break
+            }
+            copy.tlsCertificate = certificate
+        }
+        return copy
     }
 
     /// Envoy prints proto field names (`connect_timeout`), not lowerCamel JSON names.

@@ -158,6 +158,13 @@ def test_sidecars_talk_mtls_with_certificates_from_meshd(tmp_path, mesh, fronten
     wait_until(lambda: get(outbound, "/", timeout=3)[0] == 200, timeout=20, what="frontend -> backend over mTLS")
     assert get(outbound, "/")[2] == b"backend says hi"
 
+    # Both proxies show the SDS secrets in /config_dump, the private key redacted.
+    dump = get(frontend_admin, "/config_dump?resource=dynamic_active_secrets")[2].decode()
+    secrets = {entry["name"]: entry for entry in json.loads(dump)["configs"]}
+    assert set(secrets) == {"default", "ROOTCA"}
+    assert secrets["default"]["secret"]["tls_certificate"]["private_key"] == {"inline_string": "[redacted]"}
+    assert "PRIVATE KEY" not in dump
+
     # The backend presents its own SPIFFE identity, issued by meshd from the node metadata.
     client_cert, client_key = pki.issue("frontend-client", uris=[FRONTEND_ID])
     served = peer(inbound, client_cert, client_key, pki.cert)
