@@ -36,6 +36,8 @@ public struct AccessLogEntry {
     public var downstreamLocalAddress: String?
     public var routeName: String?
     public var connectionID: UInt64?
+    /// The downstream connection's TLS, for the `%DOWNSTREAM_*_SAN%`-style operators.
+    public var downstreamTLS: DownstreamTLSInfo?
 
     public init(startTime: Date) {
         self.startTime = startTime

@@ -1,4 +1,5 @@
 import Foundation
+import ProxyCore
 
 /// One command operator of an access log format, with its arguments.
 struct Command: Sendable {
@@ -19,6 +20,8 @@ struct Command: Sendable {
         case downstreamRemoteAddress, downstreamRemoteAddressWithoutPort, downstreamLocalAddress
         case downstreamLocalAddressWithoutPort, downstreamPeerAddress
         case routeName, connectionID, requestedServerName, hostname
+        case downstreamPeerURISAN, downstreamLocalURISAN, downstreamPeerDNSSAN, downstreamPeerSubject
+        case downstreamLocalSubject, downstreamTLSVersion, downstreamPeerFingerprint256, downstreamPeerSerial
     }
 
     let kind: Kind
@@ -39,6 +42,11 @@ struct Command: Sendable {
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": .downstreamLocalAddressWithoutPort,
         "ROUTE_NAME": .routeName, "CONNECTION_ID": .connectionID, "REQUESTED_SERVER_NAME": .requestedServerName,
         "HOSTNAME": .hostname,
+        "DOWNSTREAM_PEER_URI_SAN": .downstreamPeerURISAN, "DOWNSTREAM_LOCAL_URI_SAN": .downstreamLocalURISAN,
+        "DOWNSTREAM_PEER_DNS_SAN": .downstreamPeerDNSSAN, "DOWNSTREAM_PEER_SUBJECT": .downstreamPeerSubject,
+        "DOWNSTREAM_LOCAL_SUBJECT": .downstreamLocalSubject, "DOWNSTREAM_TLS_VERSION": .downstreamTLSVersion,
+        "DOWNSTREAM_PEER_FINGERPRINT_256": .downstreamPeerFingerprint256,
+        "DOWNSTREAM_PEER_SERIAL": .downstreamPeerSerial,
     ]
 
     /// Parses the operator starting at `chars[start]` (a `%`); nil when the text there is no operator.
@@ -136,6 +144,21 @@ struct Command: Sendable {
         case .connectionID: return number(entry.connectionID.map { Int64(truncatingIfNeeded: $0) })
         case .requestedServerName: return .none
         case .hostname: return .string(Self.hostName)
+        // Envoy joins several SANs with commas and prints `-` for a plaintext connection or no value.
+        case .downstreamPeerURISAN: return tls(entry) { $0.peerURISANs.joined(separator: ",") }
+        case .downstreamLocalURISAN: return tls(entry) { $0.localURISANs.joined(separator: ",") }
+        case .downstreamPeerDNSSAN: return tls(entry) { $0.peerDNSSANs.joined(separator: ",") }
+        case .downstreamPeerSubject: return tls(entry) { $0.peerSubject }
+        case .downstreamLocalSubject: return tls(entry) { $0.localSubject }
+        case .downstreamTLSVersion: return tls(entry) { $0.version }
+        case .downstreamPeerFingerprint256: return tls(entry) { $0.peerFingerprint256 }
+        case .downstreamPeerSerial: return tls(entry) { $0.peerSerial }
         }
+    }
+
+    private func tls(_ entry: AccessLogEntry, _ field: (DownstreamTLSInfo) -> String) -> Value {
+        guard let info = entry.downstreamTLS else { return .none }
+        let text = field(info)
+        return text.isEmpty ? .none : .string(text)
     }
 }

@@ -236,9 +236,19 @@ final class ActiveStream: UpstreamResponseDelegate {
         headers.reserveCapacity(downstreamHead.headers.count + 4)
         var sawForwardedProto = false
         var sawRequestID = false
+        let clientCert = config.forwardClientCert.action(tls: manager.tls)
         for (name, value) in downstreamHead.headers {
             let lower = name.asciiLowercased()
             if Self.consumedRequestHeaders.contains(lower) { continue }
+            if lower == ForwardClientCert.header {
+                switch clientCert {
+                case .keep: break
+                case .append(let element):
+                    headers.add(name: lower, value: value + "," + element)
+                    continue
+                case .remove, .replace: continue
+                }
+            }
             if lower == "te", value.lowercased() != "trailers" { continue }
             if lower == "x-forwarded-proto" { sawForwardedProto = true }
             if lower == "x-request-id" {
@@ -259,7 +269,14 @@ final class ActiveStream: UpstreamResponseDelegate {
             headers.add(name: "upgrade", value: upgrade)
             headers.add(name: "connection", value: "upgrade")
         }
-        if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: "http") }
+        if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: manager.tls == nil ? "http" : "https") }
+        switch clientCert {
+        case .replace(let element):
+            headers.add(name: ForwardClientCert.header, value: element)
+        case .append(let element) where !downstreamHead.headers.contains(name: ForwardClientCert.header):
+            headers.add(name: ForwardClientCert.header, value: element)
+        default: break
+        }
         if !sawRequestID {
             var id = manager.requestIDs.next()
             if let span { id = ZipkinTracer.markedRequestID(id, decision: span.decision) }
@@ -918,6 +935,8 @@ extension ActiveStream {
         entry.downstreamLocalAddress = manager.channel?.localAddress?.logDescription
         entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil
         entry.connectionID = manager.connectionID
+        entry.downstreamTLS = manager.tls
+        if manager.tls != nil { entry.scheme = "https" }
         for logger in config.accessLoggers { logger.log(entry) }
         if let span, let tracer = config.tracer {
             tracer.finish(span, entry: entry, durationMicros: (now - startTime).nanoseconds / 1000,
@@ -950,6 +969,8 @@ extension ActiveStream {
         entry.downstreamLocalAddress = manager.channel?.localAddress?.logDescription
         entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil
         entry.connectionID = manager.connectionID
+        entry.downstreamTLS = manager.tls
+        if manager.tls != nil { entry.scheme = "https" }
         return entry
     }
 }

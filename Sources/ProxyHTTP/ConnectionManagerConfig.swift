@@ -28,12 +28,16 @@ public final class ConnectionManagerConfig: Sendable {
     public let accessLoggers: [AccessLogger]
     /// `tracing` with the Zipkin provider.
     public let tracer: ZipkinTracer?
+    /// `forward_client_cert_details` / `set_current_client_cert_details`.
+    public let forwardClientCert: ForwardClientCert
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
-                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil) {
+                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
+                forwardClientCert: ForwardClientCert = ForwardClientCert()) {
         self.tracer = tracer
+        self.forwardClientCert = forwardClientCert
         self.upgradeTypes = upgradeTypes
         self.accessLoggers = accessLoggers
         self.filterChainGeneration = filterChainGeneration

@@ -8,38 +8,40 @@ import ProxyCore
 /// when it negotiated one and otherwise by the first bytes.
 public enum DownstreamPipeline {
     public static func configure(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
-                                 tracker: ConnectionTracker?, negotiatedProtocol: String? = nil) throws {
+                                 tracker: ConnectionTracker?, negotiatedProtocol: String? = nil,
+                                 tls: DownstreamTLSInfo? = nil) throws {
         let current = config.load()
         switch (current.codec, negotiatedProtocol) {
         case (.auto, "h2"?):
-            try configureHTTP2(channel, config: config, tracker: tracker)
+            try configureHTTP2(channel, config: config, tracker: tracker, tls: tls)
         case (.auto, "http/1.1"?), (.auto, "http/1.0"?):
-            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker, tls: tls)
         default:
-            try configureByCodec(channel, config: config, tracker: tracker)
+            try configureByCodec(channel, config: config, tracker: tracker, tls: tls)
         }
     }
 
     private static func configureByCodec(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
-                                         tracker: ConnectionTracker?) throws {
+                                         tracker: ConnectionTracker?, tls: DownstreamTLSInfo?) throws {
         switch config.load().codec {
         case .http1:
-            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+            try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker, tls: tls)
         case .http2:
-            try configureHTTP2(channel, config: config, tracker: tracker)
+            try configureHTTP2(channel, config: config, tracker: tracker, tls: tls)
         case .auto:
             try channel.pipeline.syncOperations.addHandler(HTTPCodecDetector { channel, isHTTP2 in
                 if isHTTP2 {
-                    try configureHTTP2(channel, config: config, tracker: tracker)
+                    try configureHTTP2(channel, config: config, tracker: tracker, tls: tls)
                 } else {
-                    try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker)
+                    try configureHTTP1(channel.pipeline.syncOperations, config: config, tracker: tracker, tls: tls)
                 }
             })
         }
     }
 
     static func configureHTTP1(_ pipeline: ChannelPipeline.SynchronousOperations,
-                               config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?) throws {
+                               config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?,
+                               tls: DownstreamTLSInfo? = nil) throws {
         // NIO's server pipeline without pipelining assistance, except that the decoder hands on the
         // bytes it holds when it leaves (WebSocket upgrades, ignored h2c upgrades).
         try pipeline.addHandlers([
@@ -47,12 +49,12 @@ public enum DownstreamPipeline {
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             NIOHTTPResponseHeadersValidator(),
             HTTPServerProtocolErrorHandler(),
-            HTTPConnectionManager(config: config, tracker: tracker),
+            HTTPConnectionManager(config: config, tracker: tracker, tls: tls),
         ])
     }
 
     static func configureHTTP2(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,
-                               tracker: ConnectionTracker?) throws {
+                               tracker: ConnectionTracker?, tls: DownstreamTLSInfo? = nil) throws {
         let current = config.load()
         let options = current.http2Options
         let pipeline = channel.pipeline.syncOperations
@@ -81,7 +83,7 @@ public enum DownstreamPipeline {
                 try sync.addHandler(HeadersOnlyResponseCoalescer())
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream,
-                                                          connectionID: connectionID))
+                                                          connectionID: connectionID, tls: tls))
             }
         }
         try pipeline.addHandler(management)

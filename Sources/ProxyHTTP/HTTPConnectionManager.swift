@@ -26,6 +26,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     let transport: Transport
     /// `%CONNECTION_ID%`: the downstream connection's (an HTTP/2 stream shares its connection's).
     let connectionID: UInt64
+    /// What the connection's TLS handshake established; nil for plaintext.
+    let tls: DownstreamTLSInfo?
     private var activated = false
     private var openedAt = NIODeadline.now()
     /// Set when the listener drains this connection: the next response closes it.
@@ -49,7 +51,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var tunneled = false
 
     public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
-                transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next()) {
+                transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next(),
+                tls: DownstreamTLSInfo? = nil) {
+        self.tls = tls
         self.configHolder = config
         self.tracker = tracker
         self.transport = transport

@@ -29,6 +29,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let upgradeTypes: Set<String>
     let accessLoggers: [AccessLogger]
     let tracer: ZipkinTracer?
+    let forwardClientCert: ForwardClientCert
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore,
                         outbound: Bool = false) throws -> Self {
@@ -75,6 +76,25 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         case .scopedRoutes: throw ListenerConfigError(path + ".scoped_routes", "scoped routes are not supported")
         case nil: throw ListenerConfigError(path, "one of route_config or rds is required")
         }
+        var forwardClientCert = ForwardClientCert()
+        switch hcm.forwardClientCertDetails {
+        case .sanitize: forwardClientCert.mode = .sanitize
+        case .forwardOnly: forwardClientCert.mode = .forwardOnly
+        case .appendForward: forwardClientCert.mode = .appendForward
+        case .sanitizeSet: forwardClientCert.mode = .sanitizeSet
+        case .alwaysForwardOnly: forwardClientCert.mode = .alwaysForwardOnly
+        case .UNRECOGNIZED(let value):
+            throw ListenerConfigError(path + ".forward_client_cert_details", "unknown value \(value)")
+        }
+        if hcm.hasSetCurrentClientCertDetails {
+            let details = hcm.setCurrentClientCertDetails
+            forwardClientCert.details = ForwardClientCert.Details(
+                subject: details.hasSubject && details.subject.value, cert: details.cert, chain: details.chain,
+                dns: details.dns, uri: details.uri)
+        }
+        if hcm.hasForwardClientCertMatcher {
+            throw ListenerConfigError(path + ".forward_client_cert_matcher", "not supported yet")
+        }
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
@@ -82,7 +102,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"),
             tracer: hcm.hasTracing ? try ZipkinTracer.compile(
                 hcm.tracing, path: path + ".tracing", kind: outbound ? .client : .server, loop: ServerContext.reportLoop,
-                nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil)
+                nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil,
+            forwardClientCert: forwardClientCert)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -114,7 +135,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
-                                       accessLoggers: accessLoggers, tracer: tracer)
+                                       accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert)
     }
 }
 

@@ -118,15 +118,16 @@ final class FilterChainRuntime: @unchecked Sendable {
         }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(tls.makeServerHandler())
-        try sync.addHandler(TLSHandshakeHandler(context: tls) { [self] channel, negotiated in
-            try installFilter(on: channel, tracker: tracker, negotiatedProtocol: negotiated)
+        try sync.addHandler(TLSHandshakeHandler(context: tls) { [self] channel, negotiated, info in
+            try installFilter(on: channel, tracker: tracker, negotiatedProtocol: negotiated, tls: info)
         })
     }
 
-    private func installFilter(on channel: any Channel, tracker: ConnectionTracker, negotiatedProtocol: String?) throws {
+    private func installFilter(on channel: any Channel, tracker: ConnectionTracker, negotiatedProtocol: String?,
+                               tls: DownstreamTLSInfo? = nil) throws {
         if let connectionManager {
             try DownstreamPipeline.configure(channel, config: connectionManager, tracker: tracker,
-                                             negotiatedProtocol: negotiatedProtocol)
+                                             negotiatedProtocol: negotiatedProtocol, tls: tls)
         } else if let tcpProxy {
             try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(config: tcpProxy))
         } else {

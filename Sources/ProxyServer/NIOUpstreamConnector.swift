@@ -32,7 +32,7 @@ struct NIOUpstreamConnector: UpstreamConnector {
         let connected = connectTCP(to: host, on: loop, timeout: timeout) { channel in
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(try tls.makeClientHandler())
-            try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { _, _ in
+            try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { _, _, _ in
                 handshake.succeed()
             })
             try initializer(channel)

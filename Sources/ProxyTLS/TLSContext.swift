@@ -13,6 +13,8 @@ public final class TLSContext: Sendable {
     let sanMatchers: [SubjectAltNameMatcher]
     public let sni: String?
     public let stats: TLSStats
+    /// This side's own certificate identity (URI SANs, subject), for XFCC's `By` and access logs.
+    let local: (uris: [String], subject: String)
 
     init(spec: TLSContextSpec, certificates: [CertificateKeyPair], validation: ValidationSettings?,
          stats: TLSStats) throws {
@@ -57,6 +59,8 @@ public final class TLSContext: Sendable {
         sanMatchers = validation?.sanMatchers ?? []
         sni = spec.sni.isEmpty ? nil : spec.sni
         self.stats = stats
+        let own = certificates.first?.chain.first.flatMap { try? CertificateDetails($0) }
+        local = (own?.uris ?? [], own?.subject ?? "")
     }
 
     /// The handler that terminates TLS on an accepted connection.

@@ -1,14 +1,18 @@
 import NIOCore
 import NIOSSL
 import NIOTLS
+import ProxyCore
 
 /// Sits after NIOSSL's handler until the handshake ends: counts it, then lets `onHandshake` build
 /// the rest of the pipeline (the codec chosen by ALPN) and leaves. A failed handshake is counted as
 /// Envoy counts it and closes the connection.
 public final class TLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = NIOAny
-    public typealias Completion = (_ channel: any Channel, _ negotiatedProtocol: String?) throws -> Void
+    /// `info` describes a server-side connection (nil on the client side).
+    public typealias Completion = (_ channel: any Channel, _ negotiatedProtocol: String?,
+                                   _ info: DownstreamTLSInfo?) throws -> Void
 
+    private let context: TLSContext
     private let stats: TLSStats
     private let isServer: Bool
     private let onHandshake: Completion
@@ -16,6 +20,7 @@ public final class TLSHandshakeHandler: ChannelInboundHandler, RemovableChannelH
     private var finished = false
 
     public init(context: TLSContext, onFailure: ((any Error) -> Void)? = nil, onHandshake: @escaping Completion) {
+        self.context = context
         self.stats = context.stats
         self.isServer = context.side == .server
         self.onHandshake = onHandshake
@@ -30,12 +35,14 @@ public final class TLSHandshakeHandler: ChannelInboundHandler, RemovableChannelH
         finished = true
         stats.handshake.increment()
         let sync = context.pipeline.syncOperations
-        stats.countVersion(try? sync.handler(type: NIOSSLHandler.self).tlsVersion)
-        if isServer, (try? sync.handler(type: NIOSSLHandler.self).peerCertificate) == nil {
-            stats.noCertificate.increment()
-        }
+        let tls = try? sync.handler(type: NIOSSLHandler.self)
+        let version = tls?.tlsVersion
+        let peer = tls?.peerCertificate
+        stats.countVersion(version)
+        if isServer, peer == nil { stats.noCertificate.increment() }
+        let info = isServer ? self.context.connectionInfo(peer: peer, version: version) : nil
         do {
-            try onHandshake(context.channel, negotiated)
+            try onHandshake(context.channel, negotiated, info)
         } catch {
             onFailure?(error)
             context.close(promise: nil)

@@ -330,3 +330,84 @@ def test_certs_admin_output_matches_envoy(launch, pki):
     leaf = meshproxy["certificates"][0]["cert_chain"][0]
     assert leaf["path"] == str(cert)
     assert leaf["subject_alt_names"] == [{"dns": "localhost"}, {"dns": "a.example.com"}]
+
+
+def mtls_to_upstream(cert, key, ca, upstream_port, hcm_extra, log_path):
+    """A mutual-TLS listener routing to a plain upstream, with `hcm_extra` HCM fields and an access log."""
+    fmt = ("%DOWNSTREAM_PEER_URI_SAN%|%DOWNSTREAM_LOCAL_URI_SAN%|%DOWNSTREAM_PEER_SUBJECT%|%DOWNSTREAM_TLS_VERSION%|"
+           "%DOWNSTREAM_PEER_FINGERPRINT_256%|%REQ(:SCHEME)%\\n")
+
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: tls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": {TLS_TYPE}
+          common_tls_context:
+            tls_certificates: [{{ certificate_chain: {{ filename: {cert} }}, private_key: {{ filename: {key} }} }}]
+            validation_context: {{ trusted_ca: {{ filename: {ca} }} }}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: xfcc
+{hcm_extra}          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log_path}
+              log_format: {{ text_format_source: {{ inline_string: "{fmt}" }} }}
+          http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: up }} }}]
+  clusters:
+  - name: up
+    type: STATIC
+    load_assignment: {{ cluster_name: up, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }} }}] }}] }}
+"""
+    return make
+
+
+@pytest.mark.parametrize("mode", ["SANITIZE_SET", "APPEND_FORWARD", "SANITIZE"])
+def test_forwarded_client_cert_and_tls_access_log_match_envoy(launch, pki, raw, workdir, mode):
+    """x-forwarded-client-cert as forward_client_cert_details says, x-forwarded-proto https and the
+    %DOWNSTREAM_*% TLS operators, compared with Envoy 1.40 on the same mTLS connection."""
+    import time
+    cert, key = pki["server"]
+    client_cert, client_key = pki["client"]
+    extra = (f"          forward_client_cert_details: {mode}\n"
+             "          set_current_client_cert_details: { subject: true, uri: true, dns: true }\n")
+    seen = {}
+    for binary, name in PROXIES:
+        log_path = workdir / f"xfcc-{mode}-{name}.log"
+        proxy = launch(binary, mtls_to_upstream(cert, key, pki["root"].cert, raw.port, extra, log_path),
+                       f"tls-xfcc-{mode}-{name}", extra_args=("--file-flush-interval-msec", "100"))
+        before = len(raw.requests)
+        code, _, _ = curl(proxy.port, "--cacert", str(pki["root"].cert), "--cert", str(client_cert),
+                          "--key", str(client_key), "--http1.1", "-H", "x-forwarded-client-cert: By=spoofed;Hash=00")
+        assert code == 0
+        headers = dict((n.lower(), v) for n, v in raw.requests[before][1])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (log_path.exists() and log_path.read_text().strip()):
+            time.sleep(0.05)
+        seen[name] = (headers.get("x-forwarded-client-cert"), headers.get("x-forwarded-proto"),
+                      log_path.read_text().strip())
+    assert seen["meshproxy"] == seen["envoy"]
+    xfcc, proto, log_line = seen["meshproxy"]
+    assert proto == "https"
+    if mode == "SANITIZE":
+        assert xfcc is None
+    else:
+        assert f"URI={CLIENT_ID}" in xfcc
+        assert xfcc.startswith("By=spoofed;Hash=00,") == (mode == "APPEND_FORWARD")
+    assert log_line.startswith(CLIENT_ID + "|-|")
+    assert "|TLSv1.3|" in log_line
