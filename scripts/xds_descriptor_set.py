@@ -26,6 +26,7 @@ ROOTS = [
     "envoy.extensions.filters.listener.http_inspector.v3.http_inspector_pb2",
     "envoy.config.trace.v3.zipkin_pb2",
     "envoy.extensions.filters.http.router.v3.router_pb2",
+    "envoy.extensions.filters.http.rbac.v3.rbac_pb2",
     "envoy.extensions.filters.http.fault.v3.fault_pb2",
     "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",
     "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
@@ -45,7 +46,7 @@ ROOTS = [
 # Files that only declare options (validation rules, migration and status annotations) or that
 # SwiftProtobuf ships itself: needed by protoc as dependencies, never generated.
 SKIP_PREFIXES = ("google/protobuf/", "validate/", "udpa/annotations/", "xds/annotations/",
-                 "envoy/annotations/", "google/api/")
+                 "envoy/annotations/", "google/api/annotations", "google/api/http")
 
 
 def json_name(name: str) -> str:

@@ -117,6 +117,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         let path = queryStart.map { uri[..<$0] } ?? uri[...]
         let query = queryStart.map { uri[uri.index(after: $0)...] }
         let hostHeader = headers.first(name: "host") ?? ""
+        if !config.rbacFilters.isEmpty, let denied = checkRBAC(path: path) {
+            finish(localReply: .rbacDenied(policy: denied))
+            return
+        }
         guard let route = config.routeTable.route(host: hostHeader, path: path, query: query,
                                                   header: { headers.first(name: $0) },
                                                   random: { manager.requestIDs.nextRandom() })
@@ -230,6 +234,31 @@ final class ActiveStream: UpstreamResponseDelegate {
         "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
         "x-envoy-upstream-rq-per-try-timeout-ms",
     ]
+
+    /// Runs the RBAC filters in order; the first denial's policy name (or `none`) stops the request.
+    private func checkRBAC(path: Substring) -> String? {
+        let head = downstreamHead
+        let channel = manager.channel
+        let request = RBACRequest(
+            path: path,
+            header: { name in
+                switch name {
+                case ":method": return head.method.rawValue
+                case ":path": return head.uri
+                case ":authority": return head.headers.first(name: "host")
+                default:
+                    let values = head.headers[canonicalForm: name]
+                    return values.isEmpty ? nil : values.joined(separator: ",")
+                }
+            },
+            directRemoteIP: channel?.remoteAddress?.ipAddress.flatMap(CIDRRange.parse),
+            localIP: channel?.localAddress?.ipAddress.flatMap(CIDRRange.parse),
+            localPort: channel?.localAddress?.port, tls: manager.tls)
+        for filter in config.rbacFilters {
+            if let denied = filter.check(request) { return denied }
+        }
+        return nil
+    }
 
     private func buildUpstreamHead() -> HTTPRequestHead {
         var headers = HTTPHeaders()

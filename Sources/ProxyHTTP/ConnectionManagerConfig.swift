@@ -30,13 +30,16 @@ public final class ConnectionManagerConfig: Sendable {
     public let tracer: ZipkinTracer?
     /// `forward_client_cert_details` / `set_current_client_cert_details`.
     public let forwardClientCert: ForwardClientCert
+    /// `envoy.filters.http.rbac` filters, in filter-chain order, run before routing.
+    public let rbacFilters: [RBACFilter]
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
                 upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
-                forwardClientCert: ForwardClientCert = ForwardClientCert()) {
+                forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = []) {
         self.tracer = tracer
+        self.rbacFilters = rbacFilters
         self.forwardClientCert = forwardClientCert
         self.upgradeTypes = upgradeTypes
         self.accessLoggers = accessLoggers

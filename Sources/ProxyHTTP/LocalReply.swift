@@ -26,6 +26,10 @@ struct LocalReply {
     static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
                                             flags: .durationTimeout, grpcStatus: 4, details: "max_duration_timeout")
     /// An upgrade the connection manager has no `upgrade_configs` entry for.
+    static func rbacDenied(policy: String) -> LocalReply {
+        LocalReply(status: .forbidden, body: "RBAC: access denied", flags: [],
+                   details: "rbac_access_denied_matched_policy[\(policy)]")
+    }
     static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [], details: "upgrade_failed")
     /// The circuit breaker refused the request (max_requests, max_pending_requests).
     static let overflow = LocalReply(

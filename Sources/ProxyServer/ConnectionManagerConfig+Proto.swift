@@ -30,6 +30,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let accessLoggers: [AccessLogger]
     let tracer: ZipkinTracer?
     let forwardClientCert: ForwardClientCert
+    let rbacFilters: [RBACFilter]
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore,
                         outbound: Bool = false) throws -> Self {
@@ -56,7 +57,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             }
             if !upgrade.hasEnabled || upgrade.enabled.value { upgradeTypes.insert(upgrade.upgradeType.lowercased()) }
         }
-        try ConnectionManagerConfig.validateFilters(hcm.httpFilters, path: path + ".http_filters")
+        let rbacFilters = try ConnectionManagerConfig.compileFilters(hcm.httpFilters, statPrefix: hcm.statPrefix,
+                                                                     store: store, path: path + ".http_filters")
         let source: RouteSource
         switch hcm.routeSpecifier {
         case .routeConfig(let config):
@@ -103,7 +105,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             tracer: hcm.hasTracing ? try ZipkinTracer.compile(
                 hcm.tracing, path: path + ".tracing", kind: outbound ? .client : .server, loop: ServerContext.reportLoop,
                 nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil,
-            forwardClientCert: forwardClientCert)
+            forwardClientCert: forwardClientCert, rbacFilters: rbacFilters)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -135,22 +137,36 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
-                                       accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert)
+                                       accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
+                                       rbacFilters: rbacFilters)
     }
 }
 
 extension ConnectionManagerConfig {
     static let routerFilterName = "envoy.filters.http.router"
 
-    /// Only the router is implemented; it must be last. A router without `typed_config` means its
-    /// default config (Envoy 1.19 accepted that; 1.40 does not; meshproxy does, deliberately).
-    static func validateFilters(_ filters: [Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpFilter],
-                                path: String) throws {
+    static let rbacTypeURL = TypeURL.prefix + RBACFilterProto.protoMessageName
+
+    /// The HTTP filters: RBAC filters (compiled, in order) and the router, which must be last. Any
+    /// other filter is refused as Envoy refuses an unknown one. A router without `typed_config` means
+    /// its default config (Envoy 1.19 accepted that; 1.40 does not; meshproxy does, deliberately).
+    static func compileFilters(_ filters: [Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpFilter],
+                               statPrefix: String, store: StatsStore, path: String) throws -> [RBACFilter] {
         guard !filters.isEmpty else { throw ListenerConfigError(path, "the router filter is required") }
+        var rbac: [RBACFilter] = []
         for (index, filter) in filters.enumerated() {
             let filterPath = "\(path)[\(index)]"
             let isRouter: Bool
             switch filter.configType {
+            case .typedConfig(let any) where any.typeURL == rbacTypeURL:
+                if filter.disabled { throw ListenerConfigError(filterPath + ".disabled", "disabled filters are not supported yet") }
+                do {
+                    rbac.append(try RBACFilter(try RBACFilterProto(unpackingAny: any), statPrefix: statPrefix, store: store,
+                                               path: "typed_config"))
+                } catch let error as FieldError {
+                    throw ListenerConfigError(filterPath + "." + error.fieldPath, error.reason)
+                }
+                continue
             case .typedConfig(let any):
                 isRouter = any.typeURL.hasSuffix("/envoy.extensions.filters.http.router.v3.Router")
             case nil:
@@ -167,5 +183,6 @@ extension ConnectionManagerConfig {
                 throw ListenerConfigError(filterPath, "the router must be the last HTTP filter")
             }
         }
+        return rbac
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import ProxyCore
 import XDSAPI
 import XDSResource
 

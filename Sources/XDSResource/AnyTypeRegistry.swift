@@ -45,6 +45,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_TransportSockets_Tls_V3_DownstreamTlsContext.self,
         Envoy_Extensions_TransportSockets_Tls_V3_UpstreamTlsContext.self,
         Envoy_Extensions_TransportSockets_RawBuffer_V3_RawBuffer.self,
+        Envoy_Extensions_Filters_Http_Rbac_V3_RBAC.self,
     ]
 
     /// Config dump types, so admin output can pack them.

@@ -77,10 +77,10 @@ static_resources:
     return make
 
 
-def curl(port, *args, host="localhost"):
+def curl(port, *args, host="localhost", path="/"):
     """curl over TLS to 127.0.0.1:port as `host`: (exit code, body, HTTP version)."""
     done = subprocess.run(["curl", "-sS", "--max-time", "5", "--resolve", f"{host}:{port}:127.0.0.1",
-                           "-w", "\n%{http_version}", *args, f"https://{host}:{port}/"],
+                           "-w", "\n%{http_version}", *args, f"https://{host}:{port}{path}"],
                           capture_output=True, text=True, timeout=15)
     body, _, version = done.stdout.rpartition("\n")
     return done.returncode, body, version

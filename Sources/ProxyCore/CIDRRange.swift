@@ -5,17 +5,17 @@ import Darwin
 #endif
 
 /// An IPv4 or IPv6 prefix (`10.0.0.0/8`, `::1/128`), as Envoy's `CidrRange`.
-struct CIDRRange: Equatable, Sendable {
-    let bytes: [UInt8]
-    let prefixLength: Int
+public struct CIDRRange: Equatable, Sendable {
+    public let bytes: [UInt8]
+    public let prefixLength: Int
 
-    init?(address: String, prefixLength: Int) {
+    public init?(address: String, prefixLength: Int) {
         guard let bytes = Self.parse(address), prefixLength >= 0, prefixLength <= bytes.count * 8 else { return nil }
         self.bytes = bytes
         self.prefixLength = prefixLength
     }
 
-    func contains(_ address: [UInt8]) -> Bool {
+    public func contains(_ address: [UInt8]) -> Bool {
         guard address.count == bytes.count else { return false }
         var remaining = prefixLength
         for index in bytes.indices where remaining > 0 {
@@ -28,7 +28,7 @@ struct CIDRRange: Equatable, Sendable {
     }
 
     /// The 4 or 16 bytes of an IP literal; nil for anything else.
-    static func parse(_ text: String) -> [UInt8]? {
+    public static func parse(_ text: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             return withUnsafeBytes(of: &v4) { Array($0) }
