@@ -7,6 +7,8 @@
 #                                   It edits the route file itself and shows the push reach both proxies.
 #   scripts/demo.sh seed [--once]   the seed walkthrough on meshproxy with deploy/seed/envoy.yaml:
 #                                   proxy :15001, admin :15000
+#   scripts/demo.sh mtls [--once]   deploy/examples/mtls: two sidecars in mutual TLS with certificates from meshd
+#                                   (frontend :15080 ══mTLS══► backend :15443 ──► httpbin :8000)
 # Both start httpbin on 127.0.0.1:8000 and run until Ctrl-C; --once stops after the walkthrough.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,8 +19,9 @@ once=false
 for arg in "$@"; do
   case "$arg" in
     seed) mode=seed ;;
+    mtls) mode=mtls ;;
     --once) once=true ;;
-    *) echo "usage: scripts/demo.sh [seed] [--once]" >&2; exit 2 ;;
+    *) echo "usage: scripts/demo.sh [seed|mtls] [--once]" >&2; exit 2 ;;
   esac
 done
 
@@ -55,6 +58,28 @@ if [ "$mode" = seed ]; then
   step curl -s 127.0.0.1:15000/listeners
   $once && exit 0
   echo "meshproxy is on :15001 (admin :15000), httpbin on :8000. Ctrl-C stops both."
+elif [ "$mode" = mtls ]; then
+  state=$(mktemp -d /tmp/swiftmesh-demo-state.XXXX)
+  temporary+=("$state")
+  "$bin/meshd" --config-dir deploy/examples/mtls/meshd --state-dir "$state" >/tmp/swiftmesh-demo-meshd.log 2>&1 &
+  pids+=($!)
+  wait_for 127.0.0.1:18080/ready
+  "$bin/meshproxy" -c deploy/examples/mtls/backend.yaml >/tmp/swiftmesh-demo-backend.log 2>&1 &
+  pids+=($!)
+  "$bin/meshproxy" -c deploy/examples/mtls/frontend.yaml >/tmp/swiftmesh-demo-frontend.log 2>&1 &
+  pids+=($!)
+  wait_for 127.0.0.1:15080/get
+  step curl -s http://127.0.0.1:15080/headers
+  printf '\n# the backend presents its SPIFFE certificate, issued by meshd (root in %s/ca)\n' "$state"
+  step curl -s 127.0.0.1:9902/certs
+  printf '\n# plaintext to the mTLS port is refused\n$ curl -sS http://127.0.0.1:15443/\n'
+  curl -sS --max-time 5 http://127.0.0.1:15443/ && exit 1 || true
+  printf '\n$ curl -s 127.0.0.1:9902/stats | grep ssl.handshake\n'
+  curl -s 127.0.0.1:9902/stats | grep "ssl.handshake"
+  $once && exit 0
+  echo
+  echo "frontend sidecar :15080 (admin :9901) → mTLS → backend sidecar :15443 (admin :9902) → httpbin :8000;"
+  echo "meshd ADS :18000, admin :18080, CA root in $state/ca. Ctrl-C stops everything."
 else
   config=$(mktemp -d /tmp/swiftmesh-demo-config.XXXX)
   cp -r deploy/examples/meshd/. "$config/"

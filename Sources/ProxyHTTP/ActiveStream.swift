@@ -235,6 +235,13 @@ final class ActiveStream: UpstreamResponseDelegate {
         "x-envoy-upstream-rq-per-try-timeout-ms",
     ]
 
+    /// Whether a request head announces a body (chunked, or a non-zero content-length).
+    static func mayHaveBody(_ headers: HTTPHeaders) -> Bool {
+        if headers.contains(name: "transfer-encoding") { return true }
+        guard let length = headers.first(name: "content-length") else { return false }
+        return length != "0"
+    }
+
     /// Runs the RBAC filters in order; the first denial's policy name (or `none`) stops the request.
     private func checkRBAC(path: Substring) -> String? {
         let head = downstreamHead
@@ -805,8 +812,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         // Unread request body would have to be drained; closing is simpler and what Envoy does for
-        // large bodies.
-        if !requestEnded { keepAlive = false }
+        // large bodies. A request without a body has nothing left to read (its end is on its way).
+        if !requestEnded, Self.mayHaveBody(downstreamHead.headers) { keepAlive = false }
         if isGRPC {
             finish(grpcLocalReply: reply)
             return

@@ -226,3 +226,53 @@ def test_a_proxy_gets_only_its_own_identity(tmp_path, mesh):
     stats = json.loads(get(frontend_admin, "/stats?format=json")[2])
     san_failures = [s["value"] for s in stats["stats"] if s.get("name") == "cluster.backend.ssl.fail_verify_san"]
     assert san_failures and san_failures[0] >= 1
+
+
+def test_the_mtls_example_runs_as_documented(tmp_path, raw):
+    """deploy/examples/mtls with its ports moved: a call through both sidecars reaches the app with the
+    frontend's identity in x-forwarded-client-cert, and the backend's RBAC and TLS refuse anyone else."""
+    import shutil
+    from conftest import ROOT
+    example = ROOT / "deploy/examples/mtls"
+    inbound, outbound = free_port(), free_port()
+    config_dir = tmp_path / "mtls-config"
+    shutil.copytree(example / "meshd", config_dir)
+    for path in config_dir.rglob("*.yaml"):
+        text = path.read_text().replace("port_value: 15443", f"port_value: {inbound}")
+        text = text.replace("port_value: 15080", f"port_value: {outbound}").replace("port_value: 8000", f"port_value: {raw.port}")
+        path.write_text(text)
+    started = []
+    try:
+        meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(tmp_path / "state")])
+        started.append(meshd.process)
+        admins = {}
+        for side in ("backend", "frontend"):
+            admins[side] = free_port()
+            text = (example / f"{side}.yaml").read_text().replace("port_value: 18000", f"port_value: {meshd.xds}")
+            text = text.replace("port_value: 9901", f"port_value: {admins[side]}").replace("port_value: 9902", f"port_value: {admins[side]}")
+            path = tmp_path / f"example-{side}.yaml"
+            path.write_text(text)
+            process = Process([MESHPROXY, "-c", str(path), "--concurrency", "1"], tmp_path / f"example-{side}.log")
+            started.append(process)
+            wait_ready(admins[side], process, timeout=30)
+        wait_until(lambda: get(outbound, "/x", timeout=3)[0] == 200, timeout=20, what="a call through both sidecars")
+        headers = dict((name.lower(), value) for name, value in raw.requests[-1][1])
+        assert headers["x-forwarded-client-cert"].endswith(f";URI={FRONTEND_ID}")
+        # The root meshd made lives in its state directory; a client with another identity is refused by RBAC.
+        root = CA.__new__(CA)
+        root.dir, root.name = tmp_path / "state" / "ca", "root"
+        root.cert, root.key = root.dir / "root-cert.pem", root.dir / "root-key.pem"
+        stranger_cert, stranger_key = root.issue("stranger", uris=[f"spiffe://{TRUST}/ns/shop/sa/stranger"])
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(str(root.cert))
+        context.load_cert_chain(str(stranger_cert), str(stranger_key))
+        with socket.create_connection(("127.0.0.1", inbound), timeout=5) as plain, context.wrap_socket(plain) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 403") and answer.endswith(b"RBAC: access denied")
+    finally:
+        for process in reversed(started):
+            process.stop()
