@@ -68,6 +68,7 @@ let package = Package(
             name: "meshd",
             dependencies: [
                 "ControlPlane", "XDSAPI", "XDSResource", "MeshCA",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -11,17 +11,22 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
     let registry: SyncRegistry
     let metrics: ControlPlaneMetrics
     let logger: Logger
-    /// Told of each proxy when its stream first names its node (meshd's CA issues its certificate
-    /// then, before the first response is built).
-    let nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)?
+    /// Told of each proxy when its stream first names its node, with the URI SANs of its client
+    /// certificate when the xDS channel is mTLS (meshd's CA issues its certificate then, before the
+    /// first response is built).
+    let nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node, _ peerURIs: [String]) -> Void)?
+    /// Reads the URI SANs of a stream's TLS client certificate from the transport.
+    let peerURIs: @Sendable (GRPCCore.ServerContext) -> [String]
 
     public init(cache: SnapshotCache, registry: SyncRegistry, metrics: ControlPlaneMetrics, logger: Logger,
-                nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)? = nil) {
+                nodeConnected: (@Sendable (Envoy_Config_Core_V3_Node, _ peerURIs: [String]) -> Void)? = nil,
+                peerURIs: @escaping @Sendable (GRPCCore.ServerContext) -> [String] = { _ in [] }) {
         self.cache = cache
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.nodeConnected = nodeConnected
+        self.peerURIs = peerURIs
     }
 
     private enum Event<Request: Sendable>: Sendable {
@@ -70,7 +75,7 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         response: RPCWriter<Envoy_Service_Discovery_V3_DiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        try await serve(SotWStreamState.self, requests: request, responses: response)
+        try await serve(SotWStreamState.self, requests: request, responses: response, peer: peerURIs(context))
     }
 
     public func deltaAggregatedResources(
@@ -78,12 +83,13 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         response: RPCWriter<Envoy_Service_Discovery_V3_DeltaDiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        try await serve(DeltaStreamState.self, requests: request, responses: response)
+        try await serve(DeltaStreamState.self, requests: request, responses: response, peer: peerURIs(context))
     }
 
     /// One stream of either protocol: the state machine decides, this loop writes and keeps the books.
     private func serve<State: ADSStreamProtocol>(
-        _: State.Type, requests: RPCAsyncSequence<State.Request, any Error>, responses: RPCWriter<State.Response>
+        _: State.Type, requests: RPCAsyncSequence<State.Request, any Error>, responses: RPCWriter<State.Response>,
+        peer: [String]
     ) async throws {
         let id = registry.open(protocolName: State.protocolName)
         defer { registry.close(id) }
@@ -92,7 +98,7 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
             let out: [State.Response]
             switch event {
             case .request(let request):
-                if state.node == nil, let first = State.node(of: request) { nodeConnected?(first) }
+                if state.node == nil, let first = State.node(of: request) { nodeConnected?(first, peer) }
                 let node = state.node ?? State.node(of: request)
                 let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
                 let type = ResourceType(typeURL: State.typeURL(of: request))

@@ -40,10 +40,18 @@ public final class WorkloadIdentityIssuer: Sendable {
                         serviceAccount: field("SERVICE_ACCOUNT") ?? "default")
     }
 
-    /// A proxy's stream opened: issues its certificate unless it holds a current one for the same identity.
-    public func nodeConnected(_ node: Envoy_Config_Core_V3_Node, now: Date = Date()) {
+    /// A proxy's stream opened: issues its certificate unless it holds a current one for the same
+    /// identity. Over an mTLS xDS channel the identity is the one its client certificate proves
+    /// (`peerURIs`), whatever its metadata claims.
+    public func nodeConnected(_ node: Envoy_Config_Core_V3_Node, peerURIs: [String] = [], now: Date = Date()) {
         guard !node.id.isEmpty else { return }
-        let identity = identity(of: node)
+        var identity = identity(of: node)
+        if let proven = peerURIs.lazy.compactMap(SPIFFEID.init(uri:)).first {
+            if proven != identity {
+                logger.warning("node \(node.id) claims \(identity) in its metadata but its client certificate is \(proven); issuing for \(proven)")
+            }
+            identity = proven
+        }
         let current = issued.withLock { $0[node.id] }
         if let current, current.identity == identity, current.renewAt > now { return }
         do {

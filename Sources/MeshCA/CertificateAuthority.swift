@@ -48,9 +48,10 @@ public struct CertificateAuthority: Sendable {
     public let rootKeyPEM: String
     public var rootCertificatePEM: String { (try? rootCertificate.serializeAsPEM().pemString) ?? "" }
 
-    /// A workload certificate for `identity`: a new P-256 key, the SPIFFE ID as its only (URI) SAN,
-    /// usable for server and client authentication, valid from a little before `now` for `ttl`.
-    public func issue(for identity: SPIFFEID, ttl: TimeInterval, now: Date) throws -> IssuedCertificate {
+    /// A workload certificate for `identity`: a new P-256 key, the SPIFFE ID as its URI SAN (and
+    /// `dnsNames`, for a server clients reach by name), usable for server and client authentication,
+    /// valid from a little before `now` for `ttl`.
+    public func issue(for identity: SPIFFEID, dnsNames: [String] = [], ttl: TimeInterval, now: Date) throws -> IssuedCertificate {
         guard identity.isWellFormed else { throw CAError("malformed identity \(identity)") }
         let key = P256.Signing.PrivateKey()
         let publicKey = Certificate.PublicKey(key.publicKey)
@@ -65,7 +66,7 @@ public struct CertificateAuthority: Sendable {
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 AuthorityKeyIdentifier(keyIdentifier: Self.keyIdentifier(rootCertificate.publicKey))
                 // The subject is empty, so the SAN extension is critical (RFC 5280 4.2.1.6).
-                Critical(SubjectAlternativeNames([.uniformResourceIdentifier(identity.uri)]))
+                Critical(SubjectAlternativeNames([.uniformResourceIdentifier(identity.uri)] + dnsNames.map { .dnsName($0) }))
             },
             issuerPrivateKey: rootKey)
         return IssuedCertificate(identity: identity, certificateChainPEM: try certificate.serializeAsPEM().pemString,

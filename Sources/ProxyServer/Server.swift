@@ -37,7 +37,7 @@ public final class Server: @unchecked Sendable {
     /// `stats_flush_interval` (Envoy: 5 s).
     private let statsFlushInterval: TimeAmount
     /// The management server from `dynamic_resources.ads_config`, when there is one.
-    private let adsTarget: (host: String, port: Int, mode: ADSClientMode)?
+    private let adsTarget: (host: String, port: Int, mode: ADSClientMode, tls: ADSClientTLS?)?
     private let initialFetchTimeout: Duration
 
     /// Compiles the bootstrap. With `bind == false` (validate mode) no threads or sockets are made.
@@ -111,7 +111,7 @@ public final class Server: @unchecked Sendable {
             }
             listeners.append(runtime)
         }
-        (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters)
+        (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters, secrets: secrets)
         config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
                                group: group, resolver: resolver, staticSecrets: secrets,
                                drainTime: .seconds(Int64(options.drainTimeSeconds)))
@@ -123,10 +123,11 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
-    static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager) throws
-        -> ((host: String, port: Int, mode: ADSClientMode)?, Duration)
+    static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager,
+                          secrets: [String: SecretProto]) throws
+        -> ((host: String, port: Int, mode: ADSClientMode, tls: ADSClientTLS?)?, Duration)
     {
-        guard bootstrap.hasDynamicResources else { return (nil, .seconds(15)) }
+        guard bootstrap.hasDynamicResources else { return (nil, Duration.seconds(15)) }
         let dynamic = bootstrap.dynamicResources
         for (field, source) in [("lds_config", dynamic.ldsConfig), ("cds_config", dynamic.cdsConfig)] {
             guard source.configSourceSpecifier == nil || source.configSourceSpecifier == .ads(.init()) else {
@@ -153,7 +154,9 @@ public final class Server: @unchecked Sendable {
             throw ListenerConfigError("static_resources.clusters", "xDS cluster '\(grpc.clusterName)' has no endpoint")
         }
         let timeout = dynamic.ldsConfig.hasInitialFetchTimeout ? dynamic.ldsConfig.initialFetchTimeout.milliseconds : 15_000
-        return ((host.address, host.port, ads.apiType == .deltaGrpc ? .delta : .stateOfTheWorld), .milliseconds(timeout))
+        let index = bootstrap.staticResources.clusters.firstIndex { $0.name == grpc.clusterName } ?? 0
+        let tls = try ADSClientTLS(xdsCluster: cluster.config, secrets: secrets, path: "static_resources.clusters[\(index)]")
+        return ((host.address, host.port, ads.apiType == .deltaGrpc ? .delta : .stateOfTheWorld, tls), .milliseconds(timeout))
     }
 
     nonisolated(unsafe) static var workerIndex: [ObjectIdentifier: Int] = [:]
@@ -199,7 +202,7 @@ public final class Server: @unchecked Sendable {
             return
         }
         config.onInitialFetchDone = { [weak self] in self?.becomeLive() }
-        let client = ADSClient(host: adsTarget.host, port: adsTarget.port, node: node, subscriber: config,
+        let client = ADSClient(host: adsTarget.host, port: adsTarget.port, tls: adsTarget.tls, node: node, subscriber: config,
                                logger: Logger(label: "config"), mode: adsTarget.mode)
         backgroundTasks.append(Task { await client.run() })
         let timeout = initialFetchTimeout

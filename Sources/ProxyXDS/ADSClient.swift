@@ -275,13 +275,50 @@ public final class ADSClient<Transport: ClientTransport>: Sendable {
     }
 }
 
+/// TLS to the management server, from the xDS cluster's UpstreamTlsContext: PEM bytes as read from
+/// its files or inline data.
+public struct ADSClientTLS: Sendable {
+    public var certificateChain: [UInt8]?
+    public var privateKey: [UInt8]?
+    /// The CAs the server's certificate must chain to; nil: the certificate is not checked (Envoy's
+    /// behaviour without a validation context).
+    public var trustedCA: [UInt8]?
+    /// SNI and `:authority`.
+    public var serverName: String?
+
+    public init(certificateChain: [UInt8]?, privateKey: [UInt8]?, trustedCA: [UInt8]?, serverName: String?) {
+        self.certificateChain = certificateChain
+        self.privateKey = privateKey
+        self.trustedCA = trustedCA
+        self.serverName = serverName
+    }
+
+    var transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
+        .tls(.defaults { config in
+            if let certificateChain, let privateKey {
+                config.certificateChain = [.bytes(certificateChain, format: .pem)]
+                config.privateKey = .bytes(privateKey, format: .pem)
+            }
+            if let trustedCA {
+                config.trustRoots = .certificates([.bytes(trustedCA, format: .pem)])
+                config.serverCertificateVerification = .noHostnameVerification
+            } else {
+                config.serverCertificateVerification = .noVerification
+            }
+        })
+    }
+}
+
 extension ADSClient where Transport == HTTP2ClientTransport.Posix {
-    /// A client for a management server at `host:port` over plaintext HTTP/2.
-    public convenience init(host: String, port: Int, node: Envoy_Config_Core_V3_Node, subscriber: any XDSSubscriber,
-                            logger: Logger, mode: Mode = .stateOfTheWorld) {
-        self.init(transport: { try HTTP2ClientTransport.Posix(target: Self.target(host: host, port: port),
-                                                              transportSecurity: .plaintext) },
-                  node: node, subscriber: subscriber, logger: logger, mode: mode)
+    /// A client for a management server at `host:port` over HTTP/2, in plaintext or with `tls`.
+    public convenience init(host: String, port: Int, tls: ADSClientTLS? = nil, node: Envoy_Config_Core_V3_Node,
+                            subscriber: any XDSSubscriber, logger: Logger, mode: Mode = .stateOfTheWorld) {
+        self.init(transport: {
+            var config = HTTP2ClientTransport.Posix.Config.defaults
+            if let name = tls?.serverName { config.http2.authority = name }
+            return try HTTP2ClientTransport.Posix(target: Self.target(host: host, port: port),
+                                                  transportSecurity: tls?.transportSecurity ?? .plaintext, config: config)
+        }, node: node, subscriber: subscriber, logger: logger, mode: mode)
     }
 
     /// The management server as a gRPC target: an IP literal as is, a name through DNS.

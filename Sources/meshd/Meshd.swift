@@ -20,7 +20,7 @@ struct Meshd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshd",
         abstract: "Serves a directory of Envoy v3 resource files to proxies over ADS (SotW and delta).",
-        subcommands: [Serve.self, Validate.self, Status.self],
+        subcommands: [Serve.self, Validate.self, Status.self, Issue.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -78,23 +78,22 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning, error, critical.")
     var logLevel = "info"
 
-    @Option(name: .customLong("trust-domain"), help: "The SPIFFE trust domain of issued workload certificates.")
-    var trustDomain = "cluster.local"
-
-    @Option(name: .customLong("ca-cert"), help: "PEM root certificate to issue from (with --ca-key).")
-    var caCert: String?
-
-    @Option(name: .customLong("ca-key"), help: "PEM private key of --ca-cert.")
-    var caKey: String?
-
-    @Option(name: .customLong("state-dir"), help: "Where meshd keeps its CA root between restarts.")
-    var stateDir: String?
-
-    @Option(name: .customLong("workload-cert-ttl"), help: "Lifetime of issued workload certificates (renewed at half-life).")
-    var workloadCertTTL = DurationArgument(argument: "24h")!
+    @OptionGroup var ca: CAOptions
 
     @Flag(name: .customLong("disable-ca"), help: "Do not issue workload certificates over SDS.")
     var disableCA = false
+
+    @Flag(name: .customLong("xds-tls"), help: "Serve ADS over TLS, with --xds-cert/--xds-key or a certificate from meshd's CA.")
+    var xdsTLS = false
+
+    @Flag(name: .customLong("xds-mtls"), help: "Serve ADS over mutual TLS: proxies present a certificate from meshd's CA, and their identity is the one it proves.")
+    var xdsMTLS = false
+
+    @Option(name: .customLong("xds-cert"), help: "PEM certificate chain for the ADS port (with --xds-key).")
+    var xdsCert: String?
+
+    @Option(name: .customLong("xds-key"), help: "PEM private key of --xds-cert.")
+    var xdsKey: String?
 
     func run() async throws {
         var logger = Logger(label: "meshd")
@@ -121,24 +120,28 @@ struct Serve: AsyncParsableCommand {
             .bind(host: adminAddress.host, port: adminAddress.port).get()
 
         var issuer: WorkloadIdentityIssuer?
-        if !disableCA {
-            let (ca, origin) = try CAStore.load(certificatePath: caCert, keyPath: caKey, stateDirectory: stateDir,
-                                               trustDomain: trustDomain, now: Date())
-            let ttl = workloadCertTTL.duration
-            issuer = WorkloadIdentityIssuer(
-                ca: ca, trustDomain: trustDomain,
-                ttl: Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18, cache: cache,
-                logger: logger)
-            logger.info("CA root from \(origin); issuing spiffe://\(trustDomain)/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT> as SDS secrets 'default' and 'ROOTCA'")
+        var authority: CertificateAuthority?
+        if !disableCA || xdsMTLS || (xdsTLS && xdsCert == nil) {
+            let (loaded, origin) = try ca.load()
+            authority = loaded
+            logger.info("CA root from \(origin)")
         }
+        if !disableCA, let authority {
+            issuer = WorkloadIdentityIssuer(ca: authority, trustDomain: ca.trustDomain, ttl: ca.ttlSeconds, cache: cache,
+                                            logger: logger)
+            logger.info("issuing spiffe://\(ca.trustDomain)/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT> as SDS secrets 'default' and 'ROOTCA'")
+        }
+        let security = try XDSTransportSecurity.make(tls: xdsTLS || xdsMTLS, mutual: xdsMTLS, certificatePath: xdsCert,
+                                                     keyPath: xdsKey, ca: authority, trustDomain: ca.trustDomain,
+                                                     host: xdsAddress.host)
         let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: .plaintext)
-        let onNode: (@Sendable (Envoy_Config_Core_V3_Node) -> Void)? = issuer.map { issuer in
-            { @Sendable node in issuer.nodeConnected(node) }
+            address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: security)
+        let onNode: (@Sendable (Envoy_Config_Core_V3_Node, [String]) -> Void)? = issuer.map { issuer in
+            { @Sendable node, peerURIs in issuer.nodeConnected(node, peerURIs: peerURIs) }
         }
         let server = GRPCServer(transport: transport, services: [
             AggregatedDiscoveryServer(cache: cache, registry: registry, metrics: metrics, logger: logger,
-                                      nodeConnected: onNode),
+                                      nodeConnected: onNode, peerURIs: XDSTransportSecurity.peerURIs),
         ])
         let signals = AsyncStream<Int32> { continuation in
             let sources = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in

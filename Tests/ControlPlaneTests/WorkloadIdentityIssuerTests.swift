@@ -60,4 +60,13 @@ import XDSResource
         issuer.nodeConnected(node("a-1", serviceAccount: "other"), now: start.addingTimeInterval(51))
         #expect(issuer.certificate(ofNode: "a-1")?.identity.serviceAccount == "other")
     }
+
+    @Test func aClientCertificateOutranksTheMetadata() throws {
+        let cache = SnapshotCache()
+        let ca = try CertificateAuthority(trustDomain: "cluster.local", now: start)
+        let issuer = WorkloadIdentityIssuer(ca: ca, trustDomain: "cluster.local", ttl: 100, cache: cache)
+        issuer.nodeConnected(node("a-1", namespace: "shop", serviceAccount: "admin"),
+                             peerURIs: ["https://not-spiffe", "spiffe://cluster.local/ns/shop/sa/web"], now: start)
+        #expect(issuer.certificate(ofNode: "a-1")?.identity.uri == "spiffe://cluster.local/ns/shop/sa/web")
+    }
 }

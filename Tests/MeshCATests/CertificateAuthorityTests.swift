@@ -86,4 +86,16 @@ struct SPIFFEPolicy: VerifierPolicy {
         let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/ca/root-key.pem")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
     }
+
+    @Test func spiffeIDsParseBackFromURIsAndCertificates() throws {
+        #expect(SPIFFEID(uri: identity.uri) == identity)
+        for bad in ["spiffe://td/ns/a", "https://td/ns/a/sa/b", "spiffe://td/ns/a/sa/b/c", "spiffe://td/x/a/sa/b"] {
+            #expect(SPIFFEID(uri: bad) == nil, "\(bad)")
+        }
+        let ca = try CertificateAuthority(trustDomain: "cluster.local", now: now)
+        let issued = try ca.issue(for: identity, dnsNames: ["cart.shop"], ttl: 60, now: now)
+        let leaf = try Certificate(pemEncoded: issued.certificateChainPEM)
+        #expect(SPIFFEID(certificate: leaf) == identity)
+        #expect(SPIFFEID(certificate: ca.rootCertificate) == nil)
+    }
 }

@@ -1,0 +1,124 @@
+"""meshd's ADS port over mutual TLS (--xds-mtls): proxies (meshproxy and Envoy 1.40) connect with a client
+certificate `meshd issue` wrote, meshd certifies the identity that certificate proves rather than the one
+their metadata claims, and a plaintext proxy is not served."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, Process, free_port, get, wait_ready
+from test_meshd_envoy import MESHD, Meshd, wait_until
+
+LISTENER = """
+"@type": type.googleapis.com/envoy.config.listener.v3.Listener
+name: inbound
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+filter_chains:
+- transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs: [{{ name: default, sds_config: {{ ads: {{}}, resource_api_version: V3 }} }}]
+  filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: inbound
+      http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+      route_config:
+        virtual_hosts: [{{ name: v, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200 }} }}] }}]
+"""
+
+
+def bootstrap(xds_port, admin, node_id, certs=None):
+    tls = "" if certs is None else f"""
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: meshd
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {{ filename: {certs}/cert-chain.pem }}
+            private_key: {{ filename: {certs}/key.pem }}
+          validation_context: {{ trusted_ca: {{ filename: {certs}/root-cert.pem }} }}"""
+    return f"""
+node: {{ id: {node_id}, cluster: c, metadata: {{ NAMESPACE: shop, SERVICE_ACCOUNT: impostor }} }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds_cluster }} }}]
+  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
+  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment: {{ cluster_name: xds_cluster, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }} }}] }}] }}{tls}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+"""
+
+
+def start(binary, tmp_path, name, text, wait=True):
+    admin = int(text.split("port_value: ")[-1].split(" ")[0])
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    args = [binary, "-c", str(path), "--concurrency", "1"]
+    if binary == ENVOY:
+        args += ["--base-id", str(free_port()), "--log-level", "warning"]
+    process = Process(args, tmp_path / f"{name}.log")
+    if wait:
+        wait_ready(admin, process, timeout=30)
+    return process, admin
+
+
+@pytest.mark.parametrize("binary,name", [(MESHPROXY, "meshproxy"), (ENVOY, "envoy")])
+def test_proxies_reach_meshd_over_mtls_and_get_the_identity_their_certificate_proves(tmp_path, binary, name):
+    state = tmp_path / "state"
+    certs = tmp_path / "certs"
+    done = subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop",
+                           "--service-account", "frontend", "--out-dir", str(certs)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "spiffe://cluster.local/ns/shop/sa/frontend" in done.stdout
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    inbound = free_port()
+    (config_dir / "listener.yaml").write_text(LISTENER.format(port=inbound))
+    started = []
+    try:
+        meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--xds-mtls"])
+        started.append(meshd.process)
+        proxy, admin = start(binary, tmp_path, f"xds-mtls-{name}", bootstrap(meshd.xds, free_port(), f"{name}-1", certs))
+        started.append(proxy)
+        wait_until(lambda: get(admin, "/certs")[0] == 200 and "spiffe" in get(admin, "/certs")[2].decode(),
+                   timeout=20, what="a workload certificate over the mTLS xDS channel")
+        certificate = json.loads(get(admin, "/certs")[2])["certificates"][0]["cert_chain"][0]
+        assert certificate["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/shop/sa/frontend"}]
+        wait_until(lambda: "claims spiffe://cluster.local/ns/shop/sa/impostor" in meshd.process.output(), timeout=5,
+                   what="meshd's warning about the claimed identity")
+
+        # Without a client certificate, the same proxy is not served.
+        plain, plain_admin = start(binary, tmp_path, f"xds-plain-{name}",
+                                   bootstrap(meshd.xds, free_port(), f"{name}-2"), wait=False)
+        started.append(plain)
+        time.sleep(2)
+        stats = {}
+        try:
+            status, _, body = get(plain_admin, "/stats?filter=control_plane.connected_state", timeout=2)
+            stats = dict(line.split(": ") for line in body.decode().splitlines() if ": " in line)
+        except OSError:
+            pass
+        assert stats.get("control_plane.connected_state") == "0"
+        assert not any(p["node_id"] == f"{name}-2" for p in meshd.syncz()["proxies"])
+    finally:
+        for process in reversed(started):
+            process.stop()
