@@ -10,24 +10,69 @@ import XDSResource
 /// `spiffe://<trust-domain>/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT>` (from the node's metadata) as the
 /// secret `default`, and the root as `ROOTCA`, both scoped to that proxy's node id so no other proxy
 /// is served them. Certificates are renewed at half-life and pushed like any other change.
+///
+/// A new root rolls out in two steps so no proxy ever meets a certificate it cannot verify: first
+/// every proxy's `ROOTCA` trusts both roots while certificates still come from the old one; after
+/// the grace period every certificate is re-issued from the new root. The old root stays in the
+/// bundle until its `trustedUntil`.
 public final class WorkloadIdentityIssuer: Sendable {
     public static let certificateSecretName = "default"
     public static let rootSecretName = "ROOTCA"
 
-    private let ca: CertificateAuthority
+    private struct State {
+        var signer: CertificateAuthority
+        /// A new root waiting for its grace period to pass before it signs.
+        var pending: (ca: CertificateAuthority, signsFrom: Date)?
+        var previous: [PreviousRoot] = []
+        var issued: [String: IssuedCertificate] = [:]
+    }
+
     private let trustDomain: String
     public let ttl: TimeInterval
     private let cache: SnapshotCache
     private let logger: Logger
-    private let issued = Mutex<[String: IssuedCertificate]>([:])
+    private let state: Mutex<State>
 
     public init(ca: CertificateAuthority, trustDomain: String, ttl: TimeInterval, cache: SnapshotCache,
-                logger: Logger = Logger(label: "ca")) {
-        self.ca = ca
+                previousRoots: [PreviousRoot] = [], logger: Logger = Logger(label: "ca")) {
         self.trustDomain = trustDomain
         self.ttl = ttl
         self.cache = cache
         self.logger = logger
+        self.state = Mutex(State(signer: ca, previous: previousRoots))
+    }
+
+    /// The root that signs now.
+    public var signingRoot: CertificateAuthority { state.withLock { $0.signer } }
+
+    /// Starts a rotation to `next`: trusted by every proxy at once, signing after `grace`.
+    public func rotate(to next: CertificateAuthority, previousRoots: [PreviousRoot], grace: TimeInterval, now: Date = Date()) {
+        state.withLock { state in
+            state.pending = (next, now.addingTimeInterval(grace))
+            state.previous = previousRoots
+        }
+        logger.info("new CA root: trusted now, signing from \(now.addingTimeInterval(grace))")
+        publish(now: now)
+    }
+
+    /// Moves a pending root to signing when its grace period is over (re-issuing every certificate),
+    /// drops previous roots whose overlap ended, and renews what is due.
+    public func tick(now: Date = Date()) {
+        let (switched, expired) = state.withLock { state -> (Bool, Bool) in
+            var switched = false
+            if let pending = state.pending, pending.signsFrom <= now {
+                state.signer = pending.ca
+                state.pending = nil
+                switched = true
+            }
+            let before = state.previous.count
+            state.previous.removeAll { $0.trustedUntil <= now }
+            return (switched, state.previous.count != before)
+        }
+        if switched { logger.info("the new CA root signs now; re-issuing every workload certificate") }
+        // After a switch, everything the old root signed is due.
+        let renewed = switched ? renew(now: now) { _ in true } : renewDue(now: now)
+        if renewed == 0, switched || expired { publish(now: now) }
     }
 
     /// The identity a node's metadata claims; Istio's defaults when a key is missing.
@@ -52,13 +97,13 @@ public final class WorkloadIdentityIssuer: Sendable {
             }
             identity = proven
         }
-        let current = issued.withLock { $0[node.id] }
+        let (current, signer) = state.withLock { ($0.issued[node.id], $0.signer) }
         if let current, current.identity == identity, current.renewAt > now { return }
         do {
-            let certificate = try ca.issue(for: identity, ttl: ttl, now: now)
-            issued.withLock { $0[node.id] = certificate }
+            let certificate = try signer.issue(for: identity, ttl: ttl, now: now)
+            state.withLock { $0.issued[node.id] = certificate }
             logger.info("issued \(identity) to node \(node.id), serial \(certificate.serialNumber), valid until \(certificate.notAfter)")
-            publish()
+            publish(now: now)
         } catch {
             logger.error("cannot issue a certificate for node \(node.id) (\(identity)): \(error)")
         }
@@ -67,29 +112,50 @@ public final class WorkloadIdentityIssuer: Sendable {
     /// Re-issues every certificate past half of its life; returns how many were renewed.
     @discardableResult
     public func renewDue(now: Date = Date()) -> Int {
-        let due = issued.withLock { $0.filter { $0.value.renewAt <= now } }
+        renew(now: now) { $0.renewAt <= now }
+    }
+
+    private func renew(now: Date, _ isDue: (IssuedCertificate) -> Bool) -> Int {
+        let (due, signer) = state.withLock { state in (state.issued.filter { isDue($0.value) }, state.signer) }
         var renewed: [String: IssuedCertificate] = [:]
         for (node, old) in due {
             do {
-                renewed[node] = try ca.issue(for: old.identity, ttl: ttl, now: now)
+                renewed[node] = try signer.issue(for: old.identity, ttl: ttl, now: now)
             } catch {
                 logger.error("cannot renew the certificate of node \(node): \(error)")
             }
         }
         guard !renewed.isEmpty else { return 0 }
-        issued.withLock { $0.merge(renewed) { _, new in new } }
+        state.withLock { $0.issued.merge(renewed) { _, new in new } }
         logger.info("renewed \(renewed.count) workload certificate(s)")
-        publish()
+        publish(now: now)
         return renewed.count
     }
 
-    /// The soonest renewal due, for the renewal timer.
-    public var nextRenewal: Date? { issued.withLock { $0.values.map(\.renewAt).min() } }
+    /// The soonest renewal, root switch or end of an overlap, for the timer.
+    public var nextRenewal: Date? {
+        state.withLock { state in
+            (state.issued.values.map(\.renewAt) + [state.pending?.signsFrom].compactMap { $0 }
+                + state.previous.map(\.trustedUntil)).min()
+        }
+    }
 
-    public func certificate(ofNode id: String) -> IssuedCertificate? { issued.withLock { $0[id] } }
+    public func certificate(ofNode id: String) -> IssuedCertificate? { state.withLock { $0.issued[id] } }
 
-    private func publish() {
-        let all = issued.withLock { $0 }
+    /// The roots proxies trust now, in PEM: the signing root, a pending one, and previous ones in their overlap.
+    public func trustBundlePEM(now: Date = Date()) -> String {
+        let roots = state.withLock { state -> [String] in
+            [state.signer.rootCertificatePEM] + [state.pending?.ca.rootCertificatePEM].compactMap { $0 }
+                + state.previous.filter { $0.trustedUntil > now }.map(\.certificatePEM)
+        }
+        var unique: [String] = []
+        for pem in roots.map({ $0.hasSuffix("\n") ? $0 : $0 + "\n" }) where !unique.contains(pem) { unique.append(pem) }
+        return unique.joined()
+    }
+
+    private func publish(now: Date) {
+        let all = state.withLock { $0.issued }
+        let bundle = trustBundlePEM(now: now)
         var resources: [VersionedResource] = []
         for (node, certificate) in all.sorted(by: { $0.key < $1.key }) {
             var workload = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
@@ -98,7 +164,7 @@ public final class WorkloadIdentityIssuer: Sendable {
             workload.tlsCertificate.privateKey.inlineString = certificate.privateKeyPEM
             var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
             root.name = Self.rootSecretName
-            root.validationContext.trustedCa.inlineString = ca.rootCertificatePEM
+            root.validationContext.trustedCa.inlineString = bundle
             for secret in [workload, root] {
                 guard let any = try? Google_Protobuf_Any(message: secret),
                       let version = try? ContentHash.version(of: secret) else { continue }

@@ -20,7 +20,7 @@ struct Meshd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshd",
         abstract: "Serves a directory of Envoy v3 resource files to proxies over ADS (SotW and delta).",
-        subcommands: [Serve.self, Validate.self, Status.self, Issue.self],
+        subcommands: [Serve.self, Validate.self, Status.self, Issue.self, RotateRoot.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -41,6 +41,10 @@ struct HostPort: ExpressibleByArgument, Sendable {
 /// Durations as `100ms`, `1s`, `2.5s`.
 struct DurationArgument: ExpressibleByArgument, Sendable {
     var duration: Duration
+
+    var seconds: TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
 
     init?(argument: String) {
         if argument.hasSuffix("ms"), let value = Double(argument.dropLast(2)) {
@@ -82,6 +86,9 @@ struct Serve: AsyncParsableCommand {
 
     @Flag(name: .customLong("disable-ca"), help: "Do not issue workload certificates over SDS.")
     var disableCA = false
+
+    @Option(name: .customLong("root-rotation-grace"), help: "After `meshd rotate-root`, how long proxies get to trust the new root before it signs.")
+    var rootRotationGrace = DurationArgument(argument: "30s")!
 
     @Flag(name: .customLong("xds-tls"), help: "Serve ADS over TLS, with --xds-cert/--xds-key or a certificate from meshd's CA.")
     var xdsTLS = false
@@ -127,8 +134,9 @@ struct Serve: AsyncParsableCommand {
             logger.info("CA root from \(origin)")
         }
         if !disableCA, let authority {
+            let previous = ca.stateDir.map { CAStore.previousRoots(stateDirectory: $0).filter { $0.trustedUntil > Date() } } ?? []
             issuer = WorkloadIdentityIssuer(ca: authority, trustDomain: ca.trustDomain, ttl: ca.ttlSeconds, cache: cache,
-                                            logger: logger)
+                                            previousRoots: previous, logger: logger)
             logger.info("issuing spiffe://\(ca.trustDomain)/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT> as SDS secrets 'default' and 'ROOTCA'")
         }
         let security = try XDSTransportSecurity.make(tls: xdsTLS || xdsMTLS, mutual: xdsMTLS, certificatePath: xdsCert,
@@ -159,14 +167,22 @@ struct Serve: AsyncParsableCommand {
             group.addTask { try await server.serve() }
             group.addTask { await watcher.run() }
             if let issuer {
+                let rootWatch = ca.stateDir.map { RootWatch(stateDirectory: $0, trustDomain: ca.trustDomain,
+                                                            known: issuer.signingRoot.rootCertificatePEM) }
+                let grace = rootRotationGrace.seconds
+                let caLogger = logger
                 group.addTask {
                     // Renewal at half-life: wake for the soonest one, and at least every quarter TTL
-                    // (a certificate issued meanwhile is due no sooner than half a TTL from now).
-                    let longest = min(60, issuer.ttl / 4)
+                    // (a certificate issued meanwhile is due no sooner than half a TTL from now); with
+                    // a state directory, every second, to notice `meshd rotate-root`.
+                    let longest = min(rootWatch == nil ? 60 : 1, issuer.ttl / 4)
                     while !Task.isCancelled {
                         let wait = min(longest, max(0.05, issuer.nextRenewal?.timeIntervalSinceNow ?? longest))
                         try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
-                        issuer.renewDue()
+                        if let rotated = rootWatch?.changed(logger: caLogger) {
+                            issuer.rotate(to: rotated.ca, previousRoots: rotated.previous, grace: grace)
+                        }
+                        issuer.tick()
                     }
                 }
             }

@@ -35,7 +35,8 @@ import XDSResource
         let served = try secrets(cache, node: "a-1")
         #expect(Set(served.keys) == ["default", "ROOTCA"])
         #expect(served["default"]?.tlsCertificate.certificateChain.inlineString == issuer.certificate(ofNode: "a-1")?.certificateChainPEM)
-        #expect(served["ROOTCA"]?.validationContext.trustedCa.inlineString == ca.rootCertificatePEM)
+        #expect(served["ROOTCA"]?.validationContext.trustedCa.inlineString.trimmingCharacters(in: .newlines)
+            == ca.rootCertificatePEM.trimmingCharacters(in: .newlines))
         #expect(try secrets(cache, node: "stranger").isEmpty)
         #expect(try secrets(cache, node: "b-1")["default"] != served["default"])
     }
@@ -68,5 +69,33 @@ import XDSResource
         issuer.nodeConnected(node("a-1", namespace: "shop", serviceAccount: "admin"),
                              peerURIs: ["https://not-spiffe", "spiffe://cluster.local/ns/shop/sa/web"], now: start)
         #expect(issuer.certificate(ofNode: "a-1")?.identity.uri == "spiffe://cluster.local/ns/shop/sa/web")
+    }
+
+    @Test func aNewRootIsTrustedFirstThenSignsThenTheOldOneLeaves() throws {
+        let cache = SnapshotCache()
+        let old = try CertificateAuthority(trustDomain: "cluster.local", now: start)
+        let new = try CertificateAuthority(trustDomain: "cluster.local", now: start)
+        let issuer = WorkloadIdentityIssuer(ca: old, trustDomain: "cluster.local", ttl: 3600, cache: cache)
+        issuer.nodeConnected(node("a-1"), now: start)
+        let first = try #require(issuer.certificate(ofNode: "a-1"))
+        func rootsServed() throws -> Int {
+            let bundle = try secrets(cache, node: "a-1")["ROOTCA"]?.validationContext.trustedCa.inlineString ?? ""
+            return bundle.components(separatedBy: "BEGIN CERTIFICATE").count - 1
+        }
+        issuer.rotate(to: new, previousRoots: [PreviousRoot(certificatePEM: old.rootCertificatePEM,
+                                                            trustedUntil: start.addingTimeInterval(100))],
+                      grace: 10, now: start)
+        #expect(try rootsServed() == 2, "the old root (signing, and previous) and the pending new one")
+        issuer.tick(now: start.addingTimeInterval(5))
+        #expect(issuer.certificate(ofNode: "a-1") == first, "the old root signs during the grace period")
+        issuer.tick(now: start.addingTimeInterval(10))
+        let renewed = try #require(issuer.certificate(ofNode: "a-1"))
+        #expect(renewed.serialNumber != first.serialNumber)
+        #expect(issuer.signingRoot.rootCertificate == new.rootCertificate)
+        #expect(try rootsServed() == 2, "the new root, and the old one in its overlap")
+        issuer.tick(now: start.addingTimeInterval(100))
+        #expect(try rootsServed() == 1)
+        #expect(issuer.trustBundlePEM(now: start.addingTimeInterval(100)).trimmingCharacters(in: .newlines)
+            == new.rootCertificatePEM.trimmingCharacters(in: .newlines))
     }
 }

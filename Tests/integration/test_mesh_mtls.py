@@ -276,3 +276,71 @@ def test_the_mtls_example_runs_as_documented(tmp_path, raw):
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def test_root_rotation_under_load_fails_no_request(tmp_path, mesh):
+    """`meshd rotate-root`: proxies trust both roots first, then get certificates from the new one, and the old
+    root leaves their trust bundle when its overlap ends; requests through the mTLS hop never fail."""
+    import subprocess
+    from test_meshd_envoy import MESHD
+    _, config_dir, started = mesh
+    state = tmp_path / "state"
+    inbound, outbound = free_port(), free_port()
+    write_config(config_dir, inbound, outbound)
+    meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--root-rotation-grace", "2s"])
+    started.append(meshd.process)
+    backend, backend_admin = start(MESHPROXY, tmp_path, meshd, "backend-1", "backend", "backend")
+    started.append(backend)
+    frontend, frontend_admin = start(MESHPROXY, tmp_path, meshd, "frontend-1", "frontend", "frontend")
+    started.append(frontend)
+    wait_until(lambda: get(outbound, "/", timeout=3)[0] == 200, timeout=20, what="mTLS through both sidecars")
+    old_root = (state / "ca" / "root-cert.pem").read_text()
+
+    def bundle_size():
+        dump = json.loads(get(frontend_admin, "/config_dump?resource=dynamic_active_secrets")[2])
+        root = next(entry for entry in dump["configs"] if entry["name"] == "ROOTCA")
+        return root["secret"]["validation_context"]["trusted_ca"]["inline_string"].count("BEGIN CERTIFICATE")
+
+    failures, successes, stop = [], [0], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                status, _, body = get(outbound, "/", timeout=5)
+                if status == 200:
+                    successes[0] += 1
+                else:
+                    failures.append((status, body))
+            except OSError as error:
+                failures.append(repr(error))
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        done = subprocess.run([MESHD, "rotate-root", "--state-dir", str(state), "--root-overlap", "8s"],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        new_root = state / "ca" / "root-cert.pem"
+        assert new_root.read_text() != old_root
+        wait_until(lambda: bundle_size() == 2, timeout=10, what="both roots trusted")
+        # After the grace period the backend serves a certificate that verifies with the new root alone.
+        client_dir = tmp_path / "client"
+        subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop", "--service-account",
+                        "frontend", "--out-dir", str(client_dir)], check=True, capture_output=True, timeout=30)
+        wait_until(lambda: _verifies(inbound, client_dir, new_root), timeout=15, what="the backend on the new root")
+        wait_until(lambda: bundle_size() == 1, timeout=15, what="the old root's overlap to end")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert failures == []
+    assert successes[0] > 50
+
+
+def _verifies(port, client_dir, root):
+    try:
+        peer(port, client_dir / "cert-chain.pem", client_dir / "key.pem", root)
+        return True
+    except (ssl.SSLError, OSError):
+        return False
