@@ -184,8 +184,9 @@ let package = Package(
             name: "ProxyServer",
             dependencies: [
                 "XDSAPI", "XDSResource", "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyHTTP", "ProxyTCP", "ProxyAdmin",
-                "ProxyXDS", "ProxyAccessLog", "ProxyTracing", "ProxyTLS",
+                "ProxyXDS", "ProxyAccessLog", "ProxyTracing", "ProxyTLS", "MeshCA",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

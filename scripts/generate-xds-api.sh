@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/XDSAPI from the Envoy API published in PyPI's xds-protos.
+# Regenerates Sources/XDSAPI from the Envoy API published in PyPI's xds-protos (and proto/istio).
 #
 #   scripts/generate-xds-api.sh          regenerate in place
 #   scripts/generate-xds-api.sh --check  exit 1 if the committed code differs from a fresh generation
@@ -49,6 +49,14 @@ protoc --descriptor_set_in="$descriptors" \
   --plugin=protoc-gen-grpc-swift-2="$gen_grpc" --grpc-swift-2_out="$staging" \
   --grpc-swift-2_opt=Visibility=Public,FileNaming=PathToUnderscores,Server=true,Client=true \
   envoy/service/discovery/v3/ads.proto
+
+# Istio's certificate-signing service (proto/istio, written for SwiftMesh): messages and gRPC stubs.
+protoc --proto_path="$root/proto" \
+  --plugin=protoc-gen-swift="$gen_swift" --swift_out="$staging" \
+  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
+  --plugin=protoc-gen-grpc-swift-2="$gen_grpc" --grpc-swift-2_out="$staging" \
+  --grpc-swift-2_opt=Visibility=Public,FileNaming=PathToUnderscores,Server=true,Client=true \
+  istio/v1/auth/ca.proto
 
 # The descriptor set itself, for the loader's field-path validation, embedded as base64.
 {

@@ -7,7 +7,7 @@ import X509
 /// SPIFFE workload certificates. Pure: time comes in as arguments, so tests run on a manual clock.
 public struct CertificateAuthority: Sendable {
     public let rootCertificate: Certificate
-    private let rootKey: Certificate.PrivateKey
+    let rootKey: Certificate.PrivateKey
 
     /// A new self-signed root, valid for `validity` from `now`.
     public init(trustDomain: String, now: Date, validity: TimeInterval = 10 * 365 * 86_400) throws {
@@ -60,18 +60,25 @@ public struct CertificateAuthority: Sendable {
             version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
             notValidBefore: now.addingTimeInterval(-60), notValidAfter: notAfter,
             issuer: rootCertificate.subject, subject: DistinguishedName(), signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.notCertificateAuthority)
-                Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
-                try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                AuthorityKeyIdentifier(keyIdentifier: Self.keyIdentifier(rootCertificate.publicKey))
-                // The subject is empty, so the SAN extension is critical (RFC 5280 4.2.1.6).
-                Critical(SubjectAlternativeNames([.uniformResourceIdentifier(identity.uri)] + dnsNames.map { .dnsName($0) }))
-            },
+            extensions: try Self.workloadExtensions(identity: identity, dnsNames: dnsNames, issuer: rootCertificate.publicKey),
             issuerPrivateKey: rootKey)
         return IssuedCertificate(identity: identity, certificateChainPEM: try certificate.serializeAsPEM().pemString,
                                  privateKeyPEM: key.pemRepresentation, notBefore: now, notAfter: notAfter,
                                  serialNumber: certificate.serialNumber.description)
+    }
+
+    /// A workload certificate's extensions: not a CA, server and client authentication, the SPIFFE ID
+    /// (and DNS names) as a critical SAN since the subject is empty (RFC 5280 4.2.1.6).
+    static func workloadExtensions(identity: SPIFFEID, dnsNames: [String], issuer: Certificate.PublicKey) throws
+        -> Certificate.Extensions
+    {
+        try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
+            try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            AuthorityKeyIdentifier(keyIdentifier: keyIdentifier(issuer))
+            Critical(SubjectAlternativeNames([.uniformResourceIdentifier(identity.uri)] + dnsNames.map { .dnsName($0) }))
+        }
     }
 
     /// SHA-1 of the public key bits, the usual key identifier (RFC 5280 4.2.1.2, method 1).

@@ -76,6 +76,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     /// `static_resources.secrets`, and secrets from SDS over ADS.
     private let staticSecrets: [String: SecretProto]
     private var dynamicSecrets: [String: DynamicSecret] = [:]
+    /// Secrets this proxy makes itself (the CSR-certified workload certificate): never asked of SDS.
+    private let localSecretNames: Set<String>
 
     let clusterManager: SnapshotHolder<ClusterManager>
     private let published = Mutex(View())
@@ -88,7 +90,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     init(staticClusters: [Cluster], staticListeners: [ListenerRuntime], store: StatsStore, loops: [any EventLoop],
          group: (any EventLoopGroup)?, resolver: any DNSResolver, staticSecrets: [String: SecretProto] = [:],
-         drainTime: TimeAmount = .seconds(600)) {
+         localSecretNames: Set<String> = [], drainTime: TimeAmount = .seconds(600)) {
+        self.localSecretNames = localSecretNames
         self.drainTime = drainTime
         self.store = store
         self.loops = loops
@@ -403,36 +406,25 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         let listenerNames = allListeners.flatMap(\.secretReferences)
         let clusters = clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster)
         let clusterNames = clusters.flatMap { $0.transportSocket?.spec.secretReferences ?? [] }
-        return Set((listenerNames + clusterNames).filter(\.dynamic).map(\.name))
+        return Set((listenerNames + clusterNames).filter(\.dynamic).map(\.name)).subtracting(localSecretNames)
     }
 
-    /// SDS: each secret is checked on its own (a bad key/certificate pair is refused with the
-    /// reason and the previous version keeps serving), then every TLS context naming a changed
-    /// secret is rebuilt; new handshakes use it, open connections are left alone.
-    private func applySecrets(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+    /// Installs a secret this proxy made itself, as if SDS had delivered it: TLS contexts naming it are
+    /// rebuilt for new handshakes, and listeners waiting for it warm up.
+    func installLocalSecret(_ secret: SecretProto) async -> [String] {
+        await queue.run { [self] in
+            dynamicSecrets[secret.name] = DynamicSecret(secret: secret, version: "local", lastUpdated: Date())
+            let errors = await refreshTLS()
+            publish()
+            checkInitialFetch()
+            return errors
+        }
+    }
+
+    /// Rebuilds the TLS contexts of clusters and listeners from the secrets known now; binds listeners
+    /// that were only waiting for theirs.
+    private func refreshTLS() async -> [String] {
         var errors: [String] = []
-        var seen = Set<String>()
-        for resource in resources {
-            let secret: SecretProto
-            do {
-                secret = try SecretProto(unpackingAny: resource)
-            } catch {
-                errors.append("cannot decode a secret: \(error)")
-                continue
-            }
-            seen.insert(secret.name)
-            if dynamicSecrets[secret.name]?.secret == secret { continue }
-            do {
-                try SecretCheck.validate(secret)
-                dynamicSecrets[secret.name] = DynamicSecret(secret: secret, version: version, lastUpdated: Date())
-            } catch {
-                errors.append("\(secret.name): \(error)")
-                recordFailure(XDSTypes.secret, name: secret.name, resource: resource, reason: "\(error)", version: version)
-            }
-        }
-        for name in dynamicSecrets.keys where !seen.contains(name) && !dynamicSecretNames.contains(name) {
-            dynamicSecrets[name] = nil
-        }
         let current = secrets
         for cluster in clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster) {
             do {
@@ -453,6 +445,42 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 }
             }
         }
+        return errors
+    }
+
+    /// SDS: each secret is checked on its own (a bad key/certificate pair is refused with the
+    /// reason and the previous version keeps serving), then every TLS context naming a changed
+    /// secret is rebuilt; new handshakes use it, open connections are left alone.
+    private func applySecrets(_ resources: [Google_Protobuf_Any], version: String) async -> XDSApplyResult {
+        var errors: [String] = []
+        var seen = Set<String>()
+        for resource in resources {
+            let secret: SecretProto
+            do {
+                secret = try SecretProto(unpackingAny: resource)
+            } catch {
+                errors.append("cannot decode a secret: \(error)")
+                continue
+            }
+            seen.insert(secret.name)
+            if localSecretNames.contains(secret.name) {
+                errors.append("\(secret.name): this proxy makes that secret itself (--workload-cert-from-csr)")
+                continue
+            }
+            if dynamicSecrets[secret.name]?.secret == secret { continue }
+            do {
+                try SecretCheck.validate(secret)
+                dynamicSecrets[secret.name] = DynamicSecret(secret: secret, version: version, lastUpdated: Date())
+            } catch {
+                errors.append("\(secret.name): \(error)")
+                recordFailure(XDSTypes.secret, name: secret.name, resource: resource, reason: "\(error)", version: version)
+            }
+        }
+        for name in dynamicSecrets.keys where !seen.contains(name) && !dynamicSecretNames.contains(name)
+            && !localSecretNames.contains(name) {
+            dynamicSecrets[name] = nil
+        }
+        errors += await refreshTLS()
         return XDSApplyResult(errorMessage: errors.isEmpty ? nil : "Error adding/updating secret(s) "
                                   + errors.joined(separator: "; "))
     }

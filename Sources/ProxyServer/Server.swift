@@ -114,6 +114,7 @@ public final class Server: @unchecked Sendable {
         (adsTarget, initialFetchTimeout) = try Self.adsTarget(of: bootstrap, clusters: staticClusters, secrets: secrets)
         config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
                                group: group, resolver: resolver, staticSecrets: secrets,
+                               localSecretNames: options.workloadCertFromCSR ? [WorkloadCertificateRenewer.secretName] : [],
                                drainTime: .seconds(Int64(options.drainTimeSeconds)))
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))
@@ -202,6 +203,11 @@ public final class Server: @unchecked Sendable {
             return
         }
         config.onInitialFetchDone = { [weak self] in self?.becomeLive() }
+        if options.workloadCertFromCSR {
+            let renewer = try WorkloadCertificateRenewer(host: adsTarget.host, port: adsTarget.port, tls: adsTarget.tls,
+                                                         config: config)
+            backgroundTasks.append(Task { await renewer.run() })
+        }
         let client = ADSClient(host: adsTarget.host, port: adsTarget.port, tls: adsTarget.tls, node: node, subscriber: config,
                                logger: Logger(label: "config"), mode: adsTarget.mode)
         backgroundTasks.append(Task { await client.run() })

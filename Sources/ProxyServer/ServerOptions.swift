@@ -20,11 +20,15 @@ public struct ServerOptions: Sendable {
     public var mode: Mode
     /// `--file-flush-interval-msec`: how often access log buffers are written out (Envoy: 10 s).
     public var fileFlushIntervalMilliseconds: Int
+    /// `--workload-cert-from-csr`: make the workload key here and have meshd certify it (the SDS secret
+    /// `default` is then local, never received over the network).
+    public var workloadCertFromCSR: Bool
 
     public init(configPath: String? = nil, configYAML: String? = nil, concurrency: Int = System.coreCount,
                 logLevel: String = "info", serviceNode: String? = nil, serviceCluster: String? = nil,
                 serviceZone: String? = nil, drainTimeSeconds: Int = 600, baseID: Int = 0, mode: Mode = .serve,
-                fileFlushIntervalMilliseconds: Int = 10_000) {
+                fileFlushIntervalMilliseconds: Int = 10_000, workloadCertFromCSR: Bool = false) {
+        self.workloadCertFromCSR = workloadCertFromCSR
         self.fileFlushIntervalMilliseconds = fileFlushIntervalMilliseconds
         self.configPath = configPath
         self.configYAML = configYAML

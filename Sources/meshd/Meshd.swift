@@ -147,10 +147,14 @@ struct Serve: AsyncParsableCommand {
         let onNode: (@Sendable (Envoy_Config_Core_V3_Node, [String]) -> Void)? = issuer.map { issuer in
             { @Sendable node, peerURIs in issuer.nodeConnected(node, peerURIs: peerURIs) }
         }
-        let server = GRPCServer(transport: transport, services: [
+        var services: [any RegistrableRPCService] = [
             AggregatedDiscoveryServer(cache: cache, registry: registry, metrics: metrics, logger: logger,
                                       nodeConnected: onNode, peerURIs: XDSTransportSecurity.peerURIs),
-        ])
+        ]
+        if let issuer {
+            services.append(CertificateSigningService(issuer: issuer, peerURIs: XDSTransportSecurity.peerURIs, logger: logger))
+        }
+        let server = GRPCServer(transport: transport, services: services)
         let signals = AsyncStream<Int32> { continuation in
             let sources = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
                 signal(signalNumber, SIG_IGN)

@@ -37,6 +37,9 @@ struct Meshproxy: ParsableCommand {
     @Option(name: .customLong("file-flush-interval-msec"), help: "How often access logs are flushed, in milliseconds.")
     var fileFlushIntervalMilliseconds: Int = 10_000
 
+    @Flag(name: .customLong("workload-cert-from-csr"), help: "Make the workload key (SDS secret 'default') here and have meshd certify it by CSR, renewing at half-life; needs an mTLS xDS cluster.")
+    var workloadCertFromCSR = false
+
     @Option(name: .customLong("parent-shutdown-time-s"), help: "Accepted for Envoy compatibility; hot restart is not supported.")
     var parentShutdownTimeSeconds: Int?
 
@@ -66,7 +69,7 @@ struct Meshproxy: ParsableCommand {
             concurrency: concurrency ?? ProcessInfo.processInfo.activeProcessorCount,
             logLevel: logLevel, serviceNode: serviceNode, serviceCluster: serviceCluster, serviceZone: serviceZone,
             drainTimeSeconds: drainTimeSeconds, baseID: baseID, mode: serverMode,
-            fileFlushIntervalMilliseconds: max(1, fileFlushIntervalMilliseconds))
+            fileFlushIntervalMilliseconds: max(1, fileFlushIntervalMilliseconds), workloadCertFromCSR: workloadCertFromCSR)
         let configName = configPath ?? "--config-yaml"
         let server: Server
         do {

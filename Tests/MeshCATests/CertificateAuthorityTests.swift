@@ -20,7 +20,11 @@ struct SPIFFEPolicy: VerifierPolicy {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
     func verify(_ issued: IssuedCertificate, by ca: CertificateAuthority, at time: Date) async throws -> Bool {
-        let leaf = try Certificate(pemEncoded: issued.certificateChainPEM)
+        try await verify(pem: issued.certificateChainPEM, by: ca, at: time)
+    }
+
+    func verify(pem: String, by ca: CertificateAuthority, at time: Date) async throws -> Bool {
+        let leaf = try Certificate(pemEncoded: pem)
         var verifier = Verifier(rootCertificates: CertificateStore([ca.rootCertificate])) {
             RFC5280Policy(fixedValidationTime: time)
             SPIFFEPolicy(uri: identity.uri)
@@ -97,5 +101,21 @@ struct SPIFFEPolicy: VerifierPolicy {
         let leaf = try Certificate(pemEncoded: issued.certificateChainPEM)
         #expect(SPIFFEID(certificate: leaf) == identity)
         #expect(SPIFFEID(certificate: ca.rootCertificate) == nil)
+    }
+
+    @Test func aCSRIsSignedForTheIdentityItAsksForOnceAuthorized() async throws {
+        let ca = try CertificateAuthority(trustDomain: "cluster.local", now: now)
+        let (csr, keyPEM) = try WorkloadCSR.make(for: identity)
+        let signed = try ca.sign(csrPEM: csr, ttl: 600, now: now) { #expect($0 == identity) }
+        let leaf = try Certificate(pemEncoded: signed.certificatePEM)
+        #expect(SPIFFEID(certificate: leaf) == identity)
+        #expect(leaf.publicKey == (try Certificate.PrivateKey(pemEncoded: keyPEM)).publicKey, "the key stays with the caller")
+        #expect(try await verify(pem: signed.certificatePEM, by: ca, at: now.addingTimeInterval(60)))
+
+        struct Refused: Error {}
+        #expect(throws: Refused.self) { try ca.sign(csrPEM: csr, ttl: 600, now: now) { _ in throw Refused() } }
+        // A request whose content was changed after signing does not verify.
+        let tampered = csr.replacingOccurrences(of: "A", with: "B", options: [], range: csr.range(of: "A", range: csr.index(csr.startIndex, offsetBy: 100)..<csr.endIndex))
+        #expect(throws: (any Error).self) { try ca.sign(csrPEM: tampered, ttl: 600, now: now) { _ in } }
     }
 }

@@ -122,3 +122,71 @@ def test_proxies_reach_meshd_over_mtls_and_get_the_identity_their_certificate_pr
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def test_meshproxy_makes_its_key_and_has_meshd_certify_it(tmp_path):
+    """--workload-cert-from-csr: meshproxy asks meshd's IstioCertificateService to sign a key it made, for the
+    identity its xDS client certificate proves; the certificate serves its TLS listener. A CSR for another
+    identity is refused with PERMISSION_DENIED."""
+    import grpc
+    state, certs = tmp_path / "state", tmp_path / "certs"
+    subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop", "--service-account", "frontend",
+                    "--out-dir", str(certs)], check=True, capture_output=True, timeout=30)
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    inbound = free_port()
+    (config_dir / "listener.yaml").write_text(LISTENER.format(port=inbound))
+    started = []
+    try:
+        meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--xds-mtls"])
+        started.append(meshd.process)
+        admin = free_port()
+        path = tmp_path / "csr.yaml"
+        path.write_text(bootstrap(meshd.xds, admin, "csr-1", certs))
+        proxy = Process([MESHPROXY, "-c", str(path), "--concurrency", "1", "--workload-cert-from-csr"],
+                        tmp_path / "csr.log")
+        started.append(proxy)
+        wait_ready(admin, proxy, timeout=30)
+        wait_until(lambda: "spiffe" in get(admin, "/certs")[2].decode(), timeout=20, what="the CSR-certified certificate")
+        leaf = json.loads(get(admin, "/certs")[2])["certificates"][0]["cert_chain"][0]
+        assert leaf["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/shop/sa/frontend"}]
+        bootstrap_serial = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", str(certs / "cert-chain.pem")],
+                                          capture_output=True, text=True, check=True).stdout.split("=")[1].strip().lower()
+        assert leaf["serial_number"] != bootstrap_serial.lstrip("0")
+        assert "signed a CSR for spiffe://cluster.local/ns/shop/sa/frontend" in meshd.process.output()
+        dump = json.loads(get(admin, "/config_dump?resource=dynamic_active_secrets")[2])
+        assert [(entry["name"], entry["version_info"]) for entry in dump["configs"]] == [("default", "local")]
+        done = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(certs / "root-cert.pem"), "-k",
+                               "-o", "/dev/null", "-w", "%{http_code}", f"https://127.0.0.1:{inbound}/"],
+                              capture_output=True, text=True, timeout=15)
+        assert done.stdout == "200"
+
+        # Someone holding the frontend's certificate may not have another identity certified.
+        key = tmp_path / "other.key"
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", "/",
+                              "-addext", "subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/admin"],
+                             capture_output=True, check=True).stdout
+        credentials = grpc.ssl_channel_credentials(root_certificates=(certs / "root-cert.pem").read_bytes(),
+                                                   private_key=(certs / "key.pem").read_bytes(),
+                                                   certificate_chain=(certs / "cert-chain.pem").read_bytes())
+        request = b"\x0a" + _varint(len(csr)) + csr
+        with grpc.secure_channel(f"127.0.0.1:{meshd.xds}", credentials,
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            call = channel.unary_unary("/istio.v1.auth.IstioCertificateService/CreateCertificate")
+            with pytest.raises(grpc.RpcError) as refused:
+                call(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
