@@ -17,6 +17,8 @@ protocol ADSStreamProtocol: Sendable {
     static var protocolName: String { get }
     static func node(of request: Request) -> Envoy_Config_Core_V3_Node?
     static func typeURL(of request: Request) -> String
+    /// The names a request subscribes to (SotW: all it wants; delta: the ones it adds).
+    static func subscribedNames(of request: Request) -> [String]
     static func errorMessage(of request: Request) -> String?
     static func typeURL(of response: Response) -> String
 }
@@ -41,6 +43,9 @@ extension SotWStreamState: ADSStreamProtocol {
         request.hasNode ? request.node : nil
     }
     static func typeURL(of request: Envoy_Service_Discovery_V3_DiscoveryRequest) -> String { request.typeURL }
+    static func subscribedNames(of request: Envoy_Service_Discovery_V3_DiscoveryRequest) -> [String] {
+        request.resourceNames
+    }
     static func errorMessage(of request: Envoy_Service_Discovery_V3_DiscoveryRequest) -> String? {
         request.hasErrorDetail ? request.errorDetail.message : nil
     }
@@ -54,6 +59,9 @@ extension DeltaStreamState: ADSStreamProtocol {
         request.hasNode ? request.node : nil
     }
     static func typeURL(of request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest) -> String { request.typeURL }
+    static func subscribedNames(of request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest) -> [String] {
+        request.resourceNamesSubscribe
+    }
     static func errorMessage(of request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest) -> String? {
         request.hasErrorDetail ? request.errorDetail.message : nil
     }

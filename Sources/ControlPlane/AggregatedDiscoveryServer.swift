@@ -3,6 +3,7 @@ import GRPCCore
 import Logging
 import Synchronization
 import XDSAPI
+import XDSResource
 
 /// The ADS gRPC service: streams what the cache holds, state-of-the-world and delta. It decides no
 /// content; the per-stream protocol state machines decide what to send and when.
@@ -94,6 +95,8 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         let id = registry.open(protocolName: State.protocolName)
         defer { registry.close(id) }
         var state = State()
+        /// Secret names this stream asked for that its node is not served, each logged once.
+        var refusedSecrets = Set<String>()
         try await run(requests: requests) { [cache, registry, metrics, logger, nodeConnected] event in
             let out: [State.Response]
             switch event {
@@ -103,7 +106,15 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
                 let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
                 let type = ResourceType(typeURL: State.typeURL(of: request))
                 let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
-                out = state.handle(request, snapshot: cache.snapshot(for: identity), now: Date())
+                let snapshot = cache.snapshot(for: identity)
+                if type == .secret {
+                    // Another proxy's certificate (or a secret no file defines) is never served; say so once.
+                    let served = snapshot.resources(ofType: TypeURL.secret)
+                    for name in State.subscribedNames(of: request) where served[name] == nil && refusedSecrets.insert(name).inserted {
+                        logger.warning("node \(identity.id) (\(identity.cluster)) asked for secret '\(name)', which is not served to it")
+                    }
+                }
+                out = state.handle(request, snapshot: snapshot, now: Date())
                 if let type {
                     if let message = State.errorMessage(of: request) {
                         metrics.nacked(type)

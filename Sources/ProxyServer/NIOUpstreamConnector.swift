@@ -31,7 +31,7 @@ struct NIOUpstreamConnector: UpstreamConnector {
         let handshake = loop.makePromise(of: Void.self)
         let connected = connectTCP(to: host, on: loop, timeout: timeout) { channel in
             let sync = channel.pipeline.syncOperations
-            try sync.addHandler(try tls.makeClientHandler())
+            try sync.addHandler(try tls.makeClientHandler(hostname: host.hostname))
             try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { _, _, _ in
                 handshake.succeed()
             })

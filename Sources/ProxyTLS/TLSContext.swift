@@ -12,6 +12,8 @@ public final class TLSContext: Sendable {
     public let caSource: String
     let sanMatchers: [SubjectAltNameMatcher]
     public let sni: String?
+    let autoHostSNI: Bool
+    let autoSNISANValidation: Bool
     public let stats: TLSStats
     /// This side's own certificate identity (URI SANs, subject), for XFCC's `By` and access logs.
     let local: (uris: [String], subject: String)
@@ -58,6 +60,11 @@ public final class TLSContext: Sendable {
         caSource = validation?.caSource ?? ""
         sanMatchers = validation?.sanMatchers ?? []
         sni = spec.sni.isEmpty ? nil : spec.sni
+        autoHostSNI = spec.autoHostSNI
+        autoSNISANValidation = spec.autoSNISANValidation
+        if autoSNISANValidation, validation?.trustedCA.isEmpty ?? true {
+            throw FieldError(spec.path + ".auto_sni_san_validation", "validating the SAN needs a validation context with a trusted CA")
+        }
         self.stats = stats
         let own = certificates.first?.chain.first.flatMap { try? CertificateDetails($0) }
         local = (own?.uris ?? [], own?.subject ?? "")
@@ -66,20 +73,33 @@ public final class TLSContext: Sendable {
     /// The handler that terminates TLS on an accepted connection.
     public func makeServerHandler() -> NIOSSLServerHandler {
         guard !sanMatchers.isEmpty else { return NIOSSLServerHandler(context: sslContext) }
-        return NIOSSLServerHandler._makeSSLServerHandler(context: sslContext,
-                                                         additionalPeerCertificateVerificationCallback: verifySAN)
+        return NIOSSLServerHandler._makeSSLServerHandler(
+            context: sslContext,
+            additionalPeerCertificateVerificationCallback: { [self] certificate, channel in
+                verifySAN(certificate, channel, matchers: sanMatchers)
+            })
     }
 
-    /// The handler that originates TLS on an upstream connection, with this context's SNI.
-    public func makeClientHandler() throws -> NIOSSLClientHandler {
-        guard !sanMatchers.isEmpty else { return try NIOSSLClientHandler(context: sslContext, serverHostname: sni) }
-        return try NIOSSLClientHandler._makeSSLClientHandler(context: sslContext, serverHostname: sni,
-                                                             additionalPeerCertificateVerificationCallback: verifySAN)
+    /// The handler that originates TLS on an upstream connection to `hostname`: SNI from the config,
+    /// or with `auto_host_sni` the host's name (which, with `auto_sni_san_validation`, its certificate
+    /// must carry).
+    public func makeClientHandler(hostname: String? = nil) throws -> NIOSSLClientHandler {
+        let name = autoHostSNI ? (hostname.flatMap { $0.isEmpty ? nil : $0 } ?? sni) : sni
+        var matchers = sanMatchers
+        // As in Envoy, the automatic check replaces the configured SAN matchers.
+        if autoSNISANValidation, let name { matchers = [SubjectAltNameMatcher(kind: .dns, rule: .exact(name))] }
+        guard !matchers.isEmpty else { return try NIOSSLClientHandler(context: sslContext, serverHostname: name) }
+        return try NIOSSLClientHandler._makeSSLClientHandler(
+            context: sslContext, serverHostname: name,
+            additionalPeerCertificateVerificationCallback: { [self] certificate, channel in
+                verifySAN(certificate, channel, matchers: matchers)
+            })
     }
 
     /// Runs after the chain verified: the leaf must carry a SAN the validation context names.
-    private func verifySAN(_ certificate: NIOSSLCertificate, _ channel: any Channel) -> EventLoopFuture<Void> {
-        if let details = try? CertificateDetails(certificate), details.matches(sanMatchers) {
+    private func verifySAN(_ certificate: NIOSSLCertificate, _ channel: any Channel,
+                           matchers: [SubjectAltNameMatcher]) -> EventLoopFuture<Void> {
+        if let details = try? CertificateDetails(certificate), details.matches(matchers) {
             return channel.eventLoop.makeSucceededVoidFuture()
         }
         stats.failVerifySAN.increment()

@@ -34,6 +34,10 @@ public struct TLSContextSpec: Sendable, Equatable {
     var cipherSuites: [String] = []
     var requireClientCertificate = false
     public var sni: String = ""
+    /// `auto_host_sni`: SNI from the upstream host's hostname; `auto_sni_san_validation`: its
+    /// certificate must then carry that name.
+    var autoHostSNI = false
+    var autoSNISANValidation = false
 
     public static let downstreamTypeURL = TypeURL.prefix + DownstreamTlsContextProto.protoMessageName
     public static let upstreamTypeURL = TypeURL.prefix + UpstreamTlsContextProto.protoMessageName
@@ -81,9 +85,8 @@ public struct TLSContextSpec: Sendable, Equatable {
         side = .client
         self.path = path
         sni = proto.sni
-        if proto.autoHostSni || proto.autoSniSanValidation {
-            throw FieldError(path + ".auto_host_sni", "not supported yet; set sni")
-        }
+        autoHostSNI = proto.autoHostSni
+        autoSNISANValidation = proto.autoSniSanValidation
         if proto.allowRenegotiation {
             throw FieldError(path + ".allow_renegotiation", "not supported")
         }

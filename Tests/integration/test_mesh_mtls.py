@@ -211,6 +211,19 @@ def test_a_proxy_gets_only_its_own_identity(tmp_path, mesh):
     pki, config_dir, started = mesh
     inbound, outbound = free_port(), free_port()
     write_config(config_dir, inbound, outbound)
+    # A secret that only the frontend's node is served; a listener for backend nodes that asks for it.
+    only = config_dir / "node-ids" / "frontend-1"
+    only.mkdir(parents=True)
+    cert, key = pki.issue("frontend-only", uris=[FRONTEND_ID])
+    (only / "secret.yaml").write_text(f"""
+"@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+name: frontend-only
+tls_certificate: {{ certificate_chain: {{ filename: {cert} }}, private_key: {{ filename: {key} }} }}
+""")
+    greedy = (config_dir / "nodes" / "backend" / "inbound.yaml").read_text()
+    greedy = greedy.replace("name: inbound", "name: greedy").replace(f"port_value: {inbound}", f"port_value: {free_port()}")
+    greedy = greedy.replace("[{ name: default,", "[{ name: frontend-only,")
+    (config_dir / "nodes" / "backend" / "greedy.yaml").write_text(greedy)
     meshd = Meshd(tmp_path, config_dir, ["--ca-cert", str(pki.cert), "--ca-key", str(pki.key)])
     started.append(meshd.process)
     # An impostor in the backend's node cluster gets the backend's listener but its own identity, so
@@ -226,6 +239,9 @@ def test_a_proxy_gets_only_its_own_identity(tmp_path, mesh):
     stats = json.loads(get(frontend_admin, "/stats?format=json")[2])
     san_failures = [s["value"] for s in stats["stats"] if s.get("name") == "cluster.backend.ssl.fail_verify_san"]
     assert san_failures and san_failures[0] >= 1
+    # Asking for the frontend's secret gets nothing, and meshd says so.
+    wait_until(lambda: "node impostor-1 (backend) asked for secret 'frontend-only', which is not served to it"
+               in meshd.process.output(), timeout=10, what="meshd's refusal")
 
 
 def test_the_mtls_example_runs_as_documented(tmp_path, raw):

@@ -411,3 +411,36 @@ def test_forwarded_client_cert_and_tls_access_log_match_envoy(launch, pki, raw, 
         assert xfcc.startswith("By=spoofed;Hash=00,") == (mode == "APPEND_FORWARD")
     assert log_line.startswith(CLIENT_ID + "|-|")
     assert "|TLSv1.3|" in log_line
+
+
+def dns_upstream_bootstrap(upstream_port, upstream_tls):
+    """upstream_bootstrap's cluster, but LOGICAL_DNS on `localhost`, so the host has a name."""
+    inner = upstream_bootstrap(upstream_port, upstream_tls)
+
+    def make(listener, admin):
+        text = inner(listener, admin).replace("type: STATIC", "type: LOGICAL_DNS\n    dns_lookup_family: V4_ONLY")
+        return text.replace("address: 127.0.0.1, port_value: %d" % upstream_port, "address: localhost, port_value: %d" % upstream_port)
+    return make
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_upstream_auto_host_sni_and_san_validation(launch, pki, binary, name):
+    tls = f"""        auto_host_sni: true
+        auto_sni_san_validation: true
+        common_tls_context:
+          validation_context: {{ trusted_ca: {{ filename: {pki["root"].cert} }} }}
+"""
+    good = TLSUpstream(*pki["server"])  # DNS SANs localhost, a.example.com
+    wrong = TLSUpstream(*pki["upstream"])  # backend.internal only
+    try:
+        proxy = launch(binary, dns_upstream_bootstrap(good.port, tls), f"tls-autosni-{name}")
+        status, _, body = proxy.get("/")
+        assert status == 200
+        assert json.loads(body)["sni"] == "localhost"
+        other = launch(binary, dns_upstream_bootstrap(wrong.port, tls), f"tls-autosni-wrong-{name}")
+        status, _, _ = other.get("/")
+        assert status == 503
+        assert wrong.seen["sni"] == ["localhost"]
+    finally:
+        good.close()
+        wrong.close()
