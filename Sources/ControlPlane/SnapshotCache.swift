@@ -18,23 +18,20 @@ public final class SnapshotCache: Sendable {
 
     /// Publishes a new resource set and wakes every stream (each sees only the latest).
     public func update(_ resources: [VersionedResource]) {
-        let watchers = state.withLock { state -> [AsyncStream<Int>.Continuation] in
-            state.resources = resources
-            state.generation += 1
-            return Array(state.watchers.values)
-        }
-        let generation = self.generation
-        for watcher in watchers { watcher.yield(generation) }
+        publish { $0.resources = resources }
     }
 
     /// Publishes the CA's issued secrets (kept apart from the files' resources) and wakes every stream.
     public func updateIssued(_ resources: [VersionedResource]) {
-        let watchers = state.withLock { state -> [AsyncStream<Int>.Continuation] in
-            state.issued = resources
+        publish { $0.issued = resources }
+    }
+
+    private func publish(_ change: (inout State) -> Void) {
+        let (watchers, generation) = state.withLock { state -> ([AsyncStream<Int>.Continuation], Int) in
+            change(&state)
             state.generation += 1
-            return Array(state.watchers.values)
+            return (Array(state.watchers.values), state.generation)
         }
-        let generation = self.generation
         for watcher in watchers { watcher.yield(generation) }
     }
 

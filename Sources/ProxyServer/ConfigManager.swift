@@ -378,18 +378,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 recordFailure(XDSTypes.route, name: config.name, resource: resource, reason: "\(error)", version: version)
             }
         }
-        let tables = routeTables
-        for listener in allListeners {
-            let wasWarm = listener.isWarm
-            listener.refresh(clusters: clusterManager.load(), routes: tables)
-            if !wasWarm, listener.isWarm, let group {
-                do {
-                    try await listener.bind(group: group)
-                } catch {
-                    errors.append("\(listener.name): \(error)")
-                }
-            }
-        }
+        errors += await refreshAndBindListeners()
         return XDSApplyResult(errorMessage: errors.isEmpty ? nil : "Error updating route configuration(s) "
                                   + errors.joined(separator: "; "))
     }
@@ -433,10 +422,18 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 errors.append("cluster \(cluster.name): \(error)")
             }
         }
+        for listener in allListeners { errors += listener.refreshTLS(secrets: current) }
+        return errors + (await refreshAndBindListeners())
+    }
+
+    /// Recompiles every listener and binds the ones that just became warm (their routes or secrets arrived).
+    private func refreshAndBindListeners() async -> [String] {
+        var errors: [String] = []
+        let clusters = clusterManager.load()
+        let tables = routeTables
         for listener in allListeners {
-            errors += listener.refreshTLS(secrets: current)
             let wasWarm = listener.isWarm
-            listener.refresh(clusters: clusterManager.load(), routes: routeTables)
+            listener.refresh(clusters: clusters, routes: tables)
             if !wasWarm, listener.isWarm, let group {
                 do {
                     try await listener.bind(group: group)

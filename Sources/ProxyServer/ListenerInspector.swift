@@ -5,8 +5,9 @@ import Glibc
 #endif
 
 /// Runs a listener's inspectors on a new connection's first bytes (tls_inspector: `tls` with the
-/// ClientHello's SNI and ALPN, or `raw_buffer`; http_inspector: `h2c`, `http/1.1` or `http/1.0`), then chooses the filter chain,
-/// installs it after itself, hands on the bytes it read and leaves the pipeline. Bounded by
+/// ClientHello's SNI and ALPN, or `raw_buffer`; http_inspector: `h2c`, `http/1.1` or `http/1.0`),
+/// then chooses the filter chain, installs it after itself, hands on the bytes it read and leaves
+/// the pipeline. Bounded by
 /// `listener_filters_timeout` and by how many bytes it will look at.
 final class ListenerInspector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer

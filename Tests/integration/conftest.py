@@ -273,3 +273,30 @@ static_resources:
               routes:
 {routes}  clusters:
 {"".join(clusters)}"""
+
+
+def ads_bootstrap(xds_port, admin, node_id, cluster, metadata="", xds_transport_socket=""):
+    """A bootstrap for a proxy driven by meshd over ADS: node (with `metadata`, a YAML flow mapping), the xDS
+    cluster (HTTP/2, with `xds_transport_socket` YAML indented by four when the channel is TLS) and admin."""
+    meta = f", metadata: {metadata}" if metadata else ""
+    return f"""
+node: {{ id: {node_id}, cluster: {cluster}{meta} }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds_cluster }} }}]
+  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
+  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment: {{ cluster_name: xds_cluster, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }} }}] }}] }}
+{xds_transport_socket}admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+"""

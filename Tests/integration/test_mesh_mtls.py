@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, Process, free_port, get, wait_ready
+from conftest import ENVOY, MESHPROXY, Process, ads_bootstrap, free_port, get, wait_ready
 from pki import CA
 from test_meshd_envoy import Meshd, wait_until
 
@@ -80,30 +80,7 @@ transport_socket:
 
 
 def bootstrap(meshd, admin, node_id, cluster, service_account):
-    return f"""
-node:
-  id: {node_id}
-  cluster: {cluster}
-  metadata: {{ NAMESPACE: shop, SERVICE_ACCOUNT: {service_account} }}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds_cluster }} }}]
-  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
-  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
-static_resources:
-  clusters:
-  - name: xds_cluster
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment: {{ cluster_name: xds_cluster, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {meshd.xds} }} }} }} }}] }}] }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-"""
+    return ads_bootstrap(meshd.xds, admin, node_id, cluster, f"{{ NAMESPACE: shop, SERVICE_ACCOUNT: {service_account} }}")
 
 
 def start(binary, workdir, meshd, node_id, cluster, service_account):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, Process, free_port, get, wait_ready
+from conftest import ENVOY, MESHPROXY, Process, ads_bootstrap, free_port, get, wait_ready
 from test_meshd_envoy import MESHD, Meshd, wait_until
 
 LISTENER = """
@@ -33,8 +33,8 @@ filter_chains:
 
 
 def bootstrap(xds_port, admin, node_id, certs=None):
-    tls = "" if certs is None else f"""
-    transport_socket:
+    """A proxy claiming to be shop/impostor; with `certs`, its xDS channel is mTLS with the files `meshd issue` wrote."""
+    tls = "" if certs is None else f"""    transport_socket:
       name: envoy.transport_sockets.tls
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
@@ -43,28 +43,27 @@ def bootstrap(xds_port, admin, node_id, certs=None):
           tls_certificates:
           - certificate_chain: {{ filename: {certs}/cert-chain.pem }}
             private_key: {{ filename: {certs}/key.pem }}
-          validation_context: {{ trusted_ca: {{ filename: {certs}/root-cert.pem }} }}"""
-    return f"""
-node: {{ id: {node_id}, cluster: c, metadata: {{ NAMESPACE: shop, SERVICE_ACCOUNT: impostor }} }}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds_cluster }} }}]
-  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
-  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
-static_resources:
-  clusters:
-  - name: xds_cluster
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment: {{ cluster_name: xds_cluster, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }} }}] }}] }}{tls}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+          validation_context: {{ trusted_ca: {{ filename: {certs}/root-cert.pem }} }}
 """
+    return ads_bootstrap(xds_port, admin, node_id, "c", "{ NAMESPACE: shop, SERVICE_ACCOUNT: impostor }", tls)
+
+
+def mtls_meshd(tmp_path, started):
+    """meshd with --xds-mtls serving LISTENER, and a frontend bootstrap certificate from `meshd issue`:
+    (meshd, certificate directory, the listener's port)."""
+    state, certs = tmp_path / "state", tmp_path / "certs"
+    done = subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop",
+                           "--service-account", "frontend", "--out-dir", str(certs)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "spiffe://cluster.local/ns/shop/sa/frontend" in done.stdout
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    inbound = free_port()
+    (config_dir / "listener.yaml").write_text(LISTENER.format(port=inbound))
+    meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--xds-mtls"])
+    started.append(meshd.process)
+    return meshd, certs, inbound
 
 
 def start(binary, tmp_path, name, text, wait=True):
@@ -82,21 +81,9 @@ def start(binary, tmp_path, name, text, wait=True):
 
 @pytest.mark.parametrize("binary,name", [(MESHPROXY, "meshproxy"), (ENVOY, "envoy")])
 def test_proxies_reach_meshd_over_mtls_and_get_the_identity_their_certificate_proves(tmp_path, binary, name):
-    state = tmp_path / "state"
-    certs = tmp_path / "certs"
-    done = subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop",
-                           "--service-account", "frontend", "--out-dir", str(certs)],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert "spiffe://cluster.local/ns/shop/sa/frontend" in done.stdout
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    inbound = free_port()
-    (config_dir / "listener.yaml").write_text(LISTENER.format(port=inbound))
     started = []
     try:
-        meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--xds-mtls"])
-        started.append(meshd.process)
+        meshd, certs, _ = mtls_meshd(tmp_path, started)
         proxy, admin = start(binary, tmp_path, f"xds-mtls-{name}", bootstrap(meshd.xds, free_port(), f"{name}-1", certs))
         started.append(proxy)
         wait_until(lambda: get(admin, "/certs")[0] == 200 and "spiffe" in get(admin, "/certs")[2].decode(),
@@ -129,17 +116,9 @@ def test_meshproxy_makes_its_key_and_has_meshd_certify_it(tmp_path):
     identity its xDS client certificate proves; the certificate serves its TLS listener. A CSR for another
     identity is refused with PERMISSION_DENIED."""
     import grpc
-    state, certs = tmp_path / "state", tmp_path / "certs"
-    subprocess.run([MESHD, "issue", "--state-dir", str(state), "--namespace", "shop", "--service-account", "frontend",
-                    "--out-dir", str(certs)], check=True, capture_output=True, timeout=30)
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    inbound = free_port()
-    (config_dir / "listener.yaml").write_text(LISTENER.format(port=inbound))
     started = []
     try:
-        meshd = Meshd(tmp_path, config_dir, ["--state-dir", str(state), "--xds-mtls"])
-        started.append(meshd.process)
+        meshd, certs, inbound = mtls_meshd(tmp_path, started)
         admin = free_port()
         path = tmp_path / "csr.yaml"
         path.write_text(bootstrap(meshd.xds, admin, "csr-1", certs))
