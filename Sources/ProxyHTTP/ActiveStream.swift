@@ -28,6 +28,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var timeoutMs: Int64 = 0
     private var isExternal = true
     private var isGRPC = false
+    /// The call grpc_stats counts, when it is configured and this is a gRPC request.
+    private var grpcCall: GRPCStatsFilter.Call?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
     private var upgradeAsked = false
     /// The configured upgrade being attempted (`websocket`): forwarded, and tunnelled on a 101.
@@ -98,6 +100,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
         let headers = downstreamHead.headers
         isGRPC = GRPC.isGRPC(headers)
+        if isGRPC, config.grpcStats != nil { grpcCall = GRPCStatsFilter.Call(path: Substring(downstreamHead.uri)) }
         if let tracer = config.tracer {
             span = tracer.start(headers) { manager.requestIDs.nextRandom() }
         }
@@ -379,6 +382,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func requestBody(_ body: ByteBuffer) {
         log?.bytesReceived += UInt64(body.readableBytes)
+        grpcCall?.requestMessages.consume(body)
         guard !responseComplete else { return }
         if bodyRetainable {
             retryBody.append(body)
@@ -683,6 +687,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard responseStarted, !responseComplete else { return }
         log?.bytesSent += UInt64(body.readableBytes)
+        grpcCall?.responseMessages.consume(body)
         // Flushed once per read batch (upstreamReadComplete) or with the end, not per part.
         manager.write(.body(.byteBuffer(body)), flush: false)
         if !manager.isWritable { connection?.handler.pauseReading() }
@@ -877,6 +882,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.recordResponse(status: status)
         stats.downstreamRqTime.record(milliseconds: Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000)
         manager.writeEnd(trailers, close: !keepAlive)
+        if var call = grpcCall, let filter = config.grpcStats, let cluster {
+            if let status = trailers?.first(name: "grpc-status").flatMap({ Int($0) }) { call.status = status }
+            filter.record(call, cluster: cluster.name)
+            grpcCall = nil
+        }
         emitLog(trailers: trailers)
         if upgradeAsked, keepAlive { manager.restartRequestDecoder() }
         if requestEnded { manager.streamFinished(self) }
@@ -930,6 +940,9 @@ extension ActiveStream {
 
     /// Writes the response head, keeping what the access logs print of it.
     private func writeResponseHead(_ head: HTTPResponseHead, flush: Bool = false) {
+        if grpcCall != nil, let status = head.headers.first(name: "grpc-status").flatMap({ Int($0) }) {
+            grpcCall?.status = status
+        }
         if log != nil {
             log!.responseHeaders = head.headers
             log!.responseCode = Int(head.status.code)

@@ -32,13 +32,17 @@ public final class ConnectionManagerConfig: Sendable {
     public let forwardClientCert: ForwardClientCert
     /// `envoy.filters.http.rbac` filters, in filter-chain order, run before routing.
     public let rbacFilters: [RBACFilter]
+    /// `envoy.filters.http.grpc_stats`, when configured.
+    public let grpcStats: GRPCStatsFilter?
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
                 upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
-                forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = []) {
+                forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = [],
+                grpcStats: GRPCStatsFilter? = nil) {
         self.tracer = tracer
+        self.grpcStats = grpcStats
         self.rbacFilters = rbacFilters
         self.forwardClientCert = forwardClientCert
         self.upgradeTypes = upgradeTypes

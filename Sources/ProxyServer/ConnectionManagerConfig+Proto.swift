@@ -8,6 +8,7 @@ import XDSAPI
 import XDSResource
 
 typealias HCMProto = Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpConnectionManager
+typealias GRPCStatsProto = Envoy_Extensions_Filters_Http_GrpcStats_V3_FilterConfig
 
 /// A listener, HCM or bootstrap setting meshproxy cannot serve.
 public typealias ListenerConfigError = FieldError
@@ -30,7 +31,13 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let accessLoggers: [AccessLogger]
     let tracer: ZipkinTracer?
     let forwardClientCert: ForwardClientCert
-    let rbacFilters: [RBACFilter]
+    let filters: HTTPFilters
+
+    /// The HTTP filters before the router, compiled.
+    struct HTTPFilters {
+        var rbac: [RBACFilter] = []
+        var grpcStats: GRPCStatsFilter?
+    }
 
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore,
                         outbound: Bool = false) throws -> Self {
@@ -57,7 +64,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             }
             if !upgrade.hasEnabled || upgrade.enabled.value { upgradeTypes.insert(upgrade.upgradeType.lowercased()) }
         }
-        let rbacFilters = try ConnectionManagerConfig.compileFilters(hcm.httpFilters, statPrefix: hcm.statPrefix,
+        let filters = try ConnectionManagerConfig.compileFilters(hcm.httpFilters, statPrefix: hcm.statPrefix,
                                                                      store: store, path: path + ".http_filters")
         let source: RouteSource
         switch hcm.routeSpecifier {
@@ -105,7 +112,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             tracer: hcm.hasTracing ? try ZipkinTracer.compile(
                 hcm.tracing, path: path + ".tracing", kind: outbound ? .client : .server, loop: ServerContext.reportLoop,
                 nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil,
-            forwardClientCert: forwardClientCert, rbacFilters: rbacFilters)
+            forwardClientCert: forwardClientCert, filters: filters)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -138,7 +145,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
-                                       rbacFilters: rbacFilters)
+                                       rbacFilters: filters.rbac, grpcStats: filters.grpcStats)
     }
 }
 
@@ -146,14 +153,16 @@ extension ConnectionManagerConfig {
     static let routerFilterName = "envoy.filters.http.router"
 
     static let rbacTypeURL = TypeURL.prefix + RBACFilterProto.protoMessageName
+    static let grpcStatsTypeURL = TypeURL.prefix + GRPCStatsProto.protoMessageName
 
-    /// The HTTP filters: RBAC filters (compiled, in order) and the router, which must be last. Any
-    /// other filter is refused as Envoy refuses an unknown one. A router without `typed_config` means
-    /// its default config (Envoy 1.19 accepted that; 1.40 does not; meshproxy does, deliberately).
+    /// The HTTP filters: RBAC filters (compiled, in order), grpc_stats, and the router, which must be
+    /// last. Any other filter is refused as Envoy refuses an unknown one. A router without
+    /// `typed_config` means its default config (Envoy 1.19 accepted that; 1.40 does not; meshproxy
+    /// does, deliberately).
     static func compileFilters(_ filters: [Envoy_Extensions_Filters_Network_HttpConnectionManager_V3_HttpFilter],
-                               statPrefix: String, store: StatsStore, path: String) throws -> [RBACFilter] {
+                               statPrefix: String, store: StatsStore, path: String) throws -> ConnectionManagerTemplate.HTTPFilters {
         guard !filters.isEmpty else { throw ListenerConfigError(path, "the router filter is required") }
-        var rbac: [RBACFilter] = []
+        var compiled = ConnectionManagerTemplate.HTTPFilters()
         for (index, filter) in filters.enumerated() {
             let filterPath = "\(path)[\(index)]"
             let isRouter: Bool
@@ -161,11 +170,18 @@ extension ConnectionManagerConfig {
             case .typedConfig(let any) where any.typeURL == rbacTypeURL:
                 if filter.disabled { throw ListenerConfigError(filterPath + ".disabled", "disabled filters are not supported yet") }
                 do {
-                    rbac.append(try RBACFilter(try RBACFilterProto(unpackingAny: any), statPrefix: statPrefix, store: store,
-                                               path: "typed_config"))
+                    compiled.rbac.append(try RBACFilter(try RBACFilterProto(unpackingAny: any), statPrefix: statPrefix,
+                                                        store: store, path: "typed_config"))
                 } catch let error as FieldError {
                     throw ListenerConfigError(filterPath + "." + error.fieldPath, error.reason)
                 }
+                continue
+            case .typedConfig(let any) where any.typeURL == grpcStatsTypeURL:
+                guard compiled.grpcStats == nil else {
+                    throw ListenerConfigError(filterPath, "only one grpc_stats filter is supported")
+                }
+                compiled.grpcStats = try grpcStats(try GRPCStatsProto(unpackingAny: any), store: store,
+                                                   path: filterPath + ".typed_config")
                 continue
             case .typedConfig(let any):
                 isRouter = any.typeURL.hasSuffix("/envoy.extensions.filters.http.router.v3.Router")
@@ -183,6 +199,21 @@ extension ConnectionManagerConfig {
                 throw ListenerConfigError(filterPath, "the router must be the last HTTP filter")
             }
         }
-        return rbac
+        return compiled
+    }
+
+    static func grpcStats(_ proto: GRPCStatsProto, store: StatsStore, path: String) throws -> GRPCStatsFilter {
+        if proto.enableUpstreamStats {
+            throw ListenerConfigError(path + ".enable_upstream_stats", "upstream_rq_time per method is not supported yet")
+        }
+        let methods: GRPCStatsFilter.Methods
+        switch proto.perMethodStatSpecifier {
+        case .statsForAllMethods(let all)? where all.value: methods = .all
+        case .statsForAllMethods?, nil: methods = .allowlist([:])
+        case .individualMethodStatsAllowlist(let list)?:
+            methods = .allowlist(Dictionary(list.services.map { ($0.name, Set($0.methodNames)) }, uniquingKeysWith: { $0.union($1) }))
+        }
+        // emit_filter_state only feeds other filters, which meshproxy does not have; it changes no stat.
+        return GRPCStatsFilter(methods: methods, replaceDotsInServiceName: proto.replaceDotsInGrpcServiceName, store: store)
     }
 }

@@ -46,6 +46,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_TransportSockets_Tls_V3_UpstreamTlsContext.self,
         Envoy_Extensions_TransportSockets_RawBuffer_V3_RawBuffer.self,
         Envoy_Extensions_Filters_Http_Rbac_V3_RBAC.self,
+        Envoy_Extensions_Filters_Http_GrpcStats_V3_FilterConfig.self,
     ]
 
     /// Config dump types, so admin output can pack them.

@@ -130,3 +130,50 @@ def test_grpc_local_replies_and_grpc_timeout_match_envoy(binary, name, echo, lau
     assert stats["cluster.down.upstream_rq_503"] == "1"
     assert stats["http.ingress_grpc.downstream_rq_2xx"] == "3"
     assert stats["http.ingress_grpc.no_route"] == "1"
+
+
+GRPC_STATS_VARIANTS = {
+    "default": "",
+    "all-methods": ", stats_for_all_methods: true, replace_dots_in_grpc_service_name: true",
+    "allowlist": ", individual_method_stats_allowlist: { services: [{ name: mesh.Echo, method_names: [Unary] }] }",
+}
+
+
+@pytest.mark.parametrize("variant", list(GRPC_STATS_VARIANTS))
+def test_grpc_stats_filter_counts_calls_and_messages_as_envoy(echo, launch, variant):
+    """envoy.filters.http.grpc_stats: calls, outcomes, status codes and message counts per cluster or per
+    method, in /stats and /stats/prometheus exactly as Envoy 1.40 prints them."""
+    filter_yaml = ("          - name: envoy.filters.http.grpc_stats\n"
+                   "            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"
+                   + GRPC_STATS_VARIANTS[variant] + " }\n")
+    http2 = """    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+"""
+
+    def make(listener, admin):
+        text = http_bootstrap(listener, admin, "            - match: { prefix: / }\n              route: { cluster: echo }\n",
+                              [static_cluster("echo", echo.port, extra=http2)], stat_prefix="g")
+        return text.replace("          http_filters:\n", "          http_filters:\n" + filter_yaml)
+
+    seen = {}
+    for binary, name in [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]:
+        proxy = launch(binary, make, f"grpc-stats-{variant}-{name}")
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as channel:
+            assert call(channel, "Unary")(b"hi", timeout=5) == b"hi"
+            with pytest.raises(grpc.RpcError):
+                call(channel, "Unary")(b"fail:5:nope", timeout=5)
+            assert len(list(call(channel, "ServerStream", "unary_stream")(b"3:10", timeout=5))) == 3
+            assert list(call(channel, "Bidi", "stream_stream")(iter([b"a", b"b"]), timeout=5)) == [b"a", b"b"]
+            with pytest.raises(grpc.RpcError):
+                channel.unary_unary("/other.Svc/Do")(b"x", timeout=5)
+        _, text = proxy.admin_get("/stats")
+        _, prometheus = proxy.admin_get("/stats/prometheus")
+        seen[name] = (sorted(line for line in text.splitlines() if ".grpc." in line),
+                      sorted(line for line in prometheus.splitlines() if "_grpc_" in line and not line.startswith("#")))
+    assert seen["meshproxy"] == seen["envoy"]
+    stats = dict(line.split(": ") for line in seen["meshproxy"][0])
+    assert stats["cluster.echo.grpc.total" if variant == "default" else
+                 "cluster.echo.grpc.mesh_Echo.Unary.total" if variant == "all-methods" else
+                 "cluster.echo.grpc.mesh.Echo.Unary.total"] in ("2", "5")
