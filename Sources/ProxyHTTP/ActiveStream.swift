@@ -28,6 +28,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var timeoutMs: Int64 = 0
     private var isExternal = true
     private var isGRPC = false
+    /// Set once an `auto_config` attempt moved to the pool ALPN chose (at most once per stream).
+    private var alpnRedispatched = false
     /// The call grpc_stats counts, when it is configured and this is a gRPC request.
     private var grpcCall: GRPCStatsFilter.Call?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
@@ -452,7 +454,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             unsentBody = retryBody
             unsentBytes = retryBodyBytes
         }
-        let pool = cluster.pool(on: loop, downstreamHTTP2: manager.isHTTP2)
+        let pool = cluster.pool(on: loop, host: host, downstreamHTTP2: manager.isHTTP2)
         self.pool = pool
         pool.acquire(host: host, delegate: self) { [self] result, waited in
             if waited { cluster.stats.upstreamRqPendingTotal.increment() }
@@ -468,6 +470,11 @@ final class ActiveStream: UpstreamResponseDelegate {
             case .failure(let error) where error is CircuitBreakerOverflow:
                 endAttempt(discard: false)
                 finish(localReply: .overflow)
+            case .failure(let error) where error is ALPNMismatch && !alpnRedispatched:
+                // The host told its protocol by ALPN: the same attempt goes to that protocol's pool.
+                alpnRedispatched = true
+                endAttempt(discard: false)
+                startAttempt()
             case .failure:
                 cluster.stats.upstreamRqPendingFailureEject.increment()
                 host.stats.rqError.wrappingAdd(1, ordering: .relaxed)

@@ -15,15 +15,23 @@ struct NIOUpstreamConnector: UpstreamConnector {
 
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
-        connect(to: host, on: loop, timeout: timeout) { channel in
+        connect(to: host, on: loop, timeout: timeout, forHTTP2: false) { channel in
             // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels).
             try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
             try channel.pipeline.syncOperations.addHandler(handler)
         }
     }
 
+    /// Used by HTTP/2 pools.
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
+        connect(to: host, on: loop, timeout: timeout, forHTTP2: true, initializer: initializer)
+    }
+
+    /// With TLS, what ALPN chose is remembered on the host; for an `auto_config` cluster a choice
+    /// that does not fit the pool (`forHTTP2`) fails the connection with `ALPNMismatch`.
+    private func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount, forHTTP2: Bool,
+                         initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
         guard let transport else { return connectTCP(to: host, on: loop, timeout: timeout, initializer: initializer) }
         guard let tls = transport.context else {
             return loop.makeFailedFuture(UpstreamTLSNotReady(secrets: transport.spec.secretReferences.map(\.name)))
@@ -32,8 +40,16 @@ struct NIOUpstreamConnector: UpstreamConnector {
         let connected = connectTCP(to: host, on: loop, timeout: timeout) { channel in
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(try tls.makeClientHandler(hostname: host.hostname))
-            try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { _, _, _ in
-                handshake.succeed()
+            let autoALPN = transport.autoALPN
+            try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { channel, negotiated, _ in
+                let http2 = negotiated == "h2"
+                host.recordNegotiated(http2: http2)
+                if autoALPN, http2 != forHTTP2 {
+                    handshake.fail(ALPNMismatch(negotiated: negotiated))
+                    channel.close(promise: nil)
+                } else {
+                    handshake.succeed()
+                }
             })
             try initializer(channel)
         }

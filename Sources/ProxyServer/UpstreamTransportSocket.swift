@@ -9,11 +9,14 @@ import XDSAPI
 /// names changes. Connections read it once each, when they open.
 final class UpstreamTransportSocket: Sendable {
     let spec: TLSContextSpec
+    /// The cluster is `auto_config`: ALPN decides HTTP/2 or HTTP/1.1 per host.
+    let autoALPN: Bool
     private let stats: TLSStats
     private let state = Mutex<(context: TLSContext?, builtFrom: [String: SecretProto])>((nil, [:]))
 
-    init(spec: TLSContextSpec, clusterName: String, store: StatsStore) {
+    init(spec: TLSContextSpec, clusterName: String, autoALPN: Bool, store: StatsStore) {
         self.spec = spec
+        self.autoALPN = autoALPN
         stats = TLSStats(scope: "cluster.\(clusterName)", kind: "cluster",
                          tags: [StatTags.Tag("envoy_cluster_name", clusterName)], store: store)
     }
@@ -38,9 +41,12 @@ extension Cluster {
         var transport: UpstreamTransportSocket?
         if config.hasTransportSocket,
            var spec = try TLSContextSpec.transportSocket(config.transportSocket, side: .client, path: "transport_socket") {
-            // Envoy offers h2 by ALPN to an HTTP/2 cluster that names no protocols.
-            if spec.alpn.isEmpty, (try? Cluster.httpProtocol(of: config).protocol) == .http2 { spec.alpn = ["h2"] }
-            transport = UpstreamTransportSocket(spec: spec, clusterName: config.name, store: stats)
+            // Envoy offers h2 by ALPN to an HTTP/2 cluster that names no protocols, and both to auto_config.
+            let upstream = try? Cluster.httpProtocol(of: config).protocol
+            if spec.alpn.isEmpty, upstream == .http2 { spec.alpn = ["h2"] }
+            if spec.alpn.isEmpty, upstream == .auto { spec.alpn = ["h2", "http/1.1"] }
+            transport = UpstreamTransportSocket(spec: spec, clusterName: config.name, autoALPN: upstream == .auto,
+                                                store: stats)
             try transport?.refresh(secrets: secrets)
         }
         return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,

@@ -131,8 +131,12 @@ extension Cluster {
                                                   path: path + ".use_downstream_protocol_config.http2_protocol_options"),
                     maxRequests)
         case .autoConfig(let auto)?:
-            // ALPN picks the protocol once upstream TLS exists; in plaintext Envoy speaks HTTP/1.1.
-            return (.http1, try HTTP2Options(auto.http2ProtocolOptions, path: path + ".auto_config.http2_protocol_options"),
+            // ALPN picks the protocol over TLS; without TLS there is no ALPN and Envoy speaks HTTP/1.1.
+            if auto.hasHTTP3ProtocolOptions {
+                throw ClusterConfigError(path + ".auto_config.http3_protocol_options", "HTTP/3 is not supported")
+            }
+            return (config.hasTransportSocket ? .auto : .http1,
+                    try HTTP2Options(auto.http2ProtocolOptions, path: path + ".auto_config.http2_protocol_options"),
                     maxRequests)
         case nil:
             return (.http1, HTTP2Options(), maxRequests)

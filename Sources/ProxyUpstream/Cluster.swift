@@ -135,9 +135,15 @@ public final class Cluster: @unchecked Sendable {
         }
     }
 
-    /// This loop's pool for a request that came downstream over HTTP/2 or not. Only call from `loop`.
-    public func pool(on loop: any EventLoop, downstreamHTTP2: Bool = false) -> ConnectionPool {
-        let useHTTP2 = upstreamProtocol == .http2 || (upstreamProtocol == .downstream && downstreamHTTP2)
+    /// This loop's pool for a request to `host` that came downstream over HTTP/2 or not. Only call
+    /// from `loop`.
+    public func pool(on loop: any EventLoop, host: Host? = nil, downstreamHTTP2: Bool = false) -> ConnectionPool {
+        let useHTTP2 = switch upstreamProtocol {
+        case .http1: false
+        case .http2: true
+        case .downstream: downstreamHTTP2
+        case .auto: host?.negotiatedHTTP2 ?? true
+        }
         if useHTTP2, let pool = http2Pools[ObjectIdentifier(loop)] { return .http2(pool) }
         if !useHTTP2, let pool = http1Pools[ObjectIdentifier(loop)] { return .http1(pool) }
         preconditionFailure("cluster \(name) has no pool for this event loop")

@@ -6,6 +6,9 @@ public enum UpstreamProtocol: Sendable, Equatable {
     case http2
     /// `use_downstream_protocol_config`: HTTP/2 for HTTP/2 downstreams, HTTP/1.1 otherwise.
     case downstream
+    /// `auto_config` over TLS: ALPN decides per host (h2 first; a host that answers `http/1.1`, or
+    /// nothing, is remembered and spoken to over HTTP/1.1).
+    case auto
 }
 
 /// One event loop's pool of a cluster, of either protocol. An enum rather than a protocol so
@@ -37,4 +40,16 @@ public enum ConnectionPool {
         case .http2(let pool): pool.discard(connection)
         }
     }
+}
+
+/// A TLS connection whose ALPN outcome does not fit the pool that opened it (an `auto_config` cluster
+/// learning a host's protocol). The host now remembers the protocol; the request goes to the right pool.
+public struct ALPNMismatch: Error, CustomStringConvertible {
+    public var negotiated: String?
+
+    public init(negotiated: String?) {
+        self.negotiated = negotiated
+    }
+
+    public var description: String { "the upstream chose \(negotiated ?? "no protocol") by ALPN" }
 }

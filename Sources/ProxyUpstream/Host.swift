@@ -12,6 +12,19 @@ public final class Host: Sendable {
     public let stats = HostStats()
     /// Outlier detection's view of this host (used only when the cluster has outlier_detection).
     public let outlier = HostOutlierState()
+    /// What ALPN chose on this host's last TLS connection: 0 not known, 1 HTTP/1.1, 2 HTTP/2
+    /// (`auto_config` clusters pick their pool by it).
+    private let alpn = Atomic<UInt8>(0)
+
+    public var negotiatedHTTP2: Bool? {
+        switch alpn.load(ordering: .relaxed) {
+        case 1: false
+        case 2: true
+        default: nil
+        }
+    }
+
+    public func recordNegotiated(http2: Bool) { alpn.store(http2 ? 2 : 1, ordering: .relaxed) }
 
     public init(address: String, port: Int, hostname: String, weight: UInt32 = 1) {
         self.address = address

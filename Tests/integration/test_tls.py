@@ -444,3 +444,44 @@ def test_upstream_auto_host_sni_and_san_validation(launch, pki, binary, name):
     finally:
         good.close()
         wrong.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_auto_config_lets_alpn_choose_http2_or_http1_per_upstream(launch, pki, binary, name):
+    """HttpProtocolOptions auto_config over TLS: a gRPC upstream that speaks h2 and an HTTPS upstream that offers only
+    http/1.1 by ALPN, both served through one cluster configuration."""
+    import grpc
+    from grpc_echo import EchoServer
+    cert, key = pki["server"]
+    echo = EchoServer()
+    secure_port = echo.server.add_secure_port(
+        "127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    echo.start()
+    http1 = TLSUpstream(cert, key)
+    http1.server.socket.context.set_alpn_protocols(["http/1.1"])
+    tls = f"""        common_tls_context:
+          validation_context: {{ trusted_ca: {{ filename: {pki["root"].cert} }} }}
+"""
+    auto = """    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        auto_config: {}
+"""
+
+    def make_for(port):
+        inner = upstream_bootstrap(port, tls)
+        return lambda listener, admin: inner(listener, admin).replace("    transport_socket:\n", auto + "    transport_socket:\n", 1)
+
+    try:
+        to_grpc = launch(binary, make_for(secure_port), f"tls-auto-grpc-{name}")
+        with grpc.insecure_channel(f"127.0.0.1:{to_grpc.port}") as channel:
+            for _ in range(2):
+                assert channel.unary_unary("/mesh.Echo/Unary")(b"over h2", timeout=5) == b"over h2"
+        to_http1 = launch(binary, make_for(http1.port), f"tls-auto-h1-{name}")
+        for _ in range(2):
+            status, _, body = to_http1.get("/")
+            assert status == 200
+            assert json.loads(body)["client"] == []
+    finally:
+        echo.stop()
+        http1.close()
