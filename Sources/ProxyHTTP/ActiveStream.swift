@@ -427,10 +427,16 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func startAttempt() {
         guard let cluster, !responseComplete else { return }
         backOffTimer = nil
-        guard let host = cluster.pickHost(hash: requestHash) else {
+        guard var host = cluster.pickHost(hash: requestHash) else {
             cluster.stats.upstreamCxNoneHealthy.increment()
             finish(localReply: .noHealthyUpstream)
             return
+        }
+        if let autoSNI = cluster.autoSNI,
+           let name = autoSNI.overrideHeader.flatMap({ downstreamHead.headers.first(name: $0) })
+               ?? head(for: host).headers.first(name: "host") {
+            // auto_sni: this request's host is the TLS server name; connections are pooled per name.
+            host = cluster.host(host, sni: AutoSNI.serverName(fromHost: name), on: loop)
         }
         let maxRequests = Int64(cluster.thresholds.maxRequests)
         guard cluster.stats.upstreamRqActive.value < maxRequests else {

@@ -39,7 +39,8 @@ struct NIOUpstreamConnector: UpstreamConnector {
         let handshake = loop.makePromise(of: Void.self)
         let connected = connectTCP(to: host, on: loop, timeout: timeout) { channel in
             let sync = channel.pipeline.syncOperations
-            try sync.addHandler(try tls.makeClientHandler(hostname: host.hostname))
+            try sync.addHandler(try tls.makeClientHandler(hostname: host.hostname, requestSNI: host.sni,
+                                                          validateRequestSNI: transport.validatesRequestSNI))
             let autoALPN = transport.autoALPN
             try sync.addHandler(TLSHandshakeHandler(context: tls, onFailure: { handshake.fail($0) }) { channel, negotiated, _ in
                 let http2 = negotiated == "h2"

@@ -4,6 +4,7 @@ import ProxyTLS
 import ProxyUpstream
 import Synchronization
 import XDSAPI
+import XDSResource
 
 /// A cluster's UpstreamTlsContext and the TLS context built from it, rebuilt when an SDS secret it
 /// names changes. Connections read it once each, when they open.
@@ -11,12 +12,15 @@ final class UpstreamTransportSocket: Sendable {
     let spec: TLSContextSpec
     /// The cluster is `auto_config`: ALPN decides HTTP/2 or HTTP/1.1 per host.
     let autoALPN: Bool
+    /// `auto_san_validation`: the server must carry the request's SNI (`auto_sni`) as a DNS SAN.
+    let validatesRequestSNI: Bool
     private let stats: TLSStats
     private let state = Mutex<(context: TLSContext?, builtFrom: [String: SecretProto])>((nil, [:]))
 
-    init(spec: TLSContextSpec, clusterName: String, autoALPN: Bool, store: StatsStore) {
+    init(spec: TLSContextSpec, clusterName: String, autoALPN: Bool, validatesRequestSNI: Bool, store: StatsStore) {
         self.spec = spec
         self.autoALPN = autoALPN
+        self.validatesRequestSNI = validatesRequestSNI
         stats = TLSStats(scope: "cluster.\(clusterName)", kind: "cluster",
                          tags: [StatTags.Tag("envoy_cluster_name", clusterName)], store: store)
     }
@@ -46,8 +50,13 @@ extension Cluster {
             if spec.alpn.isEmpty, upstream == .http2 { spec.alpn = ["h2"] }
             if spec.alpn.isEmpty, upstream == .auto { spec.alpn = ["h2", "http/1.1"] }
             transport = UpstreamTransportSocket(spec: spec, clusterName: config.name, autoALPN: upstream == .auto,
+                                                validatesRequestSNI: (try? Cluster.autoSNI(of: config))??.sanValidation ?? false,
                                                 store: stats)
             try transport?.refresh(secrets: secrets)
+            if let context = transport?.context, transport?.validatesRequestSNI == true, context.trustedCA.isEmpty {
+                throw FieldError("typed_extension_protocol_options.upstream_http_protocol_options.auto_san_validation",
+                                 "validating the SAN needs a validation context with a trusted CA")
+            }
         }
         return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,
                            connector: NIOUpstreamConnector(transport: transport))

@@ -83,11 +83,17 @@ public final class TLSContext: Sendable {
     /// The handler that originates TLS on an upstream connection to `hostname`: SNI from the config,
     /// or with `auto_host_sni` the host's name (which, with `auto_sni_san_validation`, its certificate
     /// must carry).
-    public func makeClientHandler(hostname: String? = nil) throws -> NIOSSLClientHandler {
-        let name = autoHostSNI ? (hostname.flatMap { $0.isEmpty ? nil : $0 } ?? sni) : sni
+    /// `requestSNI` (the cluster's `auto_sni`, from the request) wins over both, and is checked
+    /// against the server's DNS SANs when `validateRequestSNI`.
+    public func makeClientHandler(hostname: String? = nil, requestSNI: String? = nil,
+                                  validateRequestSNI: Bool = false) throws -> NIOSSLClientHandler {
+        let name = requestSNI ?? (autoHostSNI ? (hostname.flatMap { $0.isEmpty ? nil : $0 } ?? sni) : sni)
         var matchers = sanMatchers
-        // As in Envoy, the automatic check replaces the configured SAN matchers.
-        if autoSNISANValidation, let name { matchers = [SubjectAltNameMatcher(kind: .dns, rule: .exact(name))] }
+        // As in Envoy, the automatic checks replace the configured SAN matchers.
+        if (autoSNISANValidation || (requestSNI != nil && validateRequestSNI)), let name {
+            guard !trustedCA.isEmpty else { throw TLSVerificationError.noTrustedCA }
+            matchers = [SubjectAltNameMatcher(kind: .dns, rule: .exact(name))]
+        }
         guard !matchers.isEmpty else { return try NIOSSLClientHandler(context: sslContext, serverHostname: name) }
         return try NIOSSLClientHandler._makeSSLClientHandler(
             context: sslContext, serverHostname: name,
@@ -110,6 +116,13 @@ public final class TLSContext: Sendable {
 /// Why meshproxy refused a peer's certificate after the chain verified.
 public enum TLSVerificationError: Error, CustomStringConvertible {
     case subjectAltNameMismatch
+    /// A SAN check was asked for without CAs to verify the chain against.
+    case noTrustedCA
 
-    public var description: String { "the peer certificate's SANs match none of the configured matchers" }
+    public var description: String {
+        switch self {
+        case .subjectAltNameMismatch: "the peer certificate's SANs match none of the configured matchers"
+        case .noTrustedCA: "SAN validation needs a validation context with a trusted CA"
+        }
+    }
 }

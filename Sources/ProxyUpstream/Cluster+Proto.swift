@@ -61,6 +61,7 @@ extension Cluster {
             throw ClusterConfigError("transport_socket", "this connector cannot apply a transport socket")
         }
         let http = try Self.httpProtocol(of: config)
+        let autoSNI = try Self.autoSNI(of: config)
         let (hosts, dnsEndpoints) = discoveryType == .eds
             ? ([], []) : try Self.hosts(of: config, discoveryType: discoveryType)
         var thresholds = CircuitBreakerThresholds()
@@ -81,10 +82,32 @@ extension Cluster {
                       ? .milliseconds(config.dnsRefreshRate.milliseconds) : .seconds(5),
                   upstreamProtocol: http.protocol, http2Options: http.options,
                   maxRequestsPerConnection: http.maxRequestsPerConnection,
-                  outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store)
+                  outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store,
+                  autoSNI: autoSNI)
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+    /// `upstream_http_protocol_options` of the cluster's HttpProtocolOptions (`auto_sni`, `auto_san_validation`,
+    /// `override_auto_sni_header`); they need upstream TLS.
+    package static func autoSNI(of config: Envoy_Config_Cluster_V3_Cluster) throws -> AutoSNI? {
+        guard let any = config.typedExtensionProtocolOptions[httpProtocolOptionsKey],
+              let options = try? Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions(unpackingAny: any),
+              options.hasUpstreamHTTPProtocolOptions else { return nil }
+        let upstream = options.upstreamHTTPProtocolOptions
+        let path = "typed_extension_protocol_options['\(httpProtocolOptionsKey)'].upstream_http_protocol_options"
+        guard upstream.autoSni else {
+            if upstream.autoSanValidation || !upstream.overrideAutoSniHeader.isEmpty {
+                throw ClusterConfigError(path + ".auto_sni", "auto_san_validation and override_auto_sni_header need auto_sni")
+            }
+            return nil
+        }
+        guard config.hasTransportSocket else {
+            throw ClusterConfigError(path + ".auto_sni", "auto_sni needs a TLS transport_socket")
+        }
+        return AutoSNI(overrideHeader: upstream.overrideAutoSniHeader.isEmpty ? nil : upstream.overrideAutoSniHeader.lowercased(),
+                       sanValidation: upstream.autoSanValidation)
+    }
 
     /// The upstream protocol from `typed_extension_protocol_options` (or the cluster's older
     /// `http2_protocol_options` and `max_requests_per_connection`).

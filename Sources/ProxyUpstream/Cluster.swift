@@ -34,6 +34,9 @@ public final class Cluster: @unchecked Sendable {
         config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
     }
     public let upstreamProtocol: UpstreamProtocol
+    /// `upstream_http_protocol_options` `auto_sni`, when set.
+    public let autoSNI: AutoSNI?
+    private let sniViews: [ObjectIdentifier: SNIHostViews]
     /// `outlier_detection`, when configured.
     public let outlierDetector: OutlierDetector?
     /// How this cluster's connections are opened; L4 proxying connects through it directly.
@@ -49,7 +52,8 @@ public final class Cluster: @unchecked Sendable {
                 dnsEndpoints: [DNSEndpoint] = [], dnsLookupFamily: DNSLookupFamily = .auto,
                 dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
                 http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0,
-                outlierDetection: Envoy_Config_Cluster_V3_OutlierDetection? = nil, store: StatsStore? = nil) throws {
+                outlierDetection: Envoy_Config_Cluster_V3_OutlierDetection? = nil, store: StatsStore? = nil,
+                autoSNI: AutoSNI? = nil) throws {
         if let outlierDetection, let store {
             self.outlierDetector = try OutlierDetector(
                 outlierDetection, stats: OutlierStats(clusterName: name, store: store),
@@ -70,6 +74,8 @@ public final class Cluster: @unchecked Sendable {
         self.stats = stats
         self.addedViaAPI = addedViaAPI
         self.upstreamProtocol = upstreamProtocol
+        self.autoSNI = autoSNI
+        self.sniViews = autoSNI == nil ? [:] : Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0), SNIHostViews()) })
         self.connector = connector
         let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
         var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
@@ -147,6 +153,16 @@ public final class Cluster: @unchecked Sendable {
         if useHTTP2, let pool = http2Pools[ObjectIdentifier(loop)] { return .http2(pool) }
         if !useHTTP2, let pool = http1Pools[ObjectIdentifier(loop)] { return .http1(pool) }
         preconditionFailure("cluster \(name) has no pool for this event loop")
+    }
+
+    /// `host` as reached under TLS server name `sni` (`auto_sni`): a view with its own connections.
+    /// Only call from `loop`.
+    public func host(_ host: Host, sni: String, on loop: any EventLoop) -> Host {
+        guard let views = sniViews[ObjectIdentifier(loop)], !sni.isEmpty else { return host }
+        return views.view(of: host, sni: sni) { evicted in
+            http1Pools[ObjectIdentifier(loop)]?.closeIdle(host: evicted)
+            http2Pools[ObjectIdentifier(loop)]?.closeIdle(host: evicted)
+        }
     }
 
     /// Closes idle connections on every loop (the cluster was removed or the server drains).

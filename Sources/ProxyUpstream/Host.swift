@@ -9,9 +9,12 @@ public final class Host: Sendable {
     /// The name `auto_host_rewrite` puts in Host (for DNS clusters, the endpoint's DNS name).
     public let hostname: String
     public let weight: UInt32
-    public let stats = HostStats()
+    public let stats: HostStats
     /// Outlier detection's view of this host (used only when the cluster has outlier_detection).
-    public let outlier = HostOutlierState()
+    public let outlier: HostOutlierState
+    /// Set on a cluster's per-SNI view of a host (`auto_sni`): the TLS server name its connections
+    /// use. Views share the host's stats and outlier state; pools keep their connections apart.
+    public let sni: String?
     /// What ALPN chose on this host's last TLS connection: 0 not known, 1 HTTP/1.1, 2 HTTP/2
     /// (`auto_config` clusters pick their pool by it).
     private let alpn = Atomic<UInt8>(0)
@@ -31,6 +34,20 @@ public final class Host: Sendable {
         self.port = port
         self.hostname = hostname
         self.weight = max(1, weight)
+        self.stats = HostStats()
+        self.outlier = HostOutlierState()
+        self.sni = nil
+    }
+
+    /// `base` as reached with TLS server name `sni`.
+    init(_ base: Host, sni: String) {
+        address = base.address
+        port = base.port
+        hostname = base.hostname
+        weight = base.weight
+        stats = base.stats
+        outlier = base.outlier
+        self.sni = sni
     }
 
     /// `127.0.0.1:8000` or `[::1]:8000`, as Envoy prints host addresses.

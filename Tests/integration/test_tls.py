@@ -213,7 +213,11 @@ class TLSUpstream:
             context.load_verify_locations(str(client_ca))
             context.verify_mode = ssl.CERT_REQUIRED
         seen = {"sni": []}
-        context.sni_callback = lambda sock, server_name, ctx: seen["sni"].append(server_name)
+
+        def remember(sock, server_name, ctx):
+            seen["sni"].append(server_name)
+            sock.mesh_sni = server_name  # this connection's own name, for the response
+        context.sni_callback = remember
         self.seen = seen
 
         class Handler(BaseHTTPRequestHandler):
@@ -225,7 +229,7 @@ class TLSUpstream:
             def do_GET(self):
                 peer = self.connection.getpeercert() or {}
                 uris = [value for kind, value in peer.get("subjectAltName", ()) if kind == "URI"]
-                body = json.dumps({"sni": seen["sni"][-1] if seen["sni"] else None, "client": uris}).encode()
+                body = json.dumps({"sni": getattr(self.connection, "mesh_sni", None), "client": uris}).encode()
                 self.send_response(200)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -485,3 +489,32 @@ def test_auto_config_lets_alpn_choose_http2_or_http1_per_upstream(launch, pki, b
     finally:
         echo.stop()
         http1.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_auto_sni_from_the_request_host_with_san_validation(launch, pki, binary, name):
+    """upstream_http_protocol_options auto_sni: each request's Host (port dropped) is the TLS server name,
+    connections are pooled per name, and with auto_san_validation the server must carry that name."""
+    upstream = TLSUpstream(*pki["server"])  # DNS SANs localhost, a.example.com
+    tls = f"""        common_tls_context:
+          validation_context: {{ trusted_ca: {{ filename: {pki["root"].cert} }} }}
+"""
+    options = """    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true }
+        explicit_http_config: { http_protocol_options: {} }
+"""
+    inner = upstream_bootstrap(upstream.port, tls)
+    try:
+        proxy = launch(binary, lambda listener, admin: inner(listener, admin).replace(
+            "    transport_socket:\n", options + "    transport_socket:\n", 1), f"tls-autosni-request-{name}")
+        for host in ("a.example.com", "localhost:8443", "a.example.com"):
+            status, _, body = proxy.get("/", headers={"Host": host})
+            assert status == 200, host
+            assert json.loads(body)["sni"] == host.split(":")[0]
+        status, _, _ = proxy.get("/", headers={"Host": "elsewhere.example.com"})
+        assert status == 503
+        assert upstream.seen["sni"][-1] == "elsewhere.example.com"
+    finally:
+        upstream.close()
