@@ -78,6 +78,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     private var dynamicSecrets: [String: DynamicSecret] = [:]
     /// Secrets this proxy makes itself (the CSR-certified workload certificate): never asked of SDS.
     private let localSecretNames: Set<String>
+    /// Secrets from SDS files (`path_config_source`).
+    private var fileSecrets = FileSecrets()
 
     let clusterManager: SnapshotHolder<ClusterManager>
     private let published = Mutex(View())
@@ -106,8 +108,36 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             listeners[listener.name] = listener
             listenerOrder.append(listener.name)
         }
+        // Static listeners and clusters whose secrets come from files are warm before they bind.
+        _ = fileSecrets.reload(secretFiles)
+        let current = secrets
+        for cluster in staticClusters { try? cluster.transportSocket?.refresh(secrets: current) }
+        for listener in staticListeners { _ = listener.refreshTLS(secrets: current) }
         refreshListeners()
         publish()
+    }
+
+    /// The SDS files the TLS contexts of listeners and clusters name.
+    private var secretFiles: Set<String> {
+        let clusters = clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster)
+        let references = allListeners.flatMap(\.secretReferences)
+            + clusters.flatMap { $0.transportSocket?.spec.secretReferences ?? [] }
+        return Set(references.compactMap(\.file))
+    }
+
+    var hasSecretFiles: Bool { !secretFiles.isEmpty }
+
+    /// Re-reads SDS files whose bytes changed; a changed secret rebuilds the TLS contexts naming it
+    /// (new handshakes use it; open connections are left alone).
+    func reloadSecretFiles() async {
+        await queue.run { [self] in
+            let (changed, errors) = fileSecrets.reload(secretFiles)
+            for error in errors { logger.warning("\(error)") }
+            guard changed else { return }
+            for error in await refreshTLS() { logger.warning("\(error)") }
+            publish()
+            checkInitialFetch()
+        }
     }
 
     var view: View { published.withLock { $0 } }
@@ -388,6 +418,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     /// Every secret a TLS context can use now: static ones, and what SDS delivered.
     private var secrets: [String: SecretProto] {
         staticSecrets.merging(dynamicSecrets.mapValues(\.secret)) { fromStatic, _ in fromStatic }
+            .merging(fileSecrets.secrets) { other, _ in other }
     }
 
     /// The secrets listeners and clusters ask SDS for.
@@ -395,7 +426,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         let listenerNames = allListeners.flatMap(\.secretReferences)
         let clusters = clusterManager.load().ordered + warmingClusters.values.map(\.entry.cluster)
         let clusterNames = clusters.flatMap { $0.transportSocket?.spec.secretReferences ?? [] }
-        return Set((listenerNames + clusterNames).filter(\.dynamic).map(\.name)).subtracting(localSecretNames)
+        return Set((listenerNames + clusterNames).filter { $0.dynamic && $0.file == nil }.map(\.name))
+            .subtracting(localSecretNames)
     }
 
     /// Installs a secret this proxy made itself, as if SDS had delivered it: TLS contexts naming it are

@@ -81,7 +81,7 @@ final class FilterChainRuntime: @unchecked Sendable {
     func refreshTLS(secrets: [String: SecretProto]) throws {
         guard let tlsSpec, let tlsStats else { return }
         let used = Dictionary(uniqueKeysWithValues: tlsSpec.secretReferences.compactMap { reference in
-            secrets[reference.name].map { (reference.name, $0) }
+            secrets[reference.key].map { (reference.key, $0) }
         })
         if tls != nil, used == tlsBuiltFrom { return }
         guard let built = try tlsSpec.build(secrets: secrets, stats: tlsStats) else { return }

@@ -198,6 +198,16 @@ public final class Server: @unchecked Sendable {
         bound.wait()
         if let error = failure.withLock({ $0 }) { throw error }
         for listener in listeners { logger.info("listener '\(listener.name)' listening on \(listener.boundAddress)") }
+        if config.hasSecretFiles || adsTarget != nil {
+            // SDS files are looked at every second (Envoy watches their directory); unchanged bytes cost a read.
+            let config = self.config
+            backgroundTasks.append(Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await config.reloadSecretFiles()
+                }
+            })
+        }
         guard let adsTarget else {
             becomeLive()
             return

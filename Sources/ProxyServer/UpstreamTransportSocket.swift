@@ -30,7 +30,7 @@ final class UpstreamTransportSocket: Sendable {
 
     func refresh(secrets: [String: SecretProto]) throws {
         let used = Dictionary(uniqueKeysWithValues: spec.secretReferences.compactMap { reference in
-            secrets[reference.name].map { (reference.name, $0) }
+            secrets[reference.key].map { (reference.key, $0) }
         })
         if state.withLock({ $0.context != nil && $0.builtFrom == used }) { return }
         guard let built = try spec.build(secrets: secrets, stats: stats) else { return }

@@ -19,7 +19,13 @@ public struct TLSContextSpec: Sendable, Equatable {
     /// from `static_resources.secrets` when it has no `sds_config`, otherwise over ADS.
     public struct SecretReference: Sendable, Hashable {
         public var name: String
+        /// Over ADS or from a file: it may arrive (or change) after the config.
         public var dynamic: Bool
+        /// `path_config_source`: the file (a DiscoveryResponse of Secrets) it is read from.
+        public var file: String? = nil
+
+        /// How the secret is looked up: by name, or for a file source by file and name.
+        public var key: String { file.map { "\($0)#\(name)" } ?? name }
     }
 
     public let side: Side
@@ -144,10 +150,16 @@ public struct TLSContextSpec: Sendable, Equatable {
                                   path: String) throws -> SecretReference {
         guard !config.name.isEmpty else { throw FieldError(path + ".name", "a secret name is required") }
         guard config.hasSdsConfig else { return SecretReference(name: config.name, dynamic: false) }
-        guard case .ads? = config.sdsConfig.configSourceSpecifier else {
-            throw FieldError(path + ".sds_config", "only ADS is supported as the SDS config source")
+        switch config.sdsConfig.configSourceSpecifier {
+        case .ads?: return SecretReference(name: config.name, dynamic: true)
+        case .pathConfigSource(let source)?:
+            guard !source.path.isEmpty else { throw FieldError(path + ".sds_config.path_config_source.path", "a path is required") }
+            return SecretReference(name: config.name, dynamic: true, file: source.path)
+        case .path(let file)? where !file.isEmpty:
+            return SecretReference(name: config.name, dynamic: true, file: file)
+        default:
+            throw FieldError(path + ".sds_config", "SDS sources supported: ads, path_config_source")
         }
-        return SecretReference(name: config.name, dynamic: true)
     }
 
     private static func version(_ value: Envoy_Extensions_TransportSockets_Tls_V3_TlsParameters.TlsProtocol,
@@ -184,7 +196,7 @@ public struct TLSContextSpec: Sendable, Equatable {
             pairs.append(try CertificateKeyPair(certificate, path: "\(path).common_tls_context.tls_certificates[\(index)]"))
         }
         for reference in certificateSecrets {
-            guard let secret = secrets[reference.name] else {
+            guard let secret = secrets[reference.key] else {
                 if reference.dynamic { return nil }
                 throw FieldError(path, "Unknown static secret: \(reference.name)")
             }
@@ -195,7 +207,7 @@ public struct TLSContextSpec: Sendable, Equatable {
         }
         var validationProto = validation
         if let reference = validationSecret {
-            guard let secret = secrets[reference.name] else {
+            guard let secret = secrets[reference.key] else {
                 if reference.dynamic { return nil }
                 throw FieldError(path, "Unknown static secret: \(reference.name)")
             }

@@ -518,3 +518,71 @@ def test_auto_sni_from_the_request_host_with_san_validation(launch, pki, binary,
         assert upstream.seen["sni"][-1] == "elsewhere.example.com"
     finally:
         upstream.close()
+
+
+def sds_file_text(cert, key):
+    return f"""resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: server_cert
+  tls_certificate:
+    certificate_chain: {{ inline_string: {json.dumps(cert.read_text())} }}
+    private_key: {{ inline_string: {json.dumps(key.read_text())} }}
+"""
+
+
+def served_serial(port):
+    import socket as sockets
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with sockets.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_certificate_from_an_sds_file_rotates_without_touching_open_connections(launch, pki, workdir, binary, name):
+    import socket as sockets
+    import time
+    first_cert, first_key = pki["server"]
+    second_cert, second_key = pki["b"]
+    sds = workdir / f"sds-{name}.yaml"
+    sds.write_text(sds_file_text(first_cert, first_key))
+    chain = f"""
+    - filters:{hcm("from file")}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": {TLS_TYPE}
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: server_cert
+              sds_config: {{ path_config_source: {{ path: {sds} }}, resource_api_version: V3 }}"""
+    # Envoy requires a node id and cluster for any SDS source.
+    proxy = launch(binary, bootstrap(chain), f"tls-sds-file-{name}",
+                   extra_args=("--service-node", "sds-node", "--service-cluster", "sds"))
+    first = served_serial(proxy.port)
+    # A connection opened before the rotation keeps working after it.
+    context = ssl.create_default_context(cafile=str(pki["root"].cert))
+    context.check_hostname = False
+    raw = sockets.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    held = context.wrap_socket(raw)
+    try:
+        temporary = sds.with_suffix(".tmp")
+        temporary.write_text(sds_file_text(second_cert, second_key))
+        temporary.replace(sds)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and served_serial(proxy.port) == first:
+            time.sleep(0.1)
+        assert served_serial(proxy.port) != first
+        held.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert held.recv(4096).startswith(b"HTTP/1.1 200")
+        assert held.getpeercert(binary_form=True) == first
+    finally:
+        held.close()
+    # A key that does not match its certificate is refused; the rotated certificate keeps serving.
+    rotated = served_serial(proxy.port)
+    temporary.write_text(sds_file_text(first_cert, second_key))
+    temporary.replace(sds)
+    time.sleep(2.5)
+    assert served_serial(proxy.port) == rotated
+    assert curl(proxy.port, "--cacert", str(pki["root"].cert), "--http1.1", host="b.example.com")[:2] == (0, "from file")
