@@ -586,3 +586,19 @@ def test_certificate_from_an_sds_file_rotates_without_touching_open_connections(
     time.sleep(2.5)
     assert served_serial(proxy.port) == rotated
     assert curl(proxy.port, "--cacert", str(pki["root"].cert), "--http1.1", host="b.example.com")[:2] == (0, "from file")
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_openssl_s_client_sees_the_chain_the_sans_and_alpn(launch, pki, binary, name):
+    cert, key = pki["server"]
+    proxy = launch(binary, bootstrap(f"""
+    - filters:{hcm("s_client")}{tls_socket(cert, key)}"""), f"tls-sclient-{name}")
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{proxy.port}", "-servername", "localhost",
+                           "-alpn", "h2,http/1.1", "-CAfile", str(pki["root"].cert), "-verify_return_error",
+                           "-showcerts"], input="", capture_output=True, text=True, timeout=15)
+    assert "ALPN protocol: h2" in done.stdout
+    assert "Verify return code: 0 (ok)" in done.stdout
+    leaf = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+                          input=done.stdout[done.stdout.index("-----BEGIN CERTIFICATE-----"):], capture_output=True,
+                          text=True, timeout=15).stdout
+    assert "DNS:localhost, DNS:a.example.com" in leaf
