@@ -28,7 +28,10 @@ enum ClustersFormatter {
                 out += prefix + "rq_timeout::\(stats.rqTimeout.load(ordering: .relaxed))\n"
                 out += prefix + "rq_total::\(stats.rqTotal.load(ordering: .relaxed))\n"
                 out += prefix + "hostname::\(host.hostname)\n"
-                out += prefix + "health_flags::\(host.outlier.isEjected(at: .now()) ? "/failed_outlier_check" : "healthy")\n"
+                var flags = ""
+                if cluster.healthChecker != nil, host.health.failedActiveHealthCheck { flags += "/failed_active_hc" }
+                if host.outlier.isEjected(at: .now()) { flags += "/failed_outlier_check" }
+                out += prefix + "health_flags::\(flags.isEmpty ? "healthy" : flags)\n"
                 out += prefix + "weight::\(host.weight)\n"
                 out += prefix + "region::\n" + prefix + "zone::\n" + prefix + "sub_zone::\n"
                 out += prefix + "canary::false\n"

@@ -113,6 +113,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         let current = secrets
         for cluster in staticClusters { try? cluster.transportSocket?.refresh(secrets: current) }
         for listener in staticListeners { _ = listener.refreshTLS(secrets: current) }
+        syncHealthChecks()
         refreshListeners()
         publish()
     }
@@ -248,7 +249,20 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     private func publishClusters() {
         clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
+        syncHealthChecks()
         refreshListeners()
+    }
+
+    /// Clusters being health checked, so a replaced or removed cluster's checks stop.
+    private var healthChecked: [ObjectIdentifier: Cluster] = [:]
+
+    /// Starts health checks of clusters that came into service and stops those of clusters that left.
+    private func syncHealthChecks() {
+        let serving = Dictionary(uniqueKeysWithValues: clusterManager.load().ordered
+            .filter { $0.healthChecker != nil }.map { (ObjectIdentifier($0), $0) })
+        for (id, cluster) in healthChecked where serving[id] == nil { cluster.stopHealthChecks() }
+        for (id, cluster) in serving where healthChecked[id] == nil { cluster.startHealthChecks() }
+        healthChecked = serving
     }
 
     /// Envoy's `/drain_listeners`: open connections drain (HTTP/1.1 `connection: close`, HTTP/2
@@ -579,6 +593,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     func cancelBackgroundWork() {
         for entry in dynamicClusters.values { entry.dnsRefresh?.cancel() }
+        for cluster in healthChecked.values { cluster.stopHealthChecks() }
     }
 }
 

@@ -83,10 +83,18 @@ extension Cluster {
                   upstreamProtocol: http.protocol, http2Options: http.options,
                   maxRequestsPerConnection: http.maxRequestsPerConnection,
                   outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store,
-                  autoSNI: autoSNI)
+                  autoSNI: autoSNI, healthCheck: try Self.healthCheck(of: config))
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+    /// The cluster's one `health_checks` entry (several are not supported yet).
+    static func healthCheck(of config: Envoy_Config_Cluster_V3_Cluster) throws -> Envoy_Config_Core_V3_HealthCheck? {
+        guard config.healthChecks.count <= 1 else {
+            throw ClusterConfigError("health_checks", "only one health check per cluster is supported yet")
+        }
+        return config.healthChecks.first
+    }
 
     /// `upstream_http_protocol_options` of the cluster's HttpProtocolOptions (`auto_sni`, `auto_san_validation`,
     /// `override_auto_sni_header`); they need upstream TLS.

@@ -34,6 +34,8 @@ public final class Cluster: @unchecked Sendable {
         config.edsClusterConfig.serviceName.isEmpty ? name : config.edsClusterConfig.serviceName
     }
     public let upstreamProtocol: UpstreamProtocol
+    /// Active health checking (`health_checks`), when configured; started with `startHealthChecks`.
+    public let healthChecker: HealthChecker?
     /// `upstream_http_protocol_options` `auto_sni`, when set.
     public let autoSNI: AutoSNI?
     private let sniViews: [ObjectIdentifier: SNIHostViews]
@@ -53,7 +55,7 @@ public final class Cluster: @unchecked Sendable {
                 dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
                 http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0,
                 outlierDetection: Envoy_Config_Cluster_V3_OutlierDetection? = nil, store: StatsStore? = nil,
-                autoSNI: AutoSNI? = nil) throws {
+                autoSNI: AutoSNI? = nil, healthCheck: Envoy_Config_Core_V3_HealthCheck? = nil) throws {
         if let outlierDetection, let store {
             self.outlierDetector = try OutlierDetector(
                 outlierDetection, stats: OutlierStats(clusterName: name, store: store),
@@ -75,6 +77,18 @@ public final class Cluster: @unchecked Sendable {
         self.addedViaAPI = addedViaAPI
         self.upstreamProtocol = upstreamProtocol
         self.autoSNI = autoSNI
+        if let healthCheck {
+            // Checked in validate mode too; run only where there are event loops.
+            let checkConfig = try HealthCheckConfig(healthCheck, path: "health_checks[0]")
+            if let loop = loops.first, let store {
+                healthChecker = HealthChecker(config: checkConfig, loop: loop, connector: connector, clusterName: name,
+                                              stats: HealthCheckStats(clusterName: name, store: store))
+            } else {
+                healthChecker = nil
+            }
+        } else {
+            healthChecker = nil
+        }
         self.sniViews = autoSNI == nil ? [:] : Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0), SNIHostViews()) })
         self.connector = connector
         let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
@@ -96,6 +110,22 @@ public final class Cluster: @unchecked Sendable {
         self.http2Pools = http2Pools
         stats.membershipTotal.set(Int64(loadBalancer.hosts.count))
         stats.membershipHealthy.set(Int64(loadBalancer.hosts.count))
+        if let healthChecker {
+            healthChecker.adopt(loadBalancer.hosts)
+            stats.membershipHealthy.set(0)
+        }
+    }
+
+    /// Starts active health checking (a no-op without `health_checks`).
+    public func startHealthChecks() { healthChecker?.start(cluster: self) }
+
+    /// Stops it, when the cluster is removed or replaced.
+    public func stopHealthChecks() { healthChecker?.stop() }
+
+    /// Whether `host` is out of load balancing now: ejected by outlier detection or failing its
+    /// active health check.
+    private func isUnavailable(_ host: Host, at now: NIODeadline) -> Bool {
+        (healthChecker != nil && host.health.failedActiveHealthCheck) || host.outlier.isEjected(at: now)
     }
 
     public var loadBalancer: LoadBalancer { hostSet.load(ordering: .acquiring) }
@@ -106,21 +136,22 @@ public final class Cluster: @unchecked Sendable {
     /// unless fewer than half the hosts are left (Envoy's default panic threshold), when all serve.
     public func pickHost(hash: UInt64? = nil) -> Host? {
         let balancer = loadBalancer
-        guard let detector = outlierDetector else { return balancer.pick(hash: hash) }
+        guard outlierDetector != nil || healthChecker != nil else { return balancer.pick(hash: hash) }
         let count = balancer.hosts.count
         guard let first = balancer.pick(hash: hash) else { return nil }
         let now = NIODeadline.now()
-        detector.returnIfExpired(first, at: now)
-        guard first.outlier.isEjected(at: now) else { return first }
-        if (count - detector.ejected) * 100 < count * 50 {
+        outlierDetector?.returnIfExpired(first, at: now)
+        guard isUnavailable(first, at: now) else { return first }
+        let failing = healthChecker.map { count - Int($0.stats.healthy.value) } ?? 0
+        if (count - (outlierDetector?.ejected ?? 0) - failing) * 100 < count * 50 {
             stats.lbHealthyPanic.increment()
             return first
         }
         for retry in 1..<max(1, count) {
             // A hashing balancer moves the point along; the others simply take their next pick.
             guard let next = balancer.pick(hash: hash.map { $0 &+ UInt64(retry) &* 0x9E37_79B9_7F4A_7C15 }) else { break }
-            detector.returnIfExpired(next, at: now)
-            if !next.outlier.isEjected(at: now) { return next }
+            outlierDetector?.returnIfExpired(next, at: now)
+            if !isUnavailable(next, at: now) { return next }
         }
         stats.lbHealthyPanic.increment()
         return first
@@ -131,6 +162,12 @@ public final class Cluster: @unchecked Sendable {
         let old = hostSet.exchange(LoadBalancer(policy: loadBalancer.policy, hosts: hosts), ordering: .acquiringAndReleasing)
         stats.membershipTotal.set(Int64(hosts.count))
         stats.membershipHealthy.set(Int64(hosts.count))
+        if let healthChecker {
+            healthChecker.adopt(hosts.filter { host in !old.hosts.contains { $0 === host } })
+            let healthy = hosts.filter { !$0.health.failedActiveHealthCheck }.count
+            healthChecker.stats.healthy.set(Int64(healthy))
+            stats.membershipHealthy.set(Int64(healthy))
+        }
         let removed = old.hosts.filter { oldHost in !hosts.contains { $0 === oldHost } }
         guard !removed.isEmpty else { return }
         for pool in http1Pools.values {

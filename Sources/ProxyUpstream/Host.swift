@@ -12,6 +12,8 @@ public final class Host: Sendable {
     public let stats: HostStats
     /// Outlier detection's view of this host (used only when the cluster has outlier_detection).
     public let outlier: HostOutlierState
+    /// Active health checking's view of this host.
+    public let health: HostHealth
     /// Set on a cluster's per-SNI view of a host (`auto_sni`): the TLS server name its connections
     /// use. Views share the host's stats and outlier state; pools keep their connections apart.
     public let sni: String?
@@ -36,6 +38,7 @@ public final class Host: Sendable {
         self.weight = max(1, weight)
         self.stats = HostStats()
         self.outlier = HostOutlierState()
+        self.health = HostHealth()
         self.sni = nil
     }
 
@@ -47,6 +50,7 @@ public final class Host: Sendable {
         weight = base.weight
         stats = base.stats
         outlier = base.outlier
+        health = base.health
         self.sni = sni
     }
 

@@ -1,0 +1,261 @@
+import NIOCore
+import NIOHTTP1
+import ProxyCore
+import Synchronization
+import XDSAPI
+import XDSResource
+
+/// A host's active health as its cluster's health checker sees it. New hosts of a cluster with
+/// health checks are unhealthy until their first check passes (Envoy's pending active HC).
+public final class HostHealth: Sendable {
+    /// 0 healthy, 1 failed active health check.
+    private let state = Atomic<UInt8>(0)
+
+    public init() {}
+
+    public var failedActiveHealthCheck: Bool { state.load(ordering: .relaxed) == 1 }
+    func set(failed: Bool) { state.store(failed ? 1 : 0, ordering: .relaxed) }
+}
+
+/// One `health_checks` entry, read: how often, how long, how many in a row, and what to ask.
+struct HealthCheckConfig: Sendable {
+    enum Probe: Sendable {
+        /// GET `path` with Host `host`; healthy when the status is in `expected` ([start, end) ranges).
+        case http(path: String, host: String?, expected: [Range<Int>])
+        /// A TCP connect, nothing sent.
+        case tcp
+    }
+
+    var interval: TimeAmount
+    /// Used until the cluster has carried traffic (Envoy: 60 s by default).
+    var noTrafficInterval: TimeAmount
+    var timeout: TimeAmount
+    var unhealthyThreshold: Int
+    var healthyThreshold: Int
+    var probe: Probe
+
+    init(_ proto: Envoy_Config_Core_V3_HealthCheck, path: String) throws {
+        guard proto.hasTimeout, proto.timeout.milliseconds > 0 else {
+            throw FieldError(path + ".timeout", "a timeout above 0 is required")
+        }
+        guard proto.hasInterval, proto.interval.milliseconds > 0 else {
+            throw FieldError(path + ".interval", "an interval above 0 is required")
+        }
+        guard proto.hasUnhealthyThreshold, proto.hasHealthyThreshold else {
+            throw FieldError(path, "unhealthy_threshold and healthy_threshold are required")
+        }
+        timeout = .milliseconds(proto.timeout.milliseconds)
+        interval = .milliseconds(proto.interval.milliseconds)
+        noTrafficInterval = proto.hasNoTrafficInterval && proto.noTrafficInterval.milliseconds > 0
+            ? .milliseconds(proto.noTrafficInterval.milliseconds) : .seconds(60)
+        unhealthyThreshold = max(1, Int(proto.unhealthyThreshold.value))
+        healthyThreshold = max(1, Int(proto.healthyThreshold.value))
+        if proto.hasAltPort { throw FieldError(path + ".alt_port", "not supported yet") }
+        switch proto.healthChecker {
+        case .httpHealthCheck(let http)?:
+            guard !http.path.isEmpty else { throw FieldError(path + ".http_health_check.path", "a path is required") }
+            if http.codecClientType != .http1 {
+                throw FieldError(path + ".http_health_check.codec_client_type", "only HTTP1 health checks are supported yet")
+            }
+            if http.hasSend || !http.receive.isEmpty || !http.requestHeadersToAdd.isEmpty || http.hasServiceNameMatcher {
+                throw FieldError(path + ".http_health_check", "send, receive, request_headers_to_add and service_name_matcher are not supported yet")
+            }
+            let expected = http.expectedStatuses.isEmpty
+                ? [200..<201] : http.expectedStatuses.map { Int($0.start)..<Int($0.end) }
+            probe = .http(path: http.path, host: http.host.isEmpty ? nil : http.host, expected: expected)
+        case .tcpHealthCheck(let tcp)?:
+            if tcp.hasSend || !tcp.receive.isEmpty {
+                throw FieldError(path + ".tcp_health_check", "send and receive payloads are not supported yet; an empty check connects only")
+            }
+            probe = .tcp
+        default:
+            throw FieldError(path, "only http_health_check and tcp_health_check are supported")
+        }
+    }
+}
+
+/// `cluster.<name>.health_check.*`.
+public final class HealthCheckStats: Sendable {
+    public let attempt, success, failure, networkFailure: Counter
+    public let healthy: Gauge
+
+    init(clusterName: String, store: StatsStore) {
+        let tags = [StatTags.Tag("envoy_cluster_name", clusterName)]
+        func counter(_ name: String) -> Counter {
+            store.counter("cluster.\(clusterName).health_check.\(name)",
+                          StatTags(extractedName: "cluster.health_check.\(name)", tags: tags))
+        }
+        attempt = counter("attempt")
+        success = counter("success")
+        failure = counter("failure")
+        networkFailure = counter("network_failure")
+        _ = counter("passive_failure")
+        _ = counter("verify_cluster")
+        healthy = store.gauge("cluster.\(clusterName).health_check.healthy",
+                              StatTags(extractedName: "cluster.health_check.healthy", tags: tags))
+        _ = store.gauge("cluster.\(clusterName).health_check.degraded",
+                        StatTags(extractedName: "cluster.health_check.degraded", tags: tags))
+    }
+}
+
+/// Checks every host of a cluster each `interval` (`no_traffic_interval` until it has carried
+/// traffic) from one event loop: after `unhealthy_threshold`
+/// failures in a row a host leaves load balancing (`/failed_active_hc`), after `healthy_threshold`
+/// successes it returns; a new host joins at its first success. Loop-confined (@unchecked Sendable:
+/// other threads only start and stop it through the loop).
+public final class HealthChecker: @unchecked Sendable {
+    private let config: HealthCheckConfig
+    private let loop: any EventLoop
+    private let connector: any UpstreamConnector
+    private let clusterName: String
+    let stats: HealthCheckStats
+    private weak var cluster: Cluster?
+    private var streaks: [ObjectIdentifier: (successes: Int, failures: Int, checked: Bool)] = [:]
+    private var timer: Scheduled<Void>?
+    private var stopped = false
+
+    init(config: HealthCheckConfig, loop: any EventLoop, connector: any UpstreamConnector, clusterName: String,
+         stats: HealthCheckStats) {
+        self.config = config
+        self.loop = loop
+        self.connector = connector
+        self.clusterName = clusterName
+        self.stats = stats
+    }
+
+    func start(cluster: Cluster) {
+        loop.execute { [self] in
+            self.cluster = cluster
+            round()
+        }
+    }
+
+    /// Hosts new to the cluster wait for their first passing check.
+    func adopt(_ hosts: [Host]) {
+        for host in hosts { host.health.set(failed: true) }
+    }
+
+    public func stop() {
+        loop.execute { [self] in
+            stopped = true
+            timer?.cancel()
+        }
+    }
+
+    private func round() {
+        guard !stopped, let cluster else { return }
+        let hosts = cluster.hosts
+        let live = Set(hosts.map(ObjectIdentifier.init))
+        streaks = streaks.filter { live.contains($0.key) }
+        for host in hosts { check(host) }
+        let delay = cluster.stats.upstreamRqTotal.value > 0 ? config.interval : config.noTrafficInterval
+        timer = loop.assumeIsolated().scheduleTask(in: delay) { [self] in round() }
+    }
+
+    private func check(_ host: Host) {
+        stats.attempt.increment()
+        let probe = HealthProbe(loop: loop, timeout: config.timeout) { [self] outcome in finished(host, outcome) }
+        switch config.probe {
+        case .tcp:
+            connector.connect(to: host, on: loop, timeout: config.timeout) { _ in }.whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.close(promise: nil)
+                    probe.complete(.healthy)
+                case .failure:
+                    probe.complete(.networkFailure)
+                }
+            }
+        case .http(let path, let hostHeader, let expected):
+            probe.expected = expected
+            let handler = UpstreamConnectionHandler()
+            handler.delegate = probe
+            connector.connect(to: host, on: loop, timeout: config.timeout, handler: handler).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    probe.channel = channel
+                    var headers = HTTPHeaders()
+                    headers.add(name: "host", value: hostHeader ?? self.clusterName)
+                    headers.add(name: "user-agent", value: "Envoy/HC")
+                    headers.add(name: "connection", value: "close")
+                    handler.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
+                    handler.write(.end(nil))
+                    handler.flush()
+                case .failure:
+                    probe.complete(.networkFailure)
+                }
+            }
+        }
+    }
+
+    private func finished(_ host: Host, _ outcome: HealthProbe.Outcome) {
+        guard !stopped else { return }
+        var streak = streaks[ObjectIdentifier(host)] ?? (0, 0, false)
+        let wasFailed = host.health.failedActiveHealthCheck
+        switch outcome {
+        case .healthy:
+            stats.success.increment()
+            streak.successes += 1
+            streak.failures = 0
+            // A new host joins at its first success; a failed one after healthy_threshold in a row.
+            if wasFailed, !streak.checked || streak.successes >= config.healthyThreshold { host.health.set(failed: false) }
+        case .unhealthy, .networkFailure:
+            stats.failure.increment()
+            if outcome == .networkFailure { stats.networkFailure.increment() }
+            streak.failures += 1
+            streak.successes = 0
+            // As in Envoy: an unexpected HTTP status fails the host at once; timeouts and network
+            // failures need unhealthy_threshold in a row.
+            if !wasFailed, outcome == .unhealthy || streak.failures >= config.unhealthyThreshold {
+                host.health.set(failed: true)
+            }
+        }
+        streak.checked = true
+        streaks[ObjectIdentifier(host)] = streak
+        if let cluster {
+            let healthy = cluster.hosts.filter { !$0.health.failedActiveHealthCheck }.count
+            stats.healthy.set(Int64(healthy))
+            cluster.stats.membershipHealthy.set(Int64(healthy))
+        }
+    }
+}
+
+/// One health check in flight: its response status against the expected ranges, bounded by the
+/// check's timeout; completes once.
+final class HealthProbe: UpstreamResponseDelegate {
+    enum Outcome: Equatable { case healthy, unhealthy, networkFailure }
+
+    var expected: [Range<Int>] = []
+    var channel: (any Channel)?
+    private var onComplete: ((Outcome) -> Void)?
+    private var timer: Scheduled<Void>?
+    /// The connection handler holds its delegate weakly; the probe keeps itself until it completes.
+    private var retained: HealthProbe?
+
+    init(loop: any EventLoop, timeout: TimeAmount, onComplete: @escaping (Outcome) -> Void) {
+        self.onComplete = onComplete
+        retained = self
+        timer = loop.assumeIsolated().scheduleTask(in: timeout) { [self] in complete(.networkFailure) }
+    }
+
+    func complete(_ outcome: Outcome) {
+        guard let onComplete else { return }
+        self.onComplete = nil
+        timer?.cancel()
+        channel?.close(promise: nil)
+        channel = nil
+        retained = nil
+        onComplete(outcome)
+    }
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        let status = Int(head.status.code)
+        complete(expected.contains { $0.contains(status) } ? .healthy : .unhealthy)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {}
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {}
+    func upstreamReadComplete() {}
+    func upstreamConnectionLost() { complete(.networkFailure) }
+    func upstreamWritabilityChanged(_ writable: Bool) {}
+}

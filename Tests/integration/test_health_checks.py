@@ -1,0 +1,127 @@
+"""Active health checks (http_health_check, tcp_health_check) through Envoy 1.40 and meshproxy alike: a host
+whose /healthz fails leaves load balancing at once (`/failed_active_hc` in /clusters, the health_check stats, the
+cluster's membership_healthy), comes back after healthy_threshold passing checks, and a host that stops listening
+fails by timeout or refused connection after unhealthy_threshold checks."""
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
+
+PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
+
+
+class Backend:
+    """An upstream that answers its name, and /healthz with 200 or 503 as `healthy` says."""
+
+    def __init__(self, name):
+        self.healthy = True
+        self.checks = 0
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path == "/healthz":
+                    backend.checks += 1
+                    status, body = (200, b"ok") if backend.healthy else (503, b"sick")
+                else:
+                    status, body = 200, name.encode()
+                self.send_response(status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def two_host_config(a, b, checker):
+    cluster = f"""  - name: app
+    type: STATIC
+    connect_timeout: 0.5s
+    health_checks:
+    - timeout: 0.5s
+      interval: 0.2s
+      no_traffic_interval: 0.2s
+      unhealthy_threshold: 2
+      healthy_threshold: 2
+{checker}    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {a.port} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {b.port} }} }} }}
+"""
+    return lambda listener, admin: http_bootstrap(listener, admin, "            - match: { prefix: / }\n              route: { cluster: app }\n",
+                                                  [cluster])
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(what)
+
+
+def flags(proxy, port):
+    _, text = proxy.admin_get("/clusters")
+    return next(line.rsplit("::", 1)[1] for line in text.splitlines()
+                if line.startswith(f"app::127.0.0.1:{port}::health_flags::"))
+
+
+def answers(proxy, count=12):
+    return {proxy.get("/")[2].decode() for _ in range(count)}
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_http_health_checks_take_a_failing_host_out_and_bring_it_back(launch, binary, name):
+    a, b = Backend("a"), Backend("b")
+    try:
+        proxy = launch(binary, two_host_config(a, b, "      http_health_check: { path: /healthz }\n"), f"hc-http-{name}")
+        wait_for(lambda: flags(proxy, a.port) == "healthy" and flags(proxy, b.port) == "healthy", what="both healthy")
+        assert answers(proxy) == {"a", "b"}
+        a.healthy = False
+        # An unexpected status fails the host at its first failing check.
+        wait_for(lambda: flags(proxy, a.port) == "/failed_active_hc", what="a failed")
+        # Workers pick up the new host set a moment after /clusters shows it.
+        wait_for(lambda: answers(proxy) == {"b"}, what="only b answers")
+        stats = proxy.stats("cluster.app.")
+        assert stats["cluster.app.membership_healthy"] == "1"
+        assert stats["cluster.app.health_check.healthy"] == "1"
+        assert int(stats["cluster.app.health_check.failure"]) >= 1
+        assert int(stats["cluster.app.health_check.attempt"]) > int(stats["cluster.app.health_check.failure"])
+        a.healthy = True
+        wait_for(lambda: flags(proxy, a.port) == "healthy", what="a back")
+        wait_for(lambda: answers(proxy) == {"a", "b"}, what="a answers again")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_tcp_health_checks_notice_a_host_that_stops_listening(launch, binary, name):
+    a, b = Backend("a"), Backend("b")
+    try:
+        proxy = launch(binary, two_host_config(a, b, "      tcp_health_check: {}\n"), f"hc-tcp-{name}")
+        wait_for(lambda: flags(proxy, a.port) == "healthy" and flags(proxy, b.port) == "healthy", what="both healthy")
+        a.close()
+        wait_for(lambda: flags(proxy, a.port) == "/failed_active_hc", what="a failed")
+        wait_for(lambda: answers(proxy) == {"b"}, what="only b answers")
+        stats = proxy.stats("cluster.app.health_check.")
+        assert int(stats["cluster.app.health_check.network_failure"]) >= 2
+    finally:
+        b.close()
