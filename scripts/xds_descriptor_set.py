@@ -28,6 +28,7 @@ ROOTS = [
     "envoy.extensions.filters.http.router.v3.router_pb2",
     "envoy.extensions.filters.http.rbac.v3.rbac_pb2",
     "envoy.extensions.filters.http.grpc_stats.v3.config_pb2",
+    "envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2",
     "envoy.extensions.filters.http.fault.v3.fault_pb2",
     "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",
     "envoy.extensions.transport_sockets.tls.v3.tls_pb2",

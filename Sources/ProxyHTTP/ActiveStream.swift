@@ -28,6 +28,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var timeoutMs: Int64 = 0
     private var isExternal = true
     private var isGRPC = false
+    /// Hosts this request's attempts went to, for `retry_host_predicate` previous_hosts.
+    private var triedHosts: [ObjectIdentifier] = []
     /// Set once an `auto_config` attempt moved to the pool ALPN chose (at most once per stream).
     private var alpnRedispatched = false
     /// The call grpc_stats counts, when it is configured and this is a gRPC request.
@@ -432,6 +434,16 @@ final class ActiveStream: UpstreamResponseDelegate {
             finish(localReply: .noHealthyUpstream)
             return
         }
+        if let policy, policy.avoidsPreviousHosts, !triedHosts.isEmpty {
+            // retry_host_predicate previous_hosts: pick again, up to host_selection_retry_max_attempts times.
+            var tries = 0
+            while triedHosts.contains(ObjectIdentifier(host)), tries < policy.hostSelectionAttempts,
+                  let other = cluster.pickHost(hash: requestHash.map { $0 &+ UInt64(tries + 1) &* 0x9E37_79B9_7F4A_7C15 }) {
+                host = other
+                tries += 1
+            }
+        }
+        triedHosts.append(ObjectIdentifier(host))
         if let autoSNI = cluster.autoSNI,
            let name = autoSNI.overrideHeader.flatMap({ downstreamHead.headers.first(name: $0) })
                ?? head(for: host).headers.first(name: "host") {
@@ -537,6 +549,14 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// Whether another try is allowed; counts Envoy's limit and overflow stats when it is not.
     private func mayRetry() -> Bool {
         guard let policy, let cluster else { return false }
+        let head = downstreamHead
+        guard policy.allowsRetry(requestHeader: { name in
+            switch name {
+            case ":method": head.method.rawValue
+            case ":path": head.uri
+            default: head.headers.first(name: name)
+            }
+        }) else { return false }
         guard retriesUsed < policy.numRetries else {
             cluster.stats.upstreamRqRetryLimitExceeded.increment()
             flags.insert(.upstreamRetryLimitExceeded)
@@ -634,7 +654,8 @@ final class ActiveStream: UpstreamResponseDelegate {
                 host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
             }
         }
-        if let policy, policy.retries(status: status) || retriesGRPCStatus(head, policy: policy) {
+        if let policy, policy.retries(status: status) || retriesGRPCStatus(head, policy: policy)
+            || policy.retries(responseHeader: { head.headers.first(name: $0) }) {
             releaseRetrySlot()
             if mayRetry() {
                 cluster.stats.retryResponseCodes.record(status: status)

@@ -1,5 +1,5 @@
 /// A route's retry policy, compiled: which failures retry, how often, and how long each try may take.
-public struct RetryPolicy: Sendable, Equatable {
+public struct RetryPolicy: Sendable {
     /// Envoy's HTTP `retry_on` conditions.
     public struct Conditions: OptionSet, Sendable, Hashable {
         public let rawValue: UInt32
@@ -59,6 +59,14 @@ public struct RetryPolicy: Sendable, Equatable {
     public var retriableStatusCodes: Set<Int>
     public var backOffBaseMs: Int64
     public var backOffMaxMs: Int64
+    /// `retriable_headers`: with `retriable-headers`, a response matching any of these is retried.
+    public var retriableHeaders: [HeaderMatcher] = []
+    /// `retriable_request_headers`: when set, only requests matching one of these are retried at all.
+    public var retriableRequestHeaders: [HeaderMatcher] = []
+    /// `retry_host_predicate` previous_hosts: a retry avoids hosts already tried, re-picking up to
+    /// `host_selection_retry_max_attempts` times.
+    public var avoidsPreviousHosts = false
+    public var hostSelectionAttempts = 1
 
     public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0,
                 retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250) {
@@ -68,6 +76,16 @@ public struct RetryPolicy: Sendable, Equatable {
         self.retriableStatusCodes = retriableStatusCodes
         self.backOffBaseMs = backOffBaseMs
         self.backOffMaxMs = backOffMaxMs
+    }
+
+    /// Whether the request may be retried at all (`retriable_request_headers`).
+    public func allowsRetry(requestHeader: (String) -> String?) -> Bool {
+        retriableRequestHeaders.isEmpty || retriableRequestHeaders.contains { $0.matches(requestHeader($0.name)) }
+    }
+
+    /// Whether response headers match `retriable_headers` under the `retriable-headers` condition.
+    public func retries(responseHeader: (String) -> String?) -> Bool {
+        retryOn.contains(.retriableHeaders) && retriableHeaders.contains { $0.matches(responseHeader($0.name)) }
     }
 
     /// Whether a response with `status` should be retried under these conditions.

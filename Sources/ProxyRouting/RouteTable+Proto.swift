@@ -284,6 +284,26 @@ extension RetryPolicy {
                   perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
                   retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
                   backOffBaseMs: base, backOffMaxMs: max)
+        retriableHeaders = try policy.retriableHeaders.enumerated().map {
+            try HeaderMatcher($1, path: "\(path).retriable_headers[\($0)]")
+        }
+        retriableRequestHeaders = try policy.retriableRequestHeaders.enumerated().map {
+            try HeaderMatcher($1, path: "\(path).retriable_request_headers[\($0)]")
+        }
+        for (index, predicate) in policy.retryHostPredicate.enumerated() {
+            let url = predicate.typedConfig.typeURL
+            guard url == TypeURL.prefix + Envoy_Extensions_Retry_Host_PreviousHosts_V3_PreviousHostsPredicate.protoMessageName
+                    || (url.isEmpty && predicate.name == "envoy.retry_host_predicates.previous_hosts") else {
+                throw RouteConfigError("\(path).retry_host_predicate[\(index)]",
+                                       "Didn't find a registered implementation for '\(predicate.name)' with type URL: '\(url)'")
+            }
+            avoidsPreviousHosts = true
+        }
+        hostSelectionAttempts = Swift.max(1, Int(policy.hostSelectionRetryMaxAttempts))
+        if policy.hasRetryPriority { throw RouteConfigError(path + ".retry_priority", "not supported yet") }
+        if policy.hasRateLimitedRetryBackOff {
+            throw RouteConfigError(path + ".rate_limited_retry_back_off", "not supported yet")
+        }
     }
 }
 

@@ -47,6 +47,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_TransportSockets_RawBuffer_V3_RawBuffer.self,
         Envoy_Extensions_Filters_Http_Rbac_V3_RBAC.self,
         Envoy_Extensions_Filters_Http_GrpcStats_V3_FilterConfig.self,
+        Envoy_Extensions_Retry_Host_PreviousHosts_V3_PreviousHostsPredicate.self,
     ]
 
     /// Config dump types, so admin output can pack them.

@@ -1,0 +1,96 @@
+"""Retry policy options through Envoy 1.40 and meshproxy alike: retriable_request_headers (no retry for a request
+that matches none), retriable_headers with the retriable-headers condition (a 200 carrying the header is retried),
+and retry_host_predicate previous_hosts (a retry goes to a host not yet tried)."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, http_bootstrap
+
+PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
+
+
+class Backend:
+    """/fail answers 503; /flag answers 200 with `x-upstream-retry: yes`; counts requests per path."""
+
+    def __init__(self):
+        self.counts = {}
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                backend.counts[self.path] = backend.counts.get(self.path, 0) + 1
+                status = 503 if self.path == "/fail" else 200
+                self.send_response(status)
+                if self.path == "/flag":
+                    self.send_header("x-upstream-retry", "yes")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ROUTE = """            - match: { prefix: / }
+              route:
+                cluster: app
+                retry_policy:
+                  retry_on: 5xx,retriable-headers
+                  num_retries: 2
+                  retry_back_off: { base_interval: 0.001s, max_interval: 0.002s }
+                  retriable_headers: [{ name: x-upstream-retry, string_match: { exact: "yes" } }]
+                  retriable_request_headers: [{ name: x-retry-ok, present_match: true }]
+                  retry_host_predicate:
+                  - name: envoy.retry_host_predicates.previous_hosts
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate }
+                  host_selection_retry_max_attempts: 5
+"""
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_retry_options(launch, binary, name):
+    a, b = Backend(), Backend()
+    cluster = f"""  - name: app
+    type: STATIC
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {a.port} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {b.port} }} }} }}
+"""
+    try:
+        proxy = launch(binary, lambda listener, admin: http_bootstrap(listener, admin, ROUTE, [cluster]), f"retry-options-{name}")
+
+        def total(path):
+            return a.counts.get(path, 0) + b.counts.get(path, 0)
+
+        # A request without x-retry-ok is never retried.
+        assert proxy.get("/fail")[0] == 503
+        assert total("/fail") == 1
+        # With it: two retries, the first one to the other host.
+        a.counts.clear()
+        b.counts.clear()
+        assert proxy.get("/fail", headers={"x-retry-ok": "1"})[0] == 503
+        assert total("/fail") == 3
+        assert a.counts.get("/fail", 0) >= 1 and b.counts.get("/fail", 0) >= 1
+        # A 200 carrying the retriable header is retried too.
+        status, headers, _ = proxy.get("/flag", headers={"x-retry-ok": "1"})
+        assert status == 200
+        assert total("/flag") == 3
+        stats = proxy.stats("cluster.app.upstream_rq_retry")
+        assert stats["cluster.app.upstream_rq_retry"] == "4"
+    finally:
+        a.close()
+        b.close()
