@@ -2,49 +2,23 @@
 whose /healthz fails leaves load balancing at once (`/failed_active_hc` in /clusters, the health_check stats, the
 cluster's membership_healthy), comes back after healthy_threshold passing checks, and a host that stops listening
 fails by timeout or refused connection after unhealthy_threshold checks."""
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
+from conftest import ENVOY, MESHPROXY, http_bootstrap
+from scripted_upstream import ScriptedUpstream
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
 
 
-class Backend:
+class Backend(ScriptedUpstream):
     """An upstream that answers its name, and /healthz with 200 or 503 as `healthy` says."""
 
     def __init__(self, name):
         self.healthy = True
-        self.checks = 0
-        backend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                if self.path == "/healthz":
-                    backend.checks += 1
-                    status, body = (200, b"ok") if backend.healthy else (503, b"sick")
-                else:
-                    status, body = 200, name.encode()
-                self.send_response(status)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda path: (200, [], b"ok") if path == "/healthz" and self.healthy
+                         else (503, [], b"sick") if path == "/healthz" else (200, [], name.encode()))
 
 
 def two_host_config(a, b, checker):

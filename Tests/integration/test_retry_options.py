@@ -1,45 +1,18 @@
 """Retry policy options through Envoy 1.40 and meshproxy alike: retriable_request_headers (no retry for a request
 that matches none), retriable_headers with the retriable-headers condition (a 200 carrying the header is retried),
 and retry_host_predicate previous_hosts (a retry goes to a host not yet tried)."""
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap
+from scripted_upstream import ScriptedUpstream
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
 
 
-class Backend:
-    """/fail answers 503; /flag answers 200 with `x-upstream-retry: yes`; counts requests per path."""
-
-    def __init__(self):
-        self.counts = {}
-        backend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                backend.counts[self.path] = backend.counts.get(self.path, 0) + 1
-                status = 503 if self.path == "/fail" else 200
-                self.send_response(status)
-                if self.path == "/flag":
-                    self.send_header("x-upstream-retry", "yes")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def backend():
+    """/fail answers 503; /flag answers 200 with `x-upstream-retry: yes`."""
+    return ScriptedUpstream(lambda path: (503, [], b"") if path == "/fail"
+                            else (200, [("x-upstream-retry", "yes")] if path == "/flag" else [], b""))
 
 
 ROUTE = """            - match: { prefix: / }
@@ -60,7 +33,7 @@ ROUTE = """            - match: { prefix: / }
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_retry_options(launch, binary, name):
-    a, b = Backend(), Backend()
+    a, b = backend(), backend()
     cluster = f"""  - name: app
     type: STATIC
     load_assignment:
