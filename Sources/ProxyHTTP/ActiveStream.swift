@@ -240,6 +240,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         "connection", "keep-alive", "proxy-connection", "upgrade", "expect", "http2-settings",
         "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
         "x-envoy-upstream-rq-per-try-timeout-ms",
+        // Set by this hop's router (a previous hop's value is replaced, not repeated).
+        "x-envoy-expected-rq-timeout-ms",
     ]
 
     /// Whether a request head announces a body (chunked, or a non-zero content-length).
@@ -443,7 +445,7 @@ final class ActiveStream: UpstreamResponseDelegate {
                 tries += 1
             }
         }
-        triedHosts.append(ObjectIdentifier(host))
+        if policy?.avoidsPreviousHosts == true { triedHosts.append(ObjectIdentifier(host)) }
         if let autoSNI = cluster.autoSNI,
            let name = autoSNI.overrideHeader.flatMap({ downstreamHead.headers.first(name: $0) })
                ?? head(for: host).headers.first(name: "host") {

@@ -247,24 +247,11 @@ extension Server {
     /// Envoy's `/certs`: listeners' TLS contexts in config order, then clusters'.
     public func certsJSON() throws -> String {
         let view = config.view
-        var certificates = Envoy_Admin_V3_Certificates()
-        let now = Date()
-        for listener in view.listeners {
-            for chain in listener.chains + (listener.defaultChain.map { [$0] } ?? []) {
-                if let tls = chain.currentTLS { certificates.certificates.append(tls.adminCertificate(now: now)) }
-            }
+        let listenerContexts = view.listeners.flatMap { listener in
+            (listener.chains + (listener.defaultChain.map { [$0] } ?? [])).compactMap(\.currentTLS)
         }
-        for cluster in view.clusters.ordered {
-            if let tls = cluster.transportSocket?.context { certificates.certificates.append(tls.adminCertificate(now: now)) }
-        }
-        guard !certificates.certificates.isEmpty else { return "{\n \"certificates\": []\n}\n" }
-        // Envoy prints an empty SAN list; proto3 JSON leaves it out (fields come in field order, so
-        // a serial number followed by the days has none).
-        let json = try certificates.jsonString(options: Self.dumpEncoding)
-            .replacing(#/("serial_number":"[0-9a-f]*"),("days_until_expiration")/#) { match in
-                "\(match.output.1),\"subject_alt_names\":[],\(match.output.2)"
-            }
-        return JSONPrettyPrinter.format(json)
+        let clusterContexts = view.clusters.ordered.compactMap { $0.transportSocket?.context }
+        return JSONPrettyPrinter.format(TLSContext.certsJSON(listenerContexts + clusterContexts))
     }
 }
 

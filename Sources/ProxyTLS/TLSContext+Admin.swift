@@ -1,42 +1,46 @@
 import Foundation
 import NIOSSL
-import SwiftProtobuf
-import XDSAPI
+import XDSResource
 
 extension TLSContext {
-    /// This context's certificates as Envoy's `/certs` lists them: the first trusted CA and the leaf
-    /// of the certificate chain, with serial, SANs and validity.
-    public func adminCertificate(now: Date = Date()) -> Envoy_Admin_V3_Certificate {
-        var certificate = Envoy_Admin_V3_Certificate()
-        if let ca = trustedCA.first, let details = Self.details(ca, path: caSource, now: now) {
-            certificate.caCert = [details]
+    /// Envoy's `/certs` body for `contexts`, compact (the admin pretty-prints it): per context the
+    /// first trusted CA and the leaf of its certificate chain, with serial, SANs and validity. Every
+    /// field is printed, empty lists and zero days included, as Envoy prints them.
+    public static func certsJSON(_ contexts: [TLSContext], now: Date = Date()) -> String {
+        var out = "{\"certificates\":["
+        for (index, context) in contexts.enumerated() {
+            if index > 0 { out += "," }
+            out += "{\"ca_cert\":["
+            if let ca = context.trustedCA.first { appendDetails(ca, path: context.caSource, now: now, to: &out) }
+            out += "],\"cert_chain\":["
+            if let pair = context.certificates.first, let leaf = pair.chain.first {
+                appendDetails(leaf, path: pair.chainSource, now: now, to: &out)
+            }
+            out += "]}"
         }
-        if let pair = certificates.first, let leaf = pair.chain.first,
-           let details = Self.details(leaf, path: pair.chainSource, now: now) {
-            certificate.certChain = [details]
-        }
-        return certificate
+        return out + "]}"
     }
 
-    static func details(_ certificate: NIOSSLCertificate, path: String, now: Date) -> Envoy_Admin_V3_CertificateDetails? {
-        guard let parsed = try? CertificateDetails(certificate) else { return nil }
-        var details = Envoy_Admin_V3_CertificateDetails()
-        details.path = path
+    private static func appendDetails(_ certificate: NIOSSLCertificate, path: String, now: Date, to out: inout String) {
+        guard let details = try? CertificateDetails(certificate) else { return }
         // As BoringSSL's BN_bn2hex prints it: whole bytes, without the sign byte's leading zeros.
-        var serial = Substring(parsed.serialNumber)
+        var serial = Substring(details.serialNumber)
         while serial.hasPrefix("00"), serial.count > 2 { serial = serial.dropFirst(2) }
-        details.serialNumber = String(serial)
-        func name(_ set: (inout Envoy_Admin_V3_SubjectAlternateName) -> Void) -> Envoy_Admin_V3_SubjectAlternateName {
-            var name = Envoy_Admin_V3_SubjectAlternateName()
-            set(&name)
-            return name
+        out += "{\"path\":"
+        JSONText.appendQuoted(path, to: &out)
+        out += ",\"serial_number\":"
+        JSONText.appendQuoted(String(serial), to: &out)
+        out += ",\"subject_alt_names\":["
+        let names = details.dnsNames.map { ("dns", $0) } + details.uris.map { ("uri", $0) }
+            + details.ipAddresses.map { ("ip_address", $0) }
+        for (index, (kind, value)) in names.enumerated() {
+            out += index > 0 ? ",{\"\(kind)\":" : "{\"\(kind)\":"
+            JSONText.appendQuoted(value, to: &out)
+            out += "}"
         }
-        details.subjectAltNames = parsed.dnsNames.map { value in name { $0.dns = value } }
-            + parsed.uris.map { value in name { $0.uri = value } }
-            + parsed.ipAddresses.map { value in name { $0.ipAddress = value } }
-        details.daysUntilExpiration = UInt64(parsed.daysUntilExpiration(now: now))
-        details.validFrom = Google_Protobuf_Timestamp(date: parsed.notBefore)
-        details.expirationTime = Google_Protobuf_Timestamp(date: parsed.notAfter)
-        return details
+        let format = ISO8601DateFormatter()
+        out += "],\"days_until_expiration\":\"\(details.daysUntilExpiration(now: now))\""
+        out += ",\"valid_from\":\"\(format.string(from: details.notBefore))\""
+        out += ",\"expiration_time\":\"\(format.string(from: details.notAfter))\"}"
     }
 }

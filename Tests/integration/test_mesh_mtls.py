@@ -251,6 +251,11 @@ def test_the_mtls_example_runs_as_documented(tmp_path, raw):
         wait_until(lambda: get(outbound, "/x", timeout=3)[0] == 200, timeout=20, what="a call through both sidecars")
         headers = dict((name.lower(), value) for name, value in raw.requests[-1][1])
         assert headers["x-forwarded-client-cert"].endswith(f";URI={FRONTEND_ID}")
+        # Each hop's router sets the expected timeout; the second does not repeat the first's.
+        assert [value for name, value in raw.requests[-1][1] if name.lower() == "x-envoy-expected-rq-timeout-ms"] == ["15000"]
+        # A one-day certificate has 0 whole days left, printed as Envoy prints it.
+        leaf = json.loads(get(admins["backend"], "/certs")[2])["certificates"][0]["cert_chain"][0]
+        assert leaf["days_until_expiration"] == "0"
         # The root meshd made lives in its state directory; a client with another identity is refused by RBAC.
         root = CA.__new__(CA)
         root.dir, root.name = tmp_path / "state" / "ca", "root"
