@@ -90,10 +90,11 @@ public enum StatsFormatter {
     /// Prometheus text exposition with Envoy's metric names (`envoy_` + tag-extracted name, dots to
     /// underscores) and labels, one `# TYPE` per metric.
     public static func prometheus(_ snapshot: StatsSnapshot, usedOnly: Bool = false) -> String {
-        var families: [String: (type: String, lines: [String])] = [:]
+        // Each stat's lines stay together and in order (a histogram's buckets ascend); stats sort by their first line.
+        var families: [String: (type: String, series: [[String]])] = [:]
         func add(_ tags: StatTags, type: String, _ lines: [String]) {
             let name = metricName(tags.extractedName)
-            families[name, default: (type, [])].lines += lines
+            families[name, default: (type, [])].series.append(lines)
         }
         for counter in snapshot.counters where !usedOnly || counter.used {
             add(counter.tags, type: "counter", ["\(metricName(counter.tags.extractedName))\(labels(counter.tags.tags)) \(counter.value)"])
@@ -107,7 +108,7 @@ public enum StatsFormatter {
             let name = metricName(histogram.tags.extractedName)
             let cumulative = data.cumulativeCounts
             var lines: [String] = []
-            for (index, bound) in Histogram.bucketBounds.enumerated() {
+            for (index, bound) in histogram.bounds.enumerated() {
                 let le = StatTags.Tag("le", formatNumber(bound))
                 lines.append("\(name)_bucket\(labels(histogram.tags.tags + [le])) \(cumulative[index])")
             }
@@ -120,7 +121,9 @@ public enum StatsFormatter {
         for name in families.keys.sorted() {
             let family = families[name]!
             out += "# TYPE \(name) \(family.type)\n"
-            for line in family.lines.sorted() { out += line + "\n" }
+            for series in family.series.sorted(by: { $0.first ?? "" < $1.first ?? "" }) {
+                for line in series { out += line + "\n" }
+            }
         }
         return out
     }

@@ -1,7 +1,8 @@
 import Synchronization
 
-/// A latency histogram in milliseconds with Envoy's default Prometheus bucket bounds. Recording is
-/// lock-free; quantiles for `/stats` are interpolated from the buckets.
+/// A latency histogram in milliseconds with Envoy's default Prometheus bucket bounds, or those
+/// `stats_config.histogram_bucket_settings` gives its name. Recording is lock-free; quantiles for
+/// `/stats` are interpolated from the buckets.
 public final class Histogram: Sendable {
     /// Envoy's default histogram bucket upper bounds.
     public static let bucketBounds: [Double] = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
@@ -9,6 +10,8 @@ public final class Histogram: Sendable {
 
     public let name: String
     public let tags: StatTags
+    /// Upper bucket bounds, ascending.
+    public let bounds: [Double]
     /// One slot per bound plus the overflow bucket.
     private let counts: [Slot]
     private let sumMicros = Atomic<UInt64>(0)
@@ -17,19 +20,21 @@ public final class Histogram: Sendable {
         let count = Atomic<UInt64>(0)
     }
 
-    public init(name: String, tags: StatTags) {
+    public init(name: String, tags: StatTags, bounds: [Double] = Histogram.bucketBounds) {
         self.name = name
         self.tags = tags
-        self.counts = (0...Self.bucketBounds.count).map { _ in Slot() }
+        self.bounds = bounds
+        self.counts = (0...bounds.count).map { _ in Slot() }
     }
 
     public func record(milliseconds: Double) {
-        let index = Self.bucketBounds.firstIndex(where: { milliseconds <= $0 }) ?? Self.bucketBounds.count
+        let index = bounds.firstIndex(where: { milliseconds <= $0 }) ?? bounds.count
         counts[index].count.wrappingAdd(1, ordering: .relaxed)
         sumMicros.wrappingAdd(UInt64(max(0, milliseconds) * 1000), ordering: .relaxed)
     }
 
     public struct Snapshot: Sendable {
+        public var bounds: [Double]
         /// Non-cumulative count per bucket; the last one is above every bound.
         public var bucketCounts: [UInt64]
         public var sum: Double
@@ -48,20 +53,20 @@ public final class Histogram: Sendable {
             let rank = q * Double(total)
             var seen: Double = 0
             for (index, bucketCount) in bucketCounts.enumerated() where bucketCount > 0 {
-                let lower = index == 0 ? 0 : Histogram.bucketBounds[index - 1]
-                let upper = index < Histogram.bucketBounds.count ? Histogram.bucketBounds[index] : lower * 2
+                let lower = index == 0 ? 0 : bounds[index - 1]
+                let upper = index < bounds.count ? bounds[index] : lower * 2
                 if seen + Double(bucketCount) >= rank {
                     let fraction = (rank - seen) / Double(bucketCount)
                     return lower + (upper - lower) * max(0, min(1, fraction))
                 }
                 seen += Double(bucketCount)
             }
-            return Histogram.bucketBounds.last!
+            return bounds.last ?? 0
         }
     }
 
     public func snapshot() -> Snapshot {
-        Snapshot(bucketCounts: counts.map { $0.count.load(ordering: .relaxed) },
+        Snapshot(bounds: bounds, bucketCounts: counts.map { $0.count.load(ordering: .relaxed) },
                  sum: Double(sumMicros.load(ordering: .relaxed)) / 1000)
     }
 }

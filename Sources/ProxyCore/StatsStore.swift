@@ -12,8 +12,15 @@ public final class StatsStore: Sendable {
     }
 
     private let entries = Mutex(Entries())
+    /// `stats_config.histogram_bucket_settings`: the first rule whose matcher takes a histogram's name
+    /// gives its bounds. Set before any histogram is made.
+    private let bucketRules = Mutex<[HistogramBucketRule]>([])
 
     public init() {}
+
+    public func setHistogramBuckets(_ rules: [HistogramBucketRule]) {
+        bucketRules.withLock { $0 = rules }
+    }
 
     public func counter(_ name: String, _ tags: StatTags) -> Counter {
         entries.withLock { Self.existingOrNew(&$0.counters, name) { Counter(name: name, tags: tags) } }
@@ -24,7 +31,8 @@ public final class StatsStore: Sendable {
     }
 
     public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
-        entries.withLock { Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags) } }
+        let bounds = bucketRules.withLock { rules in rules.first { $0.matches(name) }?.bounds } ?? Histogram.bucketBounds
+        return entries.withLock { Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags, bounds: bounds) } }
     }
 
     private static func existingOrNew<Stat>(_ stats: inout [String: Stat], _ name: String, _ make: () -> Stat) -> Stat {
@@ -70,4 +78,15 @@ public struct StatsSnapshot: Sendable {
     public var counters: [CounterValue]
     public var gauges: [Gauge]
     public var histograms: [Histogram]
+}
+
+/// One `histogram_bucket_settings` entry: which histogram names, and their bucket bounds (ascending).
+public struct HistogramBucketRule: Sendable {
+    public let matches: @Sendable (String) -> Bool
+    public let bounds: [Double]
+
+    public init(bounds: [Double], matches: @escaping @Sendable (String) -> Bool) {
+        self.bounds = bounds.sorted()
+        self.matches = matches
+    }
 }

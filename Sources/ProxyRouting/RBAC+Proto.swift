@@ -52,8 +52,8 @@ extension RBACRules {
     }
 }
 
-extension RBACString {
-    init(_ matcher: Envoy_Type_Matcher_V3_StringMatcher, path: String) throws {
+extension StringMatch {
+    public init(_ matcher: Envoy_Type_Matcher_V3_StringMatcher, path: String) throws {
         self.init(try HeaderMatcher.rule(matcher, path: path), ignoreCase: matcher.ignoreCase)
     }
 
@@ -83,7 +83,7 @@ extension RBACPermission {
             self = .or(try set.rules.enumerated().map { try RBACPermission($1, path: "\(path).or_rules.rules[\($0)]") })
         case .notRule(let rule)?: self = .not(try RBACPermission(rule, path: path + ".not_rule"))
         case .header(let header)?: self = .header(try HeaderMatcher(header, path: path + ".header"))
-        case .urlPath(let matcher)?: self = .urlPath(try RBACString(path: matcher, at: path + ".url_path"))
+        case .urlPath(let matcher)?: self = .urlPath(try StringMatch(path: matcher, at: path + ".url_path"))
         case .destinationIp(let range)?: self = .destinationIP(try cidr(range, path: path + ".destination_ip"))
         case .destinationPort(let port)?: self = .destinationPort(Int(port))
         case .destinationPortRange(let range)?: self = .destinationPortRange(Int(range.start), Int(range.end))
@@ -106,12 +106,12 @@ extension RBACPrincipal {
         case .notID(let id)?: self = .not(try RBACPrincipal(id, path: path + ".not_id"))
         case .authenticated(let authenticated)?:
             self = .authenticated(authenticated.hasPrincipalName
-                ? try RBACString(authenticated.principalName, path: path + ".authenticated.principal_name") : nil)
+                ? try StringMatch(authenticated.principalName, path: path + ".authenticated.principal_name") : nil)
         // With no XFF trust configured, the remote address is the direct one.
         case .sourceIp(let range)?, .directRemoteIp(let range)?, .remoteIp(let range)?:
             self = .directRemoteIP(try cidr(range, path: path + ".direct_remote_ip"))
         case .header(let header)?: self = .header(try HeaderMatcher(header, path: path + ".header"))
-        case .urlPath(let matcher)?: self = .urlPath(try RBACString(path: matcher, at: path + ".url_path"))
+        case .urlPath(let matcher)?: self = .urlPath(try StringMatch(path: matcher, at: path + ".url_path"))
         case nil: throw RouteConfigError(path, "a principal identifier is required")
         default: throw RouteConfigError(path, "this principal identifier is not supported yet")
         }

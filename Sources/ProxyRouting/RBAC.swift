@@ -23,18 +23,6 @@ public struct RBACRequest {
     }
 }
 
-/// A string condition of an RBAC rule (`url_path`, `principal_name`, `requested_server_name`),
-/// evaluated like a header matcher's.
-public struct RBACString: Sendable {
-    let matcher: HeaderMatcher
-
-    public init(_ rule: HeaderMatcher.Rule, ignoreCase: Bool = false) {
-        matcher = HeaderMatcher(name: "", rule: rule, ignoreCase: ignoreCase)
-    }
-
-    func matches(_ value: String) -> Bool { matcher.matches(value) }
-}
-
 /// Envoy's RBAC `Permission`: what is being done.
 public indirect enum RBACPermission: Sendable {
     case any
@@ -42,7 +30,7 @@ public indirect enum RBACPermission: Sendable {
     case or([RBACPermission])
     case not(RBACPermission)
     case header(HeaderMatcher)
-    case urlPath(RBACString)
+    case urlPath(StringMatch)
     case destinationIP(CIDRRange)
     case destinationPort(Int)
     /// [start, end), as Int32Range.
@@ -71,10 +59,10 @@ public indirect enum RBACPrincipal: Sendable {
     case not(RBACPrincipal)
     /// A TLS peer with a certificate; `principal_name` is checked against its URI SANs, then DNS SANs,
     /// then subject (the first that exists), as Envoy does. No name: any mutual-TLS peer.
-    case authenticated(RBACString?)
+    case authenticated(StringMatch?)
     case directRemoteIP(CIDRRange)
     case header(HeaderMatcher)
-    case urlPath(RBACString)
+    case urlPath(StringMatch)
 
     func matches(_ request: RBACRequest) -> Bool {
         switch self {

@@ -7,6 +7,7 @@ import ProxyAccessLog
 import ProxyAdmin
 import ProxyCore
 import ProxyHTTP
+import ProxyRouting
 import ProxyTLS
 import ProxyUpstream
 import ProxyXDS
@@ -65,6 +66,7 @@ public final class Server: @unchecked Sendable {
         ServerContext.reportLoop = loops.first
         Self.workerIndex = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
 
+        stats.setHistogramBuckets(try Self.histogramBuckets(of: bootstrap))
         var secrets: [String: SecretProto] = [:]
         for (index, secret) in bootstrap.staticResources.secrets.enumerated() {
             let path = "static_resources.secrets[\(index)]"
@@ -121,6 +123,26 @@ public final class Server: @unchecked Sendable {
         statsdSinks = try StatsdSink.sinks(of: bootstrap, store: stats)
         statsFlushInterval = bootstrap.hasStatsFlushInterval && bootstrap.statsFlushInterval.milliseconds > 0
             ? .milliseconds(bootstrap.statsFlushInterval.milliseconds) : .seconds(5)
+    }
+
+    /// `stats_config.histogram_bucket_settings`, checked as Envoy checks them (buckets above 0, unique).
+    static func histogramBuckets(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap) throws -> [HistogramBucketRule] {
+        try bootstrap.statsConfig.histogramBucketSettings.enumerated().map { index, setting in
+            let path = "stats_config.histogram_bucket_settings[\(index)]"
+            guard !setting.buckets.isEmpty, setting.buckets.allSatisfy({ $0 > 0 }) else {
+                throw ListenerConfigError(path + ".buckets", "at least one bucket, each above 0, is required")
+            }
+            guard Set(setting.buckets).count == setting.buckets.count else {
+                throw ListenerConfigError(path + ".buckets", "repeated value must contain unique items")
+            }
+            let match: StringMatch
+            do {
+                match = try StringMatch(setting.match, path: path + ".match")
+            } catch let error as FieldError {
+                throw ListenerConfigError(error.fieldPath, error.reason)
+            }
+            return HistogramBucketRule(bounds: setting.buckets) { match.matches($0) }
+        }
     }
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.

@@ -14,8 +14,8 @@ import Testing
 
     let reads = RBACPolicy(
         name: "reads",
-        permissions: [.and([.header(HeaderMatcher(name: ":method", rule: .exact("GET"))), .urlPath(RBACString(.prefix("/api/")))])],
-        principals: [.authenticated(RBACString(.exact("spiffe://td/ns/a/sa/web")))])
+        permissions: [.and([.header(HeaderMatcher(name: ":method", rule: .exact("GET"))), .urlPath(StringMatch(.prefix("/api/")))])],
+        principals: [.authenticated(StringMatch(.exact("spiffe://td/ns/a/sa/web")))])
 
     @Test func allowNeedsAMatchingPolicy() {
         let rules = RBACRules(action: .allow, policies: [reads])
@@ -35,10 +35,10 @@ import Testing
     }
 
     @Test func principalNameFallsBackFromURIToDNSToSubject() {
-        let byName = RBACPrincipal.authenticated(RBACString(.suffix(".example.com")))
+        let byName = RBACPrincipal.authenticated(StringMatch(.suffix(".example.com")))
         #expect(byName.matches(request(dns: ["api.example.com"])))
         #expect(!byName.matches(request(peer: ["spiffe://x"], dns: ["api.example.com"])), "URI SANs come first")
-        #expect(RBACPrincipal.authenticated(RBACString(.prefix("CN=svc"))).matches(request(subject: "CN=svc,O=x")))
+        #expect(RBACPrincipal.authenticated(StringMatch(.prefix("CN=svc"))).matches(request(subject: "CN=svc,O=x")))
         #expect(RBACPrincipal.authenticated(nil).matches(request(subject: "CN=any")))
     }
 

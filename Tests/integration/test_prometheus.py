@@ -4,7 +4,9 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ENVOY, MESHPROXY, get, seed_config
+import pytest
+
+from conftest import ENVOY, MESHPROXY, get, http_bootstrap, seed_config, static_cluster
 from rawupstream import RawUpstream
 
 # Families a dashboard built on Envoy's metrics reads first (the parser drops counters' `_total`).
@@ -43,3 +45,25 @@ def test_prometheus_output_parses_and_agrees_with_envoy(launch):
     disagreements = {name: (envoy[name], mesh[name]) for name in envoy.keys() & mesh.keys() if envoy[name] != mesh[name]}
     assert disagreements == {}, "same families, same types and label names"
     assert mesh["envoy_cluster_upstream_rq_time"][0] == "histogram"
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_histogram_bucket_settings_set_the_buckets(launch, raw, binary, name):
+    """stats_config.histogram_bucket_settings: a matched histogram gets the given bounds, in ascending order, in
+    /stats/prometheus; the others keep Envoy's defaults."""
+    def make(listener, admin):
+        text = http_bootstrap(listener, admin, "            - match: { prefix: / }\n              route: { cluster: app }\n",
+                              [static_cluster("app", raw.port)])
+        return ("stats_config:\n  histogram_bucket_settings:\n"
+                "  - match: { prefix: cluster.app.upstream_rq_time }\n    buckets: [100, 1, 10]\n") + text
+
+    proxy = launch(binary, make, f"buckets-{name}")
+    for _ in range(3):
+        assert proxy.get("/")[0] == 200
+    _, text = proxy.admin_get("/stats/prometheus")
+
+    def bounds(metric):
+        return [line.split('le="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith(metric + "_bucket{")]
+    assert bounds("envoy_cluster_upstream_rq_time") == ["1", "10", "100", "+Inf"]
+    assert bounds("envoy_cluster_upstream_cx_length_ms")[:3] == ["0.5", "1", "5"]
