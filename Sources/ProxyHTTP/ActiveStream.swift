@@ -108,13 +108,14 @@ final class ActiveStream: UpstreamResponseDelegate {
         if let tracer = config.tracer {
             span = tracer.start(headers) { manager.requestIDs.nextRandom() }
         }
-        if !manager.isHTTP2, let upgrade = Self.requestedUpgrade(headers) {
+        // On HTTP/2 only an extended CONNECT carries these headers (HTTP2ExtendedConnect puts them there).
+        if let upgrade = Self.requestedUpgrade(headers) {
             upgradeAsked = true
             if config.upgradeTypes.contains(upgrade) {
                 upgradeType = upgrade
             } else if upgrade != "h2c" {
                 // Envoy refuses upgrades it has no upgrade_configs for, and closes; h2c is ignored.
-                keepAlive = false
+                if !manager.isHTTP2 { keepAlive = false }
                 finish(localReply: .upgradeForbidden)
                 return
             }
@@ -686,8 +687,14 @@ final class ActiveStream: UpstreamResponseDelegate {
         recordUpstreamCompletion(status: 101)
         responseStarted = true
         var response = downstreamResponseHead(from: head)
-        response.headers.add(name: "connection", value: "upgrade")
-        if let upgrade = head.headers.first(name: "upgrade") { response.headers.add(name: "upgrade", value: upgrade) }
+        let overHTTP2 = manager.isHTTP2
+        if overHTTP2 {
+            // RFC 8441: the extended CONNECT's success is a 200, and HTTP/2 has no connection headers.
+            response.status = .ok
+        } else {
+            response.headers.add(name: "connection", value: "upgrade")
+            if let upgrade = head.headers.first(name: "upgrade") { response.headers.add(name: "upgrade", value: upgrade) }
+        }
         log?.details = "via_upstream"
         writeResponseHead(response, flush: true)
         connection.handler.delegate = nil
@@ -705,7 +712,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         let upstream = connection.channel
         loop.assumeIsolated().execute {
             do {
-                try HTTPUpgradeTunnel.splice(downstream: downstream, upstream: upstream)
+                if overHTTP2 {
+                    try HTTPUpgradeTunnel.splice(downstreamStream: downstream, upstream: upstream)
+                } else {
+                    try HTTPUpgradeTunnel.splice(downstream: downstream, upstream: upstream)
+                }
             } catch {
                 downstream.close(promise: nil)
                 upstream.close(promise: nil)
@@ -924,7 +935,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             grpcCall = nil
         }
         emitLog(trailers: trailers)
-        if upgradeAsked, keepAlive { manager.restartRequestDecoder() }
+        if upgradeAsked, keepAlive, !manager.isHTTP2 { manager.restartRequestDecoder() }
         if requestEnded { manager.streamFinished(self) }
     }
 

@@ -81,6 +81,7 @@ public enum DownstreamPipeline {
             streamChannel.eventLoop.makeCompletedFuture {
                 let sync = streamChannel.pipeline.syncOperations
                 try sync.addHandler(HeadersOnlyResponseCoalescer())
+                if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect()) }
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream,
                                                           connectionID: connectionID, tls: tls))

@@ -9,18 +9,39 @@ enum HTTPUpgradeTunnel {
     /// Both channels must be on the current event loop.
     static func splice(downstream: any Channel, upstream: any Channel) throws {
         let down = downstream.pipeline.syncOperations
-        let up = upstream.pipeline.syncOperations
         let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-        let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
         // Encoders first: the tunnel writes raw bytes and they must not pass an HTTP encoder.
         down.removeHandler(try down.handler(type: HTTPResponseEncoder.self), promise: nil)
-        up.removeHandler(try up.handler(type: HTTPRequestEncoder.self), promise: nil)
         let (downEnd, upEnd) = TunnelHandler.pair()
+        try spliceUpstream(upstream, end: upEnd)
         try down.addHandler(downEnd, position: .after(downDecoder))
-        try up.addHandler(upEnd, position: .after(upDecoder))
         // Removing a decoder hands its left-over bytes to the tunnel end just after it.
         down.removeHandler(downDecoder, promise: nil)
-        up.removeHandler(upDecoder, promise: nil)
+    }
+
+    /// WebSocket over HTTP/2: the downstream is one stream, whose DATA frames carry the bytes. The
+    /// tunnel's end goes in front of NIO's HTTP/1 codec, which then sees nothing more.
+    static func splice(downstreamStream stream: any Channel, upstream: any Channel) throws {
+        let down = stream.pipeline.syncOperations
+        let translator = try down.handler(type: HTTP2ExtendedConnect.self)
+        let (downEnd, upEnd) = TunnelHandler.pair()
+        let decoderLeft = upstream.eventLoop.makePromise(of: Void.self)
+        try spliceUpstream(upstream, end: upEnd, decoderLeft: decoderLeft)
+        let frames = HTTP2StreamBytes()
+        try down.addHandler(frames, position: .after(translator))
+        try down.addHandler(downEnd, position: .after(frames))
+        // The response decoder watches what is written past it and leaves on a later tick; the
+        // bytes the client sent early may go upstream only once it has gone.
+        decoderLeft.futureResult.assumeIsolated().whenComplete { _ in translator.startTunnel() }
+    }
+
+    private static func spliceUpstream(_ upstream: any Channel, end: TunnelHandler,
+                                       decoderLeft: EventLoopPromise<Void>? = nil) throws {
+        let up = upstream.pipeline.syncOperations
+        let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+        up.removeHandler(try up.handler(type: HTTPRequestEncoder.self), promise: nil)
+        try up.addHandler(end, position: .after(upDecoder))
+        up.removeHandler(upDecoder, promise: decoderLeft)
     }
 
     /// After a request that asked for an upgrade the proxy did not make (`Upgrade: h2c`, or an

@@ -1,0 +1,81 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+@testable import ProxyHTTP
+
+/// RFC 8441's extended CONNECT turned into the HTTP/1.1 upgrade the connection manager proxies,
+/// and the client's early bytes held until the upstream has answered.
+@Suite struct HTTP2ExtendedConnectTests {
+    static let connect: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https",
+                                        ":path": "/chat", ":authority": "ws.test", "sec-websocket-version": "13"]
+
+    func inboundPayloads(_ channel: EmbeddedChannel) throws -> [HTTP2Frame.FramePayload] {
+        var payloads: [HTTP2Frame.FramePayload] = []
+        while let payload = try channel.readInbound(as: HTTP2Frame.FramePayload.self) { payloads.append(payload) }
+        return payloads
+    }
+
+    static func data(_ text: String, end: Bool = false) -> HTTP2Frame.FramePayload {
+        .data(.init(data: .byteBuffer(ByteBuffer(string: text)), endStream: end))
+    }
+
+    static func response(_ status: String, end: Bool = false) -> HTTP2Frame.FramePayload {
+        .headers(.init(headers: [":status": status], endStream: end))
+    }
+
+    @Test func anExtendedConnectBecomesAnUpgradeGET() throws {
+        let translated = try #require(HTTP2ExtendedConnect.upgradeRequest(Self.connect))
+        #expect(translated.first(name: ":method") == "GET")
+        #expect(!translated.contains(name: ":protocol"))
+        #expect(translated.first(name: ":path") == "/chat")
+        #expect(translated.first(name: "upgrade") == "websocket")
+        #expect(translated.first(name: "connection") == "upgrade")
+        #expect(translated.first(name: "sec-websocket-version") == "13")
+    }
+
+    @Test func otherRequestsPassUntouched() throws {
+        #expect(HTTP2ExtendedConnect.upgradeRequest([":method": "GET", ":path": "/", ":scheme": "http"]) == nil)
+        // A plain CONNECT (no :protocol) is not an upgrade.
+        #expect(HTTP2ExtendedConnect.upgradeRequest([":method": "CONNECT", ":authority": "a:443"]) == nil)
+        let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: [":method": "POST", ":path": "/"])))
+        try channel.writeInbound(Self.data("body"))
+        #expect(try inboundPayloads(channel).count == 2)
+    }
+
+    @Test func earlyBytesWaitForTheTunnel() throws {
+        let handler = HTTP2ExtendedConnect()
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
+        #expect(try inboundPayloads(channel).count == 1)
+        try channel.writeInbound(Self.data("early"))
+        #expect(try inboundPayloads(channel).isEmpty)
+        try channel.writeOutbound(Self.response("200"))
+        handler.startTunnel()
+        let released = try inboundPayloads(channel)
+        guard case .data(let frame) = try #require(released.first), case .byteBuffer(let bytes) = frame.data else {
+            Issue.record("expected the held DATA, got \(released)")
+            return
+        }
+        #expect(String(buffer: bytes) == "early")
+        try channel.writeInbound(Self.data("later"))
+        #expect(try inboundPayloads(channel).count == 1)
+    }
+
+    @Test func aRefusedUpgradeDropsTheBytesButKeepsTheEnd() throws {
+        let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
+        _ = try inboundPayloads(channel)
+        try channel.writeInbound(Self.data("early", end: true))
+        try channel.writeOutbound(Self.response("403"))
+        let after = try inboundPayloads(channel)
+        #expect(after.count == 1)
+        guard case .data(let end) = try #require(after.first) else {
+            Issue.record("expected an empty final DATA, got \(after)")
+            return
+        }
+        #expect(end.endStream && end.data.readableBytes == 0)
+    }
+}
