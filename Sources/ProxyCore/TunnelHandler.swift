@@ -79,6 +79,17 @@ package final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// Writes bytes of the proxy's own to this end's channel (a CONNECT's 200), ahead of the tunnel's.
+    package func send(_ bytes: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Flushes what this end passed to the other outside a read cycle (a decoder's left-over bytes,
+    /// handed on as it leaves the pipeline, come without a read-complete).
+    package func flushPartner() {
+        partner?.partnerFlush()
+    }
+
     // MARK: called by the other end
 
     private func partnerWrite(_ data: NIOAny) {

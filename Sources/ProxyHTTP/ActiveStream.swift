@@ -108,17 +108,12 @@ final class ActiveStream: UpstreamResponseDelegate {
         if let tracer = config.tracer {
             span = tracer.start(headers) { manager.requestIDs.nextRandom() }
         }
-        // On HTTP/2 only an extended CONNECT carries these headers (HTTP2ExtendedConnect puts them there).
-        if let upgrade = Self.requestedUpgrade(headers) {
+        // CONNECT is an upgrade of its own kind (NIO's HTTP/1.1 decoder stops after it too); on HTTP/2
+        // only an extended CONNECT carries upgrade headers (HTTP2ExtendedConnect puts them there).
+        if let upgrade = downstreamHead.method == .CONNECT ? "connect" : Self.requestedUpgrade(headers) {
             upgradeAsked = true
-            if config.upgradeTypes.contains(upgrade) {
-                upgradeType = upgrade
-            } else if upgrade != "h2c" {
-                // Envoy refuses upgrades it has no upgrade_configs for, and closes; h2c is ignored.
-                if !manager.isHTTP2 { keepAlive = false }
-                finish(localReply: .upgradeForbidden)
-                return
-            }
+            // h2c is ignored; whether another upgrade may go ahead depends on the route too.
+            if upgrade != "h2c" { upgradeType = upgrade }
         }
         let uri = downstreamHead.uri
         let queryStart = uri.firstIndex(of: "?")
@@ -129,8 +124,9 @@ final class ActiveStream: UpstreamResponseDelegate {
             finish(localReply: .rbacDenied(policy: denied))
             return
         }
+        let method = downstreamHead.method
         guard let route = config.routeTable.route(host: hostHeader, path: path, query: query,
-                                                  header: { headers.first(name: $0) },
+                                                  header: { $0 == ":method" ? method.rawValue : headers.first(name: $0) },
                                                   random: { manager.requestIDs.nextRandom() })
         else {
             stats.noRoute.increment()
@@ -138,6 +134,18 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         self.route = route
+        if let upgradeType {
+            // Envoy refuses upgrades that neither the route nor the connection manager enables, and closes.
+            var enabled = config.upgradeTypes[upgradeType] ?? false
+            if case .forward(let action) = route.kind, let override = action.upgradeOverrides[upgradeType] {
+                enabled = override
+            }
+            guard enabled else {
+                if !manager.isHTTP2 { keepAlive = false }
+                finish(localReply: .upgradeForbidden)
+                return
+            }
+        }
         headerEdits = route.headerEdits
         let action: RouteAction
         switch route.kind {
@@ -203,11 +211,96 @@ final class ActiveStream: UpstreamResponseDelegate {
             // Envoy answers 100-continue itself and does not forward the expectation.
             manager.write(.head(HTTPResponseHead(version: downstreamHead.version, status: .continue)), flush: true)
         }
+        if upgradeType == "connect", action.terminatesConnect {
+            terminateConnect(cluster)
+            return
+        }
         upstreamHead = buildUpstreamHead()
         if timeoutMs > 0 {
             globalTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(timeoutMs)) { [self] in onGlobalTimeout() }
         }
         startAttempt()
+    }
+
+    /// A CONNECT whose route has `connect_config`: the proxy is the tunnel's end. It opens a TCP
+    /// connection to a host of the cluster, answers 200 and joins the two; a failed connect is a 503 UF.
+    private func terminateConnect(_ cluster: Cluster) {
+        guard let host = cluster.pickHost(hash: requestHash) else {
+            cluster.stats.upstreamCxNoneHealthy.increment()
+            finish(localReply: .noHealthyUpstream)
+            return
+        }
+        attempt += 1
+        let thisAttempt = attempt
+        attemptHost = host
+        let stats = cluster.stats
+        stats.upstreamRqTotal.increment()
+        stats.upstreamRqActive.increment()
+        host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
+        host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
+        stats.upstreamCxTotal.increment()
+        host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
+        cluster.connector.connect(to: host, on: loop, timeout: cluster.connectTimeout) { _ in }
+            .assumeIsolated().whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    stats.upstreamCxActive.increment()
+                    host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
+                    channel.closeFuture.whenComplete { _ in
+                        stats.upstreamCxActive.decrement()
+                        stats.upstreamCxDestroy.increment()
+                        host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
+                    }
+                    guard thisAttempt == attempt, !responseComplete, let downstream = manager.channel else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
+                    connectTunnelEstablished(downstream: downstream, upstream: channel)
+                case .failure(let error):
+                    stats.upstreamCxConnectFail.increment()
+                    if case ChannelError.connectTimeout = error { stats.upstreamCxConnectTimeout.increment() }
+                    host.stats.cxConnectFail.wrappingAdd(1, ordering: .relaxed)
+                    guard thisAttempt == attempt, !responseComplete else { return }
+                    host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+                    reportOutlier(host, status: 503)
+                    endAttempt(discard: false)
+                    flags.insert(.upstreamConnectionFailure)
+                    finish(localReply: .reset(reason: "remote connection failure", retried: false, flags: flags))
+                }
+            }
+    }
+
+    private func connectTunnelEstablished(downstream: any Channel, upstream: any Channel) {
+        recordUpstreamCompletion(status: 200)
+        lastStatus = 200
+        responseStarted = true
+        log?.details = "via_upstream"
+        var headers = HTTPHeaders()
+        headers.add(name: "date", value: manager.dates.current())
+        headers.add(name: "server", value: config.serverName)
+        let response = HTTPResponseHead(version: downstreamHead.version, status: .ok, headers: headers)
+        let overHTTP2 = manager.isHTTP2
+        if overHTTP2 { writeResponseHead(response, flush: true) }
+        endAttempt(discard: false)
+        responseComplete = true
+        globalTimer?.cancel()
+        durationTimer?.cancel()
+        config.stats.downstreamRqActive.decrement()
+        config.stats.recordResponse(status: 200)
+        emitLog(trailers: nil)
+        manager.tunnelEstablished(self)
+        do {
+            if overHTTP2 {
+                try HTTPUpgradeTunnel.splice(downstreamStream: downstream, upstream: upstream, raw: true)
+            } else {
+                try HTTPUpgradeTunnel.splice(connectDownstream: downstream, rawUpstream: upstream,
+                                             response: Self.encoded(response))
+            }
+        } catch {
+            downstream.close(promise: nil)
+            upstream.close(promise: nil)
+        }
     }
 
     /// The route's policy, adjusted by `x-envoy-retry-on` and `x-envoy-max-retries` as Envoy allows.
@@ -644,7 +737,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         perTryTimer?.cancel()
         perTryTimer = nil
         reportOutlier(host, status: Int(head.status.code))
-        if upgradeType != nil, head.status == .switchingProtocols {
+        // A forwarded CONNECT succeeds with any 2xx, other upgrades with a 101.
+        if let upgradeType, upgradeType == "connect" ? head.status.code / 100 == 2 : head.status == .switchingProtocols {
             host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
             establishTunnel(head)
             return
@@ -684,19 +778,23 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// byte tunnel. The upstream connection leaves its pool for good; its close is still counted.
     private func establishTunnel(_ head: HTTPResponseHead) {
         guard let connection, let downstream = manager.channel else { return }
-        recordUpstreamCompletion(status: 101)
+        let status = Int(head.status.code)
+        recordUpstreamCompletion(status: status)
         responseStarted = true
         var response = downstreamResponseHead(from: head)
         let overHTTP2 = manager.isHTTP2
+        let isConnect = upgradeType == "connect"
         if overHTTP2 {
             // RFC 8441: the extended CONNECT's success is a 200, and HTTP/2 has no connection headers.
             response.status = .ok
-        } else {
+        } else if !isConnect {
             response.headers.add(name: "connection", value: "upgrade")
             if let upgrade = head.headers.first(name: "upgrade") { response.headers.add(name: "upgrade", value: upgrade) }
         }
         log?.details = "via_upstream"
-        writeResponseHead(response, flush: true)
+        // A CONNECT's 2xx over HTTP/1.1 is written by hand (see `connectTunnelEstablished`).
+        let rawResponse = !overHTTP2 && isConnect ? Self.encoded(response) : nil
+        if rawResponse == nil { writeResponseHead(response, flush: true) }
         connection.handler.delegate = nil
         connection.handler.resumeReading()
         self.connection = nil
@@ -706,7 +804,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         durationTimer?.cancel()
         let stats = config.stats
         stats.downstreamRqActive.decrement()
-        stats.recordResponse(status: 101)
+        stats.recordResponse(status: status)
         emitLog(trailers: nil)
         manager.tunnelEstablished(self)
         let upstream = connection.channel
@@ -715,13 +813,22 @@ final class ActiveStream: UpstreamResponseDelegate {
                 if overHTTP2 {
                     try HTTPUpgradeTunnel.splice(downstreamStream: downstream, upstream: upstream)
                 } else {
-                    try HTTPUpgradeTunnel.splice(downstream: downstream, upstream: upstream)
+                    try HTTPUpgradeTunnel.splice(downstream: downstream, upstream: upstream, response: rawResponse)
                 }
             } catch {
                 downstream.close(promise: nil)
                 upstream.close(promise: nil)
             }
         }
+    }
+
+    /// An HTTP/1.1 response head as bytes, for a CONNECT's 2xx: NIO's encoder does not know the
+    /// request was a CONNECT and would frame a body (chunked) that a tunnel must not have.
+    static func encoded(_ head: HTTPResponseHead) -> ByteBuffer {
+        var bytes = ByteBuffer(string: "HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)\r\n")
+        for (name, value) in head.headers { bytes.writeString("\(name): \(value)\r\n") }
+        bytes.writeString("\r\n")
+        return bytes
     }
 
     /// A trailers-only gRPC reply (`grpc-status` in the headers) matching the policy's gRPC conditions.

@@ -21,9 +21,10 @@ public final class ConnectionManagerConfig: Sendable {
     /// Read when a connection is accepted, to pick its codec.
     public let codec: DownstreamCodec
     public let http2Options: HTTP2Options
-    /// `upgrade_configs` that are enabled, lower-cased (`websocket`): requests asking for these
-    /// upgrades are forwarded and, on a 101, tunnelled; other upgrades are refused with 403.
-    public let upgradeTypes: Set<String>
+    /// `upgrade_configs` by lower-cased type (`websocket`, `connect`) with their `enabled`, which a
+    /// a route's `upgrade_configs` override: enabled upgrades are forwarded and, on a 101, tunnelled;
+    /// upgrades enabled by neither are refused with 403.
+    public let upgradeTypes: [String: Bool]
     /// `access_log`: written when each stream ends.
     public let accessLoggers: [AccessLogger]
     /// `tracing` with the Zipkin provider.
@@ -38,7 +39,7 @@ public final class ConnectionManagerConfig: Sendable {
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
-                upgradeTypes: Set<String> = [], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
+                upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil) {
         self.tracer = tracer

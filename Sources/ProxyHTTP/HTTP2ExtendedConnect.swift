@@ -3,14 +3,15 @@ import NIOHPACK
 import NIOHTTP2
 import ProxyCore
 
-/// WebSocket over HTTP/2 (RFC 8441) on one downstream stream, when `allow_connect` is set. Sits
-/// before NIO's HTTP/2-to-HTTP/1 codec, which knows nothing of `:protocol`: an extended CONNECT
-/// (`:method CONNECT`, `:protocol websocket`) reaches the connection manager as the HTTP/1.1
-/// upgrade Envoy makes of it upstream (`GET` with `upgrade` and `connection: upgrade`). The
-/// stream's DATA is held back until the upstream has answered: on its 101 the stream becomes a
-/// byte tunnel (`startTunnel`), on any other answer the held bytes are dropped as the request body
-/// of a refused upgrade. NIO refuses `connection` and `upgrade` on HTTP/2, so only this handler can
-/// put them on an HTTP/2 request.
+/// WebSocket over HTTP/2 (RFC 8441) and CONNECT on one downstream stream, when `allow_connect` is
+/// set. Sits before NIO's HTTP/2-to-HTTP/1 codec, which knows nothing of `:protocol`: an extended
+/// CONNECT (`:method CONNECT`, `:protocol websocket`) reaches the connection manager as the HTTP/1.1
+/// upgrade Envoy makes of it upstream (`GET` with `upgrade` and `connection: upgrade`), a plain
+/// CONNECT as HTTP/1.1 writes one. The stream's DATA is held back until the upstream has answered:
+/// on its 101 (or the connection a terminated CONNECT opens) the stream becomes a byte tunnel
+/// (`startTunnel`), on any other answer the held bytes are dropped as the request body of a refused
+/// upgrade. NIO refuses `connection` and `upgrade` on HTTP/2, so only this handler can put them on
+/// an HTTP/2 request.
 final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
@@ -100,13 +101,20 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
         if !held.isEmpty { context.fireChannelReadComplete() }
     }
 
-    /// The HTTP/1.1 form of an extended CONNECT's headers, or nil for any other request.
+    /// The HTTP/1.1 form of a CONNECT's headers, or nil for any other request. An extended CONNECT
+    /// becomes an upgrade `GET`; a plain CONNECT (RFC 9113 §8.5) has no `:path` or `:scheme`, which
+    /// NIO's codec requires, so its authority stands in as the path, as HTTP/1.1 writes its target.
     static func upgradeRequest(_ headers: HPACKHeaders) -> HPACKHeaders? {
-        guard headers.first(name: ":method") == "CONNECT", let proto = headers.first(name: ":protocol") else {
-            return nil
-        }
+        guard headers.first(name: ":method") == "CONNECT" else { return nil }
         var translated = HPACKHeaders()
-        translated.reserveCapacity(headers.count + 1)
+        translated.reserveCapacity(headers.count + 2)
+        guard let proto = headers.first(name: ":protocol") else {
+            guard let authority = headers.first(name: ":authority"), !headers.contains(name: ":path") else { return nil }
+            translated.add(name: ":path", value: authority)
+            translated.add(name: ":scheme", value: "http")
+            translated.add(contentsOf: headers)
+            return translated
+        }
         for (name, value, indexing) in headers {
             switch name {
             case ":protocol": continue

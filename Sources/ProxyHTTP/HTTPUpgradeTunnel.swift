@@ -2,32 +2,58 @@ import NIOCore
 import NIOHTTP1
 import ProxyCore
 
-/// Turns an upgraded HTTP/1.1 exchange (a WebSocket after the upstream's 101) into a byte tunnel:
+/// Turns an upgraded exchange (a WebSocket after the upstream's 101, a CONNECT) into a byte tunnel:
 /// the HTTP codecs leave both pipelines and a pair of `TunnelHandler`s joins the two sockets. The
 /// decoders were built to forward the bytes they hold past the upgrade, so nothing read early is lost.
 enum HTTPUpgradeTunnel {
-    /// Both channels must be on the current event loop.
-    static func splice(downstream: any Channel, upstream: any Channel) throws {
+    /// Both channels must be on the current event loop. `response`, when given, is the proxy's
+    /// answer already encoded, written to the client ahead of any upstream byte (a CONNECT's 2xx).
+    static func splice(downstream: any Channel, upstream: any Channel, response: ByteBuffer? = nil) throws {
+        let (downEnd, upEnd) = TunnelHandler.pair()
+        try spliceUpstream(upstream, end: upEnd)
+        try spliceDownstream(downstream, end: downEnd)
+        if let response { downEnd.send(response) }
+    }
+
+    /// A CONNECT the proxy terminates: `upstream` is a plain TCP connection, and the proxy's own
+    /// answer (`response`, already encoded) goes to the client before any upstream byte.
+    static func splice(connectDownstream downstream: any Channel, rawUpstream upstream: any Channel,
+                       response: ByteBuffer) throws {
+        let (downEnd, upEnd) = TunnelHandler.pair()
+        try upstream.pipeline.syncOperations.addHandler(upEnd)
+        try spliceDownstream(downstream, end: downEnd)
+        downEnd.send(response)
+    }
+
+    private static func spliceDownstream(_ downstream: any Channel, end: TunnelHandler) throws {
         let down = downstream.pipeline.syncOperations
         let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         // Encoders first: the tunnel writes raw bytes and they must not pass an HTTP encoder.
         down.removeHandler(try down.handler(type: HTTPResponseEncoder.self), promise: nil)
-        let (downEnd, upEnd) = TunnelHandler.pair()
-        try spliceUpstream(upstream, end: upEnd)
-        try down.addHandler(downEnd, position: .after(downDecoder))
+        try down.addHandler(end, position: .after(downDecoder))
         // Removing a decoder hands its left-over bytes to the tunnel end just after it.
-        down.removeHandler(downDecoder, promise: nil)
+        let left = downstream.eventLoop.makePromise(of: Void.self)
+        down.removeHandler(downDecoder, promise: left)
+        left.futureResult.assumeIsolated().whenSuccess { end.flushPartner() }
     }
 
-    /// WebSocket over HTTP/2: the downstream is one stream, whose DATA frames carry the bytes. The
-    /// tunnel's end goes in front of NIO's HTTP/1 codec, which then sees nothing more.
-    static func splice(downstreamStream stream: any Channel, upstream: any Channel) throws {
+    /// WebSocket or CONNECT over HTTP/2: the downstream is one stream, whose DATA frames carry the
+    /// bytes. The tunnel's end goes in front of NIO's HTTP/1 codec, which then sees nothing more.
+    /// `upstream` speaks HTTP/1.1 after a 101, or is a plain TCP connection (`raw`).
+    static func splice(downstreamStream stream: any Channel, upstream: any Channel, raw: Bool = false) throws {
         let down = stream.pipeline.syncOperations
         let translator = try down.handler(type: HTTP2ExtendedConnect.self)
         let (downEnd, upEnd) = TunnelHandler.pair()
+        let frames = HTTP2StreamBytes()
+        if raw {
+            try upstream.pipeline.syncOperations.addHandler(upEnd)
+            try down.addHandler(frames, position: .after(translator))
+            try down.addHandler(downEnd, position: .after(frames))
+            translator.startTunnel()
+            return
+        }
         let decoderLeft = upstream.eventLoop.makePromise(of: Void.self)
         try spliceUpstream(upstream, end: upEnd, decoderLeft: decoderLeft)
-        let frames = HTTP2StreamBytes()
         try down.addHandler(frames, position: .after(translator))
         try down.addHandler(downEnd, position: .after(frames))
         // The response decoder watches what is written past it and leaves on a later tick; the
@@ -41,7 +67,9 @@ enum HTTPUpgradeTunnel {
         let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
         up.removeHandler(try up.handler(type: HTTPRequestEncoder.self), promise: nil)
         try up.addHandler(end, position: .after(upDecoder))
-        up.removeHandler(upDecoder, promise: decoderLeft)
+        let left = decoderLeft ?? upstream.eventLoop.makePromise(of: Void.self)
+        up.removeHandler(upDecoder, promise: left)
+        left.futureResult.assumeIsolated().whenSuccess { end.flushPartner() }
     }
 
     /// After a request that asked for an upgrade the proxy did not make (`Upgrade: h2c`, or an

@@ -70,6 +70,12 @@ public struct RouteAction: Sendable {
     public var mirrors: [MirrorPolicy] = []
     /// `hash_policy`: what a ring-hash or Maglev cluster hashes for this route's requests.
     public var hashPolicies: [HashPolicy] = []
+    /// `upgrade_configs` of the route: upgrade types (lower-cased) it enables or disables, overriding
+    /// the connection manager's `upgrade_configs`.
+    public var upgradeOverrides: [String: Bool] = [:]
+    /// A `CONNECT` upgrade config with `connect_config`: the proxy answers CONNECT itself and opens a
+    /// TCP connection to the cluster, rather than forwarding the CONNECT.
+    public var terminatesConnect = false
 
     /// One `hash_policy` entry.
     public struct HashPolicy: Sendable {
@@ -200,7 +206,7 @@ public struct RouteAction: Sendable {
         case .prefix(let prefix), .separatedPrefix(let prefix), .path(let prefix):
             guard path.count >= prefix.count else { return path }
             return prefixRewrite + path.dropFirst(prefix.count)
-        case .regex:
+        case .regex, .connect:
             return path
         }
     }

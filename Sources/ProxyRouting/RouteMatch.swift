@@ -7,6 +7,8 @@ public struct RouteMatch: Sendable {
         case regex(CompiledRegex)
         /// `path_separated_prefix`: the prefix, followed by the end of the path, `/`, `?` or `#`.
         case separatedPrefix(String)
+        /// `connect_matcher`: CONNECT requests (and only they), whatever their target.
+        case connect
     }
 
     public var path: PathRule
@@ -29,11 +31,15 @@ public struct RouteMatch: Sendable {
     /// - Parameters:
     ///   - path: the request path without the query string.
     ///   - query: what follows the `?`, if anything.
-    ///   - header: looks up a request header by lower-case name.
+    ///   - header: looks up a request header by lower-case name (`:method` too).
     ///   - random: draws for `runtime_fraction`.
     public func matches(path requestPath: Substring, query: Substring? = nil, header: (String) -> String?,
                         random: () -> UInt64 = { 0 }) -> Bool {
-        guard pathMatches(requestPath) else { return false }
+        if case .connect = path {
+            guard header(":method") == "CONNECT" else { return false }
+        } else {
+            guard pathMatches(requestPath) else { return false }
+        }
         guard headers.allSatisfy({ $0.matches(header($0.name)) }) else { return false }
         if !queryParameters.isEmpty {
             guard queryParameters.allSatisfy({ $0.matches(Self.parameter($0.name, in: query)) }) else { return false }
@@ -66,6 +72,8 @@ public struct RouteMatch: Sendable {
             guard requestPath.hasPrefix(prefix) else { return false }
             let rest = requestPath.dropFirst(prefix.count)
             return rest.isEmpty || rest.first == "/"
+        case .connect:
+            return false
         }
     }
 }

@@ -75,8 +75,9 @@ extension RouteMatch {
         case .path(let exact): rule = .path(exact)
         case .pathSeparatedPrefix(let prefix): rule = .separatedPrefix(prefix)
         case .safeRegex(let regex): rule = .regex(try CompiledRegex(regex.regex, path: path + ".safe_regex.regex"))
-        case .connectMatcher, .pathMatchPolicy:
-            throw RouteConfigError(path, "connect_matcher and path_match_policy are not supported")
+        case .connectMatcher: rule = .connect
+        case .pathMatchPolicy:
+            throw RouteConfigError(path, "path_match_policy is not supported")
         case nil:
             throw RouteConfigError(path, "one of prefix, path, safe_regex or path_separated_prefix is required")
         }
@@ -243,6 +244,22 @@ extension RouteAction {
                 return HashPolicy(source: .queryParameter(query.name), terminal: policy.terminal)
             default:
                 throw RouteConfigError(policyPath, "only header, cookie, connection_properties.source_ip and query_parameter hash policies are supported")
+            }
+        }
+        for (index, upgrade) in action.upgradeConfigs.enumerated() {
+            let upgradePath = "\(path).upgrade_configs[\(index)]"
+            let type = upgrade.upgradeType.lowercased()
+            guard !type.isEmpty else { throw RouteConfigError(upgradePath + ".upgrade_type", "an upgrade type is required") }
+            upgradeOverrides[type] = upgrade.hasEnabled ? upgrade.enabled.value : true
+            if upgrade.hasConnectConfig {
+                guard type == "connect" else {
+                    throw RouteConfigError(upgradePath + ".connect_config", "only a CONNECT upgrade takes connect_config")
+                }
+                if upgrade.connectConfig.hasProxyProtocolConfig || upgrade.connectConfig.allowPost {
+                    throw RouteConfigError(upgradePath + ".connect_config",
+                                           "proxy_protocol_config and allow_post are not supported yet")
+                }
+                terminatesConnect = true
             }
         }
         self.mirrors = try action.requestMirrorPolicies.enumerated().map { index, policy in

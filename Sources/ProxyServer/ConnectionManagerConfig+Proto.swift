@@ -27,7 +27,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let routeSource: RouteSource
     let codec: DownstreamCodec
     let http2Options: HTTP2Options
-    let upgradeTypes: Set<String>
+    let upgradeTypes: [String: Bool]
     let accessLoggers: [AccessLogger]
     let tracer: ZipkinTracer?
     let forwardClientCert: ForwardClientCert
@@ -50,7 +50,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported")
         }
         let http2Options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
-        var upgradeTypes: Set<String> = []
+        var upgradeTypes: [String: Bool] = [:]
         for (index, upgrade) in hcm.upgradeConfigs.enumerated() {
             let upgradePath = "\(path).upgrade_configs[\(index)]"
             guard !upgrade.upgradeType.isEmpty else {
@@ -59,10 +59,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             guard upgrade.filters.isEmpty else {
                 throw ListenerConfigError(upgradePath + ".filters", "per-upgrade filter chains are not supported")
             }
-            if upgrade.upgradeType.lowercased() == "connect" {
-                throw ListenerConfigError(upgradePath + ".upgrade_type", "CONNECT tunnelling is not supported yet")
-            }
-            if !upgrade.hasEnabled || upgrade.enabled.value { upgradeTypes.insert(upgrade.upgradeType.lowercased()) }
+            upgradeTypes[upgrade.upgradeType.lowercased()] = !upgrade.hasEnabled || upgrade.enabled.value
         }
         let filters = try ConnectionManagerConfig.compileFilters(hcm.httpFilters, statPrefix: hcm.statPrefix,
                                                                      store: store, path: path + ".http_filters")

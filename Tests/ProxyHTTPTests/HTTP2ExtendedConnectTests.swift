@@ -5,8 +5,8 @@ import NIOHTTP2
 import Testing
 @testable import ProxyHTTP
 
-/// RFC 8441's extended CONNECT turned into the HTTP/1.1 upgrade the connection manager proxies,
-/// and the client's early bytes held until the upstream has answered.
+/// RFC 8441's extended CONNECT turned into the HTTP/1.1 upgrade the connection manager proxies, a
+/// plain CONNECT made readable to NIO's codec, and the client's early bytes held until the tunnel.
 @Suite struct HTTP2ExtendedConnectTests {
     static let connect: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https",
                                         ":path": "/chat", ":authority": "ws.test", "sec-websocket-version": "13"]
@@ -37,12 +37,18 @@ import Testing
 
     @Test func otherRequestsPassUntouched() throws {
         #expect(HTTP2ExtendedConnect.upgradeRequest([":method": "GET", ":path": "/", ":scheme": "http"]) == nil)
-        // A plain CONNECT (no :protocol) is not an upgrade.
-        #expect(HTTP2ExtendedConnect.upgradeRequest([":method": "CONNECT", ":authority": "a:443"]) == nil)
         let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: [":method": "POST", ":path": "/"])))
         try channel.writeInbound(Self.data("body"))
         #expect(try inboundPayloads(channel).count == 2)
+    }
+
+    @Test func aPlainConnectGetsItsAuthorityAsThePath() throws {
+        let translated = try #require(HTTP2ExtendedConnect.upgradeRequest([":method": "CONNECT", ":authority": "a:443"]))
+        #expect(translated.first(name: ":method") == "CONNECT")
+        #expect(translated.first(name: ":path") == "a:443")
+        #expect(translated.first(name: ":scheme") == "http")
+        #expect(!translated.contains(name: "upgrade"))
     }
 
     @Test func earlyBytesWaitForTheTunnel() throws {

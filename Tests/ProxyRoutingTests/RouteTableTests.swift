@@ -266,3 +266,35 @@ import Foundation
         #expect(RouteAction.MirrorPolicy(cluster: "c").samples(99))
     }
 }
+
+@Suite struct ConnectRouteTests {
+    @Test func connectMatcherTakesOnlyCONNECTAndRouteUpgradeConfigsCompile() throws {
+        let yaml = """
+        virtual_hosts:
+        - name: v
+          domains: ["*"]
+          routes:
+          - match: { connect_matcher: {} }
+            route: { cluster: tunnel, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} },
+                                                       { upgrade_type: websocket, enabled: false }] }
+          - match: { prefix: "" }
+            route: { cluster: web }
+        """
+        let table = try RouteTable(try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r"))
+        let connect = try #require(table.route(host: "a:443", path: "a:443", header: { $0 == ":method" ? "CONNECT" : nil }))
+        #expect(connect.action?.cluster == "tunnel")
+        #expect(connect.action?.terminatesConnect == true)
+        #expect(connect.action?.upgradeOverrides == ["connect": true, "websocket": false])
+        let get = try #require(table.route(host: "a", path: "/", header: { $0 == ":method" ? "GET" : nil }))
+        #expect(get.action?.cluster == "web")
+        #expect(get.action?.terminatesConnect == false)
+    }
+
+    @Test func connectConfigBelongsToCONNECTOnly() throws {
+        let yaml = "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, "
+            + "route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, connect_config: {}}]}}]}]"
+        let config = try ConfigLoader().decode(Envoy_Config_Route_V3_RouteConfiguration.self, yaml: yaml, file: "r")
+        let error = #expect(throws: RouteConfigError.self) { try RouteTable(config) }
+        #expect(error?.fieldPath == "virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config")
+    }
+}
