@@ -262,7 +262,13 @@ let package = Package(
         .testTarget(name: "ProxyAdminTests", dependencies: ["ProxyAdmin", "ProxyCore"]),
         .testTarget(
             name: "ProxyServerTests",
-            dependencies: ["ProxyServer", "ProxyCore", "XDSAPI", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "ProxyServer", "ProxyCore", "XDSAPI", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                // gRPC traffic through the proxy, with grpc-swift as client and server.
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ]
         ),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "ProxyAccessLog", "XDSResource", "XDSAPI"]),
         .testTarget(

@@ -298,6 +298,8 @@ public final class Server: @unchecked Sendable {
 
     /// Stops accepting, lets requests in flight finish (bounded by --drain-time-s), then closes all.
     func drainAndStop() {
+        // Stopped without a signal (in-process tests): the promise must not be left pending.
+        shutdownRequested?.succeed(())
         logger.info("shutting down: draining listeners")
         stateCode.store(1, ordering: .relaxed)
         backgroundTasks.forEach { $0.cancel() }
