@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates Sources/XDSAPI from the Envoy API published in PyPI's xds-protos (and proto/istio).
+# Regenerates Sources/XDSAPI from the Envoy API published in PyPI's xds-protos, OTLP's trace messages
+# from PyPI's opentelemetry-proto, and proto/istio.
 #
 #   scripts/generate-xds-api.sh          regenerate in place
 #   scripts/generate-xds-api.sh --check  exit 1 if the committed code differs from a fresh generation
@@ -9,6 +10,7 @@
 set -euo pipefail
 
 XDS_PROTOS_VERSION=1.85.0
+OPENTELEMETRY_PROTO_VERSION=1.45.2
 SWIFT_PROTOBUF_VERSION=1.39.0
 GRPC_SWIFT_PROTOBUF_VERSION=2.4.1
 
@@ -24,7 +26,7 @@ command -v protoc >/dev/null || { echo "protoc not found: apt-get install protob
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
 fi
-"$work/venv/bin/pip" install -q "xds-protos==$XDS_PROTOS_VERSION"
+"$work/venv/bin/pip" install -q "xds-protos==$XDS_PROTOS_VERSION" "opentelemetry-proto==$OPENTELEMETRY_PROTO_VERSION"
 
 build_plugin() { # repo tag product
   local dir="$work/$(basename "$1")-$2"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a FileDescriptorSet for the Envoy API roots SwiftMesh uses.
+"""Writes a FileDescriptorSet for the Envoy API roots SwiftMesh uses (and OTLP's trace messages).
 
 xds-protos ships compiled `_pb2` modules, not .proto files, so the set is rebuilt from each root
 module's DESCRIPTOR and the transitive closure of its dependencies, in dependency order.
@@ -25,6 +25,9 @@ ROOTS = [
     "envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2",
     "envoy.extensions.filters.listener.http_inspector.v3.http_inspector_pb2",
     "envoy.config.trace.v3.zipkin_pb2",
+    "envoy.config.trace.v3.opentelemetry_pb2",
+    # OTLP's trace export messages, from PyPI's opentelemetry-proto: what the OpenTelemetry tracer sends.
+    "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
     "envoy.extensions.filters.http.router.v3.router_pb2",
     "envoy.extensions.filters.http.rbac.v3.rbac_pb2",
     "envoy.extensions.filters.http.grpc_stats.v3.config_pb2",
