@@ -128,6 +128,7 @@ let package = Package(
                 "ProxyCore", "ProxyUpstream", "ProxyAccessLog", "XDSAPI", "XDSResource",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .target(

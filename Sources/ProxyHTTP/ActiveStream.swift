@@ -74,7 +74,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// Clusters that get a copy of this request (`request_mirror_policies` that sampled it).
     private var mirrors: [(policy: RouteAction.MirrorPolicy, cluster: Cluster)] = []
     /// The request's span, when the connection manager traces.
-    private var span: ZipkinTracer.ActiveSpan?
+    private var span: RequestSpan?
 
     /// - Parameter draining: the connection's listener changed its filter chain: answer this request
     ///   with `connection: close` and close the connection after it, as Envoy drains.
@@ -394,14 +394,14 @@ final class ActiveStream: UpstreamResponseDelegate {
                 sawRequestID = true
                 if let span {
                     // The trace decision is written into the request id, as Envoy does.
-                    let marked = ZipkinTracer.markedRequestID(value, decision: span.decision)
+                    let marked = span.decision.marked(requestID: value)
                     log?.requestID = marked
                     headers.add(name: lower, value: marked)
                     continue
                 }
             }
-            // The span's context replaces the caller's B3 headers.
-            if span != nil, lower.hasPrefix("x-b3-") || lower == "b3" { continue }
+            // The span's context replaces the caller's (B3 or W3C, as the tracer speaks).
+            if span != nil, let tracer = config.tracer, tracer.replacesHeader(lower) { continue }
             headers.add(name: lower, value: value)
         }
         if upgradeType != nil, let upgrade = downstreamHead.headers.first(name: "upgrade") {
@@ -418,7 +418,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         if !sawRequestID {
             var id = manager.requestIDs.next()
-            if let span { id = ZipkinTracer.markedRequestID(id, decision: span.decision) }
+            if let span { id = span.decision.marked(requestID: id) }
             if log != nil { log!.requestID = id }
             headers.add(name: "x-request-id", value: id)
         }
@@ -428,8 +428,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             let text = expected == RouteAction.defaultTimeoutMs ? Self.defaultTimeoutText : String(expected)
             headers.add(name: "x-envoy-expected-rq-timeout-ms", value: text)
         }
-        if let span {
-            for (name, value) in span.context.b3Headers(sampled: span.sampled) { headers.add(name: name, value: value) }
+        if let span, let tracer = config.tracer {
+            for (name, value) in tracer.propagationHeaders(span) { headers.add(name: name, value: value) }
         }
         var uri = downstreamHead.uri
         if let route, let action, action.prefixRewrite != nil || action.regexRewrite != nil {

@@ -28,7 +28,7 @@ public final class ConnectionManagerConfig: Sendable {
     /// `access_log`: written when each stream ends.
     public let accessLoggers: [AccessLogger]
     /// `tracing` with the Zipkin provider.
-    public let tracer: ZipkinTracer?
+    public let tracer: (any HTTPTracer)?
     /// `forward_client_cert_details` / `set_current_client_cert_details`.
     public let forwardClientCert: ForwardClientCert
     /// `envoy.filters.http.rbac` filters, in filter-chain order, run before routing.
@@ -39,7 +39,7 @@ public final class ConnectionManagerConfig: Sendable {
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
-                upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: ZipkinTracer? = nil,
+                upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil) {
         self.tracer = tracer

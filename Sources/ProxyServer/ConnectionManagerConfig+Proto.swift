@@ -29,7 +29,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let http2Options: HTTP2Options
     let upgradeTypes: [String: Bool]
     let accessLoggers: [AccessLogger]
-    let tracer: ZipkinTracer?
+    let tracer: (any HTTPTracer)?
     let forwardClientCert: ForwardClientCert
     let filters: HTTPFilters
 
@@ -106,9 +106,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
             routeSource: source, codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
             accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"),
-            tracer: hcm.hasTracing ? try ZipkinTracer.compile(
-                hcm.tracing, path: path + ".tracing", kind: outbound ? .client : .server, loop: ServerContext.reportLoop,
-                nodeID: ServerContext.nodeID, serviceName: ServerContext.serviceCluster) : nil,
+            tracer: hcm.hasTracing ? try HTTPTracers.compile(
+                hcm.tracing, path: path + ".tracing", outbound: outbound, context: ServerContext.tracing) : nil,
             forwardClientCert: forwardClientCert, filters: filters)
     }
 
@@ -130,7 +129,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
 
     /// The runnable config, or nil while RDS routes have not arrived (the listener is warming).
     func config(clusters: ClusterManager, routes: [String: RouteTable], generation: Int) -> ConnectionManagerConfig? {
-        tracer?.reporter.update(clusters: clusters)
+        tracer?.update(clusters: clusters)
         let table: RouteTable
         switch routeSource {
         case .inline(let inline, _): table = inline

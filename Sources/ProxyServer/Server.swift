@@ -9,6 +9,7 @@ import ProxyCore
 import ProxyHTTP
 import ProxyRouting
 import ProxyTLS
+import ProxyTracing
 import ProxyUpstream
 import ProxyXDS
 import Synchronization
@@ -61,9 +62,9 @@ public final class Server: @unchecked Sendable {
             shutdownRequested = nil
         }
         ServerContext.workerCount = max(1, options.concurrency)
-        ServerContext.nodeID = bootstrap.node.id
-        ServerContext.serviceCluster = bootstrap.node.cluster
-        ServerContext.reportLoop = loops.first
+        ServerContext.tracing = HTTPTracers.Context(nodeID: bootstrap.node.id, serviceCluster: bootstrap.node.cluster,
+                                                    zone: bootstrap.node.locality.zone, version: MeshproxyVersion.string,
+                                                    loop: loops.first)
         Self.workerIndex = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
 
         stats.setHistogramBuckets(try Self.histogramBuckets(of: bootstrap))

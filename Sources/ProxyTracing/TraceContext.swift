@@ -1,7 +1,7 @@
 import NIOHTTP1
 
-/// A B3 trace context: the ids a request carries between services (`x-b3-*` headers or the single
-/// `b3` header).
+/// A trace context: the ids a request carries between services, as B3 (`x-b3-*` headers or the
+/// single `b3` header) or W3C (`traceparent`) writes them.
 public struct TraceContext: Sendable, Equatable {
     /// The high half of a 128-bit trace id; 0 for 64-bit ids.
     public var traceIDHigh: UInt64
@@ -27,6 +27,8 @@ public struct TraceContext: Sendable, Equatable {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
+
+    static func nonZero(_ value: UInt64) -> UInt64 { value == 0 ? 1 : value }
 
     static func parseHex(_ text: Substring) -> UInt64? {
         guard text.count == 16 else { return nil }
@@ -89,4 +91,35 @@ public struct TraceContext: Sendable, Equatable {
 
     static let headerNames: Set<String> = ["b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled",
                                            "x-b3-flags"]
+}
+
+// MARK: W3C trace context
+
+extension TraceContext {
+    /// The caller's `traceparent`; nil when there is none or it is malformed (all-zero ids, an
+    /// unknown layout), and then a new trace starts, as Envoy does.
+    public static func extractW3C(_ headers: HTTPHeaders) -> TraceContext? {
+        guard let value = headers.first(name: "traceparent") else { return nil }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[0].count == 2, let version = UInt8(parts[0], radix: 16), version != 0xff,
+              version != 0 || parts.count == 4,
+              parts[1].count == 32, let high = parseHex(parts[1].prefix(16)), let low = parseHex(parts[1].suffix(16)),
+              high != 0 || low != 0,
+              let span = parseHex(parts[2]), span != 0,
+              parts[3].count == 2, let flags = UInt8(parts[3], radix: 16)
+        else { return nil }
+        return TraceContext(traceIDHigh: high, traceID: low, spanID: span, sampled: flags & 1 == 1)
+    }
+
+    /// The `traceparent` (version 00) that carries this span upstream.
+    public func traceparent(sampled: Bool) -> String {
+        "00-\(Self.hex(traceIDHigh))\(Self.hex(traceID))-\(Self.hex(spanID))-\(sampled ? "01" : "00")"
+    }
+
+    /// The 16 bytes of the trace id and the 8 of a span id, big-endian, as OTLP carries them.
+    var traceIDBytes: [UInt8] { Self.bytes(traceIDHigh) + Self.bytes(traceID) }
+
+    static func bytes(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+    }
 }

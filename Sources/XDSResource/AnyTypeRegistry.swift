@@ -41,6 +41,7 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_AccessLoggers_Stream_V3_StdoutAccessLog.self,
         Envoy_Extensions_AccessLoggers_Stream_V3_StderrAccessLog.self,
         Envoy_Config_Trace_V3_ZipkinConfig.self,
+        Envoy_Config_Trace_V3_OpenTelemetryConfig.self,
         Envoy_Config_Metrics_V3_StatsdSink.self,
         Envoy_Extensions_TransportSockets_Tls_V3_DownstreamTlsContext.self,
         Envoy_Extensions_TransportSockets_Tls_V3_UpstreamTlsContext.self,

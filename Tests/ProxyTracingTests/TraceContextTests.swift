@@ -27,7 +27,7 @@ import Testing
     }
 
     func tracer(shared: Bool = true, random: Double = 100) -> ZipkinTracer {
-        var sampling = ZipkinTracer.Sampling()
+        var sampling = TraceSampling()
         sampling.random = random
         let reporter = ZipkinReporter(collectorCluster: "zipkin", endpoint: "/api/v2/spans", hostname: "zipkin",
                                       loop: EmbeddedEventLoop())
@@ -37,14 +37,14 @@ import Testing
 
     @Test func decisionsAndTheirRequestIDMarks() {
         let unsampled = tracer(random: 0)
-        #expect(unsampled.decide(HTTPHeaders(), random: { 5 }) == .notTraced)
-        #expect(unsampled.decide(HTTPHeaders([("x-envoy-force-trace", "1")]), random: { 5 }) == .forced)
-        #expect(tracer().decide(HTTPHeaders(), random: { 5 }) == .sampled)
+        #expect(unsampled.sampling.decide(HTTPHeaders(), random: { 5 }) == .notTraced)
+        #expect(unsampled.sampling.decide(HTTPHeaders([("x-envoy-force-trace", "1")]), random: { 5 }) == .forced)
+        #expect(tracer().sampling.decide(HTTPHeaders(), random: { 5 }) == .sampled)
         let id = "11111111-2222-4333-8444-555555555555"
-        #expect(ZipkinTracer.markedRequestID(id, decision: .sampled) == "11111111-2222-9333-8444-555555555555")
-        #expect(ZipkinTracer.markedRequestID(id, decision: .forced) == "11111111-2222-a333-8444-555555555555")
-        #expect(ZipkinTracer.markedRequestID(id, decision: .notTraced) == id)
-        #expect(ZipkinTracer.markedRequestID("not-a-uuid", decision: .sampled) == "not-a-uuid")
+        #expect(TraceDecision.sampled.marked(requestID: id) == "11111111-2222-9333-8444-555555555555")
+        #expect(TraceDecision.forced.marked(requestID: id) == "11111111-2222-a333-8444-555555555555")
+        #expect(TraceDecision.notTraced.marked(requestID: id) == id)
+        #expect(TraceDecision.sampled.marked(requestID: "not-a-uuid") == "not-a-uuid")
     }
 
     @Test func sharedOrChildSpans() {
@@ -55,5 +55,51 @@ import Testing
         #expect(child.context.spanID == 7 && child.context.parentID == 0xdef && child.context.traceID == 0xabc)
         let fresh = tracer().start(HTTPHeaders(), random: { 42 })
         #expect(fresh.context.traceID == 42 && fresh.context.spanID == 42)
+    }
+
+    @Test func w3cTraceparentIsReadStrictlyAndWrittenInVersion00() throws {
+        let context = try #require(TraceContext.extractW3C(HTTPHeaders([
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ])))
+        #expect(context.traceIDHigh == 0x0af7_6519_16cd_43dd && context.traceID == 0x8448_eb21_1c80_319c)
+        #expect(context.spanID == 0xb7ad_6b71_6920_3331 && context.sampled == true)
+        #expect(context.traceparent(sampled: false) == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")
+        for bad in ["00-00000000000000000000000000000000-b7ad6b7169203331-01",  // zero trace id
+                    "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  // zero span id
+                    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // forbidden version
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  // 00 has four fields
+                    "00-0af7651916cd43dd-b7ad6b7169203331-01", "garbage"] {
+            #expect(TraceContext.extractW3C(HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
+        }
+        // A later version may carry more fields.
+        #expect(TraceContext.extractW3C(HTTPHeaders([
+            ("traceparent", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-more"),
+        ]))?.sampled == false)
+    }
+
+    @Test func openTelemetrySpansContinueTheCallersTraceAndFollowItsFlag() {
+        let exporter = OTLPExporter(transport: .grpc(cluster: "otel"), serviceName: "s", version: "v",
+                                    loop: EmbeddedEventLoop())
+        let tracer = OpenTelemetryTracer(sampling: TraceSampling(), outbound: false, exporter: exporter, nodeID: "n")
+        let child = tracer.start(HTTPHeaders([("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+                                              ("tracestate", "k=v")]), random: { 9 })
+        #expect(child.context.traceIDHigh == 0x0af7_6519_16cd_43dd && child.context.parentID == 0xb7ad_6b71_6920_3331)
+        #expect(child.context.spanID == 9 && !child.sampled && child.parentIsRemote)
+        #expect(tracer.propagationHeaders(child).map { $0.1 } == ["00-0af7651916cd43dd8448eb211c80319c-0000000000000009-00", "k=v"])
+        let fresh = tracer.start(HTTPHeaders(), random: { 3 })
+        #expect(fresh.sampled && fresh.context.parentID == nil && fresh.context.traceIDHigh == 3)
+        #expect(tracer.propagationHeaders(fresh).last! == ("tracestate", ""))
+        #expect(tracer.replacesHeader("traceparent") && !tracer.replacesHeader("x-b3-traceid"))
+    }
+
+    @Test func otlpExportsAreGRPCFramedOrBareProtobuf() {
+        let (grpcHead, grpcBody) = OTLPExporter.request([1, 2, 3], transport: .grpc(cluster: "otel"), userAgent: "ua")
+        #expect(grpcHead.uri == OTLPExporter.grpcExportPath && grpcHead.headers.first(name: "content-type") == "application/grpc")
+        #expect(Array(grpcBody.readableBytesView) == [0, 0, 0, 0, 3, 1, 2, 3])
+        let (httpHead, httpBody) = OTLPExporter.request([1, 2, 3], transport: .http(cluster: "otel", authority: "collector:4318",
+                                                                                      path: "/v1/traces"), userAgent: "ua")
+        #expect(httpHead.uri == "/v1/traces" && httpHead.headers.first(name: "host") == "collector:4318")
+        #expect(httpHead.headers.first(name: "content-type") == "application/x-protobuf")
+        #expect(Array(httpBody.readableBytesView) == [1, 2, 3])
     }
 }
