@@ -15,6 +15,8 @@ public final class StatsStore: Sendable {
     /// `stats_config.histogram_bucket_settings`: the first rule whose matcher takes a histogram's name
     /// gives its bounds. Set before any histogram is made.
     private let bucketRules = Mutex<[HistogramBucketRule]>([])
+    /// `stats_config.stats_tags` and `use_all_default_tags`. Set before any stat is made.
+    private let tagRules = Mutex(StatTagRules())
 
     public init() {}
 
@@ -22,16 +24,27 @@ public final class StatsStore: Sendable {
         bucketRules.withLock { $0 = rules }
     }
 
+    public func setTagRules(_ rules: StatTagRules) {
+        tagRules.withLock { $0 = rules }
+    }
+
+    private func tagged(_ name: String, _ tags: StatTags) -> StatTags {
+        tagRules.withLock { $0 }.apply(fullName: name, to: tags)
+    }
+
     public func counter(_ name: String, _ tags: StatTags) -> Counter {
-        entries.withLock { Self.existingOrNew(&$0.counters, name) { Counter(name: name, tags: tags) } }
+        let tags = tagged(name, tags)
+        return entries.withLock { Self.existingOrNew(&$0.counters, name) { Counter(name: name, tags: tags) } }
     }
 
     public func gauge(_ name: String, _ tags: StatTags) -> Gauge {
-        entries.withLock { Self.existingOrNew(&$0.gauges, name) { Gauge(name: name, tags: tags) } }
+        let tags = tagged(name, tags)
+        return entries.withLock { Self.existingOrNew(&$0.gauges, name) { Gauge(name: name, tags: tags) } }
     }
 
     public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
         let bounds = bucketRules.withLock { rules in rules.first { $0.matches(name) }?.bounds } ?? Histogram.bucketBounds
+        let tags = tagged(name, tags)
         return entries.withLock { Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags, bounds: bounds) } }
     }
 
@@ -58,7 +71,15 @@ public final class StatsStore: Sendable {
              Array(entries.families.values))
         }
         var counterValues = counters.map(CounterValue.init)
-        for family in families { counterValues += family.usedValues() }
+        let rules = tagRules.withLock { $0 }
+        for family in families {
+            // Per-code counters are named only when listed, so their tags are ruled here.
+            counterValues += family.usedValues().map { value in
+                var value = value
+                value.tags = rules.apply(fullName: value.name, to: value.tags)
+                return value
+            }
+        }
         return StatsSnapshot(
             counters: counterValues.sorted { $0.name < $1.name },
             gauges: gauges.sorted { $0.name < $1.name },

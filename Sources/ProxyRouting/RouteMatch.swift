@@ -145,6 +145,13 @@ public struct CompiledRegex: @unchecked Sendable {
         (try? regex.wholeMatch(in: text)) != nil
     }
 
+    /// The first match's capture groups (0 is the whole match; nil for a group that took no part),
+    /// or nil when nothing matches.
+    public func firstMatchGroups(in text: String) -> [Substring?]? {
+        guard let match = try? regex.firstMatch(in: text) else { return nil }
+        return (0..<match.output.count).map { match.output[$0].substring }
+    }
+
     /// Every match replaced by `substitution`, where `\N` stands for capture group N (RE2's rule).
     public func replacingAll(in text: String, with substitution: String) -> String {
         var out = ""

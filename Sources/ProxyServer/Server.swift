@@ -68,6 +68,7 @@ public final class Server: @unchecked Sendable {
         Self.workerIndex = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
 
         stats.setHistogramBuckets(try Self.histogramBuckets(of: bootstrap))
+        stats.setTagRules(try Self.tagRules(of: bootstrap))
         var secrets: [String: SecretProto] = [:]
         for (index, secret) in bootstrap.staticResources.secrets.enumerated() {
             let path = "static_resources.secrets[\(index)]"
@@ -144,6 +145,38 @@ public final class Server: @unchecked Sendable {
             }
             return HistogramBucketRule(bounds: setting.buckets) { match.matches($0) }
         }
+    }
+
+    /// `stats_config.stats_tags` and `use_all_default_tags`. A regex's first capture group leaves the
+    /// name and its second (else its first) is the tag's value, as Envoy's tag extractors read them.
+    static func tagRules(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap) throws -> StatTagRules {
+        let config = bootstrap.statsConfig
+        var rules = StatTagRules(useDefaultTags: !config.hasUseAllDefaultTags || config.useAllDefaultTags.value)
+        for (index, tag) in config.statsTags.enumerated() {
+            let path = "stats_config.stats_tags[\(index)]"
+            guard !tag.tagName.isEmpty else { throw ListenerConfigError(path + ".tag_name", "a tag name is required") }
+            switch tag.tagValue {
+            case .fixedValue(let value)?:
+                rules.fixed.append(StatTags.Tag(tag.tagName, value))
+            case .regex(let pattern)?:
+                let regex: CompiledRegex
+                do {
+                    regex = try CompiledRegex(pattern)
+                } catch {
+                    throw ListenerConfigError(path + ".regex", "invalid regex: \(error)")
+                }
+                rules.extractors.append((tag.tagName, { name in
+                    guard let groups = regex.firstMatchGroups(in: name), groups.count > 1, let removed = groups[1] else {
+                        return nil
+                    }
+                    let value = groups.count > 2 ? groups[2] ?? removed : removed
+                    return (String(removed), String(value))
+                }))
+            case nil:
+                throw ListenerConfigError(path, "regex or fixed_value is required (default extractors by name are not supported)")
+            }
+        }
+        return rules
     }
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.

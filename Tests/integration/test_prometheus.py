@@ -67,3 +67,39 @@ def test_histogram_bucket_settings_set_the_buckets(launch, raw, binary, name):
                 if line.startswith(metric + "_bucket{")]
     assert bounds("envoy_cluster_upstream_rq_time") == ["1", "10", "100", "+Inf"]
     assert bounds("envoy_cluster_upstream_cx_length_ms")[:3] == ["0.5", "1", "5"]
+
+
+@pytest.mark.parametrize("use_default_tags", [True, False])
+def test_stats_tags_shape_the_labels_as_envoys_do(launch, raw, use_default_tags):
+    """stats_config.stats_tags (fixed values first, then the built-in tags, then custom regexes) and
+    use_all_default_tags: the same families with the same label names and values as Envoy's."""
+    def make(listener, admin):
+        text = http_bootstrap(listener, admin, "            - match: { prefix: / }\n              route: { cluster: app }\n",
+                              [static_cluster("app", raw.port)])
+        return ("stats_config:\n"
+                f"  use_all_default_tags: {'true' if use_default_tags else 'false'}\n"
+                "  stats_tags:\n"
+                "  - { tag_name: zone_fixed, fixed_value: east }\n"
+                "  - { tag_name: my_cluster, regex: '^cluster\\.((.+?)\\.)' }\n") + text
+
+    seen = {}
+    for binary, name in ((ENVOY, "envoy"), (MESHPROXY, "meshproxy")):
+        proxy = launch(binary, make, f"tags-{name}-{use_default_tags}")
+        for _ in range(2):
+            assert proxy.get("/")[0] == 200
+        _, text = proxy.admin_get("/stats/prometheus")
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith(("envoy_cluster_upstream_rq", "envoy_cluster_upstream_cx_total",
+                                           "envoy_server_live")) and "le" not in sample.labels:
+                    samples[sample.name, tuple(sorted(sample.labels.items()))] = True
+        seen[name] = samples
+    # Label sets of the metrics both export (Envoy has a histogram or two meshproxy lacks).
+    shared = {name for name, _ in seen["meshproxy"]} & {name for name, _ in seen["envoy"]}
+    only_mesh = sorted(key for key in seen["meshproxy"] if key[0] in shared and key not in seen["envoy"])
+    only_envoy = sorted(key for key in seen["envoy"] if key[0] in shared and key not in seen["meshproxy"])
+    assert (only_mesh, only_envoy) == ([], [])
+    cluster_labels = [dict(labels) for sample, labels in seen["meshproxy"] if sample == "envoy_cluster_upstream_cx_total"]
+    assert cluster_labels and cluster_labels[0]["zone_fixed"] == "east" and cluster_labels[0]["my_cluster"] == "app"
+    assert ("envoy_cluster_name" in cluster_labels[0]) == use_default_tags
