@@ -34,6 +34,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var alpnRedispatched = false
     /// The call grpc_stats counts, when it is configured and this is a gRPC request.
     private var grpcCall: GRPCStatsFilter.Call?
+    /// Why the last connection to the upstream failed, when a socket error said so.
+    private var transportFailureReason: String?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
     private var upgradeAsked = false
     /// The configured upgrade being attempted (`websocket`): forwarded, and tunnelled on a 101.
@@ -266,7 +268,9 @@ final class ActiveStream: UpstreamResponseDelegate {
                     reportOutlier(host, status: 503)
                     endAttempt(discard: false)
                     flags.insert(.upstreamConnectionFailure)
-                    finish(localReply: .reset(reason: "remote connection failure", retried: false, flags: flags))
+                    transportFailureReason = TransportFailure.reason(error)
+                    finish(localReply: .reset(reason: "remote connection failure", retried: false, flags: flags,
+                                              transportFailure: transportFailureReason))
                 }
             }
     }
@@ -589,11 +593,12 @@ final class ActiveStream: UpstreamResponseDelegate {
                 alpnRedispatched = true
                 endAttempt(discard: false)
                 startAttempt()
-            case .failure:
+            case .failure(let error):
                 cluster.stats.upstreamRqPendingFailureEject.increment()
                 host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
                 reportOutlier(host, status: 503)
                 endAttempt(discard: false)
+                transportFailureReason = TransportFailure.reason(error)
                 attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
             }
         }
@@ -687,7 +692,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         if failure == .perTryTimeout {
             finish(localReply: .timeout)
         } else {
-            finish(localReply: .reset(reason: reason, retried: retriesUsed > 0, flags: flags))
+            finish(localReply: .reset(reason: reason, retried: retriesUsed > 0, flags: flags,
+                                      transportFailure: transportFailureReason))
         }
     }
 
@@ -1134,6 +1140,7 @@ extension ActiveStream {
         entry.upstreamHost = log.upstreamHost
         entry.upstreamCluster = cluster?.name
         entry.upstreamLocalAddress = log.upstreamLocalAddress
+        entry.upstreamTransportFailureReason = transportFailureReason.map(TransportFailure.logged)
         entry.downstreamRemoteAddress = manager.channel?.remoteAddress?.logDescription
         entry.downstreamLocalAddress = manager.channel?.localAddress?.logDescription
         entry.routeName = route.map { $0.name.isEmpty ? nil : $0.name } ?? nil

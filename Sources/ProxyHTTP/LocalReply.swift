@@ -39,10 +39,12 @@ struct LocalReply {
                                           details: "upstream_retry_overflow")
 
     /// `upstream connect error or disconnect/reset before headers. [retried and the latest ]reset reason: X`
-    static func reset(reason: String, retried: Bool, flags: ResponseFlags) -> LocalReply {
+    /// The details add the transport failure, when known: `{remote_connection_failure|delayed_connect_error:_...}`.
+    static func reset(reason: String, retried: Bool, flags: ResponseFlags, transportFailure: String? = nil) -> LocalReply {
         let lead = "upstream connect error or disconnect/reset before headers. "
         let detail = retried ? "retried and the latest reset reason: \(reason)" : "reset reason: \(reason)"
-        let code = reason.replacingOccurrences(of: " ", with: "_")
+        var code = TransportFailure.logged(reason)
+        if let transportFailure { code += "|" + TransportFailure.logged(transportFailure) }
         return LocalReply(status: .serviceUnavailable, body: lead + detail, flags: flags,
                           details: "upstream_reset_before_response_started{\(code)}")
     }
