@@ -15,22 +15,27 @@ public final class Histogram: Sendable {
     /// One slot per bound plus the overflow bucket.
     private let counts: [Slot]
     private let sumMicros = Atomic<UInt64>(0)
+    /// Sees every sample, when a sink sends samples (statsd); nil otherwise.
+    private let observer: (any HistogramSampleObserver)?
 
     private final class Slot: Sendable {
         let count = Atomic<UInt64>(0)
     }
 
-    public init(name: String, tags: StatTags, bounds: [Double] = Histogram.bucketBounds) {
+    public init(name: String, tags: StatTags, bounds: [Double] = Histogram.bucketBounds,
+                observer: (any HistogramSampleObserver)? = nil) {
         self.name = name
         self.tags = tags
         self.bounds = bounds
         self.counts = (0...bounds.count).map { _ in Slot() }
+        self.observer = observer
     }
 
     public func record(milliseconds: Double) {
         let index = bounds.firstIndex(where: { milliseconds <= $0 }) ?? bounds.count
         counts[index].count.wrappingAdd(1, ordering: .relaxed)
         sumMicros.wrappingAdd(UInt64(max(0, milliseconds) * 1000), ordering: .relaxed)
+        observer?.record(self, milliseconds: milliseconds)
     }
 
     public struct Snapshot: Sendable {
@@ -69,4 +74,10 @@ public final class Histogram: Sendable {
         Snapshot(bounds: bounds, bucketCounts: counts.map { $0.count.load(ordering: .relaxed) },
                  sum: Double(sumMicros.load(ordering: .relaxed)) / 1000)
     }
+}
+
+/// Receives every histogram sample, for sinks that send samples rather than buckets (statsd's
+/// `|ms` lines). Called on the recording thread, so it must not block.
+public protocol HistogramSampleObserver: Sendable {
+    func record(_ histogram: Histogram, milliseconds: Double)
 }

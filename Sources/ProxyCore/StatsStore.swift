@@ -17,6 +17,7 @@ public final class StatsStore: Sendable {
     private let bucketRules = Mutex<[HistogramBucketRule]>([])
     /// `stats_config.stats_tags` and `use_all_default_tags`. Set before any stat is made.
     private let tagRules = Mutex(StatTagRules())
+    private let sampleObserver = Mutex<(any HistogramSampleObserver)?>(nil)
 
     public init() {}
 
@@ -26,6 +27,11 @@ public final class StatsStore: Sendable {
 
     public func setTagRules(_ rules: StatTagRules) {
         tagRules.withLock { $0 = rules }
+    }
+
+    /// Histograms made after this report their samples to `observer` (a statsd sink's buffers).
+    public func setHistogramSampleObserver(_ observer: any HistogramSampleObserver) {
+        sampleObserver.withLock { $0 = observer }
     }
 
     private func tagged(_ name: String, _ tags: StatTags) -> StatTags {
@@ -45,7 +51,10 @@ public final class StatsStore: Sendable {
     public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
         let bounds = bucketRules.withLock { rules in rules.first { $0.matches(name) }?.bounds } ?? Histogram.bucketBounds
         let tags = tagged(name, tags)
-        return entries.withLock { Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags, bounds: bounds) } }
+        let observer = sampleObserver.withLock { $0 }
+        return entries.withLock {
+            Self.existingOrNew(&$0.histograms, name) { Histogram(name: name, tags: tags, bounds: bounds, observer: observer) }
+        }
     }
 
     private static func existingOrNew<Stat>(_ stats: inout [String: Stat], _ name: String, _ make: () -> Stat) -> Stat {

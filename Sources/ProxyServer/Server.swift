@@ -36,6 +36,7 @@ public final class Server: @unchecked Sendable {
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
     private let statsdSinks: [StatsdSink]
+    private let histogramSamples: HistogramSampleBuffers?
     /// `stats_flush_interval` (Envoy: 5 s).
     private let statsFlushInterval: TimeAmount
     /// The management server from `dynamic_resources.ads_config`, when there is one.
@@ -69,6 +70,14 @@ public final class Server: @unchecked Sendable {
 
         stats.setHistogramBuckets(try Self.histogramBuckets(of: bootstrap))
         stats.setTagRules(try Self.tagRules(of: bootstrap))
+        if !bootstrap.statsSinks.isEmpty, let adminGroup {
+            // statsd sends every sample: each event loop keeps its own until the flush.
+            let samples = HistogramSampleBuffers(loops: loops + Array(adminGroup.makeIterator()))
+            stats.setHistogramSampleObserver(samples)
+            histogramSamples = samples
+        } else {
+            histogramSamples = nil
+        }
         var secrets: [String: SecretProto] = [:]
         for (index, secret) in bootstrap.staticResources.secrets.enumerated() {
             let path = "static_resources.secrets[\(index)]"
@@ -223,7 +232,7 @@ public final class Server: @unchecked Sendable {
     public func start() throws {
         guard let group, let adminGroup else { return }
         stateCode.store(3, ordering: .relaxed)
-        for sink in statsdSinks { try sink.start(group: adminGroup, interval: statsFlushInterval) }
+        try StatsdSink.start(statsdSinks, samples: histogramSamples, group: adminGroup, interval: statsFlushInterval)
         resolveClustersBeforeListening()
         if bootstrap.hasAdmin, case .socketAddress(let socket)? = bootstrap.admin.address.address,
            case .portValue(let port)? = socket.portSpecifier {

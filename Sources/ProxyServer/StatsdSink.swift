@@ -7,8 +7,8 @@ import XDSResource
 
 /// `envoy.stat_sinks.statsd` over UDP: every `stats_flush_interval`, counters as the change since the
 /// last flush (`|c`, every counter that was ever used, as Envoy) and gauges as their value (`|g`), named
-/// `<prefix>.<stat name>` (prefix `envoy` unless set), packed into datagrams of at most 1,400 bytes.
-/// Histogram samples are not sent yet.
+/// `<prefix>.<stat name>` (prefix `envoy` unless set), and every histogram sample since the last
+/// flush (`|ms`, whole milliseconds), packed into datagrams of at most 1,400 bytes.
 final class StatsdSink: Sendable {
     static let typeName = "envoy.config.metrics.v3.StatsdSink"
     static let maxDatagram = 1_400
@@ -17,6 +17,7 @@ final class StatsdSink: Sendable {
     let prefix: String
     private let store: StatsStore
     private let lastCounters = Mutex<[String: UInt64]>([:])
+    private let channel = Mutex<(any Channel)?>(nil)
 
     init(_ proto: Envoy_Config_Metrics_V3_StatsdSink, path: String, store: StatsStore) throws {
         guard case .address(let address)? = proto.statsdSpecifier, case .socketAddress(let socket)? = address.address,
@@ -78,15 +79,42 @@ final class StatsdSink: Sendable {
         return packets
     }
 
-    /// Opens the UDP socket and flushes every `interval` until the group shuts down.
-    func start(group: any EventLoopGroup, interval: TimeAmount) throws {
+    /// The lines of histogram samples.
+    func lines(samples: [HistogramSampleBuffers.Sample]) -> [String] {
+        samples.map { "\(prefix).\($0.histogram.name):\($0.milliseconds)|ms" }
+    }
+
+    /// Opens the UDP socket.
+    func open(group: any EventLoopGroup) throws {
         let channel = try DatagramBootstrap(group: group)
             .bind(host: target.protocol == .inet6 ? "::" : "0.0.0.0", port: 0).wait()
-        let target = self.target
-        channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            for packet in Self.datagrams(lines()) {
-                let envelope = AddressedEnvelope(remoteAddress: target, data: channel.allocator.buffer(string: packet))
-                channel.writeAndFlush(envelope, promise: nil)
+        self.channel.withLock { $0 = channel }
+    }
+
+    /// Sends the counters, gauges and the given histogram samples.
+    func flush(samples: [HistogramSampleBuffers.Sample]) {
+        guard let channel = channel.withLock({ $0 }) else { return }
+        for packet in Self.datagrams(lines() + lines(samples: samples)) {
+            let envelope = AddressedEnvelope(remoteAddress: target, data: channel.allocator.buffer(string: packet))
+            channel.writeAndFlush(envelope, promise: nil)
+        }
+    }
+
+    /// Flushes every sink every `interval` until the group shuts down; histogram samples are
+    /// collected once per flush and go to every sink.
+    static func start(_ sinks: [StatsdSink], samples: HistogramSampleBuffers?, group: any EventLoopGroup,
+                      interval: TimeAmount) throws {
+        guard !sinks.isEmpty else { return }
+        for sink in sinks { try sink.open(group: group) }
+        let loop = group.next()
+        loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            guard let samples else {
+                sinks.forEach { $0.flush(samples: []) }
+                return
+            }
+            samples.drain(on: loop).whenComplete { result in
+                let drained = (try? result.get()) ?? []
+                sinks.forEach { $0.flush(samples: drained) }
             }
         }
     }

@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import ProxyCore
 import Testing
 import XDSAPI
@@ -25,6 +27,24 @@ import XDSAPI
         #expect(statsd.lines().first == "envoy.cluster.web.upstream_rq_total:2|c")
         #expect(statsd.lines().first == "envoy.cluster.web.upstream_rq_total:0|c", "a used counter keeps being sent")
         _ = unused
+    }
+
+    @Test func histogramSamplesAreKeptPerLoopAndSentAsTimers() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let loops = Array(group.makeIterator())
+        let samples = HistogramSampleBuffers(loops: loops)
+        let store = StatsStore()
+        store.setHistogramSampleObserver(samples)
+        let histogram = store.histogram("cluster.web.upstream_rq_time", StatTags(extractedName: "cluster.upstream_rq_time"))
+        try await loops[0].submit { histogram.record(milliseconds: 4.6) }.get()
+        try await loops[1].submit { histogram.record(milliseconds: 12) }.get()
+        histogram.record(milliseconds: 99)  // off the event loops: counted in the buckets, not kept as a sample
+        let drained = try await samples.drain(on: loops[0]).get()
+        #expect(try sink(store).lines(samples: drained).sorted() == ["envoy.cluster.web.upstream_rq_time:12|ms",
+                                                                     "envoy.cluster.web.upstream_rq_time:5|ms"])
+        #expect(try await samples.drain(on: loops[0]).get().isEmpty, "a drain takes the samples")
+        #expect(histogram.snapshot().count == 3)
+        try await group.shutdownGracefully()
     }
 
     @Test func aCustomPrefix() throws {

@@ -1,5 +1,6 @@
 """stats_sinks with envoy.stat_sinks.statsd over UDP, through Envoy 1.40 and meshproxy alike: counters
-as deltas, gauges as values, named as Envoy names them, every stats_flush_interval."""
+as deltas, gauges as values, histogram samples as timers, named as Envoy names them, every
+stats_flush_interval."""
 import socket
 import time
 
@@ -36,7 +37,8 @@ stats_sinks:
                 pass
             counted_so_far = sum(int(l.split(":")[1].split("|")[0]) for l in lines if l.startswith(counted + ":"))
             healthy = any(l.startswith("envoy.cluster.httpbin_service.membership_healthy:") for l in lines)
-            if counted_so_far >= 3 and healthy and any(l.startswith("envoy.server.live:") for l in lines):
+            timed = sum(1 for l in lines if l.startswith("envoy.cluster.httpbin_service.upstream_rq_time:"))
+            if counted_so_far >= 3 and healthy and timed >= 3 and any(l.startswith("envoy.server.live:") for l in lines):
                 break
         totals = {}
         for line in lines:
@@ -47,6 +49,10 @@ stats_sinks:
         assert totals.get(counted) == 3, [l for l in lines if "upstream_rq" in l]
         assert any(l.startswith("envoy.cluster.httpbin_service.membership_healthy:1|g") for l in lines)
         assert any(l.startswith("envoy.server.live:1|g") for l in lines)
+        # Every histogram sample, in whole milliseconds.
+        for histogram in ("envoy.cluster.httpbin_service.upstream_rq_time", "envoy.http.ingress_http.downstream_rq_time"):
+            samples = [l for l in lines if l.startswith(histogram + ":")]
+            assert len(samples) == 3 and all(l.endswith("|ms") and l.split(":")[1][:-3].isdigit() for l in samples), samples
     finally:
         upstream.close()
         receiver.close()
