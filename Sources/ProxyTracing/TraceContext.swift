@@ -96,13 +96,13 @@ public struct TraceContext: Sendable, Equatable {
 // MARK: W3C trace context
 
 extension TraceContext {
-    /// The caller's `traceparent`; nil when there is none or it is malformed (all-zero ids, an
-    /// unknown layout), and then a new trace starts, as Envoy does.
+    /// The caller's `traceparent`; nil when there is none or it is malformed (all-zero ids, not
+    /// the 55-character layout), and then a new trace starts. Like Envoy, any version but `ff` is
+    /// read in that layout (swift-w3c-trace-context reads version 00 only, so it is not used here).
     public static func extractW3C(_ headers: HTTPHeaders) -> TraceContext? {
-        guard let value = headers.first(name: "traceparent") else { return nil }
+        guard let value = headers.first(name: "traceparent"), value.utf8.count == 55 else { return nil }
         let parts = value.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count >= 4, parts[0].count == 2, let version = UInt8(parts[0], radix: 16), version != 0xff,
-              version != 0 || parts.count == 4,
+        guard parts.count == 4, parts[0].count == 2, let version = UInt8(parts[0], radix: 16), version != 0xff,
               parts[1].count == 32, let high = parseHex(parts[1].prefix(16)), let low = parseHex(parts[1].suffix(16)),
               high != 0 || low != 0,
               let span = parseHex(parts[2]), span != 0,

@@ -67,14 +67,14 @@ import Testing
         for bad in ["00-00000000000000000000000000000000-b7ad6b7169203331-01",  // zero trace id
                     "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  // zero span id
                     "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // forbidden version
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  // 00 has four fields
+                    "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  // not the 55-character layout
                     "00-0af7651916cd43dd-b7ad6b7169203331-01", "garbage"] {
             #expect(TraceContext.extractW3C(HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
         }
-        // A later version may carry more fields.
+        // Another version in the same layout is read, as Envoy reads it; any flag with bit 0 samples.
         #expect(TraceContext.extractW3C(HTTPHeaders([
-            ("traceparent", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-more"),
-        ]))?.sampled == false)
+            ("traceparent", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"),
+        ]))?.sampled == true)
     }
 
     @Test func openTelemetrySpansContinueTheCallersTraceAndFollowItsFlag() {
