@@ -107,10 +107,11 @@ let package = Package(
         .target(
             name: "ProxyHTTP",
             dependencies: [
-                "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyAccessLog", "ProxyTracing",
+                "ProxyCore", "ProxyRouting", "ProxyUpstream", "ProxyAccessLog", "ProxyTracing", "XDSAPI", "XDSResource",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: hotPathSettings
         ),

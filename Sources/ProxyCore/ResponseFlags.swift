@@ -15,12 +15,18 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let upstreamConnectionTermination = ResponseFlags(rawValue: 1 << 9)
     /// The stream outlived its maximum duration (for gRPC, the client's `grpc-timeout`).
     public static let durationTimeout = ResponseFlags(rawValue: 1 << 10)
+    /// The fault filter delayed the request (`DI`) or answered it (`FI`).
+    public static let delayInjected = ResponseFlags(rawValue: 1 << 11)
+    public static let faultInjected = ResponseFlags(rawValue: 1 << 12)
+    /// A rate limit refused the request (`RL`).
+    public static let rateLimited = ResponseFlags(rawValue: 1 << 13)
 
     private static let codes: [(ResponseFlags, String)] = [
         (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
         (.upstreamRequestTimeout, "UT"), (.upstreamRemoteReset, "UR"), (.upstreamOverflow, "UO"),
         (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
-        (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"),
+        (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"), (.delayInjected, "DI"),
+        (.faultInjected, "FI"), (.rateLimited, "RL"),
     ]
 
     /// The flag Envoy writes as `code` (`UH`, `NR`...), if meshproxy has it.

@@ -34,6 +34,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var alpnRedispatched = false
     /// The call grpc_stats counts, when it is configured and this is a gRPC request.
     private var grpcCall: GRPCStatsFilter.Call?
+    /// A filter's delay in progress (the fault filter), and what to call when it ends.
+    private var filterDelay: (task: Scheduled<Void>, ended: (@Sendable () -> Void)?)?
     /// Why the last connection to the upstream failed, when a socket error said so.
     private var transportFailureReason: String?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
@@ -117,25 +119,62 @@ final class ActiveStream: UpstreamResponseDelegate {
             // h2c is ignored; whether another upgrade may go ahead depends on the route too.
             if upgrade != "h2c" { upgradeType = upgrade }
         }
-        let uri = downstreamHead.uri
-        let queryStart = uri.firstIndex(of: "?")
-        let path = queryStart.map { uri[..<$0] } ?? uri[...]
-        let query = queryStart.map { uri[uri.index(after: $0)...] }
-        let hostHeader = headers.first(name: "host") ?? ""
-        if !config.rbacFilters.isEmpty, let denied = checkRBAC(path: path) {
-            finish(localReply: .rbacDenied(policy: denied))
-            return
-        }
+        let (path, query) = Self.pathAndQuery(downstreamHead.uri)
         let method = downstreamHead.method
-        guard let route = config.routeTable.route(host: hostHeader, path: path, query: query,
-                                                  header: { $0 == ":method" ? method.rawValue : headers.first(name: $0) },
-                                                  random: { manager.requestIDs.nextRandom() })
-        else {
+        route = config.routeTable.route(host: headers.first(name: "host") ?? "", path: path, query: query,
+                                        header: { $0 == ":method" ? method.rawValue : headers.first(name: $0) },
+                                        random: { manager.requestIDs.nextRandom() })
+        if config.filters.isEmpty {
+            routeRequest()
+        } else {
+            runFilters(from: 0, path: path)
+        }
+    }
+
+    private static func pathAndQuery(_ uri: String) -> (path: Substring, query: Substring?) {
+        let queryStart = uri.firstIndex(of: "?")
+        return (queryStart.map { uri[..<$0] } ?? uri[...], queryStart.map { uri[uri.index(after: $0)...] })
+    }
+
+    /// The HTTP filters from `first` on, then the router; a filter's delay resumes them on a timer.
+    private func runFilters(from first: Int, path: Substring) {
+        let request = HTTPFilterRequest(head: downstreamHead, path: path, route: route, channel: manager.channel,
+                                        tls: manager.tls, isGRPC: isGRPC, random: { [manager] in manager.requestIDs.nextRandom() })
+        for index in first..<config.filters.count {
+            let decision = config.filters[index].decodeHeaders(request)
+            flags.insert(decision.flags)
+            if let delay = decision.delay {
+                filterDelay = (loop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                    filterDelay?.ended?()
+                    filterDelay = nil
+                    guard !responseComplete else { return }
+                    if let reply = decision.reply {
+                        finish(localReply: reply)
+                    } else {
+                        runFilters(from: index + 1, path: Self.pathAndQuery(downstreamHead.uri).path)
+                    }
+                }, decision.delayEnded)
+                return
+            }
+            if let reply = decision.reply {
+                finish(localReply: reply)
+                return
+            }
+        }
+        routeRequest()
+    }
+
+    /// After the filters: the route's answer, or the request on its way to the route's cluster.
+    private func routeRequest() {
+        let stats = config.stats
+        let headers = downstreamHead.headers
+        let uri = downstreamHead.uri
+        let hostHeader = headers.first(name: "host") ?? ""
+        guard let route else {
             stats.noRoute.increment()
             finish(localReply: .noRoute)
             return
         }
-        self.route = route
         if let upgradeType {
             // Envoy refuses upgrades that neither the route nor the connection manager enables, and closes.
             var enabled = config.upgradeTypes[upgradeType] ?? false
@@ -179,7 +218,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.rqTotal.increment()
         if !action.hashPolicies.isEmpty, cluster.loadBalancer.isConsistentHashing {
             requestHash = RouteAction.HashPolicy.hash(action.hashPolicies, header: { headers.first(name: $0) },
-                                                      query: query, sourceIP: { [manager] in
+                                                      query: Self.pathAndQuery(uri).query, sourceIP: { [manager] in
                                                           manager.channel?.remoteAddress?.ipAddress
                                                       })
         }
@@ -347,31 +386,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         if headers.contains(name: "transfer-encoding") { return true }
         guard let length = headers.first(name: "content-length") else { return false }
         return length != "0"
-    }
-
-    /// Runs the RBAC filters in order; the first denial's policy name (or `none`) stops the request.
-    private func checkRBAC(path: Substring) -> String? {
-        let head = downstreamHead
-        let channel = manager.channel
-        let request = RBACRequest(
-            path: path,
-            header: { name in
-                switch name {
-                case ":method": return head.method.rawValue
-                case ":path": return head.uri
-                case ":authority": return head.headers.first(name: "host")
-                default:
-                    let values = head.headers[canonicalForm: name]
-                    return values.isEmpty ? nil : values.joined(separator: ",")
-                }
-            },
-            directRemoteIP: channel?.remoteAddress?.ipAddress.flatMap(CIDRRange.parse),
-            localIP: channel?.localAddress?.ipAddress.flatMap(CIDRRange.parse),
-            localPort: channel?.localAddress?.port, tls: manager.tls)
-        for filter in config.rbacFilters {
-            if let denied = filter.check(request) { return denied }
-        }
-        return nil
     }
 
     private func buildUpstreamHead() -> HTTPRequestHead {
@@ -897,6 +911,11 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     /// The client went away: abandon the upstream request.
     func downstreamReset() {
+        if let delay = filterDelay {
+            delay.task.cancel()
+            delay.ended?()
+            filterDelay = nil
+        }
         guard !responseComplete else { return }
         if attemptHost != nil { cluster?.stats.upstreamRqCancelled.increment() }
         config.stats.downstreamRqRxReset.increment()

@@ -27,12 +27,12 @@ public final class ConnectionManagerConfig: Sendable {
     public let upgradeTypes: [String: Bool]
     /// `access_log`: written when each stream ends.
     public let accessLoggers: [AccessLogger]
-    /// `tracing` with the Zipkin provider.
+    /// `tracing`, with its provider.
     public let tracer: (any HTTPTracer)?
     /// `forward_client_cert_details` / `set_current_client_cert_details`.
     public let forwardClientCert: ForwardClientCert
-    /// `envoy.filters.http.rbac` filters, in filter-chain order, run before routing.
-    public let rbacFilters: [RBACFilter]
+    /// The HTTP filters before the router (RBAC, fault, local rate limit...), in config order.
+    public let filters: [any HTTPFilter]
     /// `envoy.filters.http.grpc_stats`, when configured.
     public let grpcStats: GRPCStatsFilter?
 
@@ -40,11 +40,11 @@ public final class ConnectionManagerConfig: Sendable {
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
                 upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
-                forwardClientCert: ForwardClientCert = ForwardClientCert(), rbacFilters: [RBACFilter] = [],
+                forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil) {
         self.tracer = tracer
         self.grpcStats = grpcStats
-        self.rbacFilters = rbacFilters
+        self.filters = filters
         self.forwardClientCert = forwardClientCert
         self.upgradeTypes = upgradeTypes
         self.accessLoggers = accessLoggers

@@ -3,7 +3,7 @@ import NIOHTTP1
 import ProxyCore
 
 /// A response the proxy makes itself (no route, no healthy upstream, timeout), with Envoy's bodies.
-struct LocalReply {
+struct LocalReply: Sendable {
     var status: HTTPResponseStatus
     var body: String
     var flags: ResponseFlags

@@ -16,6 +16,8 @@ public struct RouteEntry: Sendable {
     public var kind: Kind
     /// Route, virtual host and route configuration edits, flattened.
     public var headerEdits: HeaderEdits
+    /// `typed_per_filter_config` of the route over its virtual host's, compiled, by filter name.
+    public var perFilterConfigs: [String: any Sendable] = [:]
 
     public init(name: String = "", match: RouteMatch, kind: Kind, headerEdits: HeaderEdits = HeaderEdits()) {
         self.name = name

@@ -114,7 +114,7 @@ public struct HeaderMatcher: Sendable {
         }
     }
 
-    func matches(_ raw: String?) -> Bool {
+    public func matches(_ raw: String?) -> Bool {
         let value = ignoreCase ? raw?.lowercased() : raw
         let result: Bool
         switch rule {

@@ -9,33 +9,45 @@ public typealias RouteConfigError = FieldError
 extension RouteTable {
     /// Compiles a RouteConfiguration. Features meshproxy does not implement yet are errors, so a
     /// config is never served with part of it silently ignored.
-    public convenience init(_ config: Envoy_Config_Route_V3_RouteConfiguration) throws {
+    /// `filterConfigs` compiles `typed_per_filter_config` for the proxy's HTTP filters.
+    public convenience init(_ config: Envoy_Config_Route_V3_RouteConfiguration,
+                            filterConfigs: PerFilterConfigCompiler = .ignoring) throws {
         let configEdits = try HeaderEdits(requestAdd: config.requestHeadersToAdd, requestRemove: config.requestHeadersToRemove,
                                           responseAdd: config.responseHeadersToAdd,
                                           responseRemove: config.responseHeadersToRemove, path: "")
         let hosts = try config.virtualHosts.enumerated().map { index, host in
-            try VirtualHost(host, path: "virtual_hosts[\(index)]", broaderEdits: configEdits)
+            try VirtualHost(host, path: "virtual_hosts[\(index)]", broaderEdits: configEdits, filterConfigs: filterConfigs)
         }
         self.init(name: config.name, virtualHosts: hosts)
     }
 }
 
 extension VirtualHost {
-    init(_ host: Envoy_Config_Route_V3_VirtualHost, path: String, broaderEdits: HeaderEdits) throws {
+    init(_ host: Envoy_Config_Route_V3_VirtualHost, path: String, broaderEdits: HeaderEdits,
+         filterConfigs: PerFilterConfigCompiler) throws {
         guard !host.domains.isEmpty else { throw RouteConfigError(path + ".domains", "at least one domain is required") }
         let hostEdits = try HeaderEdits(requestAdd: host.requestHeadersToAdd, requestRemove: host.requestHeadersToRemove,
                                         responseAdd: host.responseHeadersToAdd,
                                         responseRemove: host.responseHeadersToRemove, path: path + ".")
             .then(broaderEdits)
+        let hostFilterConfigs = try filterConfigs.compileAll(host.typedPerFilterConfig, path: path)
         let routes = try host.routes.enumerated().map { index, route in
-            try RouteEntry(route, path: "\(path).routes[\(index)]", broaderEdits: hostEdits)
+            try RouteEntry(route, path: "\(path).routes[\(index)]", broaderEdits: hostEdits,
+                           filterConfigs: filterConfigs, hostFilterConfigs: hostFilterConfigs)
         }
         self.init(name: host.name, domains: host.domains, routes: routes)
     }
 }
 
 extension RouteEntry {
-    init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits) throws {
+    init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits,
+         filterConfigs: PerFilterConfigCompiler = .ignoring, hostFilterConfigs: [String: any Sendable] = [:]) throws {
+        let perFilter = try filterConfigs.compileAll(route.typedPerFilterConfig, path: path, over: hostFilterConfigs)
+        try self.init(route, path: path, broaderEdits: broaderEdits)
+        self.perFilterConfigs = perFilter
+    }
+
+    private init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits) throws {
         let match = try RouteMatch(route.match, path: path + ".match")
         let edits = try HeaderEdits(requestAdd: route.requestHeadersToAdd, requestRemove: route.requestHeadersToRemove,
                                     responseAdd: route.responseHeadersToAdd,
@@ -100,7 +112,7 @@ extension RouteMatch {
 }
 
 extension HeaderMatcher {
-    init(_ header: Envoy_Config_Route_V3_HeaderMatcher, path: String) throws {
+    public init(_ header: Envoy_Config_Route_V3_HeaderMatcher, path: String) throws {
         let rule: Rule
         var ignoreCase = false
         switch header.headerMatchSpecifier {
@@ -395,7 +407,7 @@ extension Redirect {
 }
 
 /// A `FractionalPercent` as numerator and denominator.
-func fractionOf(_ percent: Envoy_Type_V3_FractionalPercent, path: String) throws -> (numerator: UInt64, denominator: UInt64) {
+public func fractionOf(_ percent: Envoy_Type_V3_FractionalPercent, path: String) throws -> (numerator: UInt64, denominator: UInt64) {
     switch percent.denominator {
     case .hundred: return (UInt64(percent.numerator), 100)
     case .tenThousand: return (UInt64(percent.numerator), 10_000)

@@ -412,8 +412,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
                 continue
             }
             do {
-                routes[config.name] = DynamicRoute(table: try RouteTable(config), config: config, version: version,
-                                                   lastUpdated: Date())
+                let table = try RouteTable(config, filterConfigs: HTTPFilterRegistry.perFilterConfigs(store: store))
+                routes[config.name] = DynamicRoute(table: table, config: config, version: version, lastUpdated: Date())
                 countRDS(config.name, "update_success")
                 countRDS(config.name, "config_reload")
             } catch {

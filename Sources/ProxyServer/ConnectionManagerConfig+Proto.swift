@@ -35,7 +35,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
 
     /// The HTTP filters before the router, compiled.
     struct HTTPFilters {
-        var rbac: [RBACFilter] = []
+        var chain: [any HTTPFilter] = []
         var grpcStats: GRPCStatsFilter?
     }
 
@@ -67,7 +67,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         switch hcm.routeSpecifier {
         case .routeConfig(let config):
             do {
-                source = .inline(try RouteTable(config), config)
+                let filterConfigs = HTTPFilterRegistry.perFilterConfigs(store: store)
+                source = .inline(try RouteTable(config, filterConfigs: filterConfigs), config)
             } catch let error as RouteConfigError {
                 throw ListenerConfigError(path + ".route_config." + error.fieldPath, error.reason)
             }
@@ -141,14 +142,13 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
-                                       rbacFilters: filters.rbac, grpcStats: filters.grpcStats)
+                                       filters: filters.chain, grpcStats: filters.grpcStats)
     }
 }
 
 extension ConnectionManagerConfig {
     static let routerFilterName = "envoy.filters.http.router"
 
-    static let rbacTypeURL = TypeURL.prefix + RBACFilterProto.protoMessageName
     static let grpcStatsTypeURL = TypeURL.prefix + GRPCStatsProto.protoMessageName
 
     /// The HTTP filters: RBAC filters (compiled, in order), grpc_stats, and the router, which must be
@@ -163,11 +163,13 @@ extension ConnectionManagerConfig {
             let filterPath = "\(path)[\(index)]"
             let isRouter: Bool
             switch filter.configType {
-            case .typedConfig(let any) where any.typeURL == rbacTypeURL:
+            case .typedConfig(let any) where HTTPFilterRegistry.factory(forTypeURL: any.typeURL) != nil:
                 if filter.disabled { throw ListenerConfigError(filterPath + ".disabled", "disabled filters are not supported yet") }
+                let factory = HTTPFilterRegistry.factory(forTypeURL: any.typeURL)!
                 do {
-                    compiled.rbac.append(try RBACFilter(try RBACFilterProto(unpackingAny: any), statPrefix: statPrefix,
-                                                        store: store, path: "typed_config"))
+                    compiled.chain.append(try factory.make(any, name: filter.name,
+                                                           context: HTTPFilterContext(statPrefix: statPrefix, store: store),
+                                                           path: "typed_config"))
                 } catch let error as FieldError {
                     throw ListenerConfigError(filterPath + "." + error.fieldPath, error.reason)
                 }

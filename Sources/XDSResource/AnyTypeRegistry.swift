@@ -48,6 +48,8 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_TransportSockets_RawBuffer_V3_RawBuffer.self,
         Envoy_Extensions_Filters_Http_Rbac_V3_RBAC.self,
         Envoy_Extensions_Filters_Http_GrpcStats_V3_FilterConfig.self,
+        Envoy_Extensions_Filters_Http_Fault_V3_HTTPFault.self,
+        Envoy_Extensions_Filters_Http_LocalRatelimit_V3_LocalRateLimit.self,
         Envoy_Extensions_Retry_Host_PreviousHosts_V3_PreviousHostsPredicate.self,
     ]
 

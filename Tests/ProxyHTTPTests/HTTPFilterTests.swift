@@ -1,0 +1,54 @@
+import NIOCore
+import NIOHTTP1
+import ProxyCore
+import ProxyRouting
+import Testing
+@testable import ProxyHTTP
+
+/// Fault and local rate limit decisions, without a connection.
+@Suite struct HTTPFilterTests {
+    static func request(_ headers: HTTPHeaders = [:], route: RouteEntry? = nil, random: UInt64 = 0) -> HTTPFilterRequest {
+        HTTPFilterRequest(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: headers), path: "/x",
+                          route: route, channel: nil, tls: nil, isGRPC: false, random: { random })
+    }
+
+    static func fault(_ policy: FaultFilter.Policy) -> FaultFilter {
+        FaultFilter(name: "envoy.filters.http.fault", policy: policy, stats: .init(statPrefix: "t", store: StatsStore()))
+    }
+
+    @Test func abortsAndDelaysFollowTheirPercentages() {
+        var policy = FaultFilter.Policy()
+        policy.abort = (.http(503), 50, 100)
+        policy.delay = (.fixed(.milliseconds(200)), 10, 100)
+        let filter = Self.fault(policy)
+        let hit = filter.decodeHeaders(Self.request(random: 5))
+        #expect(hit.reply?.status == .serviceUnavailable && hit.reply?.body == "fault filter abort")
+        #expect(hit.delay == .milliseconds(200) && hit.flags.contains(.delayInjected))
+        let miss = filter.decodeHeaders(Self.request(random: 60))
+        #expect(miss.reply == nil && miss.delay == nil)
+        #expect(filter.stats.abortsInjected.value == 1 && filter.stats.activeFaults.value == 1)
+        hit.delayEnded?()
+        #expect(filter.stats.activeFaults.value == 0)
+    }
+
+    @Test func headerFaultsAndGRPCAborts() {
+        var policy = FaultFilter.Policy()
+        policy.abort = (.header, 100, 100)
+        let filter = Self.fault(policy)
+        #expect(filter.decodeHeaders(Self.request()).reply == nil, "no header, no fault")
+        #expect(filter.decodeHeaders(Self.request(["x-envoy-fault-abort-request": "429"])).reply?.status == .tooManyRequests)
+        let grpc = FaultFilter.abortReply(.grpc(14), headers: [:])
+        #expect(grpc?.status == .ok && grpc?.grpcStatus == 14 && grpc?.flags == .faultInjected)
+    }
+
+    @Test func aRoutesConfigReplacesTheFilters() {
+        var listenerPolicy = FaultFilter.Policy()
+        listenerPolicy.abort = (.http(500), 100, 100)
+        var routePolicy = FaultFilter.Policy()
+        routePolicy.abort = (.http(418), 100, 100)
+        var route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"))
+        route.perFilterConfigs["envoy.filters.http.fault"] = routePolicy
+        let decision = Self.fault(listenerPolicy).decodeHeaders(Self.request(route: route))
+        #expect(decision.reply?.status.code == 418)
+    }
+}
