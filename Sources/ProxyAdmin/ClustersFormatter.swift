@@ -31,11 +31,13 @@ enum ClustersFormatter {
                 var flags = ""
                 if cluster.healthChecker != nil, host.health.failedActiveHealthCheck { flags += "/failed_active_hc" }
                 if host.outlier.isEjected(at: .now()) { flags += "/failed_outlier_check" }
+                if host.failedEDSHealth { flags += "/failed_eds_health" }
                 out += prefix + "health_flags::\(flags.isEmpty ? "healthy" : flags)\n"
                 out += prefix + "weight::\(host.weight)\n"
-                out += prefix + "region::\n" + prefix + "zone::\n" + prefix + "sub_zone::\n"
+                out += prefix + "region::\(host.locality.region)\n" + prefix + "zone::\(host.locality.zone)\n"
+                out += prefix + "sub_zone::\(host.locality.subZone)\n"
                 out += prefix + "canary::false\n"
-                out += prefix + "priority::0\n"
+                out += prefix + "priority::\(host.priority)\n"
                 out += prefix + "success_rate::-1\n"
                 out += prefix + "local_origin_success_rate::-1\n"
             }
@@ -64,8 +66,10 @@ enum ClustersFormatter {
                     + gauges.map { "{\"name\":\"\($0.0)\",\"type\":\"GAUGE\",\"value\":\"\($0.1)\"}" }
                 return "{\"address\":{\"socket_address\":{\"address\":\(StatsFormatter.jsonString(host.address)),"
                     + "\"port_value\":\(host.port)}},\"stats\":[\(statJSON.joined(separator: ","))],"
-                    + "\"health_status\":{\"eds_health_status\":\"HEALTHY\"},\"weight\":\(host.weight),"
-                    + "\"hostname\":\(StatsFormatter.jsonString(host.hostname)),\"locality\":{}}"
+                    + "\"health_status\":{\"eds_health_status\":\"\(host.edsHealthStatus)\"},\"weight\":\(host.weight),"
+                    + (host.hostname.isEmpty ? "" : "\"hostname\":\(StatsFormatter.jsonString(host.hostname)),")
+                    + (host.priority == 0 ? "" : "\"priority\":\(host.priority),")
+                    + "\"locality\":\(localityJSON(host.locality))}"
             }
             let limits = cluster.thresholds
             return "{\"name\":\(StatsFormatter.jsonString(cluster.name)),\"observability_name\":"
@@ -77,5 +81,13 @@ enum ClustersFormatter {
                 + "\"host_statuses\":[\(hosts.joined(separator: ","))]}"
         }
         return "{\"cluster_statuses\":[\(statuses.joined(separator: ","))]}"
+    }
+
+    /// The locality's non-empty fields, as proto3 JSON prints them.
+    static func localityJSON(_ locality: Host.Locality) -> String {
+        let fields = [("region", locality.region), ("zone", locality.zone), ("sub_zone", locality.subZone)]
+            .filter { !$0.1.isEmpty }
+            .map { "\"\($0.0)\":\(StatsFormatter.jsonString($0.1))" }
+        return "{" + fields.joined(separator: ",") + "}"
     }
 }

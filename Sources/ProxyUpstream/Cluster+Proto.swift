@@ -84,6 +84,9 @@ extension Cluster {
                   maxRequestsPerConnection: http.maxRequestsPerConnection,
                   outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store,
                   autoSNI: autoSNI, healthCheck: try Self.healthCheck(of: config))
+        if config.loadAssignment.policy.hasOverprovisioningFactor {
+            overprovisioningFactor.store(Int(config.loadAssignment.policy.overprovisioningFactor.value), ordering: .relaxed)
+        }
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -191,9 +194,9 @@ extension Cluster {
         config.loadAssignment = assignment
         let (fresh, _) = try Self.hosts(of: config, discoveryType: .static)
         let current = hosts
-        let merged = fresh.map { host in
-            current.first { $0.address == host.address && $0.port == host.port && $0.weight == host.weight } ?? host
-        }
+        let merged = fresh.map { host in current.first { $0.isSame(as: host) } ?? host }
+        overprovisioningFactor.store(assignment.policy.hasOverprovisioningFactor
+                                     ? Int(assignment.policy.overprovisioningFactor.value) : 140, ordering: .relaxed)
         if merged.map(ObjectIdentifier.init) != current.map(ObjectIdentifier.init) {
             stats.membershipChange.increment()
             replaceHosts(merged)
@@ -225,13 +228,18 @@ extension Cluster {
                                              "malformed IP address: \(socket.address)")
                 }
                 let weight = lbEndpoint.hasLoadBalancingWeight ? lbEndpoint.loadBalancingWeight.value : 1
+                let place = Host.Locality(region: locality.locality.region, zone: locality.locality.zone,
+                                          subZone: locality.locality.subZone)
+                let health = Self.healthStatusName(lbEndpoint.healthStatus)
                 if discoveryType == .static {
-                    hosts.append(Host(address: socket.address, port: Int(port), hostname: endpoint.hostname, weight: weight))
+                    hosts.append(Host(address: socket.address, port: Int(port), hostname: endpoint.hostname, weight: weight,
+                                      priority: locality.priority, locality: place, edsHealthStatus: health))
                 } else {
                     dnsEndpoints.append(DNSEndpoint(name: socket.address, port: Int(port), weight: weight))
                     // An IP literal needs no lookup: usable at once, with the literal as its name.
                     if Self.isIPLiteral(socket.address) {
-                        hosts.append(Host(address: socket.address, port: Int(port), hostname: socket.address, weight: weight))
+                        hosts.append(Host(address: socket.address, port: Int(port), hostname: socket.address, weight: weight,
+                                          priority: locality.priority, locality: place, edsHealthStatus: health))
                     }
                 }
             }
@@ -240,6 +248,17 @@ extension Cluster {
             throw ClusterConfigError("load_assignment", "LOGICAL_DNS clusters must have a single host")
         }
         return (hosts, dnsEndpoints)
+    }
+
+    /// Envoy's name for an EDS `health_status`; UNKNOWN is served as HEALTHY, as Envoy treats it.
+    static func healthStatusName(_ status: Envoy_Config_Core_V3_HealthStatus) -> String {
+        switch status {
+        case .unhealthy: "UNHEALTHY"
+        case .draining: "DRAINING"
+        case .timeout: "TIMEOUT"
+        case .degraded: "DEGRADED"
+        default: "HEALTHY"
+        }
     }
 
     static func isIPLiteral(_ text: String) -> Bool {

@@ -41,6 +41,10 @@ public final class Cluster: @unchecked Sendable {
     private let sniViews: [ObjectIdentifier: SNIHostViews]
     /// `outlier_detection`, when configured.
     public let outlierDetector: OutlierDetector?
+    /// `common_lb_config.healthy_panic_threshold` in percent (50 unless set; 0 never panics).
+    public let panicThreshold: Double
+    /// The EDS `policy.overprovisioning_factor` in percent (140 unless set).
+    let overprovisioningFactor = ManagedAtomic<Int>(140)
     /// How this cluster's connections are opened; L4 proxying connects through it directly.
     public let connector: any UpstreamConnector
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
@@ -65,6 +69,7 @@ public final class Cluster: @unchecked Sendable {
         }
         self.name = name
         self.config = config
+        panicThreshold = config.commonLbConfig.hasHealthyPanicThreshold ? config.commonLbConfig.healthyPanicThreshold.value : 50
         self.discoveryType = discoveryType
         self.connectTimeout = connectTimeout
         self.hostSet = ManagedAtomic(loadBalancer)
@@ -122,32 +127,42 @@ public final class Cluster: @unchecked Sendable {
     /// Stops it, when the cluster is removed or replaced.
     public func stopHealthChecks() { healthChecker?.stop() }
 
-    /// Whether `host` is out of load balancing now: ejected by outlier detection or failing its
-    /// active health check.
+    /// Whether `host` is out of load balancing now: ejected by outlier detection, failing its
+    /// active health check, or marked unhealthy by EDS.
     private func isUnavailable(_ host: Host, at now: NIODeadline) -> Bool {
-        (healthChecker != nil && host.health.failedActiveHealthCheck) || host.outlier.isEjected(at: now)
+        host.failedEDSHealth || (healthChecker != nil && host.health.failedActiveHealthCheck) || host.outlier.isEjected(at: now)
     }
 
     public var loadBalancer: LoadBalancer { hostSet.load(ordering: .acquiring) }
 
     public var hosts: [Host] { loadBalancer.hosts }
 
-    /// The host for the next request: the balancer's pick, skipping hosts outlier detection ejected,
-    /// unless fewer than half the hosts are left (Envoy's default panic threshold), when all serve.
+    /// The host for the next request. With EDS priorities, a level first, by the levels' health
+    /// (`PriorityLoad`); then the balancer's pick, skipping unavailable hosts unless fewer than the
+    /// panic threshold (`common_lb_config.healthy_panic_threshold`, 50 % unless set) are left, when
+    /// all serve.
     public func pickHost(hash: UInt64? = nil) -> Host? {
         let balancer = loadBalancer
-        guard outlierDetector != nil || healthChecker != nil else { return balancer.pick(hash: hash) }
+        if !balancer.levels.isEmpty { return pickByPriority(balancer, hash: hash) }
+        guard outlierDetector != nil || healthChecker != nil || balancer.failedEDSHealthCount > 0 else {
+            return balancer.pick(hash: hash)
+        }
         let count = balancer.hosts.count
+        let failing = (healthChecker.map { count - Int($0.stats.healthy.value) } ?? 0) + balancer.failedEDSHealthCount
+        let inPanic = Double((count - (outlierDetector?.ejected ?? 0) - failing) * 100) < panicThreshold * Double(count)
+        return pick(from: balancer, hash: hash, inPanic: inPanic)
+    }
+
+    private func pick(from balancer: LoadBalancer, hash: UInt64?, inPanic: Bool) -> Host? {
         guard let first = balancer.pick(hash: hash) else { return nil }
         let now = NIODeadline.now()
         outlierDetector?.returnIfExpired(first, at: now)
         guard isUnavailable(first, at: now) else { return first }
-        let failing = healthChecker.map { count - Int($0.stats.healthy.value) } ?? 0
-        if (count - (outlierDetector?.ejected ?? 0) - failing) * 100 < count * 50 {
+        if inPanic {
             stats.lbHealthyPanic.increment()
             return first
         }
-        for retry in 1..<max(1, count) {
+        for retry in 1..<max(1, balancer.hosts.count) {
             // A hashing balancer moves the point along; the others simply take their next pick.
             guard let next = balancer.pick(hash: hash.map { $0 &+ UInt64(retry) &* 0x9E37_79B9_7F4A_7C15 }) else { break }
             outlierDetector?.returnIfExpired(next, at: now)
@@ -155,6 +170,44 @@ public final class Cluster: @unchecked Sendable {
         }
         stats.lbHealthyPanic.increment()
         return first
+    }
+
+    /// The current levels' load, recomputed at most every 50 ms (host health changes by ejections,
+    /// health checks and time, and counting it is a pass over the hosts).
+    private final class PriorityState: AtomicReference, Sendable {
+        let balancer: ObjectIdentifier
+        let load: PriorityLoad
+        let validUntil: UInt64
+
+        init(balancer: ObjectIdentifier, load: PriorityLoad, validUntil: UInt64) {
+            self.balancer = balancer
+            self.load = load
+            self.validUntil = validUntil
+        }
+    }
+
+    private let priorityState = ManagedAtomic<PriorityState?>(nil)
+    private let priorityCursor = ManagedAtomic<UInt64>(0)
+
+    func priorityLoad(_ balancer: LoadBalancer, now: NIODeadline = .now()) -> PriorityLoad {
+        if let state = priorityState.load(ordering: .acquiring), state.balancer == ObjectIdentifier(balancer),
+           state.validUntil > now.uptimeNanoseconds {
+            return state.load
+        }
+        let healthy = balancer.levels.map { level in level.hosts.filter { !isUnavailable($0, at: now) }.count }
+        let load = PriorityLoad.compute(healthy: healthy, total: balancer.levels.map(\.hosts.count),
+                                        overprovisioningFactor: overprovisioningFactor.load(ordering: .relaxed),
+                                        panicThreshold: panicThreshold)
+        priorityState.store(PriorityState(balancer: ObjectIdentifier(balancer), load: load,
+                                          validUntil: now.uptimeNanoseconds + 50_000_000), ordering: .releasing)
+        return load
+    }
+
+    private func pickByPriority(_ balancer: LoadBalancer, hash: UInt64?) -> Host? {
+        let load = priorityLoad(balancer)
+        let point = hash ?? LoadBalancer.mix(priorityCursor.loadThenWrappingIncrement(ordering: .relaxed))
+        let level = load.level(at: Int(point % 100))
+        return pick(from: balancer.levels[level], hash: hash, inPanic: load.panic[level])
     }
 
     /// Publishes a new host set; requests already routed keep the host they picked.

@@ -31,11 +31,35 @@ public final class Host: Sendable {
 
     public func recordNegotiated(http2: Bool) { alpn.store(http2 ? 2 : 1, ordering: .relaxed) }
 
-    public init(address: String, port: Int, hostname: String, weight: UInt32 = 1) {
+    /// The EDS priority of the host's locality (0 first).
+    public let priority: UInt32
+    public let locality: Locality
+    /// EDS `health_status` as Envoy names it (`HEALTHY` unless EDS says otherwise).
+    public let edsHealthStatus: String
+    /// UNHEALTHY, DRAINING or TIMEOUT: the control plane says not to use it.
+    public var failedEDSHealth: Bool { ["UNHEALTHY", "DRAINING", "TIMEOUT"].contains(edsHealthStatus) }
+
+    /// Where a host runs, as EDS names it.
+    public struct Locality: Sendable, Hashable {
+        public var region = ""
+        public var zone = ""
+        public var subZone = ""
+        public init(region: String = "", zone: String = "", subZone: String = "") {
+            self.region = region
+            self.zone = zone
+            self.subZone = subZone
+        }
+    }
+
+    public init(address: String, port: Int, hostname: String, weight: UInt32 = 1, priority: UInt32 = 0,
+                locality: Locality = Locality(), edsHealthStatus: String = "HEALTHY") {
         self.address = address
         self.port = port
         self.hostname = hostname
         self.weight = max(1, weight)
+        self.priority = priority
+        self.locality = locality
+        self.edsHealthStatus = edsHealthStatus
         self.stats = HostStats()
         self.outlier = HostOutlierState()
         self.health = HostHealth()
@@ -48,10 +72,19 @@ public final class Host: Sendable {
         port = base.port
         hostname = base.hostname
         weight = base.weight
+        priority = base.priority
+        locality = base.locality
+        edsHealthStatus = base.edsHealthStatus
         stats = base.stats
         outlier = base.outlier
         health = base.health
         self.sni = sni
+    }
+
+    /// Whether an EDS update describes this same host (it keeps its stats and connections).
+    func isSame(as other: Host) -> Bool {
+        address == other.address && port == other.port && weight == other.weight && priority == other.priority
+            && locality == other.locality && edsHealthStatus == other.edsHealthStatus
     }
 
     /// `127.0.0.1:8000` or `[::1]:8000`, as Envoy prints host addresses.

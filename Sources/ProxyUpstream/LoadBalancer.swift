@@ -24,9 +24,19 @@ public final class LoadBalancer: AtomicReference, Sendable {
     private let ring: [(hash: UInt64, host: Int)]
     private let table: [Int]
 
+    /// One balancer per EDS priority, in priority order, when the hosts are in more than one.
+    public let levels: [LoadBalancer]
+    /// Hosts EDS marked unhealthy; they serve only in panic.
+    public let failedEDSHealthCount: Int
+
     public init(policy: Policy, hosts: [Host]) {
         self.policy = policy
         self.hosts = hosts
+        failedEDSHealthCount = hosts.filter(\.failedEDSHealth).count
+        let priorities = Set(hosts.map(\.priority))
+        levels = priorities.count > 1
+            ? (0...(priorities.max() ?? 0)).map { level in LoadBalancer(policy: policy, hosts: hosts.filter { $0.priority == level }) }
+            : []
         switch policy {
         case .ringHash(let minimum, let maximum): ring = Self.ring(hosts, minimum: minimum, maximum: maximum); table = []
         case .maglev(let size): table = Self.maglevTable(hosts, size: size); ring = []

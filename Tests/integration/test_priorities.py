@@ -1,0 +1,99 @@
+"""EDS priorities and health_status, through Envoy 1.40 and meshproxy alike: a priority level loses
+load to the next as its hosts turn unhealthy (health times the overprovisioning factor), an
+UNHEALTHY host gets nothing, and /clusters shows priorities, localities and failed_eds_health."""
+import http.client
+import socket
+import threading
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, http_bootstrap
+
+PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
+
+
+class CountingUpstream:
+    """Answers every keep-alive GET with a small 200 in one write, counting requests."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        with conn:
+            pending = b""
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                _, pending = pending.split(b"\r\n\r\n", 1)
+                self.count += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    def close(self):
+        self.sock.close()
+
+
+def cluster(a, b, c, overprovisioning=None):
+    policy = f"      policy: {{ overprovisioning_factor: {overprovisioning} }}\n" if overprovisioning else ""
+    return f"""  - name: tiered
+    type: STATIC
+    load_assignment:
+      cluster_name: tiered
+{policy}      endpoints:
+      - locality: {{ region: eu, zone: eu-1a }}
+        lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {a} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {b} }} }} }}
+          health_status: UNHEALTHY
+      - priority: 1
+        locality: {{ region: us, zone: us-1b }}
+        lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {c} }} }} }}
+"""
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+@pytest.mark.parametrize("overprovisioning,expected_p0", [(None, 0.70), (100, 0.50)])
+def test_priority_load_follows_health(binary, name, overprovisioning, expected_p0, launch):
+    upstreams = [CountingUpstream() for _ in range(3)]
+    try:
+        a, b, c = (u.port for u in upstreams)
+        proxy = launch(binary, lambda l, adm: http_bootstrap(
+            l, adm, "            - { match: { prefix: / }, route: { cluster: tiered } }\n",
+            [cluster(a, b, c, overprovisioning)]), f"prio-{name}-{overprovisioning}")
+        total = 400
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        for i in range(total):
+            connection.request("GET", f"/p/{i}")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        connection.close()
+        counts = [u.count for u in upstreams]
+        assert counts[1] == 0, "the UNHEALTHY host gets nothing"
+        # P0 is half healthy: its health is 50 % times the overprovisioning factor.
+        assert abs(counts[0] / total - expected_p0) < 0.08, counts
+        assert counts[0] + counts[2] == total
+        _, text = proxy.admin_get("/clusters")
+        lines = set(text.splitlines())
+        assert f"tiered::127.0.0.1:{b}::health_flags::/failed_eds_health" in lines
+        assert {f"tiered::127.0.0.1:{c}::priority::1", f"tiered::127.0.0.1:{c}::zone::us-1b",
+                f"tiered::127.0.0.1:{a}::region::eu", f"tiered::127.0.0.1:{a}::priority::0"} <= lines
+    finally:
+        for upstream in upstreams:
+            upstream.close()
