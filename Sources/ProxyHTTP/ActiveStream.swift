@@ -687,13 +687,23 @@ final class ActiveStream: UpstreamResponseDelegate {
         return true
     }
 
-    private func scheduleRetry() {
+    /// `response`: the answer that is being retried, whose reset headers may say when to try again.
+    private func scheduleRetry(after response: HTTPResponseHead? = nil) {
         guard let cluster, let policy else { return }
         retriesUsed += 1
         cluster.stats.upstreamRqRetry.increment()
-        cluster.stats.upstreamRqRetryBackoffExponential.increment()
-        let backOff = RetryBackOff(baseMs: policy.backOffBaseMs, maxMs: policy.backOffMaxMs)
-        let delay = backOff.delayMs(retry: retriesUsed, random: UInt64.random(in: 0 ... .max))
+        let random = UInt64.random(in: 0 ... .max)
+        let delay: Int64
+        if let response, !policy.resetHeaders.isEmpty,
+           let interval = policy.resetIntervalMs(header: { response.headers.first(name: $0) },
+                                                 nowSeconds: wallClockNow().timeIntervalSince1970) {
+            // As Envoy: the header's interval, jittered up by at most half of it.
+            cluster.stats.upstreamRqRetryBackoffRateLimited.increment()
+            delay = interval + Int64(random % UInt64(max(1, interval / 2)))
+        } else {
+            cluster.stats.upstreamRqRetryBackoffExponential.increment()
+            delay = RetryBackOff(baseMs: policy.backOffBaseMs, maxMs: policy.backOffMaxMs).delayMs(retry: retriesUsed, random: random)
+        }
         backOffTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) { [self] in startAttempt() }
     }
 
@@ -778,7 +788,7 @@ final class ActiveStream: UpstreamResponseDelegate {
                 cluster.stats.retryResponseCodes.record(status: status)
                 countOnHost()
                 endAttempt(discard: true)
-                scheduleRetry()
+                scheduleRetry(after: head)
                 return
             }
         } else if retriesUsed > 0 {

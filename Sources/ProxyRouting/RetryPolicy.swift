@@ -67,6 +67,32 @@ public struct RetryPolicy: Sendable {
     /// `host_selection_retry_max_attempts` times.
     public var avoidsPreviousHosts = false
     public var hostSelectionAttempts = 1
+    /// `rate_limited_retry_back_off`: response headers that say when to try again, in order.
+    public var resetHeaders: [ResetHeader] = []
+    /// The longest wait a reset header may ask for (`max_interval`, 300 s unless set).
+    public var resetMaxIntervalMs: Int64 = 300_000
+
+    /// One `reset_headers` entry: `Retry-After: 5` (seconds) or `X-RateLimit-Reset: 1700000000` (a Unix time).
+    public struct ResetHeader: Sendable {
+        public var name: String
+        public var isUnixTimestamp: Bool
+
+        public init(name: String, isUnixTimestamp: Bool) {
+            self.name = name
+            self.isUnixTimestamp = isUnixTimestamp
+        }
+    }
+
+    /// The wait the first usable reset header asks for, in milliseconds; nil when none does (or asks
+    /// for longer than the maximum), and the exponential back-off applies.
+    public func resetIntervalMs(header: (String) -> String?, nowSeconds: Double) -> Int64? {
+        for reset in resetHeaders {
+            guard let text = header(reset.name), let value = Double(text.trimmingSpaces()), value >= 0 else { continue }
+            let milliseconds = Int64((reset.isUnixTimestamp ? value - nowSeconds : value) * 1000)
+            if milliseconds > 0, milliseconds <= resetMaxIntervalMs { return milliseconds }
+        }
+        return nil
+    }
 
     public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0,
                 retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250) {

@@ -331,7 +331,17 @@ extension RetryPolicy {
         hostSelectionAttempts = Swift.max(1, Int(policy.hostSelectionRetryMaxAttempts))
         if policy.hasRetryPriority { throw RouteConfigError(path + ".retry_priority", "not supported yet") }
         if policy.hasRateLimitedRetryBackOff {
-            throw RouteConfigError(path + ".rate_limited_retry_back_off", "not supported yet")
+            let backOff = policy.rateLimitedRetryBackOff
+            guard !backOff.resetHeaders.isEmpty else {
+                throw RouteConfigError(path + ".rate_limited_retry_back_off.reset_headers", "at least one reset header is required")
+            }
+            resetHeaders = backOff.resetHeaders.map { ResetHeader(name: $0.name.lowercased(), isUnixTimestamp: $0.format == .unixTimestamp) }
+            if backOff.hasMaxInterval {
+                resetMaxIntervalMs = backOff.maxInterval.milliseconds
+                guard resetMaxIntervalMs > 0 else {
+                    throw RouteConfigError(path + ".rate_limited_retry_back_off.max_interval", "must be greater than 0")
+                }
+            }
         }
     }
 }

@@ -5,7 +5,8 @@ import ProxyCore
 public final class ClusterStats: Sendable {
     public let upstreamRqTotal, upstreamRqPendingTotal, upstreamRqPendingFailureEject, upstreamRqTimeout,
         upstreamRqPerTryTimeout, upstreamRqRetry, upstreamRqRetrySuccess, upstreamRqRetryLimitExceeded,
-        upstreamRqRetryOverflow, upstreamRqRetryBackoffExponential, upstreamRqCancelled, upstreamRqRxReset,
+        upstreamRqRetryOverflow, upstreamRqRetryBackoffExponential, upstreamRqRetryBackoffRateLimited,
+        upstreamRqCancelled, upstreamRqRxReset,
         upstreamRqTxReset, retryOrShadowAbandoned, upstreamCxTotal, upstreamCxConnectFail,
         upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxOverflow, upstreamRqActiveOverflow, lbHealthyPanic, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
@@ -39,7 +40,7 @@ public final class ClusterStats: Sendable {
         "upstream_flow_control_paused_reading_total", "upstream_flow_control_resumed_reading_total",
         "upstream_http3_broken", "upstream_internal_redirect_failed_total", "upstream_internal_redirect_succeeded_total",
         "upstream_rq_0rtt", "upstream_rq_maintenance_mode", "upstream_rq_max_duration_reached",
-        "upstream_rq_per_try_idle_timeout", "upstream_rq_retry_backoff_ratelimited", "upstream_rq_rx_reset_no_error",
+        "upstream_rq_per_try_idle_timeout", "upstream_rq_rx_reset_no_error",
         "http1.dropped_headers_with_underscores", "http1.metadata_not_supported_error",
         "http1.requests_rejected_with_underscores_in_headers", "http1.response_flood",
     ]
@@ -72,6 +73,7 @@ public final class ClusterStats: Sendable {
         upstreamRqRetryLimitExceeded = counter("upstream_rq_retry_limit_exceeded")
         upstreamRqRetryOverflow = counter("upstream_rq_retry_overflow")
         upstreamRqRetryBackoffExponential = counter("upstream_rq_retry_backoff_exponential")
+        upstreamRqRetryBackoffRateLimited = counter("upstream_rq_retry_backoff_ratelimited")
         upstreamRqCancelled = counter("upstream_rq_cancelled")
         upstreamRqRxReset = counter("upstream_rq_rx_reset")
         upstreamRqTxReset = counter("upstream_rq_tx_reset")

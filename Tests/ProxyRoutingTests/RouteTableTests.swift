@@ -298,3 +298,17 @@ import Foundation
         #expect(error?.fieldPath == "virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config")
     }
 }
+
+@Suite struct RateLimitedBackOffTests {
+    @Test func resetHeadersGiveTheWaitInOrderWithinTheMaximum() {
+        var policy = RetryPolicy(retryOn: [.retriableStatusCodes])
+        policy.resetHeaders = [.init(name: "retry-after", isUnixTimestamp: false),
+                               .init(name: "x-ratelimit-reset", isUnixTimestamp: true)]
+        policy.resetMaxIntervalMs = 10_000
+        let headers = ["retry-after": "2", "x-ratelimit-reset": "1005"]
+        #expect(policy.resetIntervalMs(header: { headers[$0] }, nowSeconds: 1000) == 2000)
+        #expect(policy.resetIntervalMs(header: { ["x-ratelimit-reset": "1005"][$0] }, nowSeconds: 1000) == 5000)
+        #expect(policy.resetIntervalMs(header: { ["retry-after": "60"][$0] }, nowSeconds: 1000) == nil, "over the maximum")
+        #expect(policy.resetIntervalMs(header: { ["retry-after": "soon"][$0] }, nowSeconds: 1000) == nil)
+    }
+}

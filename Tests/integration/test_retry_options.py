@@ -67,3 +67,51 @@ def test_retry_options(launch, binary, name):
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_rate_limited_retry_back_off_waits_as_the_upstream_asks(launch, binary, name):
+    """rate_limited_retry_back_off: a 429 with Retry-After: 1 is retried after about a second, not
+    after the exponential back-off; a reset header asking for more than max_interval is not used."""
+    import time
+    from conftest import get
+
+    def respond(path):
+        if path.startswith("/throttled") and upstream.counts[path] == 1:
+            return 429, [("retry-after", "1")], b""
+        if path.startswith("/too-long") and upstream.counts[path] == 1:
+            return 429, [("retry-after", "60")], b""
+        return 200, [], b"ok"
+    upstream = ScriptedUpstream(respond)
+    route = """            - match: { prefix: / }
+              route:
+                cluster: app
+                retry_policy:
+                  retry_on: retriable-status-codes
+                  retriable_status_codes: [429]
+                  num_retries: 1
+                  retry_back_off: { base_interval: 0.001s, max_interval: 0.002s }
+                  rate_limited_retry_back_off:
+                    reset_headers: [{ name: Retry-After, format: SECONDS }]
+                    max_interval: 5s
+"""
+    cluster = f"""  - name: app
+    type: STATIC
+    load_assignment:
+      cluster_name: app
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream.port} }} }} }} }}] }}]
+"""
+    try:
+        proxy = launch(binary, lambda listener, admin: http_bootstrap(listener, admin, route, [cluster]), f"retry-after-{name}")
+        started = time.monotonic()
+        assert get(proxy.port, "/throttled")[0] == 200
+        waited = time.monotonic() - started
+        assert 0.95 <= waited < 2.5, waited
+        started = time.monotonic()
+        assert get(proxy.port, "/too-long")[0] == 200
+        assert time.monotonic() - started < 0.5, "60 s is over max_interval: the exponential back-off applies"
+        stats = proxy.stats("cluster.app.upstream_rq_retry_backoff")
+        assert stats["cluster.app.upstream_rq_retry_backoff_ratelimited"] == "1"
+        assert stats["cluster.app.upstream_rq_retry_backoff_exponential"] == "1"
+    finally:
+        upstream.close()
