@@ -259,7 +259,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
     /// Starts health checks of clusters that came into service and stops those of clusters that left.
     private func syncHealthChecks() {
         let serving = Dictionary(uniqueKeysWithValues: clusterManager.load().ordered
-            .filter { $0.healthChecker != nil }.map { (ObjectIdentifier($0), $0) })
+            .filter(\.hasBackgroundChecks).map { (ObjectIdentifier($0), $0) })
         for (id, cluster) in healthChecked where serving[id] == nil { cluster.stopHealthChecks() }
         for (id, cluster) in serving where healthChecked[id] == nil { cluster.startHealthChecks() }
         healthChecked = serving

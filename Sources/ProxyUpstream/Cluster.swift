@@ -41,6 +41,8 @@ public final class Cluster: @unchecked Sendable {
     private let sniViews: [ObjectIdentifier: SNIHostViews]
     /// `outlier_detection`, when configured.
     public let outlierDetector: OutlierDetector?
+    /// Where interval checks run (the first event loop); nil in validate mode.
+    private let backgroundLoop: (any EventLoop)?
     /// `common_lb_config.healthy_panic_threshold` in percent (50 unless set; 0 never panics).
     public let panicThreshold: Double
     /// The EDS `policy.overprovisioning_factor` in percent (140 unless set).
@@ -70,6 +72,7 @@ public final class Cluster: @unchecked Sendable {
         self.name = name
         self.config = config
         panicThreshold = config.commonLbConfig.hasHealthyPanicThreshold ? config.commonLbConfig.healthyPanicThreshold.value : 50
+        backgroundLoop = loops.first
         self.discoveryType = discoveryType
         self.connectTimeout = connectTimeout
         self.hostSet = ManagedAtomic(loadBalancer)
@@ -121,11 +124,23 @@ public final class Cluster: @unchecked Sendable {
         }
     }
 
-    /// Starts active health checking (a no-op without `health_checks`).
-    public func startHealthChecks() { healthChecker?.start(cluster: self) }
+    /// Starts active health checking and outlier detection's interval checks (no-ops without
+    /// `health_checks` or `outlier_detection`).
+    public func startHealthChecks() {
+        healthChecker?.start(cluster: self)
+        if let outlierDetector, let loop = backgroundLoop {
+            outlierDetector.start(on: loop) { [weak self] in self?.hosts ?? [] }
+        }
+    }
 
-    /// Stops it, when the cluster is removed or replaced.
-    public func stopHealthChecks() { healthChecker?.stop() }
+    /// Stops them, when the cluster is removed or replaced.
+    public func stopHealthChecks() {
+        healthChecker?.stop()
+        outlierDetector?.stop()
+    }
+
+    /// Whether the cluster has checks that run on their own (health checks, outlier intervals).
+    public var hasBackgroundChecks: Bool { healthChecker != nil || outlierDetector != nil }
 
     /// Whether `host` is out of load balancing now: ejected by outlier detection, failing its
     /// active health check, or marked unhealthy by EDS.

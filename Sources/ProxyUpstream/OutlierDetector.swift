@@ -12,6 +12,10 @@ public final class HostOutlierState: Sendable {
     /// `NIODeadline.uptimeNanoseconds` the ejection ends at; 0 when the host is in service.
     let ejectedUntil = Atomic<UInt64>(0)
     let ejections = Atomic<Int>(0)
+    /// Requests and successes (below 500) in the current interval, for success-rate and
+    /// failure-percentage detection.
+    let intervalTotal = Atomic<UInt64>(0)
+    let intervalSuccess = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -21,10 +25,11 @@ public final class HostOutlierState: Sendable {
     }
 }
 
-/// A cluster's `outlier_detection`, consecutive-failure kinds: `consecutive_5xx` and
-/// `consecutive_gateway_failure` (a connect failure or reset counts as both, as Envoy counts it when
-/// local-origin errors are not split). Ejection lasts `base_ejection_time` times the host's ejection
-/// count, capped at `max_ejection_time`, within `max_ejection_percent` (at least one host).
+/// A cluster's `outlier_detection`: `consecutive_5xx` and `consecutive_gateway_failure` as each
+/// request ends (a connect failure or reset counts as both, as Envoy counts it when local-origin
+/// errors are not split), and every `interval` the success-rate and failure-percentage checks over
+/// the hosts with enough requests in it. Ejection lasts `base_ejection_time` times the host's
+/// ejection count, capped at `max_ejection_time`, within `max_ejection_percent` (at least one host).
 public final class OutlierDetector: Sendable {
     let consecutive5xx: Int
     let enforcing5xx: UInt64
@@ -33,6 +38,17 @@ public final class OutlierDetector: Sendable {
     let baseEjection: TimeAmount
     let maxEjection: TimeAmount
     let maxEjectionPercent: Int
+    /// How often the success-rate and failure-percentage checks run.
+    let interval: TimeAmount
+    let enforcingSuccessRate: UInt64
+    let successRateMinimumHosts: Int
+    let successRateRequestVolume: UInt64
+    let successRateStdevFactor: Double
+    let enforcingFailurePercentage: UInt64
+    let failurePercentageThreshold: Double
+    let failurePercentageMinimumHosts: Int
+    let failurePercentageRequestVolume: UInt64
+    private let intervalTimer = Mutex<RepeatedTask?>(nil)
     private let ejectedCount = Atomic<Int>(0)
     let stats: OutlierStats
     /// The cluster's `membership_healthy`: an ejected host is not healthy.
@@ -51,12 +67,23 @@ public final class OutlierDetector: Sendable {
         func milliseconds(_ duration: Google_Protobuf_Duration, _ present: Bool, default fallback: Int64) -> TimeAmount {
             .milliseconds(present ? duration.milliseconds : fallback)
         }
-        if proto.hasEnforcingSuccessRate && proto.enforcingSuccessRate.value > 0 {
-            throw FieldError(path + ".enforcing_success_rate", "success-rate outlier detection is not supported yet")
+        func count(_ value: Google_Protobuf_UInt32Value, _ present: Bool, default fallback: Int) -> Int {
+            present ? Int(value.value) : fallback
         }
-        if proto.hasEnforcingFailurePercentage && proto.enforcingFailurePercentage.value > 0 {
-            throw FieldError(path + ".enforcing_failure_percentage", "failure-percentage outlier detection is not supported yet")
-        }
+        interval = milliseconds(proto.interval, proto.hasInterval, default: 10_000)
+        enforcingSuccessRate = try percent(proto.enforcingSuccessRate, proto.hasEnforcingSuccessRate, default: 100,
+                                           "enforcing_success_rate")
+        successRateMinimumHosts = count(proto.successRateMinimumHosts, proto.hasSuccessRateMinimumHosts, default: 5)
+        successRateRequestVolume = UInt64(count(proto.successRateRequestVolume, proto.hasSuccessRateRequestVolume, default: 100))
+        successRateStdevFactor = Double(count(proto.successRateStdevFactor, proto.hasSuccessRateStdevFactor, default: 1900)) / 1000
+        enforcingFailurePercentage = try percent(proto.enforcingFailurePercentage, proto.hasEnforcingFailurePercentage,
+                                                 default: 0, "enforcing_failure_percentage")
+        failurePercentageThreshold = Double(try percent(proto.failurePercentageThreshold, proto.hasFailurePercentageThreshold,
+                                                        default: 85, "failure_percentage_threshold"))
+        failurePercentageMinimumHosts = count(proto.failurePercentageMinimumHosts, proto.hasFailurePercentageMinimumHosts,
+                                              default: 5)
+        failurePercentageRequestVolume = UInt64(count(proto.failurePercentageRequestVolume,
+                                                      proto.hasFailurePercentageRequestVolume, default: 50))
         if proto.splitExternalLocalOriginErrors {
             throw FieldError(path + ".split_external_local_origin_errors", "not supported yet")
         }
@@ -77,6 +104,8 @@ public final class OutlierDetector: Sendable {
     /// A finished attempt on `host`: its HTTP status, or 503 for a connect failure or reset.
     public func report(_ host: Host, status: Int, hostCount: Int, random: UInt64) {
         let state = host.outlier
+        state.intervalTotal.wrappingAdd(1, ordering: .relaxed)
+        if status < 500 { state.intervalSuccess.wrappingAdd(1, ordering: .relaxed) }
         if status >= 500 {
             let streak = state.consecutive5xx.wrappingAdd(1, ordering: .relaxed).newValue
             if streak == consecutive5xx {
@@ -121,6 +150,56 @@ public final class OutlierDetector: Sendable {
         return true
     }
 
+    /// Runs `evaluate` every `interval` on `loop` over the cluster's current hosts, until `stop`.
+    func start(on loop: any EventLoop, hosts: @escaping @Sendable () -> [Host]) {
+        let task = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            evaluate(hosts(), random: { UInt64.random(in: 0..<100) })
+        }
+        intervalTimer.withLock { $0?.cancel(); $0 = task }
+    }
+
+    func stop() {
+        intervalTimer.withLock { $0?.cancel(); $0 = nil }
+    }
+
+    /// One interval's end: ejections that ran out end, then the success-rate check (hosts whose
+    /// success rate is below the mean by more than `success_rate_stdev_factor` standard deviations)
+    /// and the failure-percentage check (hosts failing at least `failure_percentage_threshold` %),
+    /// each over the hosts with enough requests, when there are enough such hosts.
+    func evaluate(_ hosts: [Host], random: () -> UInt64) {
+        let now = NIODeadline.now()
+        var counted: [(host: Host, total: UInt64, success: UInt64)] = []
+        for host in hosts {
+            returnIfExpired(host, at: now)
+            let total = host.outlier.intervalTotal.exchange(0, ordering: .relaxed)
+            let success = host.outlier.intervalSuccess.exchange(0, ordering: .relaxed)
+            if !host.outlier.isEjected(at: now) { counted.append((host, total, success)) }
+        }
+        let rated = counted.filter { $0.total >= successRateRequestVolume }
+        if rated.count >= successRateMinimumHosts, !rated.isEmpty {
+            let rates = rated.map { Double($0.success) * 100 / Double($0.total) }
+            let mean = rates.reduce(0, +) / Double(rates.count)
+            let variance = rates.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rates.count)
+            let threshold = mean - successRateStdevFactor * variance.squareRoot()
+            for (entry, rate) in zip(rated, rates) where rate < threshold {
+                stats.detectedSuccessRate.increment()
+                if random() % 100 < enforcingSuccessRate, eject(entry.host, hostCount: hosts.count) {
+                    stats.enforcedSuccessRate.increment()
+                    stats.successRate.increment()
+                }
+            }
+        }
+        let judged = counted.filter { $0.total >= failurePercentageRequestVolume }
+        if judged.count >= failurePercentageMinimumHosts {
+            for entry in judged where Double(entry.total - entry.success) * 100 / Double(entry.total) >= failurePercentageThreshold {
+                stats.detectedFailurePercentage.increment()
+                if random() % 100 < enforcingFailurePercentage, eject(entry.host, hostCount: hosts.count) {
+                    stats.enforcedFailurePercentage.increment()
+                }
+            }
+        }
+    }
+
     /// Puts a host whose ejection ran out back in service (called when it is seen again).
     func returnIfExpired(_ host: Host, at now: NIODeadline) {
         let until = host.outlier.ejectedUntil.load(ordering: .relaxed)
@@ -137,7 +216,8 @@ public final class OutlierDetector: Sendable {
 final class OutlierStats: Sendable {
     let ejectionsActive: Gauge
     let total, enforcedTotal, overflow, detectedConsecutive5xx, enforcedConsecutive5xx,
-        detectedConsecutiveGatewayFailure, enforcedConsecutiveGatewayFailure: Counter
+        detectedConsecutiveGatewayFailure, enforcedConsecutiveGatewayFailure, successRate, detectedSuccessRate,
+        enforcedSuccessRate, detectedFailurePercentage, enforcedFailurePercentage: Counter
 
     init(clusterName: String, store: StatsStore) {
         let scope = StatScope(store: store, prefix: "cluster.\(clusterName).outlier_detection.",
@@ -151,9 +231,12 @@ final class OutlierStats: Sendable {
         enforcedConsecutive5xx = scope.counter("ejections_enforced_consecutive_5xx")
         detectedConsecutiveGatewayFailure = scope.counter("ejections_detected_consecutive_gateway_failure")
         enforcedConsecutiveGatewayFailure = scope.counter("ejections_enforced_consecutive_gateway_failure")
-        for name in ["ejections_consecutive_5xx", "ejections_success_rate", "ejections_enforced_success_rate",
-                     "ejections_detected_success_rate", "ejections_enforced_failure_percentage",
-                     "ejections_detected_failure_percentage", "ejections_enforced_consecutive_local_origin_failure",
+        successRate = scope.counter("ejections_success_rate")
+        detectedSuccessRate = scope.counter("ejections_detected_success_rate")
+        enforcedSuccessRate = scope.counter("ejections_enforced_success_rate")
+        detectedFailurePercentage = scope.counter("ejections_detected_failure_percentage")
+        enforcedFailurePercentage = scope.counter("ejections_enforced_failure_percentage")
+        for name in ["ejections_consecutive_5xx", "ejections_enforced_consecutive_local_origin_failure",
                      "ejections_detected_consecutive_local_origin_failure"] {
             _ = scope.counter(name)
         }

@@ -47,4 +47,50 @@ import XDSAPI
         #expect(!built.hosts[0].outlier.isEjected(at: .now()))
         #expect(detector.stats.detectedConsecutiveGatewayFailure.value == 1)
     }
+
+    @Test func successRateEjectsTheHostFarBelowTheMean() throws {
+        let built = try cluster(hosts: 6) {
+            $0.consecutive5Xx.value = 1000
+            $0.maxEjectionPercent.value = 50
+        }
+        let detector = try #require(built.outlierDetector)
+        for (index, host) in built.hosts.enumerated() {
+            for request in 0..<100 {
+                let failing = index == 0 ? request < 40 : request < 1
+                detector.report(host, status: failing ? 503 : 200, hostCount: 6, random: 0)
+            }
+        }
+        detector.evaluate(built.hosts, random: { 0 })
+        #expect(built.hosts[0].outlier.isEjected(at: .now()))
+        #expect(built.hosts.dropFirst().allSatisfy { !$0.outlier.isEjected(at: .now()) })
+        #expect(detector.stats.enforcedSuccessRate.value == 1 && detector.stats.detectedSuccessRate.value == 1)
+        detector.evaluate(built.hosts, random: { 0 })
+        #expect(detector.stats.detectedSuccessRate.value == 1, "the interval's counts start again")
+    }
+
+    @Test func tooFewRequestsOrHostsMeanNoVerdict() throws {
+        let built = try cluster(hosts: 4) { $0.consecutive5Xx.value = 1000 }
+        let detector = try #require(built.outlierDetector)
+        for host in built.hosts {
+            for _ in 0..<100 { detector.report(host, status: host === built.hosts[0] ? 503 : 200, hostCount: 4, random: 0) }
+        }
+        detector.evaluate(built.hosts, random: { 0 })
+        #expect(detector.stats.detectedSuccessRate.value == 0, "four hosts are under success_rate_minimum_hosts (5)")
+    }
+
+    @Test func failurePercentageDetectsAndEnforcesOnlyWhenAsked() throws {
+        let built = try cluster(hosts: 5) {
+            $0.consecutive5Xx.value = 1000
+            $0.failurePercentageMinimumHosts.value = 2
+            $0.failurePercentageRequestVolume.value = 10
+            $0.failurePercentageThreshold.value = 50
+        }
+        let detector = try #require(built.outlierDetector)
+        for host in built.hosts {
+            for _ in 0..<10 { detector.report(host, status: host === built.hosts[1] ? 500 : 200, hostCount: 5, random: 0) }
+        }
+        detector.evaluate(built.hosts, random: { 0 })
+        #expect(detector.stats.detectedFailurePercentage.value == 1)
+        #expect(!built.hosts[1].outlier.isEjected(at: .now()), "enforcing_failure_percentage is 0 unless set")
+    }
 }

@@ -1,4 +1,4 @@
-"""Outlier detection (consecutive_5xx) through Envoy 1.40 and meshproxy alike: a host that keeps
+"""Outlier detection (consecutive_5xx, success rate) through Envoy 1.40 and meshproxy alike: a host that keeps
 answering 500 is ejected after the configured streak, traffic goes to the healthy host, and the
 ejection shows in the stats and in /clusters."""
 import threading
@@ -65,3 +65,87 @@ def test_consecutive_5xx_ejects_the_failing_host(binary, name, launch):
     assert stats["cluster.pair.outlier_detection.ejections_detected_consecutive_5xx"] == "1"
     assert f"pair::127.0.0.1:{bad.port}::health_flags::/failed_outlier_check" in clusters
     assert f"pair::127.0.0.1:{good.port}::health_flags::healthy" in clusters
+
+
+class Status:
+    """Answers every keep-alive request with `status` in one write."""
+
+    def __init__(self, status):
+        import socket
+        self.status = status
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        with conn:
+            pending = b""
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                _, pending = pending.split(b"\r\n\r\n", 1)
+                conn.sendall(b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % self.status)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_success_rate_ejects_the_host_below_the_others(binary, name, launch):
+    """success_rate_*: every interval, a host whose success rate is far below the mean of the hosts with
+    enough requests is ejected (consecutive_5xx set out of reach, so only the interval check acts)."""
+    import http.client
+    import time
+    hosts = [Status(500)] + [Status(200) for _ in range(5)]
+    endpoints = "".join(f"        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {h.port} }} }} }}\n"
+                        for h in hosts)
+    cluster_text = f"""  - name: six
+    type: STATIC
+    outlier_detection:
+      consecutive_5xx: 100000
+      interval: 1s
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+      success_rate_minimum_hosts: 5
+      success_rate_request_volume: 5
+    load_assignment:
+      cluster_name: six
+      endpoints:
+      - lb_endpoints:
+{endpoints}"""
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(l, a, "            - { match: { prefix: / }, route: { cluster: six } }\n",
+                                                         [cluster_text]), f"success-rate-{name}")
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        deadline = time.monotonic() + 10
+        ejected = "0"
+        while time.monotonic() < deadline and ejected == "0":
+            for _ in range(60):
+                connection.request("GET", "/")
+                connection.getresponse().read()
+            time.sleep(0.3)
+            ejected = proxy.stats("outlier_detection.ejections_enforced_success_rate")[
+                "cluster.six.outlier_detection.ejections_enforced_success_rate"]
+        connection.close()
+        assert ejected == "1"
+        _, text = proxy.admin_get("/clusters")
+        assert f"six::127.0.0.1:{hosts[0].port}::health_flags::/failed_outlier_check" in text.splitlines()
+        stats = proxy.stats("cluster.six.outlier_detection.ejections_")
+        assert stats["cluster.six.outlier_detection.ejections_detected_success_rate"] == "1"
+        assert stats["cluster.six.outlier_detection.ejections_active"] == "1"
+    finally:
+        for host in hosts:
+            host.close()

@@ -210,11 +210,47 @@ def h2load(port, seconds):
             "errors": int(done.group(1)) - int(done.group(2))}
 
 
+FIXED_RATE = 2000  # requests/s in all: well below every proxy's knee here
+
+
+def fixed_rate(port, seconds):
+    """`hey` at a fixed total rate (10 connections, each throttled): latency below the knee, p50 and p99 in ms."""
+    out = subprocess.run(pinned(LOAD_CORE, ["hey", "-z", f"{seconds}s", "-c", "10", "-q", str(FIXED_RATE // 10),
+                                            "-disable-compression", f"http://127.0.0.1:{port}/"]),
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    lat = {pct: float(value) * 1000 for pct, value in re.findall(r"\s+(50|99)% in ([\d.]+) secs", out)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"p50": lat.get("50"), "p99": lat.get("99"), "rps": float(rps.group(1)) if rps else None}
+
+
+IDLE_CONNECTIONS = 1000
+
+
+def idle_connection_rss(port, pids):
+    """RSS added by 1,000 keep-alive connections that made one request each and then sit idle, in MB."""
+    before = sum(rss_kb(p) for p in pids)
+    sockets = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            sockets.append(s)
+        for s in sockets:
+            s.recv(4096)
+        time.sleep(0.5)
+        return (sum(rss_kb(p) for p in pids) - before) / 1024
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def measure(system, seconds):
     result = {"start_ms": system.start()}
     time.sleep(0.3)
     pids = system.pids()
     result["idle_rss_mb"] = sum(rss_kb(p) for p in pids) / 1024
+    result["idle_cx_rss_mb"] = idle_connection_rss(system.port, pids)
+    result["fixed"] = fixed_rate(system.port, seconds)
     for connections in (50, 1):
         cpu_before = sum(cpu_seconds(p) for p in pids)
         run = wrk(system.port, connections, seconds)
@@ -258,6 +294,8 @@ def versions(args):
         "haproxy": first_line(["haproxy", "-v"]),
         "wrk": first_line(["wrk", "-v"]),
         "h2load": first_line(["h2load", "--version"]),
+        "hey": "hey " + (subprocess.run(["dpkg-query", "-W", "-f=${Version}", "hey"], capture_output=True,
+                                        text=True).stdout.strip() or "?"),
         "machine": f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}",
     }
 
@@ -310,7 +348,8 @@ def main():
             for system in systems:
                 if system.name == "direct":
                     run50, run1 = wrk(UPSTREAM_PORT, 50, seconds), wrk(UPSTREAM_PORT, 1, seconds)
-                    samples["direct"].append({"c50": run50, "c1": run1, "h2c": h2load(H2C_PORTS["direct"], seconds)})
+                    samples["direct"].append({"c50": run50, "c1": run1, "h2c": h2load(H2C_PORTS["direct"], seconds),
+                                              "fixed": fixed_rate(UPSTREAM_PORT, seconds)})
                 else:
                     samples[system.name].append(measure(system, seconds))
                 print(f"round {round_index + 1}/{rounds}: {system.name} done", flush=True)
@@ -336,17 +375,21 @@ def main():
             "errors": sum(r["c50"]["errors"] + r["c1"]["errors"] + r["h2c"]["errors"] for r in runs),
             "h2c": median([r["h2c"]["rps"] for r in runs]),
             "cpu_us_h2c": median([r.get("cpu_us_h2c") for r in runs]),
+            "fixed_p50": median([r["fixed"]["p50"] for r in runs]),
+            "fixed_p99": median([r["fixed"]["p99"] for r in runs]),
+            "idle_cx_rss": median([r.get("idle_cx_rss_mb") for r in runs]),
         }
 
     info = versions(args)
     lines = [
-        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | h2load -c10 -m10 rps (h2c) | h2c CPU µs/req | idle RSS MB | RSS after load MB | start to first request ms | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | h2load -c10 -m10 rps (h2c) | h2c CPU µs/req | fixed 2,000 rps p50 ms | fixed p99 ms | idle RSS MB | RSS per 1,000 idle cx MB | RSS after load MB | start to first request ms | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in medians.items():
         lines.append(f"| {name} | {fmt(m['rps'])} ({fmt(m['rps_min'])}–{fmt(m['rps_max'])}) | {fmt(m['p50'], 2)} | "
                      f"{fmt(m['p99'], 2)} | {fmt(m['rps_c1'])} | {fmt(m['cpu_us'], 1)} | {fmt(m['h2c'])} | "
-                     f"{fmt(m['cpu_us_h2c'], 1)} | {fmt(m['idle_rss'], 1)} | "
+                     f"{fmt(m['cpu_us_h2c'], 1)} | {fmt(m['fixed_p50'], 2)} | {fmt(m['fixed_p99'], 2)} | "
+                     f"{fmt(m['idle_rss'], 1)} | {fmt(m['idle_cx_rss'], 1)} | "
                      f"{fmt(m['loaded_rss'], 1)} | {fmt(m['start_ms'], 0)} | {m['errors']} |")
     mesh = medians["meshproxy"]
     ratios = []
@@ -357,8 +400,12 @@ def main():
             parts.append(f"CPU/req ×{mesh['cpu_us'] / o['cpu_us']:.2f}")
         if o["h2c"] and mesh["h2c"]:
             parts.append(f"h2c rps ×{mesh['h2c'] / o['h2c']:.2f}")
+        if o["fixed_p99"] and mesh["fixed_p99"]:
+            parts.append(f"fixed-rate p99 ×{mesh['fixed_p99'] / o['fixed_p99']:.2f}")
         if o["idle_rss"]:
             parts.append(f"idle RSS ×{mesh['idle_rss'] / o['idle_rss']:.2f}")
+        if o["idle_cx_rss"] and mesh["idle_cx_rss"]:
+            parts.append(f"RSS per idle cx ×{mesh['idle_cx_rss'] / o['idle_cx_rss']:.2f}")
         if o["start_ms"]:
             parts.append(f"start ×{mesh['start_ms'] / o['start_ms']:.2f}")
         ratios.append(f"- meshproxy / {other}: " + ", ".join(parts))
@@ -369,7 +416,10 @@ def main():
         f"{rounds} interleaved rounds of `wrk -t1 -c50 -d{seconds}s` and `-c1`; medians. Upstream: nginx, one worker, "
         "`return 200 \"hello, world\\n\"`. Every proxy has one worker; load generator and upstream on core 0, proxy on "
         "core 1 (`taskset`). CPU per request is the proxy's utime+stime from /proc over the -c50 run (and over the "
-        f"`h2load -t1 -c10 -m10 -D {seconds}` run for h2c: HTTP/2 downstream, HTTP/1.1 upstream).",
+        f"`h2load -t1 -c10 -m10 -D {seconds}` run for h2c: HTTP/2 downstream, HTTP/1.1 upstream). The fixed-rate "
+        f"run is `hey -z {seconds}s -c 10 -q {FIXED_RATE // 10}` ({FIXED_RATE:,} requests/s in all, below every "
+        "proxy's knee); RSS per 1,000 idle connections is the proxy's RSS growth with 1,000 keep-alive connections "
+        "open after one request each.",
         "",
         *[f"- {k}: {v}" for k, v in info.items()],
         "",
