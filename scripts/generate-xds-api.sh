@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates Sources/XDSAPI from the Envoy API published in PyPI's xds-protos, OTLP's trace messages
-# from PyPI's opentelemetry-proto, and proto/istio.
+# from PyPI's opentelemetry-proto, gRPC's health checking messages from PyPI's grpcio-health-checking, and
+# proto/istio.
 #
 #   scripts/generate-xds-api.sh          regenerate in place
 #   scripts/generate-xds-api.sh --check  exit 1 if the committed code differs from a fresh generation
@@ -11,6 +12,7 @@ set -euo pipefail
 
 XDS_PROTOS_VERSION=1.85.0
 OPENTELEMETRY_PROTO_VERSION=1.45.2
+GRPC_HEALTH_CHECKING_VERSION=1.85.1
 SWIFT_PROTOBUF_VERSION=1.39.0
 GRPC_SWIFT_PROTOBUF_VERSION=2.4.1
 
@@ -26,7 +28,8 @@ command -v protoc >/dev/null || { echo "protoc not found: apt-get install protob
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
 fi
-"$work/venv/bin/pip" install -q "xds-protos==$XDS_PROTOS_VERSION" "opentelemetry-proto==$OPENTELEMETRY_PROTO_VERSION"
+"$work/venv/bin/pip" install -q "xds-protos==$XDS_PROTOS_VERSION" "opentelemetry-proto==$OPENTELEMETRY_PROTO_VERSION" \
+  "grpcio-health-checking==$GRPC_HEALTH_CHECKING_VERSION"
 
 build_plugin() { # repo tag product
   local dir="$work/$(basename "$1")-$2"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes a FileDescriptorSet for the Envoy API roots SwiftMesh uses (and OTLP's trace messages).
+"""Writes a FileDescriptorSet for the Envoy API roots SwiftMesh uses (and OTLP's trace messages, and gRPC's
+health checking messages).
 
 xds-protos ships compiled `_pb2` modules, not .proto files, so the set is rebuilt from each root
 module's DESCRIPTOR and the transitive closure of its dependencies, in dependency order.
@@ -28,6 +29,8 @@ ROOTS = [
     "envoy.config.trace.v3.opentelemetry_pb2",
     # OTLP's trace export messages, from PyPI's opentelemetry-proto: what the OpenTelemetry tracer sends.
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+    # gRPC's health checking protocol, from PyPI's grpcio-health-checking: what gRPC health checks ask.
+    "grpc_health.v1.health_pb2",
     "envoy.extensions.filters.http.router.v3.router_pb2",
     "envoy.extensions.filters.http.rbac.v3.rbac_pb2",
     "envoy.extensions.filters.http.grpc_stats.v3.config_pb2",

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import ProxyCore
 import Synchronization
 import XDSAPI
@@ -24,6 +25,8 @@ struct HealthCheckConfig: Sendable {
         case http(path: String, host: String?, expected: [Range<Int>])
         /// A TCP connect, nothing sent.
         case tcp
+        /// `grpc.health.v1.Health/Check` over HTTP/2 for `service`; healthy when it answers SERVING.
+        case grpc(service: String, authority: String?)
     }
 
     var interval: TimeAmount
@@ -68,8 +71,13 @@ struct HealthCheckConfig: Sendable {
                 throw FieldError(path + ".tcp_health_check", "send and receive payloads are not supported yet; an empty check connects only")
             }
             probe = .tcp
+        case .grpcHealthCheck(let grpc)?:
+            if !grpc.initialMetadata.isEmpty {
+                throw FieldError(path + ".grpc_health_check.initial_metadata", "not supported yet")
+            }
+            probe = .grpc(service: grpc.serviceName, authority: grpc.authority.isEmpty ? nil : grpc.authority)
         default:
-            throw FieldError(path, "only http_health_check and tcp_health_check are supported")
+            throw FieldError(path, "only http_health_check, tcp_health_check and grpc_health_check are supported")
         }
     }
 }
@@ -185,6 +193,57 @@ public final class HealthChecker: @unchecked Sendable {
                     probe.complete(.networkFailure)
                 }
             }
+        case .grpc(let service, let authority):
+            checkGRPC(host, service: service, authority: authority ?? clusterName, probe: probe)
+        }
+    }
+
+    /// The gRPC check: a connection with NIO's HTTP/2 client and one stream carrying a unary
+    /// `Check` call; the probe reads the answer's status and `grpc-status`.
+    private func checkGRPC(_ host: Host, service: String, authority: String, probe: HealthProbe) {
+        probe.grpc = true
+        connector.connect(to: host, on: loop, timeout: config.timeout) { channel in
+            // The server opens no streams towards a health checker.
+            _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()) { stream in stream.close() }
+        }.assumeIsolated().whenComplete { [loop] result in
+            guard case .success(let channel) = result,
+                  let multiplexer = try? channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+            else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                probe.complete(.networkFailure)
+                return
+            }
+            probe.channel = channel
+            let handler = UpstreamConnectionHandler()
+            handler.delegate = probe
+            let stream = loop.makePromise(of: (any Channel).self)
+            multiplexer.createStreamChannel(promise: stream) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+                    try stream.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            stream.futureResult.assumeIsolated().whenComplete { result in
+                guard case .success = result else {
+                    probe.complete(.networkFailure)
+                    return
+                }
+                var request = Grpc_Health_V1_HealthCheckRequest()
+                request.service = service
+                let message: [UInt8] = (try? request.serializedBytes()) ?? []
+                var body = ByteBuffer()
+                body.writeInteger(UInt8(0))
+                body.writeInteger(UInt32(message.count))
+                body.writeBytes(message)
+                let headers = HTTPHeaders([("host", authority), ("content-type", "application/grpc"), ("te", "trailers"),
+                                           ("user-agent", "Envoy/HC")])
+                handler.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/grpc.health.v1.Health/Check",
+                                                    headers: headers)))
+                handler.write(.body(.byteBuffer(body)))
+                handler.write(.end(nil))
+                handler.flush()
+            }
         }
     }
 
@@ -226,6 +285,11 @@ final class HealthProbe: UpstreamResponseDelegate {
     enum Outcome: Equatable { case healthy, unhealthy, networkFailure }
 
     var expected: [Range<Int>] = []
+    /// A gRPC check: the answer is judged at its end, from the message and `grpc-status`.
+    var grpc = false
+    private var grpcBody = ByteBuffer()
+    private var grpcHeadOK = false
+    private var grpcStatusInHeaders: String?
     var channel: (any Channel)?
     private var onComplete: ((Outcome) -> Void)?
     private var timer: Scheduled<Void>?
@@ -250,11 +314,34 @@ final class HealthProbe: UpstreamResponseDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         let status = Int(head.status.code)
-        complete(expected.contains { $0.contains(status) } ? .healthy : .unhealthy)
+        guard grpc else {
+            complete(expected.contains { $0.contains(status) } ? .healthy : .unhealthy)
+            return
+        }
+        grpcHeadOK = status == 200
+        grpcStatusInHeaders = head.headers.first(name: "grpc-status")
     }
 
-    func upstreamResponseBody(_ body: ByteBuffer) {}
-    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {}
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard grpc, grpcBody.readableBytes < 65_536 else { return }
+        var body = body
+        grpcBody.writeBuffer(&body)
+    }
+
+    /// Healthy: HTTP 200, `grpc-status: 0` and a HealthCheckResponse saying SERVING.
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
+        guard grpc else { return }
+        let grpcStatus = trailers?.first(name: "grpc-status") ?? grpcStatusInHeaders
+        guard grpcHeadOK, grpcStatus == "0", grpcBody.readableBytes >= 5,
+              let length = grpcBody.getInteger(at: grpcBody.readerIndex + 1, as: UInt32.self),
+              let bytes = grpcBody.getBytes(at: grpcBody.readerIndex + 5, length: Int(length)),
+              let response = try? Grpc_Health_V1_HealthCheckResponse(serializedBytes: bytes)
+        else {
+            complete(.unhealthy)
+            return
+        }
+        complete(response.status == .serving ? .healthy : .unhealthy)
+    }
     func upstreamReadComplete() {}
     func upstreamConnectionLost() { complete(.networkFailure) }
     func upstreamWritabilityChanged(_ writable: Bool) {}

@@ -25,6 +25,19 @@ import XDSResource
         #expect(config.unhealthyThreshold == 3 && config.healthyThreshold == 2)
     }
 
+    @Test func grpcChecksNameTheirServiceAndAuthority() throws {
+        let config = try check {
+            $0.grpcHealthCheck.serviceName = "checkout"
+            $0.grpcHealthCheck.authority = "checkout.internal"
+        }
+        guard case .grpc(let service, let authority) = config.probe else {
+            Issue.record("not a gRPC check")
+            return
+        }
+        #expect(service == "checkout" && authority == "checkout.internal")
+        #expect(throws: FieldError.self) { try self.check { $0.grpcHealthCheck.initialMetadata = [.init()] } }
+    }
+
     @Test func expectedStatusRanges() throws {
         let config = try check {
             $0.httpHealthCheck.path = "/ready"
@@ -40,7 +53,7 @@ import XDSResource
     @Test func whatIsMissingOrUnsupportedIsRefused() {
         #expect(throws: FieldError.self) { try check { _ in } }
         #expect(throws: FieldError.self) { try check { $0.httpHealthCheck.path = "" } }
-        #expect(throws: FieldError.self) { try check { $0.grpcHealthCheck = .init() } }
+        #expect(throws: FieldError.self) { try check { $0.customHealthCheck = .init() } }
         #expect(throws: FieldError.self) { try check { $0.httpHealthCheck.path = "/h"; $0.clearTimeout() } }
         #expect(throws: FieldError.self) { try check { $0.tcpHealthCheck.send.text = "50494e47" } }
     }

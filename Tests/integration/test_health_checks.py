@@ -1,4 +1,4 @@
-"""Active health checks (http_health_check, tcp_health_check) through Envoy 1.40 and meshproxy alike: a host
+"""Active health checks (http_health_check, tcp_health_check, grpc_health_check) through Envoy 1.40 and meshproxy alike: a host
 whose /healthz fails leaves load balancing at once (`/failed_active_hc` in /clusters, the health_check stats, the
 cluster's membership_healthy), comes back after healthy_threshold passing checks, and a host that stops listening
 fails by timeout or refused connection after unhealthy_threshold checks."""
@@ -98,4 +98,59 @@ def test_tcp_health_checks_notice_a_host_that_stops_listening(launch, binary, na
         stats = proxy.stats("cluster.app.health_check.")
         assert int(stats["cluster.app.health_check.network_failure"]) >= 2
     finally:
+        b.close()
+
+
+class GRPCHealthBackend:
+    """A gRPC server (Python grpcio) with the standard health service; `serving` sets the service's status."""
+
+    def __init__(self):
+        from concurrent import futures
+
+        import grpc
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        self.health_pb2 = health_pb2
+        self.servicer = health.HealthServicer()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.serving(True)
+
+    def serving(self, serving):
+        status = self.health_pb2.HealthCheckResponse.SERVING if serving else self.health_pb2.HealthCheckResponse.NOT_SERVING
+        self.servicer.set("checkout", status)
+
+    def close(self):
+        self.server.stop(0)
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_grpc_health_checks_follow_the_serving_status(binary, name, launch):
+    a, b = GRPCHealthBackend(), GRPCHealthBackend()
+    b.serving(False)
+    checker = """      grpc_health_check: { service_name: checkout }
+"""
+    make = two_host_config(a, b, checker)
+
+    def with_http2(listener, admin):
+        # gRPC health checks speak HTTP/2, so the cluster must (Envoy refuses the check otherwise).
+        return make(listener, admin).replace(
+            "    connect_timeout: 0.5s\n",
+            "    connect_timeout: 0.5s\n    typed_extension_protocol_options:\n"
+            "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+            '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+            "        explicit_http_config: { http2_protocol_options: {} }\n", 1)
+    try:
+        proxy = launch(binary, with_http2, f"grpc-hc-{name}")
+        wait_for(lambda: flags(proxy, a.port) == "healthy" and flags(proxy, b.port) == "/failed_active_hc",
+                 what="SERVING healthy, NOT_SERVING failed")
+        stats = proxy.stats("cluster.app.health_check.")
+        assert int(stats["cluster.app.health_check.success"]) > 0 and int(stats["cluster.app.health_check.failure"]) > 0
+        a.serving(False)
+        b.serving(True)
+        wait_for(lambda: flags(proxy, a.port) == "/failed_active_hc" and flags(proxy, b.port) == "healthy",
+                 what="the statuses swapped")
+    finally:
+        a.close()
         b.close()
