@@ -279,19 +279,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.upstreamRqActive.increment()
         host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
         host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
-        stats.upstreamCxTotal.increment()
-        host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
-        cluster.connector.connect(to: host, on: loop, timeout: cluster.connectTimeout) { _ in }
+        cluster.connectTunnel(to: host, on: loop)
             .assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
-                    stats.upstreamCxActive.increment()
-                    host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
-                    channel.closeFuture.whenComplete { _ in
-                        stats.upstreamCxActive.decrement()
-                        stats.upstreamCxDestroy.increment()
-                        host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
-                    }
                     guard thisAttempt == attempt, !responseComplete, let downstream = manager.channel else {
                         channel.close(promise: nil)
                         return
@@ -299,9 +290,6 @@ final class ActiveStream: UpstreamResponseDelegate {
                     host.stats.rqSuccess.wrappingAdd(1, ordering: .relaxed)
                     connectTunnelEstablished(downstream: downstream, upstream: channel)
                 case .failure(let error):
-                    stats.upstreamCxConnectFail.increment()
-                    if case ChannelError.connectTimeout = error { stats.upstreamCxConnectTimeout.increment() }
-                    host.stats.cxConnectFail.wrappingAdd(1, ordering: .relaxed)
                     guard thisAttempt == attempt, !responseComplete else { return }
                     host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
                     reportOutlier(host, status: 503)

@@ -73,26 +73,16 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
             context.close(promise: nil)
             return
         }
-        let stats = cluster.stats
         hostAddress = host.addressDescription
-        stats.upstreamCxTotal.increment()
-        host.stats.cxTotal.wrappingAdd(1, ordering: .relaxed)
         let (downstreamEnd, upstreamEnd) = TunnelHandler.pair(
             firstReadCounter: config.stats.downstreamCxRxBytesTotal,
             secondReadCounter: config.stats.downstreamCxTxBytesTotal)
-        let future = cluster.connector.connect(to: host, on: context.eventLoop, timeout: cluster.connectTimeout) { channel in
+        let future = cluster.connectTunnel(to: host, on: context.eventLoop) { channel in
             try channel.pipeline.syncOperations.addHandler(upstreamEnd)
         }
         future.assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let channel):
-                stats.upstreamCxActive.increment()
-                host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
-                channel.closeFuture.whenComplete { _ in
-                    stats.upstreamCxActive.decrement()
-                    stats.upstreamCxDestroy.increment()
-                    host.stats.cxActive.wrappingSubtract(1, ordering: .relaxed)
-                }
                 guard let context = self.context, context.channel.isActive else {
                     channel.close(promise: nil)
                     return
@@ -119,10 +109,7 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
                     pendingRead = false
                     context.read()
                 }
-            case .failure(let error):
-                stats.upstreamCxConnectFail.increment()
-                if case ChannelError.connectTimeout = error { stats.upstreamCxConnectTimeout.increment() }
-                host.stats.cxConnectFail.wrappingAdd(1, ordering: .relaxed)
+            case .failure:
                 if attempt < config.maxConnectAttempts {
                     connect(config: config, cluster: cluster, attempt: attempt + 1)
                 } else {

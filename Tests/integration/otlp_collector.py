@@ -7,6 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from loopback_servers import read_body
+
 
 class OTLPCollector:
     def __init__(self):
@@ -29,14 +31,7 @@ class OTLPCollector:
                 pass
 
             def do_POST(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    body = b""
-                    while (size := int(self.rfile.readline().strip(), 16)) > 0:
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
-                    self.rfile.readline()
-                else:
-                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = read_body(self)
                 collector.http_headers.append(dict(self.headers))
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)

@@ -3,39 +3,27 @@ the proxy answers the CONNECT itself, opens a TCP connection to the route's clus
 bytes both ways, over HTTP/1.1 and over HTTP/2 (`allow_connect`). Every case runs through Envoy
 1.40 and meshproxy alike, against a TCP echo."""
 import socket
-import threading
 import time
 
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
 from h2client import H2Client
+from loopback_servers import LoopbackServer
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
 
 
-class TCPEcho:
+class TCPEcho(LoopbackServer):
     """Echoes what it reads; `bye` makes it close the connection."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.connections = 0
         self.received = bytearray()
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def handle(self, conn):
+        self.connections += 1
         with conn:
             while True:
                 chunk = conn.recv(65536)
@@ -43,9 +31,6 @@ class TCPEcho:
                     return
                 self.received += chunk
                 conn.sendall(chunk)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
@@ -177,14 +162,11 @@ class ConnectProxyUpstream(TCPEcho):
         super().__init__()
 
     def handle(self, conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                conn.close()
-                return
-            data += chunk
-        head, rest = data.split(b"\r\n\r\n", 1)
+        read = self.read_head(conn)
+        if read is None:
+            conn.close()
+            return
+        head, rest = read
         self.heads.append(head.decode())
         conn.sendall(b"HTTP/1.1 200 Connection established\r\nx-proxy: upstream\r\n\r\n" + rest)
         super().handle(conn)

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ENVOY, MESHPROXY, get, http_bootstrap
+from loopback_servers import KeepAliveResponder
 from rawupstream import RawUpstream
 
 
@@ -67,49 +68,13 @@ def test_consecutive_5xx_ejects_the_failing_host(binary, name, launch):
     assert f"pair::127.0.0.1:{good.port}::health_flags::healthy" in clusters
 
 
-class Status:
-    """Answers every keep-alive request with `status` in one write."""
-
-    def __init__(self, status):
-        import socket
-        self.status = status
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        with conn:
-            pending = b""
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    pending += chunk
-                _, pending = pending.split(b"\r\n\r\n", 1)
-                conn.sendall(b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % self.status)
-
-    def close(self):
-        self.sock.close()
-
-
 @pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
 def test_success_rate_ejects_the_host_below_the_others(binary, name, launch):
     """success_rate_*: every interval, a host whose success rate is far below the mean of the hosts with
     enough requests is ejected (consecutive_5xx set out of reach, so only the interval check acts)."""
     import http.client
     import time
-    hosts = [Status(500)] + [Status(200) for _ in range(5)]
+    hosts = [KeepAliveResponder(500)] + [KeepAliveResponder(200) for _ in range(5)]
     endpoints = "".join(f"        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {h.port} }} }} }}\n"
                         for h in hosts)
     cluster_text = f"""  - name: six

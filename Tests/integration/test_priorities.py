@@ -2,50 +2,13 @@
 load to the next as its hosts turn unhealthy (health times the overprovisioning factor), an
 UNHEALTHY host gets nothing, and /clusters shows priorities, localities and failed_eds_health."""
 import http.client
-import socket
-import threading
 
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap
+from loopback_servers import KeepAliveResponder
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
-
-
-class CountingUpstream:
-    """Answers every keep-alive GET with a small 200 in one write, counting requests."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        with conn:
-            pending = b""
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    pending += chunk
-                _, pending = pending.split(b"\r\n\r\n", 1)
-                self.count += 1
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-
-    def close(self):
-        self.sock.close()
 
 
 def cluster(a, b, c, overprovisioning=None):
@@ -70,7 +33,7 @@ def cluster(a, b, c, overprovisioning=None):
 @pytest.mark.parametrize("binary,name", PROXIES)
 @pytest.mark.parametrize("overprovisioning,expected_p0", [(None, 0.70), (100, 0.50)])
 def test_priority_load_follows_health(binary, name, overprovisioning, expected_p0, launch):
-    upstreams = [CountingUpstream() for _ in range(3)]
+    upstreams = [KeepAliveResponder() for _ in range(3)]
     try:
         a, b, c = (u.port for u in upstreams)
         proxy = launch(binary, lambda l, adm: http_bootstrap(

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
+from loopback_servers import read_body
 from rawupstream import RawUpstream
 
 
@@ -24,14 +25,7 @@ class Collector:
                 pass
 
             def do_POST(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    body = b""
-                    while (size := int(self.rfile.readline().strip(), 16)) > 0:
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
-                    self.rfile.readline()
-                else:
-                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = read_body(self)
                 collector.spans.extend(json.loads(body))
                 self.send_response(202)
                 self.send_header("Content-Length", "0")

@@ -1,7 +1,6 @@
 """WebSocket over HTTP/2 (RFC 8441 extended CONNECT, `allow_connect`): the proxy makes an HTTP/1.1
 upgrade of it upstream, answers the upstream's 101 with a 200 and carries the stream's DATA both
 ways. Every case runs through Envoy 1.40 and meshproxy alike, with the h2 library as the client."""
-import socket
 import threading
 import time
 
@@ -10,40 +9,26 @@ import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
 from h2client import H2Client
+from loopback_servers import LoopbackServer
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
 
 
-class UpgradeEcho:
+class UpgradeEcho(LoopbackServer):
     """An HTTP/1.1 upstream: an upgrade request gets a 101 and then its bytes echoed (`bye` closes
     the connection); any other request gets a 404."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.heads = []
         self.closed_by_proxy = threading.Event()
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def handle(self, conn):
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, rest = data.split(b"\r\n\r\n", 1)
+            read = self.read_head(conn)
+            if read is None:
+                return
+            head, rest = read
             self.heads.append(head.decode())
             if b"\r\nupgrade: websocket" not in head.lower():
                 conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
@@ -60,9 +45,6 @@ class UpgradeEcho:
                 if chunk == b"bye":
                     return
                 conn.sendall(chunk)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
