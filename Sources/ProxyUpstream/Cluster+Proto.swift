@@ -72,9 +72,13 @@ extension Cluster {
             if defaults.hasMaxRetries { thresholds.maxRetries = defaults.maxRetries.value }
         }
         let timeout = config.hasConnectTimeout ? config.connectTimeout : .init(seconds: 5)
+        var localityWeighted = false
+        if case .localityWeightedLbConfig? = config.commonLbConfig.localityConfigSpecifier { localityWeighted = true }
         try self.init(name: config.name, config: config, discoveryType: discoveryType,
                   connectTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + Int64(timeout.nanos)),
-                  loadBalancer: LoadBalancer(policy: policy, hosts: hosts), thresholds: thresholds,
+                  loadBalancer: LoadBalancer(policy: policy, hosts: hosts,
+                                             localityWeighted: localityWeighted),
+                  thresholds: thresholds,
                   stats: ClusterStats(clusterName: config.name, store: store), addedViaAPI: addedViaAPI,
                   loops: loops, connector: connector, dnsEndpoints: dnsEndpoints,
                   dnsLookupFamily: Self.lookupFamily(config.dnsLookupFamily),
@@ -231,15 +235,18 @@ extension Cluster {
                 let place = Host.Locality(region: locality.locality.region, zone: locality.locality.zone,
                                           subZone: locality.locality.subZone)
                 let health = Self.healthStatusName(lbEndpoint.healthStatus)
+                let localityWeight = locality.hasLoadBalancingWeight ? locality.loadBalancingWeight.value : 0
                 if discoveryType == .static {
                     hosts.append(Host(address: socket.address, port: Int(port), hostname: endpoint.hostname, weight: weight,
-                                      priority: locality.priority, locality: place, edsHealthStatus: health))
+                                      priority: locality.priority, locality: place, localityWeight: localityWeight,
+                                      edsHealthStatus: health))
                 } else {
                     dnsEndpoints.append(DNSEndpoint(name: socket.address, port: Int(port), weight: weight))
                     // An IP literal needs no lookup: usable at once, with the literal as its name.
                     if Self.isIPLiteral(socket.address) {
                         hosts.append(Host(address: socket.address, port: Int(port), hostname: socket.address, weight: weight,
-                                          priority: locality.priority, locality: place, edsHealthStatus: health))
+                                          priority: locality.priority, locality: place, localityWeight: localityWeight,
+                                      edsHealthStatus: health))
                     }
                 }
             }

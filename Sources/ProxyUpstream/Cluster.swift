@@ -159,7 +159,8 @@ public final class Cluster: @unchecked Sendable {
     public func pickHost(hash: UInt64? = nil) -> Host? {
         let balancer = loadBalancer
         if !balancer.levels.isEmpty { return pickByPriority(balancer, hash: hash) }
-        guard outlierDetector != nil || healthChecker != nil || balancer.failedEDSHealthCount > 0 else {
+        guard outlierDetector != nil || healthChecker != nil || balancer.failedEDSHealthCount > 0
+                || !balancer.localityGroups.isEmpty else {
             return balancer.pick(hash: hash)
         }
         let count = balancer.hosts.count
@@ -169,6 +170,9 @@ public final class Cluster: @unchecked Sendable {
     }
 
     private func pick(from balancer: LoadBalancer, hash: UInt64?, inPanic: Bool) -> Host? {
+        if !balancer.localityGroups.isEmpty, let group = pickLocality(balancer, hash: hash) {
+            return pick(from: group, hash: hash, inPanic: inPanic)
+        }
         guard let first = balancer.pick(hash: hash) else { return nil }
         let now = NIODeadline.now()
         outlierDetector?.returnIfExpired(first, at: now)
@@ -218,6 +222,54 @@ public final class Cluster: @unchecked Sendable {
         return load
     }
 
+    /// A locality by effective weight: its `load_balancing_weight` times its availability (the
+    /// healthy share times the overprovisioning factor, capped at 1), as Envoy weighs localities;
+    /// nil when no locality has any (then the hosts are picked as one set).
+    private func pickLocality(_ balancer: LoadBalancer, hash: UInt64?) -> LoadBalancer? {
+        let weights = localityWeights(balancer)
+        let total = weights.reduce(0, +)
+        guard total > 0 else { return nil }
+        var point = Int((hash ?? LoadBalancer.mix(priorityCursor.loadThenWrappingIncrement(ordering: .relaxed))) % UInt64(total))
+        for (index, weight) in weights.enumerated() {
+            if point < weight { return balancer.localityGroups[index] }
+            point -= weight
+        }
+        return nil
+    }
+
+    /// Effective locality weights by balancer (a cluster with priorities has one per level).
+    private final class LocalityState: AtomicReference, Sendable {
+        let weights: [ObjectIdentifier: [Int]]
+        let validUntil: UInt64
+
+        init(weights: [ObjectIdentifier: [Int]], validUntil: UInt64) {
+            self.weights = weights
+            self.validUntil = validUntil
+        }
+    }
+
+    private let localityState = ManagedAtomic<LocalityState?>(nil)
+
+    /// Each locality's effective weight (scaled by 100), recomputed at most every 50 ms.
+    func localityWeights(_ balancer: LoadBalancer, now: NIODeadline = .now()) -> [Int] {
+        let key = ObjectIdentifier(balancer)
+        let state = localityState.load(ordering: .acquiring)
+        let valid = state.map { $0.validUntil > now.uptimeNanoseconds } ?? false
+        if valid, let weights = state?.weights[key] { return weights }
+        let factor = overprovisioningFactor.load(ordering: .relaxed)
+        let weights = balancer.localityGroups.map { group -> Int in
+            let total = group.hosts.count
+            guard total > 0, let weight = group.hosts.first?.localityWeight else { return 0 }
+            let healthy = group.hosts.filter { !isUnavailable($0, at: now) }.count
+            return Int(weight) * min(100, factor * healthy / total)
+        }
+        var all = valid ? state!.weights : [:]
+        all[key] = weights
+        localityState.store(LocalityState(weights: all, validUntil: valid ? state!.validUntil : now.uptimeNanoseconds + 50_000_000),
+                            ordering: .releasing)
+        return weights
+    }
+
     private func pickByPriority(_ balancer: LoadBalancer, hash: UInt64?) -> Host? {
         let load = priorityLoad(balancer)
         let point = hash ?? LoadBalancer.mix(priorityCursor.loadThenWrappingIncrement(ordering: .relaxed))
@@ -227,7 +279,9 @@ public final class Cluster: @unchecked Sendable {
 
     /// Publishes a new host set; requests already routed keep the host they picked.
     public func replaceHosts(_ hosts: [Host]) {
-        let old = hostSet.exchange(LoadBalancer(policy: loadBalancer.policy, hosts: hosts), ordering: .acquiringAndReleasing)
+        let current = loadBalancer
+        let old = hostSet.exchange(LoadBalancer(policy: current.policy, hosts: hosts, localityWeighted: current.localityWeighted),
+                                   ordering: .acquiringAndReleasing)
         stats.membershipTotal.set(Int64(hosts.count))
         stats.membershipHealthy.set(Int64(hosts.count))
         if let healthChecker {

@@ -34,6 +34,8 @@ public final class Host: Sendable {
     /// The EDS priority of the host's locality (0 first).
     public let priority: UInt32
     public let locality: Locality
+    /// The locality's `load_balancing_weight` (0 when unset: no traffic under locality-weighted balancing).
+    public let localityWeight: UInt32
     /// EDS `health_status` as Envoy names it (`HEALTHY` unless EDS says otherwise).
     public let edsHealthStatus: String
     /// UNHEALTHY, DRAINING or TIMEOUT: the control plane says not to use it.
@@ -52,13 +54,14 @@ public final class Host: Sendable {
     }
 
     public init(address: String, port: Int, hostname: String, weight: UInt32 = 1, priority: UInt32 = 0,
-                locality: Locality = Locality(), edsHealthStatus: String = "HEALTHY") {
+                locality: Locality = Locality(), localityWeight: UInt32 = 0, edsHealthStatus: String = "HEALTHY") {
         self.address = address
         self.port = port
         self.hostname = hostname
         self.weight = max(1, weight)
         self.priority = priority
         self.locality = locality
+        self.localityWeight = localityWeight
         self.edsHealthStatus = edsHealthStatus
         self.stats = HostStats()
         self.outlier = HostOutlierState()
@@ -74,6 +77,7 @@ public final class Host: Sendable {
         weight = base.weight
         priority = base.priority
         locality = base.locality
+        localityWeight = base.localityWeight
         edsHealthStatus = base.edsHealthStatus
         stats = base.stats
         outlier = base.outlier
@@ -84,7 +88,8 @@ public final class Host: Sendable {
     /// Whether an EDS update describes this same host (it keeps its stats and connections).
     func isSame(as other: Host) -> Bool {
         address == other.address && port == other.port && weight == other.weight && priority == other.priority
-            && locality == other.locality && edsHealthStatus == other.edsHealthStatus
+            && locality == other.locality && localityWeight == other.localityWeight
+            && edsHealthStatus == other.edsHealthStatus
     }
 
     /// `127.0.0.1:8000` or `[::1]:8000`, as Envoy prints host addresses.

@@ -28,15 +28,33 @@ public final class LoadBalancer: AtomicReference, Sendable {
     public let levels: [LoadBalancer]
     /// Hosts EDS marked unhealthy; they serve only in panic.
     public let failedEDSHealthCount: Int
+    /// `locality_weighted_lb_config`: a locality is picked first, by weight and health, then a host in it.
+    public let localityWeighted: Bool
+    /// With locality weighting (and one priority here), one balancer per locality, in EDS order.
+    public let localityGroups: [LoadBalancer]
 
-    public init(policy: Policy, hosts: [Host]) {
+    public init(policy: Policy, hosts: [Host], localityWeighted: Bool = false) {
         self.policy = policy
         self.hosts = hosts
+        self.localityWeighted = localityWeighted
         failedEDSHealthCount = hosts.filter(\.failedEDSHealth).count
         let priorities = Set(hosts.map(\.priority))
         levels = priorities.count > 1
-            ? (0...(priorities.max() ?? 0)).map { level in LoadBalancer(policy: policy, hosts: hosts.filter { $0.priority == level }) }
+            ? (0...(priorities.max() ?? 0)).map { level in
+                LoadBalancer(policy: policy, hosts: hosts.filter { $0.priority == level }, localityWeighted: localityWeighted)
+            }
             : []
+        if localityWeighted, levels.isEmpty {
+            var order: [Host.Locality] = []
+            var grouped: [Host.Locality: [Host]] = [:]
+            for host in hosts {
+                if grouped[host.locality] == nil { order.append(host.locality) }
+                grouped[host.locality, default: []].append(host)
+            }
+            localityGroups = order.map { LoadBalancer(policy: policy, hosts: grouped[$0]!) }
+        } else {
+            localityGroups = []
+        }
         switch policy {
         case .ringHash(let minimum, let maximum): ring = Self.ring(hosts, minimum: minimum, maximum: maximum); table = []
         case .maglev(let size): table = Self.maglevTable(hosts, size: size); ring = []

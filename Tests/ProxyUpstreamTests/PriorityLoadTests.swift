@@ -33,4 +33,15 @@ import Testing
         #expect(balancer.levels.map(\.hosts.count) == [1, 0, 1])
         #expect(LoadBalancer(policy: .roundRobin, hosts: [hosts[0]]).levels.isEmpty)
     }
+
+    @Test func localityWeightingGroupsHostsByLocalityInOrder() {
+        let a = Host.Locality(zone: "a"), b = Host.Locality(zone: "b")
+        let hosts = [Host(address: "10.0.0.1", port: 80, hostname: "", locality: b, localityWeight: 3),
+                     Host(address: "10.0.0.2", port: 80, hostname: "", locality: a, localityWeight: 1),
+                     Host(address: "10.0.0.3", port: 80, hostname: "", locality: b, localityWeight: 3)]
+        let balancer = LoadBalancer(policy: .roundRobin, hosts: hosts, localityWeighted: true)
+        #expect(balancer.localityGroups.map(\.hosts.count) == [2, 1])
+        #expect(balancer.localityGroups[0].hosts.allSatisfy { $0.locality == b })
+        #expect(LoadBalancer(policy: .roundRobin, hosts: hosts).localityGroups.isEmpty)
+    }
 }

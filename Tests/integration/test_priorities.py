@@ -60,3 +60,37 @@ def test_priority_load_follows_health(binary, name, overprovisioning, expected_p
     finally:
         for upstream in upstreams:
             upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_locality_weighted_balancing(binary, name, launch):
+    """common_lb_config.locality_weighted_lb_config: localities share traffic by load_balancing_weight (1:3),
+    and a locality without a weight gets none."""
+    upstreams = [KeepAliveResponder() for _ in range(3)]
+    light, heavy, unweighted = (u.port for u in upstreams)
+
+    def endpoint(port):
+        return f"        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    cluster_text = ("  - name: tiered\n    type: STATIC\n    common_lb_config: { locality_weighted_lb_config: {} }\n"
+                    "    load_assignment:\n      cluster_name: tiered\n      endpoints:\n"
+                    f"      - locality: {{ zone: a }}\n        load_balancing_weight: 1\n        lb_endpoints:\n{endpoint(light)}"
+                    f"      - locality: {{ zone: b }}\n        load_balancing_weight: 3\n        lb_endpoints:\n{endpoint(heavy)}"
+                    f"      - locality: {{ zone: c }}\n        lb_endpoints:\n{endpoint(unweighted)}")
+    try:
+        proxy = launch(binary, lambda l, adm: http_bootstrap(
+            l, adm, "            - { match: { prefix: / }, route: { cluster: tiered } }\n", [cluster_text]),
+            f"locality-{name}")
+        total = 400
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        for i in range(total):
+            connection.request("GET", f"/l/{i}")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        connection.close()
+        counts = [u.count for u in upstreams]
+        assert counts[2] == 0, counts
+        assert abs(counts[1] / total - 0.75) < 0.08, counts
+    finally:
+        for upstream in upstreams:
+            upstream.close()
