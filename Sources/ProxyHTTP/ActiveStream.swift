@@ -313,14 +313,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         let response = HTTPResponseHead(version: downstreamHead.version, status: .ok, headers: headers)
         let overHTTP2 = manager.isHTTP2
         if overHTTP2 { writeResponseHead(response, flush: true) }
-        endAttempt(discard: false)
-        responseComplete = true
-        globalTimer?.cancel()
-        durationTimer?.cancel()
-        config.stats.downstreamRqActive.decrement()
-        config.stats.recordResponse(status: 200)
-        emitLog(trailers: nil)
-        manager.tunnelEstablished(self)
+        becameTunnel(status: 200)
         do {
             if overHTTP2 {
                 try HTTPUpgradeTunnel.splice(downstreamStream: downstream, upstream: upstream, raw: true)
@@ -816,15 +809,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         connection.handler.delegate = nil
         connection.handler.resumeReading()
         self.connection = nil
-        endAttempt(discard: false)
-        responseComplete = true
-        globalTimer?.cancel()
-        durationTimer?.cancel()
-        let stats = config.stats
-        stats.downstreamRqActive.decrement()
-        stats.recordResponse(status: status)
-        emitLog(trailers: nil)
-        manager.tunnelEstablished(self)
+        becameTunnel(status: status)
         let upstream = connection.channel
         loop.assumeIsolated().execute {
             do {
@@ -838,6 +823,19 @@ final class ActiveStream: UpstreamResponseDelegate {
                 upstream.close(promise: nil)
             }
         }
+    }
+
+    /// The request is done as HTTP (its answer counted and logged); the connection, or the HTTP/2
+    /// stream, now carries the tunnel.
+    private func becameTunnel(status: Int) {
+        endAttempt(discard: false)
+        responseComplete = true
+        globalTimer?.cancel()
+        durationTimer?.cancel()
+        config.stats.downstreamRqActive.decrement()
+        config.stats.recordResponse(status: status)
+        emitLog(trailers: nil)
+        manager.tunnelEstablished(self)
     }
 
     /// An HTTP/1.1 response head as bytes, for a CONNECT's 2xx: NIO's encoder does not know the

@@ -19,9 +19,9 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private enum State {
-        /// Before the request's HEADERS, and for every stream that is not an extended CONNECT.
+        /// Before the request's HEADERS, and for every stream that is not a CONNECT.
         case passThrough
-        /// An extended CONNECT waiting for the upstream's answer; `ended` when the client sent END_STREAM.
+        /// A CONNECT waiting for the upstream's answer; `ended` when the client sent END_STREAM.
         case holding(held: [HTTP2Frame.FramePayload], bytes: Int, ended: Bool)
         /// The upgrade was refused: the client's bytes are dropped, its END_STREAM still ends the request.
         case discarding

@@ -6,13 +6,14 @@ import XDSResource
 /// The HTTP filters meshproxy implements, by `typed_config` type. The router is not among them: it
 /// is the connection manager's own last step.
 public enum HTTPFilterRegistry {
-    static let factories: [any HTTPFilterFactory.Type] = [
+    // Immutable lists of types, built once.
+    nonisolated(unsafe) static let factories: [any HTTPFilterFactory.Type] = [
         RBACHTTPFilter.self,
         FaultFilter.self,
         LocalRateLimitFilter.self,
     ]
 
-    private static let byTypeURL: [String: any HTTPFilterFactory.Type] = Dictionary(
+    nonisolated(unsafe) private static let byTypeURL: [String: any HTTPFilterFactory.Type] = Dictionary(
         uniqueKeysWithValues: factories.map { (TypeURL.prefix + $0.configType, $0) })
 
     public static func factory(forTypeURL url: String) -> (any HTTPFilterFactory.Type)? {

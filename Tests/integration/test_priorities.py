@@ -11,6 +11,19 @@ from loopback_servers import KeepAliveResponder
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
 
 
+def send(port, total):
+    """`total` GETs on one keep-alive connection, each answered 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in range(total):
+            connection.request("GET", f"/n/{i}")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        connection.close()
+
+
 def cluster(a, b, c, overprovisioning=None):
     policy = f"      policy: {{ overprovisioning_factor: {overprovisioning} }}\n" if overprovisioning else ""
     return f"""  - name: tiered
@@ -40,13 +53,7 @@ def test_priority_load_follows_health(binary, name, overprovisioning, expected_p
             l, adm, "            - { match: { prefix: / }, route: { cluster: tiered } }\n",
             [cluster(a, b, c, overprovisioning)]), f"prio-{name}-{overprovisioning}")
         total = 400
-        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-        for i in range(total):
-            connection.request("GET", f"/p/{i}")
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-        connection.close()
+        send(proxy.port, total)
         counts = [u.count for u in upstreams]
         assert counts[1] == 0, "the UNHEALTHY host gets nothing"
         # P0 is half healthy: its health is 50 % times the overprovisioning factor.
@@ -81,13 +88,7 @@ def test_locality_weighted_balancing(binary, name, launch):
             l, adm, "            - { match: { prefix: / }, route: { cluster: tiered } }\n", [cluster_text]),
             f"locality-{name}")
         total = 400
-        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-        for i in range(total):
-            connection.request("GET", f"/l/{i}")
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-        connection.close()
+        send(proxy.port, total)
         counts = [u.count for u in upstreams]
         assert counts[2] == 0, counts
         assert abs(counts[1] / total - 0.75) < 0.08, counts
