@@ -36,6 +36,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var grpcCall: GRPCStatsFilter.Call?
     /// A filter's delay in progress (the fault filter), and what to call when it ends.
     private var filterDelay: (task: Scheduled<Void>, ended: (@Sendable () -> Void)?)?
+    /// Headers the filters want on the upstream's response (CORS).
+    private var filterResponseHeaders: [(String, String)] = []
     /// Why the last connection to the upstream failed, when a socket error said so.
     private var transportFailureReason: String?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
@@ -143,6 +145,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         for index in first..<config.filters.count {
             let decision = config.filters[index].decodeHeaders(request)
             flags.insert(decision.flags)
+            filterResponseHeaders += decision.responseHeaders
             if let delay = decision.delay {
                 filterDelay = (loop.assumeIsolated().scheduleTask(in: delay) { [self] in
                     filterDelay?.ended?()
@@ -972,6 +975,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
         if !sawServer { headers.add(name: "server", value: config.serverName) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
+        for (name, value) in filterResponseHeaders { headers.add(name: name, value: value) }
         if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
             let status = Int(upstream.status.code)
             headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd) { [self] in
@@ -999,6 +1003,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         var headers = HTTPHeaders()
+        for (name, value) in reply.headers { headers.add(name: name, value: value) }
         if reply.overloaded { headers.add(name: "x-envoy-overloaded", value: "true") }
         headers.add(name: "content-length", value: String(reply.body.utf8.count))
         if !reply.body.isEmpty { headers.add(name: "content-type", value: reply.contentType) }

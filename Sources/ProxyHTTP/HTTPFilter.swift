@@ -39,13 +39,17 @@ public struct HTTPFilterDecision: Sendable {
     public var flags: ResponseFlags = []
     /// Called when the delay is over (or the request went away during it).
     public var delayEnded: (@Sendable () -> Void)?
+    /// Headers the response gets when it comes (CORS's `access-control-allow-origin`).
+    public var responseHeaders: [(String, String)] = []
 
     public static let proceed = HTTPFilterDecision()
 
-    init(delay: TimeAmount? = nil, reply: LocalReply? = nil, flags: ResponseFlags = []) {
+    init(delay: TimeAmount? = nil, reply: LocalReply? = nil, flags: ResponseFlags = [],
+         responseHeaders: [(String, String)] = []) {
         self.delay = delay
         self.reply = reply
         self.flags = flags
+        self.responseHeaders = responseHeaders
     }
 }
 
@@ -67,11 +71,15 @@ public protocol HTTPFilterFactory {
     static var configType: String { get }
     static func make(_ config: Google_Protobuf_Any, name: String, context: HTTPFilterContext, path: String) throws
         -> any HTTPFilter
-    /// A `typed_per_filter_config` of this filter's type; nil for a filter that reads none.
+    /// The type of its `typed_per_filter_config` (the filter's own, unless it has one of its own, as CORS).
+    static var perRouteConfigType: String { get }
+    /// A `typed_per_filter_config` of that type; nil for a filter that reads none.
     static func perRoute(_ config: Google_Protobuf_Any, store: StatsStore, path: String) throws -> (any Sendable)?
 }
 
 extension HTTPFilterFactory {
+    public static var perRouteConfigType: String { configType }
+
     public static func perRoute(_ config: Google_Protobuf_Any, store: StatsStore, path: String) throws -> (any Sendable)? {
         nil
     }

@@ -11,10 +11,13 @@ public enum HTTPFilterRegistry {
         RBACHTTPFilter.self,
         FaultFilter.self,
         LocalRateLimitFilter.self,
+        CorsFilter.self,
     ]
 
     nonisolated(unsafe) private static let byTypeURL: [String: any HTTPFilterFactory.Type] = Dictionary(
         uniqueKeysWithValues: factories.map { (TypeURL.prefix + $0.configType, $0) })
+    nonisolated(unsafe) private static let byPerRouteTypeURL: [String: any HTTPFilterFactory.Type] = Dictionary(
+        uniqueKeysWithValues: factories.map { (TypeURL.prefix + $0.perRouteConfigType, $0) })
 
     public static func factory(forTypeURL url: String) -> (any HTTPFilterFactory.Type)? {
         byTypeURL[url]
@@ -24,7 +27,7 @@ public enum HTTPFilterRegistry {
     /// filter reads is refused, as Envoy refuses it.
     public static func perFilterConfigs(store: StatsStore) -> PerFilterConfigCompiler {
         PerFilterConfigCompiler { name, config, path in
-            guard let factory = byTypeURL[config.typeURL] else {
+            guard let factory = byPerRouteTypeURL[config.typeURL] else {
                 throw FieldError(path, "Didn't find a registered implementation for '\(name)' with type URL: "
                     + "'\(config.typeURL)'")
             }

@@ -14,6 +14,8 @@ struct LocalReply: Sendable {
     var details = "direct_response"
     /// Adds `x-envoy-overloaded: true` (circuit breaker overflow).
     var overloaded = false
+    /// Headers of the filter that answered (a CORS preflight's), first in the response.
+    var headers: [(String, String)] = []
 
     static let noRoute = LocalReply(status: .notFound, body: "", flags: .noRouteFound, details: "route_not_found")
     static let noCluster = LocalReply(status: .serviceUnavailable, body: "", flags: .noClusterFound,

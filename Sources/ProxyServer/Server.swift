@@ -31,7 +31,9 @@ public final class Server: @unchecked Sendable {
     private let logger = Logger(label: "main")
     private let stateCode = Atomic<Int>(2)  // Envoy's server.state: 0 LIVE, 1 DRAINING, 2 PRE_INITIALIZING, 3 INITIALIZING
     private let healthCheckFailedFlag = Atomic<Bool>(false)
-    private let shutdownRequested: EventLoopPromise<Void>?
+    /// A signal or `/quitquitquit` completes it; a server that fails to start completes it as it goes.
+    private let shutdownSignal: ShutdownSignal?
+    private var shutdownRequested: EventLoopPromise<Void>? { shutdownSignal?.promise }
     private let serverGauges: ServerGauges
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
@@ -55,12 +57,12 @@ public final class Server: @unchecked Sendable {
             self.group = group
             self.adminGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             loops = Array(group.makeIterator())
-            shutdownRequested = adminGroup!.next().makePromise()
+            shutdownSignal = ShutdownSignal(adminGroup!.next().makePromise())
         } else {
             group = nil
             adminGroup = nil
             loops = []
-            shutdownRequested = nil
+            shutdownSignal = nil
         }
         ServerContext.workerCount = max(1, options.concurrency)
         ServerContext.tracing = HTTPTracers.Context(nodeID: bootstrap.node.id, serviceCluster: bootstrap.node.cluster,
@@ -451,5 +453,19 @@ extension Server: AdminDataSource {
 
     public func requestShutdown() {
         shutdownRequested?.succeed(())
+    }
+}
+
+/// The promise a shutdown completes. Completed when dropped, so that a server whose configuration
+/// fails in `init` reports its error instead of tripping NIO's leaked-promise check.
+final class ShutdownSignal: Sendable {
+    let promise: EventLoopPromise<Void>
+
+    init(_ promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    deinit {
+        promise.succeed(())
     }
 }

@@ -50,6 +50,8 @@ public struct AnyTypeRegistry: Sendable {
         Envoy_Extensions_Filters_Http_GrpcStats_V3_FilterConfig.self,
         Envoy_Extensions_Filters_Http_Fault_V3_HTTPFault.self,
         Envoy_Extensions_Filters_Http_LocalRatelimit_V3_LocalRateLimit.self,
+        Envoy_Extensions_Filters_Http_Cors_V3_Cors.self,
+        Envoy_Extensions_Filters_Http_Cors_V3_CorsPolicy.self,
         Envoy_Extensions_Retry_Host_PreviousHosts_V3_PreviousHostsPredicate.self,
     ]
 

@@ -67,3 +67,20 @@ def test_sigterm_exits_zero(tmp_path, httpbin):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+def test_a_config_refused_while_serving_is_a_clean_error(tmp_path):
+    """An error found as the server builds (not in validate mode) exits 1 with the reason, not a crash."""
+    path = tmp_path / "bad-filter-config.yaml"
+    text = seed_config(8000, free_port(), free_port()).replace(
+        "              routes:\n",
+        "              typed_per_filter_config:\n"
+        "                envoy.filters.http.unknown:\n"
+        "                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n"
+        "              routes:\n", 1)
+    assert "typed_per_filter_config" in text
+    path.write_text(text)
+    result = run("-c", str(path), timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "typed_per_filter_config[envoy.filters.http.unknown]" in result.stdout + result.stderr
+    assert "Fatal error" not in result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""HTTP filters before the router, through Envoy 1.40 and meshproxy alike: envoy.filters.http.fault
+"""HTTP filters before the router, through Envoy 1.40 and meshproxy alike: envoy.filters.http.cors, envoy.filters.http.fault
 (aborts and delays from a route's typed_per_filter_config, header-controlled faults, gRPC aborts) and
 envoy.filters.http.local_ratelimit (a token bucket, Envoy's 429 and its stats)."""
 import time
@@ -104,3 +104,52 @@ def test_local_rate_limits_per_listener_and_per_route(binary, name, raw, launch)
     route = proxy.stats("route_limit.http_local_rate_limit")
     assert route["route_limit.http_local_rate_limit.rate_limited"] == "1"
     assert route["route_limit.http_local_rate_limit.ok"] == "1"
+
+
+def cors_config(upstream_port):
+    policy = """              typed_per_filter_config:
+                envoy.filters.http.cors:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+                  allow_origin_string_match: [{ exact: "https://app.example" }, { suffix: ".trusted.example" }]
+                  allow_methods: "GET, PUT"
+                  allow_headers: "x-custom, content-type"
+                  expose_headers: "x-exposed"
+                  max_age: "600"
+                  allow_credentials: true
+"""
+    filters = """          http_filters:
+          - name: envoy.filters.http.cors
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }
+"""
+
+    def make(listener, admin):
+        text = http_bootstrap(listener, admin, "            - match: { prefix: / }\n              route: { cluster: up }\n",
+                              [static_cluster("up", upstream_port)])
+        text = text.replace("          http_filters:\n", filters, 1)
+        # The policy belongs to the virtual host.
+        return text.replace("              domains: [\"*\"]\n", "              domains: [\"*\"]\n" + policy, 1)
+    return make
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_cors_answers_preflights_and_marks_responses(binary, name, raw, launch):
+    proxy = launch(binary, cors_config(raw.port), f"cors-{name}")
+    status, headers, _ = http_request(proxy.port, "OPTIONS", "/x", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "PUT"})
+    headers = dict(headers)
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    assert headers["access-control-allow-methods"] == "GET, PUT"
+    assert headers["access-control-allow-headers"] == "x-custom, content-type"
+    assert headers["access-control-max-age"] == "600"
+    assert headers["access-control-allow-credentials"] == "true"
+    assert raw.requests == [], "a preflight from an allowed origin is answered by the proxy"
+    status, headers, _ = http_request(proxy.port, "GET", "/y", headers={"Origin": "https://a.trusted.example"})
+    headers = dict(headers)
+    assert status == 200 and headers["access-control-allow-origin"] == "https://a.trusted.example"
+    assert headers["access-control-expose-headers"] == "x-exposed"
+    status, headers, _ = http_request(proxy.port, "GET", "/z", headers={"Origin": "https://evil.example"})
+    assert status == 200 and "access-control-allow-origin" not in dict(headers)
+    stats = proxy.stats("ingress_http.cors.")
+    assert stats["http.ingress_http.cors.origin_valid"] == "2"
+    assert stats["http.ingress_http.cors.origin_invalid"] == "1"
