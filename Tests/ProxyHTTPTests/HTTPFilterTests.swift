@@ -51,4 +51,35 @@ import Testing
         let decision = Self.fault(listenerPolicy).decodeHeaders(Self.request(route: route))
         #expect(decision.reply?.status.code == 418)
     }
+
+    static func cors() -> (CorsFilter, RouteEntry) {
+        let store = StatsStore()
+        let filter = CorsFilter(name: "envoy.filters.http.cors",
+                                originValid: store.counter("v", StatTags(extractedName: "v")),
+                                originInvalid: store.counter("i", StatTags(extractedName: "i")))
+        var route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"))
+        route.perFilterConfigs["envoy.filters.http.cors"] = CorsFilter.Policy(
+            origins: [StringMatch(.exact("https://app.example"))], allowMethods: "GET", allowHeaders: "", exposeHeaders: "",
+            maxAge: "60", allowCredentials: false, enabled: (100, 100))
+        return (filter, route)
+    }
+
+    @Test func corsAnswersAllowedPreflightsAndMarksOtherResponses() {
+        let (filter, route) = Self.cors()
+        let preflight = HTTPFilterRequest(
+            head: HTTPRequestHead(version: .http1_1, method: .OPTIONS, uri: "/",
+                                  headers: ["origin": "https://app.example", "access-control-request-method": "GET"]),
+            path: "/", route: route, channel: nil, tls: nil, isGRPC: false, random: { 0 })
+        let answered = filter.decodeHeaders(preflight)
+        #expect(answered.reply?.status == .ok)
+        #expect(answered.reply?.headers.map(\.0) == ["access-control-allow-origin", "access-control-allow-methods",
+                                                      "access-control-max-age"])
+        let actual = filter.decodeHeaders(Self.request(["origin": "https://app.example"], route: route))
+        #expect(actual.reply == nil && actual.responseHeaders.map(\.1) == ["https://app.example"])
+        let stranger = filter.decodeHeaders(Self.request(["origin": "https://evil.example"], route: route))
+        #expect(stranger.reply == nil && stranger.responseHeaders.isEmpty)
+        #expect(filter.originValid.value == 2 && filter.originInvalid.value == 1)
+        #expect(filter.decodeHeaders(Self.request(["origin": "https://app.example"])).responseHeaders.isEmpty,
+                "no policy on the route, nothing to do")
+    }
 }
