@@ -34,11 +34,9 @@ struct CorsFilter: HTTPFilter, HTTPFilterFactory {
         -> any HTTPFilter
     {
         _ = try Envoy_Extensions_Filters_Http_Cors_V3_Cors(unpackingAny: config)
-        let tags = [StatTags.Tag("envoy_http_conn_manager_prefix", context.statPrefix)]
-        func counter(_ stat: String) -> Counter {
-            context.store.counter("http.\(context.statPrefix).cors.\(stat)", StatTags(extractedName: "http.cors.\(stat)", tags: tags))
-        }
-        return CorsFilter(name: name, originValid: counter("origin_valid"), originInvalid: counter("origin_invalid"))
+        let scope = StatScope(store: context.store, prefix: "http.\(context.statPrefix).cors.", extractedPrefix: "http.cors.",
+                              tags: [StatTags.Tag("envoy_http_conn_manager_prefix", context.statPrefix)])
+        return CorsFilter(name: name, originValid: scope.counter("origin_valid"), originInvalid: scope.counter("origin_invalid"))
     }
 
     static func perRoute(_ config: Google_Protobuf_Any, store: StatsStore, path: String) throws -> (any Sendable)? {
@@ -61,10 +59,7 @@ struct CorsFilter: HTTPFilter, HTTPFilterFactory {
         guard let policy = request.perRouteConfig(name, as: Policy.self),
               let origin = request.head.headers.first(name: "origin"), !origin.isEmpty
         else { return .proceed }
-        let share = policy.enabled
-        guard share.numerator >= share.denominator || request.random() % share.denominator < share.numerator else {
-            return .proceed
-        }
+        guard sampled(policy.enabled, random: request.random) else { return .proceed }
         guard policy.origins.contains(where: { $0.matches(origin) }) else {
             originInvalid.increment()
             return .proceed

@@ -3,7 +3,6 @@ import NIOHTTP1
 import ProxyCore
 import ProxyRouting
 import SwiftProtobuf
-import Synchronization
 import XDSAPI
 import XDSResource
 
@@ -44,16 +43,13 @@ struct FaultFilter: HTTPFilter, HTTPFilterFactory {
         let activeFaults: Gauge
 
         init(statPrefix: String, store: StatsStore) {
-            let tags = [StatTags.Tag("envoy_http_conn_manager_prefix", statPrefix)]
-            func counter(_ name: String) -> Counter {
-                store.counter("http.\(statPrefix).fault.\(name)", StatTags(extractedName: "http.fault.\(name)", tags: tags))
-            }
-            delaysInjected = counter("delays_injected")
-            abortsInjected = counter("aborts_injected")
-            faultsOverflow = counter("faults_overflow")
-            responseRateLimitInjected = counter("response_rl_injected")
-            activeFaults = store.gauge("http.\(statPrefix).fault.active_faults",
-                                       StatTags(extractedName: "http.fault.active_faults", tags: tags))
+            let scope = StatScope(store: store, prefix: "http.\(statPrefix).fault.", extractedPrefix: "http.fault.",
+                                  tags: [StatTags.Tag("envoy_http_conn_manager_prefix", statPrefix)])
+            delaysInjected = scope.counter("delays_injected")
+            abortsInjected = scope.counter("aborts_injected")
+            faultsOverflow = scope.counter("faults_overflow")
+            responseRateLimitInjected = scope.counter("response_rl_injected")
+            activeFaults = scope.gauge("active_faults")
         }
     }
 
@@ -83,18 +79,15 @@ struct FaultFilter: HTTPFilter, HTTPFilterFactory {
            !policy.downstreamNodes.contains(headers.first(name: "x-envoy-downstream-service-node") ?? "") {
             return .proceed
         }
-        func rolls(_ numerator: UInt64, _ denominator: UInt64) -> Bool {
-            numerator >= denominator || request.random() % denominator < numerator
-        }
         var delay: TimeAmount?
-        if let (kind, numerator, denominator) = policy.delay, rolls(numerator, denominator) {
+        if let (kind, numerator, denominator) = policy.delay, sampled((numerator, denominator), random: request.random) {
             switch kind {
             case .fixed(let amount): delay = amount
             case .header: delay = headers.first(name: "x-envoy-fault-delay-request").flatMap { Int64($0) }.map { .milliseconds($0) }
             }
         }
         var reply: LocalReply?
-        if let (kind, numerator, denominator) = policy.abort, rolls(numerator, denominator) {
+        if let (kind, numerator, denominator) = policy.abort, sampled((numerator, denominator), random: request.random) {
             reply = Self.abortReply(kind, headers: headers)
         }
         guard delay != nil || reply != nil else { return .proceed }

@@ -44,21 +44,23 @@ enum HTTPUpgradeTunnel {
         let down = stream.pipeline.syncOperations
         let translator = try down.handler(type: HTTP2ExtendedConnect.self)
         let (downEnd, upEnd) = TunnelHandler.pair()
-        let frames = HTTP2StreamBytes()
+        var decoderLeft: EventLoopPromise<Void>?
         if raw {
             try upstream.pipeline.syncOperations.addHandler(upEnd)
-            try down.addHandler(frames, position: .after(translator))
-            try down.addHandler(downEnd, position: .after(frames))
-            translator.startTunnel()
-            return
+        } else {
+            decoderLeft = upstream.eventLoop.makePromise(of: Void.self)
+            try spliceUpstream(upstream, end: upEnd, decoderLeft: decoderLeft)
         }
-        let decoderLeft = upstream.eventLoop.makePromise(of: Void.self)
-        try spliceUpstream(upstream, end: upEnd, decoderLeft: decoderLeft)
+        let frames = HTTP2StreamBytes()
         try down.addHandler(frames, position: .after(translator))
         try down.addHandler(downEnd, position: .after(frames))
         // The response decoder watches what is written past it and leaves on a later tick; the
         // bytes the client sent early may go upstream only once it has gone.
-        decoderLeft.futureResult.assumeIsolated().whenComplete { _ in translator.startTunnel() }
+        if let decoderLeft {
+            decoderLeft.futureResult.assumeIsolated().whenComplete { _ in translator.startTunnel() }
+        } else {
+            translator.startTunnel()
+        }
     }
 
     private static func spliceUpstream(_ upstream: any Channel, end: TunnelHandler,

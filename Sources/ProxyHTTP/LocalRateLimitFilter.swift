@@ -50,30 +50,24 @@ struct LocalRateLimitFilter: HTTPFilter, HTTPFilterFactory {
             let code = proto.hasStatus ? proto.status.code.rawValue : 429
             status = HTTPResponseStatus(statusCode: code < 400 ? 429 : code)
             grpcStatus = proto.rateLimitedAsResourceExhausted ? 8 : nil
-            func counter(_ name: String) -> Counter {
-                let full = "\(proto.statPrefix).http_local_rate_limit.\(name)"
-                return store.counter(full, StatTags(extractedName: full))
-            }
-            enabledCount = counter("enabled")
-            enforcedCount = counter("enforced")
-            okCount = counter("ok")
-            rateLimitedCount = counter("rate_limited")
-            _ = counter("shadow_mode")
+            let prefix = "\(proto.statPrefix).http_local_rate_limit."
+            let scope = StatScope(store: store, prefix: prefix, extractedPrefix: prefix, tags: [])
+            enabledCount = scope.counter("enabled")
+            enforcedCount = scope.counter("enforced")
+            okCount = scope.counter("ok")
+            rateLimitedCount = scope.counter("rate_limited")
+            _ = scope.counter("shadow_mode")
         }
 
         func decide(random: () -> UInt64) -> HTTPFilterDecision {
-            guard let bucket else { return .proceed }
-            func rolls(_ share: (numerator: UInt64, denominator: UInt64)) -> Bool {
-                share.numerator >= share.denominator || random() % share.denominator < share.numerator
-            }
-            guard rolls(enabled) else { return .proceed }
+            guard let bucket, sampled(enabled, random: random) else { return .proceed }
             enabledCount.increment()
             if bucket.consume() {
                 okCount.increment()
                 return .proceed
             }
             rateLimitedCount.increment()
-            guard rolls(enforced) else { return .proceed }
+            guard sampled(enforced, random: random) else { return .proceed }
             enforcedCount.increment()
             return HTTPFilterDecision(reply: LocalReply(status: status, body: "local_rate_limited", flags: .rateLimited,
                                                         grpcStatus: grpcStatus, details: "local_rate_limited"))

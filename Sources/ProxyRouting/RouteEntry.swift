@@ -142,7 +142,7 @@ public struct RouteAction: Sendable {
 
         public func samples(_ random: UInt64) -> Bool {
             guard let fraction else { return true }
-            return fraction.denominator > 0 && random % fraction.denominator < fraction.numerator
+            return sampled(fraction) { random }
         }
 
         /// `host:port` → `host-shadow:port`, as Envoy names the mirrored request's authority.

@@ -45,7 +45,7 @@ public struct RouteMatch: Sendable {
             guard queryParameters.allSatisfy({ $0.matches(Self.parameter($0.name, in: query)) }) else { return false }
         }
         if let fraction {
-            guard fraction.denominator > 0, random() % fraction.denominator < fraction.numerator else { return false }
+            guard sampled(fraction, random: random) else { return false }
         }
         return true
     }

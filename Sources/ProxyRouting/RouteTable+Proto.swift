@@ -416,6 +416,12 @@ extension Redirect {
     }
 }
 
+/// Whether a request falls in a share (`runtime_fraction`, a mirror's or a filter's percentage):
+/// a draw below the numerator out of the denominator; a whole share draws nothing.
+public func sampled(_ share: (numerator: UInt64, denominator: UInt64), random: () -> UInt64) -> Bool {
+    share.denominator > 0 && (share.numerator >= share.denominator || random() % share.denominator < share.numerator)
+}
+
 /// A `FractionalPercent` as numerator and denominator.
 public func fractionOf(_ percent: Envoy_Type_V3_FractionalPercent, path: String) throws -> (numerator: UInt64, denominator: UInt64) {
     switch percent.denominator {
