@@ -82,4 +82,42 @@ import Testing
         #expect(filter.decodeHeaders(Self.request(["origin": "https://app.example"])).responseHeaders.isEmpty,
                 "no policy on the route, nothing to do")
     }
+
+    @Test func headerDelaysClusterConditionsAndTheActiveFaultLimit() {
+        var policy = FaultFilter.Policy()
+        policy.delay = (.header, 100, 100)
+        policy.maxActiveFaults = 1
+        let filter = Self.fault(policy)
+        let first = filter.decodeHeaders(Self.request(["x-envoy-fault-delay-request": "250"]))
+        #expect(first.delay == .milliseconds(250))
+        let second = filter.decodeHeaders(Self.request(["x-envoy-fault-delay-request": "250"]))
+        #expect(second.delay == nil && filter.stats.faultsOverflow.value == 1, "one fault at a time")
+        first.delayEnded?()
+        var toOther = FaultFilter.Policy()
+        toOther.abort = (.http(503), 100, 100)
+        toOther.upstreamCluster = "payments"
+        let route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "web"))
+        #expect(Self.fault(toOther).decodeHeaders(Self.request(route: route)).reply == nil, "another cluster's fault")
+        toOther.upstreamCluster = "web"
+        #expect(Self.fault(toOther).decodeHeaders(Self.request(route: route)).reply != nil)
+    }
+
+    @Test func aLocalRateLimitAnswersWithItsStatusAndGRPCCode() throws {
+        var proto = LocalRateLimitProto()
+        proto.statPrefix = "t"
+        proto.tokenBucket.maxTokens = 1
+        proto.tokenBucket.fillInterval.seconds = 3600
+        proto.filterEnabled.defaultValue.numerator = 100
+        proto.filterEnforced.defaultValue.numerator = 100
+        proto.status.code = .serviceUnavailable
+        proto.rateLimitedAsResourceExhausted = true
+        let limiter = try LocalRateLimitFilter.Limiter(proto, store: StatsStore(), path: "p")
+        #expect(limiter.decide(random: { 0 }).reply == nil)
+        let refused = limiter.decide(random: { 0 }).reply
+        #expect(refused?.status == .serviceUnavailable && refused?.grpcStatus == 8 && refused?.flags == .rateLimited)
+        proto.filterEnforced.defaultValue.numerator = 0
+        let shadow = try LocalRateLimitFilter.Limiter(proto, store: StatsStore(), path: "p")
+        _ = shadow.decide(random: { 0 })
+        #expect(shadow.decide(random: { 0 }).reply == nil && shadow.rateLimitedCount.value == 1, "counted, not enforced")
+    }
 }

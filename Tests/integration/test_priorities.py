@@ -2,6 +2,7 @@
 load to the next as its hosts turn unhealthy (health times the overprovisioning factor), an
 UNHEALTHY host gets nothing, and /clusters shows priorities, localities and failed_eds_health."""
 import http.client
+import json
 
 import pytest
 
@@ -64,6 +65,13 @@ def test_priority_load_follows_health(binary, name, overprovisioning, expected_p
         assert f"tiered::127.0.0.1:{b}::health_flags::/failed_eds_health" in lines
         assert {f"tiered::127.0.0.1:{c}::priority::1", f"tiered::127.0.0.1:{c}::zone::us-1b",
                 f"tiered::127.0.0.1:{a}::region::eu", f"tiered::127.0.0.1:{a}::priority::0"} <= lines
+        _, text = proxy.admin_get("/clusters?format=json")
+        hosts = {h["address"]["socket_address"]["port_value"]: h
+                 for h in json.loads(text)["cluster_statuses"][0]["host_statuses"]}
+        assert hosts[b]["health_status"]["eds_health_status"] == "UNHEALTHY"
+        assert hosts[c]["priority"] == 1 and "priority" not in hosts[a], "proto3 JSON leaves out priority 0"
+        assert hosts[c]["locality"] == {"region": "us", "zone": "us-1b"}
+        assert "hostname" not in hosts[a]
     finally:
         for upstream in upstreams:
             upstream.close()
