@@ -280,7 +280,7 @@ let package = Package(
         .testTarget(
             name: "ProxyHTTPTests",
             dependencies: [
-                "ProxyHTTP", "ProxyRouting", "ProxyUpstream", "ProxyCore", "MeshTestSupport",
+                "ProxyHTTP", "ProxyRouting", "ProxyUpstream", "ProxyCore", "MeshTestSupport", "XDSAPI",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -20,13 +20,15 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let faultInjected = ResponseFlags(rawValue: 1 << 12)
     /// A rate limit refused the request (`RL`).
     public static let rateLimited = ResponseFlags(rawValue: 1 << 13)
+    /// The stream saw no activity for its idle timeout (`SI`).
+    public static let streamIdleTimeout = ResponseFlags(rawValue: 1 << 14)
 
     private static let codes: [(ResponseFlags, String)] = [
         (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
         (.upstreamRequestTimeout, "UT"), (.upstreamRemoteReset, "UR"), (.upstreamOverflow, "UO"),
         (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
         (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"), (.delayInjected, "DI"),
-        (.faultInjected, "FI"), (.rateLimited, "RL"),
+        (.faultInjected, "FI"), (.rateLimited, "RL"), (.streamIdleTimeout, "SI"),
     ]
 
     /// The flag Envoy writes as `code` (`UH`, `NR`...), if meshproxy has it.

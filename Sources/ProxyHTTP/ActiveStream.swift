@@ -13,7 +13,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private let config: ConnectionManagerConfig
     private let loop: any EventLoop
     private let downstreamHead: HTTPRequestHead
-    private let startTime = NIODeadline.now()
+    private let startTime: NIODeadline
 
     private var route: RouteEntry?
     /// The forwarding action of `route`.
@@ -81,6 +81,13 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var mirrors: [(policy: RouteAction.MirrorPolicy, cluster: Cluster)] = []
     /// The request's span, when the connection manager traces.
     private var span: RequestSpan?
+    /// When data last moved for this stream, either way: the base of its idle timeouts.
+    private var lastActivity: NIODeadline
+    /// The idle timeout in force: the route's `idle_timeout`, else the HCM's `stream_idle_timeout`.
+    private var idleTimeout: TimeAmount?
+    /// `per_try_idle_timeout`'s check for the current attempt, and when that attempt started.
+    private var perTryIdleTimer: Scheduled<Void>?
+    private var attemptStartedAt = NIODeadline.distantPast
 
     /// - Parameter draining: the connection's listener changed its filter chain: answer this request
     ///   with `connection: close` and close the connection after it, as Envoy drains.
@@ -93,6 +100,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         self.upstreamHead = head
         // An HTTP/2 stream never closes its connection; the connection drains with GOAWAY.
         self.keepAlive = manager.isHTTP2 || (head.isKeepAlive && !draining)
+        let now = loop.now
+        self.startTime = now
+        self.lastActivity = now
+        self.idleTimeout = config.timeouts.streamIdle
         if !config.accessLoggers.isEmpty || config.tracer != nil { log = StreamLog() }
     }
 
@@ -109,6 +120,11 @@ final class ActiveStream: UpstreamResponseDelegate {
         stats.downstreamRqActive.increment()
 
         let headers = downstreamHead.headers
+        if headers.count > config.maxRequestHeadersCount {
+            if !manager.isHTTP2 { keepAlive = false }
+            finish(localReply: .tooManyHeaders)
+            return
+        }
         isGRPC = GRPC.isGRPC(headers)
         if isGRPC, config.grpcStats != nil { grpcCall = GRPCStatsFilter.Call(path: Substring(downstreamHead.uri)) }
         if let tracer = config.tracer {
@@ -209,6 +225,10 @@ final class ActiveStream: UpstreamResponseDelegate {
             action = forward
         }
         self.action = action
+        if let routeIdle = action.idleTimeoutMs {
+            idleTimeout = routeIdle > 0 ? .milliseconds(routeIdle) : nil
+            if let idleTimeout { manager.ensureTimeoutCheck(by: lastActivity + idleTimeout) }
+        }
         var (clusterName, weightedEdits) = action.pickCluster(random: action.weightedClusters.isEmpty ? 0 : manager.requestIDs.nextRandom())
         if let clusterHeader = action.clusterHeader { clusterName = headers.first(name: clusterHeader) ?? "" }
         if let weightedEdits { headerEdits = weightedEdits.then(headerEdits) }
@@ -483,6 +503,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     }
 
     func requestBody(_ body: ByteBuffer) {
+        lastActivity = loop.now
         log?.bytesReceived += UInt64(body.readableBytes)
         grpcCall?.requestMessages.consume(body)
         guard !responseComplete else { return }
@@ -510,7 +531,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     func requestEnd(_ trailers: HTTPHeaders?) {
         requestEnded = true
         if !mirrors.isEmpty { sendMirrors() }
-        if log != nil { log!.requestEnd = .now() }
+        if log != nil { log!.requestEnd = loop.now }
         requestTrailers = trailers
         if responseComplete {
             manager.streamFinished(self)
@@ -564,6 +585,10 @@ final class ActiveStream: UpstreamResponseDelegate {
         host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
         if let perTry = policy?.perTryTimeoutMs, perTry > 0 {
             perTryTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(perTry)) { [self] in onPerTryTimeout(thisAttempt) }
+        }
+        if let perTryIdle = policy?.perTryIdleTimeoutMs, perTryIdle > 0 {
+            attemptStartedAt = loop.now
+            armPerTryIdleCheck(thisAttempt, at: attemptStartedAt + .milliseconds(perTryIdle))
         }
         // A new attempt replays the whole body seen so far.
         if thisAttempt > 1 {
@@ -622,6 +647,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func endAttempt(discard: Bool) {
         perTryTimer?.cancel()
         perTryTimer = nil
+        perTryIdleTimer?.cancel()
+        perTryIdleTimer = nil
         if let host = attemptHost {
             host.stats.rqActive.wrappingSubtract(1, ordering: .relaxed)
             cluster?.stats.upstreamRqActive.decrement()
@@ -691,14 +718,15 @@ final class ActiveStream: UpstreamResponseDelegate {
         backOffTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) { [self] in startAttempt() }
     }
 
-    private func attemptFailed(_ failure: UpstreamFailure, reason: String, flags failureFlags: ResponseFlags) {
+    private func attemptFailed(_ failure: UpstreamFailure, reason: String, flags failureFlags: ResponseFlags,
+                               timeoutReply: LocalReply = .timeout) {
         flags.insert(failureFlags)
         if let policy, policy.retries(failure: failure), mayRetry() {
             scheduleRetry()
             return
         }
         if failure == .perTryTimeout {
-            finish(localReply: .timeout)
+            finish(localReply: timeoutReply)
         } else {
             finish(localReply: .reset(reason: reason, retried: retriesUsed > 0, flags: flags,
                                       transportFailure: transportFailureReason))
@@ -744,10 +772,88 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
     }
 
+    /// Called by the connection manager's timeout check: acts on `request_timeout` or the idle
+    /// timeout if due, else returns the next deadline (nil: none, or the stream is done).
+    func checkTimeouts(now: NIODeadline, requestTimeout: TimeAmount?) -> NIODeadline? {
+        guard !responseComplete else { return nil }
+        var next: NIODeadline?
+        if !requestEnded, let requestTimeout {
+            let deadline = startTime + requestTimeout
+            if now >= deadline {
+                config.stats.downstreamRqTimeout.increment()
+                endedByConnectionManager(reply: .requestTimeout)
+                return nil
+            }
+            next = deadline
+        }
+        if let idleTimeout {
+            let deadline = lastActivity + idleTimeout
+            if now >= deadline {
+                config.stats.downstreamRqIdleTimeout.increment()
+                flags.insert(.streamIdleTimeout)
+                endedByConnectionManager(reply: .streamIdleTimeout(requestComplete: requestEnded))
+                return nil
+            }
+            next = min(next ?? deadline, deadline)
+        }
+        return next
+    }
+
+    /// The connection manager ends the stream (a timeout of its own): the upstream request is
+    /// abandoned and the cluster records no response; a response already under way is reset.
+    private func endedByConnectionManager(reply: LocalReply) {
+        filterDelay?.task.cancel()
+        filterDelay?.ended?()
+        filterDelay = nil
+        backOffTimer?.cancel()
+        attempt += 1
+        endAttempt(discard: true)
+        cluster = nil
+        if responseStarted {
+            log?.details = reply.details
+            config.stats.downstreamRqTxReset.increment()
+            abortDownstream()
+        } else {
+            finish(localReply: reply)
+        }
+    }
+
+    /// `per_try_idle_timeout`: checks the attempt at `deadline`, and again later if data moved since.
+    private func armPerTryIdleCheck(_ thisAttempt: Int, at deadline: NIODeadline) {
+        perTryIdleTimer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            perTryIdleTimer = nil
+            guard thisAttempt == attempt, !responseComplete, let limit = policy?.perTryIdleTimeoutMs else { return }
+            let due = max(lastActivity, attemptStartedAt) + .milliseconds(limit)
+            if due > loop.now {
+                armPerTryIdleCheck(thisAttempt, at: due)
+            } else {
+                onPerTryIdleTimeout()
+            }
+        }
+    }
+
+    private func onPerTryIdleTimeout() {
+        cluster?.stats.upstreamRqPerTryIdleTimeout.increment()
+        attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
+        if let host = attemptHost { reportOutlier(host, status: 504) }
+        attempt += 1
+        endAttempt(discard: true)
+        if responseStarted {
+            // Part of the response is out: the stream can only be reset, as Envoy does.
+            flags.insert(.upstreamRequestTimeout)
+            log?.details = LocalReply.perTryIdleTimeout.details
+            abortDownstream()
+            return
+        }
+        attemptFailed(.perTryTimeout, reason: "per try idle timeout", flags: .upstreamRequestTimeout,
+                      timeoutReply: .perTryIdleTimeout)
+    }
+
     // MARK: upstream response
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let cluster, let host = attemptHost, !responseComplete else { return }
+        lastActivity = loop.now
         perTryTimer?.cancel()
         perTryTimer = nil
         reportOutlier(host, status: Int(head.status.code))
@@ -782,7 +888,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         recordUpstreamCompletion(status: status)
         responseStarted = true
         if log != nil {
-            log!.firstUpstreamByte = .now()
+            log!.firstUpstreamByte = loop.now
             log!.details = "via_upstream"
         }
         writeResponseHead(downstreamResponseHead(from: head))
@@ -859,6 +965,7 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard responseStarted, !responseComplete else { return }
+        lastActivity = loop.now
         log?.bytesSent += UInt64(body.readableBytes)
         grpcCall?.responseMessages.consume(body)
         // Flushed once per read batch (upstreamReadComplete) or with the end, not per part.
@@ -938,7 +1045,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func recordUpstreamCompletion(status: Int) {
         guard let cluster else { return }
         cluster.stats.responseCodes.record(status: status)
-        let elapsed = Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000
+        let elapsed = Double((loop.now - startTime).nanoseconds) / 1_000_000
         cluster.stats.upstreamRqTime.record(milliseconds: elapsed)
         if isExternal {
             cluster.stats.externalResponseCodes.record(status: status)
@@ -970,7 +1077,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             headers.add(name: lower, value: value)
         }
         // Envoy measures from the first upstream attempt, so back-off between retries counts too.
-        let serviceMs = (NIODeadline.now() - startTime).nanoseconds / 1_000_000
+        let serviceMs = (loop.now - startTime).nanoseconds / 1_000_000
         headers.add(name: "x-envoy-upstream-service-time", value: String(serviceMs))
         if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
         if !sawServer { headers.add(name: "server", value: config.serverName) }
@@ -1060,7 +1167,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         let stats = config.stats
         stats.downstreamRqActive.decrement()
         stats.recordResponse(status: status)
-        stats.downstreamRqTime.record(milliseconds: Double((NIODeadline.now() - startTime).nanoseconds) / 1_000_000)
+        stats.downstreamRqTime.record(milliseconds: Double((loop.now - startTime).nanoseconds) / 1_000_000)
         manager.writeEnd(trailers, close: !keepAlive)
         if var call = grpcCall, let filter = config.grpcStats, let cluster {
             if let status = trailers?.first(name: "grpc-status").flatMap({ Int($0) }) { call.status = status }
@@ -1150,7 +1257,7 @@ extension ActiveStream {
         entry.responseFlags = flags
         entry.bytesReceived = log.bytesReceived
         entry.bytesSent = log.bytesSent
-        let now = NIODeadline.now()
+        let now = loop.now
         func milliseconds(_ moment: NIODeadline?) -> Int64? {
             moment.map { ($0 - startTime).nanoseconds / 1_000_000 }
         }

@@ -35,13 +35,20 @@ public final class ConnectionManagerConfig: Sendable {
     public let filters: [any HTTPFilter]
     /// `envoy.filters.http.grpc_stats`, when configured.
     public let grpcStats: GRPCStatsFilter?
+    /// Stream and connection timeouts (`stream_idle_timeout`, `request_timeout`, `idle_timeout`...).
+    public let timeouts: ConnectionTimeouts
+    /// `common_http_protocol_options.max_headers_count`: a request with more headers is refused (431).
+    public let maxRequestHeadersCount: Int
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
                 codec: DownstreamCodec = .auto, http2Options: HTTP2Options = HTTP2Options(),
                 upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
-                grpcStats: GRPCStatsFilter? = nil) {
+                grpcStats: GRPCStatsFilter? = nil, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+                maxRequestHeadersCount: Int = 100) {
+        self.timeouts = timeouts
+        self.maxRequestHeadersCount = maxRequestHeadersCount
         self.tracer = tracer
         self.grpcStats = grpcStats
         self.filters = filters

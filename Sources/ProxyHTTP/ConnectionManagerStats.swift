@@ -7,7 +7,9 @@ public final class ConnectionManagerStats: Sendable {
         downstreamCxHttp1Total, downstreamCxHttp2Total,
         downstreamCxDestroy, noRoute, noCluster, rqTotal, rqResetAfterDownstreamResponseStarted,
         downstreamRqRxReset, downstreamCxProtocolError, rqDirectResponse, rqRedirect,
-        downstreamRqMaxDurationReached, downstreamCxUpgradesTotal, downstreamRqWsOnNonWsRoute: Counter
+        downstreamRqMaxDurationReached, downstreamCxUpgradesTotal, downstreamRqWsOnNonWsRoute,
+        downstreamRqIdleTimeout, downstreamRqTimeout, downstreamRqHeaderTimeout, downstreamCxIdleTimeout,
+        downstreamCxMaxDurationReached, downstreamRqTxReset: Counter
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active,
         downstreamCxUpgradesActive: Gauge
     public let downstreamRqTime, downstreamCxLengthMs: Histogram
@@ -35,6 +37,12 @@ public final class ConnectionManagerStats: Sendable {
         rqDirectResponse = counter("rq_direct_response")
         rqRedirect = counter("rq_redirect")
         downstreamRqMaxDurationReached = counter("downstream_rq_max_duration_reached")
+        downstreamRqIdleTimeout = counter("downstream_rq_idle_timeout")
+        downstreamRqTimeout = counter("downstream_rq_timeout")
+        downstreamRqHeaderTimeout = counter("downstream_rq_header_timeout")
+        downstreamCxIdleTimeout = counter("downstream_cx_idle_timeout")
+        downstreamCxMaxDurationReached = counter("downstream_cx_max_duration_reached")
+        downstreamRqTxReset = counter("downstream_rq_tx_reset")
         downstreamCxUpgradesTotal = counter("downstream_cx_upgrades_total")
         downstreamCxUpgradesActive = gauge("downstream_cx_upgrades_active")
         downstreamRqWsOnNonWsRoute = counter("downstream_rq_ws_on_non_ws_route")

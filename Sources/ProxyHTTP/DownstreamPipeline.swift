@@ -44,12 +44,16 @@ public enum DownstreamPipeline {
                                tls: DownstreamTLSInfo? = nil) throws {
         // NIO's server pipeline without pipelining assistance, except that the decoder hands on the
         // bytes it holds when it leaves (WebSocket upgrades, ignored h2c upgrades).
+        let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls)
+        if config.load().timeouts.requestHeaders != nil {
+            try pipeline.addHandler(RequestHeadDetector(manager: manager))
+        }
         try pipeline.addHandlers([
             HTTPResponseEncoder(),
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             NIOHTTPResponseHeadersValidator(),
             HTTPServerProtocolErrorHandler(),
-            HTTPConnectionManager(config: config, tracker: tracker, tls: tls),
+            manager,
         ])
     }
 
@@ -88,7 +92,8 @@ public enum DownstreamPipeline {
             }
         }
         try pipeline.addHandler(management)
-        try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker))
+        try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
+                                                               timeouts: current.timeouts))
     }
 }
 

@@ -4,7 +4,8 @@ import ProxyCore
 
 /// Sits on an HTTP/2 downstream connection (after NIO's HTTP/2 handler and its connection
 /// management handler): counts the connection in the HCM's stats and drains it when the
-/// listener asks, with GOAWAY and then, after the drain time, a close.
+/// listener asks, after `idle_timeout` without streams, or at `max_connection_duration`: GOAWAY,
+/// and then, after the drain time, a close.
 final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnection, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
 
@@ -14,10 +15,16 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     private var activated = false
     private var draining = false
     private var openedAt = NIODeadline.now()
+    private let timeouts: ConnectionTimeouts
+    private var openStreams = 0
+    /// Since when the connection has had no stream; nil while it has one.
+    private var idleSince: NIODeadline?
+    private var timeoutCheck: Scheduled<Void>?
 
-    init(stats: ConnectionManagerStats, tracker: ConnectionTracker?) {
+    init(stats: ConnectionManagerStats, tracker: ConnectionTracker?, timeouts: ConnectionTimeouts = ConnectionTimeouts()) {
         self.stats = stats
         self.tracker = tracker
+        self.timeouts = timeouts
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -33,7 +40,9 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     private func activate(context: ChannelHandlerContext) {
         guard !activated else { return }
         activated = true
-        openedAt = .now()
+        openedAt = context.eventLoop.now
+        idleSince = openedAt
+        if let interval = connectionCheckInterval { scheduleTimeoutCheck(at: openedAt + interval, context: context) }
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp2Total.increment()
@@ -48,9 +57,54 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp2Active.decrement()
             stats.downstreamCxDestroy.increment()
-            stats.downstreamCxLengthMs.record(milliseconds: Double((NIODeadline.now() - openedAt).nanoseconds) / 1_000_000)
+            stats.downstreamCxLengthMs.record(milliseconds: Double((context.eventLoop.now - openedAt).nanoseconds) / 1_000_000)
         }
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is NIOHTTP2StreamCreatedEvent:
+            openStreams += 1
+            idleSince = nil
+        case is StreamClosedEvent:
+            openStreams -= 1
+            if openStreams == 0 { idleSince = context.eventLoop.now }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private var connectionCheckInterval: TimeAmount? {
+        [timeouts.connectionIdle, timeouts.maxConnectionDuration].compactMap { $0 }.min()
+    }
+
+    /// Like the HTTP/1.1 manager's check: streams only record when they come and go; this looks
+    /// at the deadlines and sleeps until the next one, or for the shorter timeout at most.
+    private func scheduleTimeoutCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        timeoutCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let context = self.context, !self.draining else { return }
+            self.timeoutCheck = nil
+            let now = context.eventLoop.now
+            if let limit = self.timeouts.maxConnectionDuration, now >= self.openedAt + limit {
+                self.stats.downstreamCxMaxDurationReached.increment()
+                self.startDraining(closeAfter: self.timeouts.drain)
+                return
+            }
+            if let since = self.idleSince, let limit = self.timeouts.connectionIdle, now >= since + limit {
+                self.stats.downstreamCxIdleTimeout.increment()
+                self.startDraining(closeAfter: self.timeouts.drain)
+                return
+            }
+            guard let interval = self.connectionCheckInterval else { return }
+            var next = now + interval
+            if let limit = self.timeouts.maxConnectionDuration { next = min(next, self.openedAt + limit) }
+            if let since = self.idleSince, let limit = self.timeouts.connectionIdle { next = min(next, since + limit) }
+            self.scheduleTimeoutCheck(at: next, context: context)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

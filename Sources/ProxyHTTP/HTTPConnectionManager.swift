@@ -50,6 +50,18 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// The connection became a byte tunnel (an upgraded WebSocket); this manager only watches it close.
     private var tunneled = false
 
+    // Timeouts: one lazily re-armed check per connection (or HTTP/2 stream) serves them all, so a
+    // keep-alive request schedules no timer of its own; see `checkTimeouts`.
+    private var timeouts = ConnectionTimeouts()
+    private var timeoutCheck: Scheduled<Void>?
+    private var timeoutCheckAt = NIODeadline.distantFuture
+    /// Since when an HTTP/1.1 connection has had no stream (`idle_timeout`); nil while it has one.
+    private var idleSince: NIODeadline?
+    /// When the first bytes of a request whose head has not been read yet arrived (`request_headers_timeout`).
+    private var headStartedAt: NIODeadline?
+    private var servedRequest = false
+    private var maxDurationReached = false
+
     public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
                 transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next(),
                 tls: DownstreamTLSInfo? = nil) {
@@ -76,10 +88,13 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         activated = true
         let config = configHolder.load()
         filterChainGeneration = config.filterChainGeneration
+        timeouts = config.timeouts
+        openedAt = context.eventLoop.now
+        if let interval = timeouts.checkInterval { ensureTimeoutCheck(by: openedAt + interval) }
         guard transport == .http1Connection else { return }
+        idleSince = openedAt
         let stats = config.stats
         connectionStats = stats
-        openedAt = .now()
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
@@ -93,11 +108,13 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             configHolder.load().stats.downstreamCxUpgradesActive.decrement()
         }
         tracker?.unregister(self)
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
         if let stats = connectionStats {
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
             stats.downstreamCxDestroy.increment()
-            stats.downstreamCxLengthMs.record(milliseconds: Double((NIODeadline.now() - openedAt).nanoseconds) / 1_000_000)
+            stats.downstreamCxLengthMs.record(milliseconds: Double((context.eventLoop.now - openedAt).nanoseconds) / 1_000_000)
             connectionStats = nil
         }
         stream?.downstreamReset()
@@ -121,6 +138,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         switch part {
         case .head(let head):
             requestEnded = false
+            idleSince = nil
+            headStartedAt = nil
+            servedRequest = true
             let config = configHolder.load()
             let stream = ActiveStream(manager: self, config: config, head: head, loop: loop,
                                       draining: drainRequested || config.filterChainGeneration != filterChainGeneration)
@@ -233,6 +253,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     func streamFinished(_ finished: ActiveStream) {
         if stream === finished { stream = nil }
         drainQueue()
+        if stream == nil, queued.isEmpty, let context { idleSince = context.eventLoop.now }
         if queued.count < Self.maxQueuedParts { resumeReading() }
     }
 
@@ -245,5 +266,116 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             pendingRead = false
             context.read()
         }
+    }
+}
+
+// MARK: timeouts
+
+extension HTTPConnectionManager {
+    /// Bytes of a request arrived before its head was complete (`RequestHeadDetector` reports every read).
+    func requestBytesArrived() {
+        guard stream == nil, queued.isEmpty, headStartedAt == nil, let limit = timeouts.requestHeaders,
+              let now = context?.eventLoop.now else { return }
+        headStartedAt = now
+        ensureTimeoutCheck(by: now + limit)
+    }
+
+    /// Makes sure the timeout check runs no later than `deadline` (a stream whose route has a shorter
+    /// idle timeout than the connection manager's asks for this).
+    func ensureTimeoutCheck(by deadline: NIODeadline) {
+        guard deadline < timeoutCheckAt, let context else { return }
+        timeoutCheck?.cancel()
+        timeoutCheckAt = deadline
+        timeoutCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.checkTimeouts()
+        }
+    }
+
+    /// Acts on whatever timeout is due and sleeps until the next deadline, or for the shortest
+    /// configured timeout: no deadline that activity sets later can come before that, so activity
+    /// only has to record when it happened.
+    private func checkTimeouts() {
+        timeoutCheck = nil
+        timeoutCheckAt = .distantFuture
+        guard let now = context?.eventLoop.now, !tunneled else { return }
+        var next = timeouts.checkInterval.map { now + $0 }
+        func consider(_ deadline: NIODeadline) {
+            if next.map({ deadline < $0 }) ?? true { next = deadline }
+        }
+        if let stream {
+            if let deadline = stream.checkTimeouts(now: now, requestTimeout: timeouts.request) { consider(deadline) }
+        } else if transport == .http1Connection {
+            if let started = headStartedAt, let limit = timeouts.requestHeaders {
+                if now >= started + limit {
+                    requestHeadersTimedOut()
+                    return
+                }
+                consider(started + limit)
+            }
+            if let since = idleSince, let limit = timeouts.connectionIdle, !drainRequested {
+                if now >= since + limit {
+                    connectionStats?.downstreamCxIdleTimeout.increment()
+                    // Envoy closes a connection that never carried a request at once, and drains one that did.
+                    if !servedRequest {
+                        closeConnection()
+                        return
+                    }
+                    startDraining(closeAfter: timeouts.drain)
+                } else {
+                    consider(since + limit)
+                }
+            }
+        }
+        if transport == .http1Connection, let limit = timeouts.maxConnectionDuration, !maxDurationReached {
+            if now >= openedAt + limit {
+                maxDurationReached = true
+                connectionStats?.downstreamCxMaxDurationReached.increment()
+                startDraining(closeAfter: timeouts.drain)
+            } else {
+                consider(openedAt + limit)
+            }
+        }
+        if let next { ensureTimeoutCheck(by: next) }
+    }
+
+    /// `request_headers_timeout` ran out with part of a head read: Envoy's 408, and the connection closes.
+    private func requestHeadersTimedOut() {
+        guard let context else { return }
+        let config = configHolder.load()
+        let stats = config.stats
+        stats.downstreamRqTotal.increment()
+        stats.downstreamRqHttp1Total.increment()
+        stats.downstreamRqHeaderTimeout.increment()
+        stats.recordResponse(status: 408)
+        let body = "request header timeout"
+        let headers = HTTPHeaders([
+            ("content-length", String(body.utf8.count)), ("content-type", "text/plain"), ("date", dates.current()),
+            ("server", config.serverName), ("connection", "close"),
+        ])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .requestTimeout, headers: headers))),
+                      promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Tells the connection manager when request bytes arrive, so `request_headers_timeout` can start
+/// at a head's first byte (NIO's decoder says nothing until the head is whole). Installed before the
+/// decoder only when that timeout is configured.
+final class RequestHeadDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    weak var manager: HTTPConnectionManager?
+
+    init(manager: HTTPConnectionManager) {
+        self.manager = manager
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        manager?.requestBytesArrived()
+        context.fireChannelRead(data)
     }
 }

@@ -27,11 +27,25 @@ struct LocalReply: Sendable {
     /// The HCM's stream duration limit (a gRPC request's `grpc-timeout`) ran out.
     static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
                                             flags: .durationTimeout, grpcStatus: 4, details: "max_duration_timeout")
-    /// An upgrade the connection manager has no `upgrade_configs` entry for.
+    /// `stream_idle_timeout` (or the route's `idle_timeout`): 504 once the request is complete, 408 before.
+    static func streamIdleTimeout(requestComplete: Bool) -> LocalReply {
+        LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: "stream timeout",
+                   flags: .streamIdleTimeout, details: "stream_idle_timeout")
+    }
+    /// `request_timeout`: the request had not fully arrived in time.
+    static let requestTimeout = LocalReply(status: .requestTimeout, body: "request timeout", flags: [],
+                                           details: "request_overall_timeout")
+    /// `per_try_idle_timeout` on the last try.
+    static let perTryIdleTimeout = LocalReply(status: .gatewayTimeout, body: "upstream request timeout",
+                                              flags: .upstreamRequestTimeout, details: "upstream_per_try_idle_timeout")
+    /// More request headers than `max_headers_count`.
+    static let tooManyHeaders = LocalReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large",
+                                           flags: [], details: "http1.too_many_headers")
     static func rbacDenied(policy: String) -> LocalReply {
         LocalReply(status: .forbidden, body: "RBAC: access denied", flags: [],
                    details: "rbac_access_denied_matched_policy[\(policy)]")
     }
+    /// An upgrade the connection manager has no `upgrade_configs` entry for.
     static let upgradeForbidden = LocalReply(status: .forbidden, body: "", flags: [], details: "upgrade_failed")
     /// The circuit breaker refused the request (max_requests, max_pending_requests).
     static let overflow = LocalReply(

@@ -56,6 +56,8 @@ public struct RetryPolicy: Sendable {
     public var numRetries: Int
     /// 0 means no per-try timeout (the route timeout bounds all tries).
     public var perTryTimeoutMs: Int64
+    /// `per_try_idle_timeout`: an attempt with no upstream activity for this long ends (0: none).
+    public var perTryIdleTimeoutMs: Int64
     public var retriableStatusCodes: Set<Int>
     public var backOffBaseMs: Int64
     public var backOffMaxMs: Int64
@@ -94,8 +96,9 @@ public struct RetryPolicy: Sendable {
         return nil
     }
 
-    public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0,
+    public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0, perTryIdleTimeoutMs: Int64 = 0,
                 retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250) {
+        self.perTryIdleTimeoutMs = perTryIdleTimeoutMs
         self.retryOn = retryOn
         self.numRetries = numRetries
         self.perTryTimeoutMs = perTryTimeoutMs

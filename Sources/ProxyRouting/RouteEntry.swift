@@ -158,6 +158,9 @@ public struct RouteAction: Sendable {
     }
     /// 0 disables the timeout.
     public var timeoutMs: Int64
+    /// The route's `idle_timeout`, replacing the connection manager's `stream_idle_timeout` for its
+    /// requests (0 disables it); nil keeps the connection manager's.
+    public var idleTimeoutMs: Int64?
     public var retryPolicy: RetryPolicy?
     /// `max_stream_duration.grpc_timeout_header_max`: when set, a request's `grpc-timeout` becomes its
     /// timeout, capped at this value (0: no cap). Nil: `grpc-timeout` is not looked at.

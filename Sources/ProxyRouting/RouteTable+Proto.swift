@@ -239,6 +239,7 @@ extension RouteAction {
                   grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
         self.clusterHeader = clusterHeader
         self.hostRewriteHeader = hostHeader
+        if action.hasIdleTimeout { idleTimeoutMs = action.idleTimeout.milliseconds }
         self.hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
             let policyPath = "\(path).hash_policy[\(index)]"
             switch policy.policySpecifier {
@@ -311,6 +312,7 @@ extension RetryPolicy {
         self.init(retryOn: Conditions(parsing: policy.retryOn),
                   numRetries: policy.hasNumRetries ? Int(policy.numRetries.value) : 1,
                   perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
+                  perTryIdleTimeoutMs: policy.hasPerTryIdleTimeout ? policy.perTryIdleTimeout.milliseconds : 0,
                   retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
                   backOffBaseMs: base, backOffMaxMs: max)
         retriableHeaders = try policy.retriableHeaders.enumerated().map {

@@ -1,9 +1,11 @@
+import NIOCore
 import ProxyAccessLog
 import ProxyCore
 import ProxyHTTP
 import ProxyRouting
 import ProxyTracing
 import ProxyUpstream
+import SwiftProtobuf
 import XDSAPI
 import XDSResource
 
@@ -32,6 +34,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let tracer: (any HTTPTracer)?
     let forwardClientCert: ForwardClientCert
     let filters: HTTPFilters
+    let timeouts: ConnectionTimeouts
+    let maxRequestHeadersCount: Int
 
     /// The HTTP filters before the router, compiled.
     struct HTTPFilters {
@@ -102,6 +106,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         if hcm.hasForwardClientCertMatcher {
             throw ListenerConfigError(path + ".forward_client_cert_matcher", "not supported yet")
         }
+        let (timeouts, maxHeaders) = try Self.timeouts(hcm, path: path)
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
@@ -109,7 +114,38 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             accessLoggers: try AccessLogger.compile(hcm.accessLog, path: path + ".access_log"),
             tracer: hcm.hasTracing ? try HTTPTracers.compile(
                 hcm.tracing, path: path + ".tracing", outbound: outbound, context: ServerContext.tracing) : nil,
-            forwardClientCert: forwardClientCert, filters: filters)
+            forwardClientCert: forwardClientCert, filters: filters, timeouts: timeouts,
+            maxRequestHeadersCount: maxHeaders)
+    }
+
+    /// The HCM's timeouts and header count limit, with Envoy's defaults; a zero duration disables a timeout.
+    static func timeouts(_ hcm: HCMProto, path: String) throws -> (ConnectionTimeouts, Int) {
+        func amount(_ duration: Google_Protobuf_Duration) -> TimeAmount? {
+            let nanoseconds = duration.seconds * 1_000_000_000 + Int64(duration.nanos)
+            return nanoseconds > 0 ? .nanoseconds(nanoseconds) : nil
+        }
+        var timeouts = ConnectionTimeouts()
+        if hcm.hasStreamIdleTimeout { timeouts.streamIdle = amount(hcm.streamIdleTimeout) }
+        if hcm.hasRequestTimeout { timeouts.request = amount(hcm.requestTimeout) }
+        if hcm.hasRequestHeadersTimeout { timeouts.requestHeaders = amount(hcm.requestHeadersTimeout) }
+        if hcm.hasDrainTimeout { timeouts.drain = amount(hcm.drainTimeout) ?? .zero }
+        var maxHeaders = 100
+        if hcm.hasCommonHTTPProtocolOptions {
+            let common = hcm.commonHTTPProtocolOptions
+            if common.hasIdleTimeout { timeouts.connectionIdle = amount(common.idleTimeout) }
+            if common.hasMaxConnectionDuration { timeouts.maxConnectionDuration = amount(common.maxConnectionDuration) }
+            if common.hasMaxHeadersCount {
+                guard common.maxHeadersCount.value >= 1 else {
+                    throw ListenerConfigError(path + ".common_http_protocol_options.max_headers_count",
+                                              "value must be greater than or equal to 1")
+                }
+                maxHeaders = Int(common.maxHeadersCount.value)
+            }
+            if common.hasMaxStreamDuration {
+                throw ListenerConfigError(path + ".common_http_protocol_options.max_stream_duration", "not supported yet")
+            }
+        }
+        return (timeouts, maxHeaders)
     }
 
     /// The RDS name this manager waits for, if its routes come from RDS.
@@ -142,7 +178,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        serverName: serverName, stats: stats, filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
-                                       filters: filters.chain, grpcStats: filters.grpcStats)
+                                       filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,
+                                       maxRequestHeadersCount: maxRequestHeadersCount)
     }
 }
 

@@ -100,13 +100,14 @@ public final class Cluster: @unchecked Sendable {
         self.sniViews = autoSNI == nil ? [:] : Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0), SNIHostViews()) })
         self.connector = connector
         let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
+        let lifetime = UpstreamConnectionLifetime(config)
         var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
         var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]
         for loop in loops {
             if upstreamProtocol != .http2 {
                 http1Pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(
                     loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout, budget: budget,
-                    maxPendingRequests: Int(thresholds.maxPendingRequests))
+                    maxPendingRequests: Int(thresholds.maxPendingRequests), lifetime: lifetime)
             }
             if upstreamProtocol != .http1 {
                 http2Pools[ObjectIdentifier(loop)] = HTTP2ConnectionPool(

@@ -11,7 +11,8 @@ public final class ClusterStats: Sendable {
         upstreamCxConnectTimeout, upstreamCxHttp1Total, upstreamCxHttp2Total, upstreamCxMaxRequests, upstreamCxOverflow, upstreamRqActiveOverflow, lbHealthyPanic, upstreamCxDestroy, upstreamCxDestroyLocal,
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
-        membershipChange, assignmentTimeoutReceived: Counter
+        membershipChange, assignmentTimeoutReceived, upstreamRqPerTryIdleTimeout, upstreamCxIdleTimeout,
+        upstreamCxMaxDurationReached: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
         retryOpenDefault, cxOpenDefault, rqOpenDefault, rqPendingOpenDefault: Gauge
     public let upstreamRqTime, externalUpstreamRqTime, upstreamCxConnectMs, upstreamCxLengthMs: Histogram
@@ -68,6 +69,9 @@ public final class ClusterStats: Sendable {
         lbHealthyPanic = counter("lb_healthy_panic")
         upstreamRqTimeout = counter("upstream_rq_timeout")
         upstreamRqPerTryTimeout = counter("upstream_rq_per_try_timeout")
+        upstreamRqPerTryIdleTimeout = counter("upstream_rq_per_try_idle_timeout")
+        upstreamCxIdleTimeout = counter("upstream_cx_idle_timeout")
+        upstreamCxMaxDurationReached = counter("upstream_cx_max_duration_reached")
         upstreamRqRetry = counter("upstream_rq_retry")
         upstreamRqRetrySuccess = counter("upstream_rq_retry_success")
         upstreamRqRetryLimitExceeded = counter("upstream_rq_retry_limit_exceeded")

@@ -7,11 +7,17 @@ public final class UpstreamConnection {
     public let handler: UpstreamConnectionHandler
     public let host: Host
     var closed = false
+    /// When the connection was established (`max_connection_duration`).
+    let connectedAt: NIODeadline
+    /// When it last went back to its pool (`idle_timeout`).
+    var idleSince: NIODeadline
 
-    init(channel: any Channel, handler: UpstreamConnectionHandler, host: Host) {
+    init(channel: any Channel, handler: UpstreamConnectionHandler, host: Host, connectedAt: NIODeadline) {
         self.channel = channel
         self.handler = handler
         self.host = host
+        self.connectedAt = connectedAt
+        self.idleSince = connectedAt
     }
 }
 
@@ -30,9 +36,14 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
     /// Requests waiting for a connection while the cluster is at `max_connections`.
     private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
+    private let lifetime: UpstreamConnectionLifetime
+    /// The pending look for idle connections past `idle_timeout`; at most one per pool.
+    private var idleSweep: Scheduled<Void>?
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
-                budget: ConnectionBudget = ConnectionBudget(limit: 1024), maxPendingRequests: Int = 1024) {
+                budget: ConnectionBudget = ConnectionBudget(limit: 1024), maxPendingRequests: Int = 1024,
+                lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
+        self.lifetime = lifetime
         self.loop = loop
         self.connector = connector
         self.stats = stats
@@ -50,6 +61,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         while var list = idle[key], let connection = list.popLast() {
             idle[key] = list
             guard !connection.closed, connection.channel.isActive else { continue }
+            if outlivedMaxDuration(connection) { continue }
             connection.handler.delegate = delegate
             completion(.success(connection), false)
             return
@@ -86,8 +98,9 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             let (pool, completion) = bound.value
             switch result {
             case .success(let channel):
-                let connection = UpstreamConnection(channel: channel, handler: handler, host: host)
                 let connected = NIODeadline.now()
+                let connection = UpstreamConnection(channel: channel, handler: handler, host: host,
+                                                    connectedAt: pool.loop.now)
                 stats.upstreamCxConnectMs.record(milliseconds: Self.milliseconds(connected - connectStarted))
                 stats.upstreamCxActive.increment()
                 host.stats.cxActive.wrappingAdd(1, ordering: .relaxed)
@@ -119,7 +132,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         loop.preconditionInEventLoop()
         connection.handler.delegate = nil
         connection.handler.resumeReading()
-        guard !connection.closed else { return }
+        guard !connection.closed, !outlivedMaxDuration(connection) else { return }
         if !waiters.isEmpty {
             if let index = waiters.firstIndex(where: { $0.host === connection.host }) {
                 let waiter = waiters.remove(at: index)
@@ -132,7 +145,46 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             }
             return
         }
+        connection.idleSince = loop.now
         idle[ObjectIdentifier(connection.host), default: []].append(connection)
+        if idleSweep == nil, let idleTimeout = lifetime.idleTimeout { scheduleIdleSweep(at: connection.idleSince + idleTimeout) }
+    }
+
+    /// Closes a connection older than `max_connection_duration` instead of reusing it (Envoy drains
+    /// such a connection: it finishes its request, then closes).
+    private func outlivedMaxDuration(_ connection: UpstreamConnection) -> Bool {
+        guard let limit = lifetime.maxConnectionDuration, loop.now - connection.connectedAt >= limit else { return false }
+        stats.upstreamCxMaxDurationReached.increment()
+        stats.upstreamCxDestroyLocal.increment()
+        connection.handler.delegate = nil
+        connection.channel.close(promise: nil)
+        return true
+    }
+
+    /// Closes the idle connections that have waited `idle_timeout`, then sleeps until the next one would.
+    private func scheduleIdleSweep(at deadline: NIODeadline) {
+        idleSweep = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let idleTimeout = self.lifetime.idleTimeout else { return }
+            self.idleSweep = nil
+            let now = self.loop.now
+            var next: NIODeadline?
+            for (key, list) in self.idle {
+                var kept: [UpstreamConnection] = []
+                for connection in list where !connection.closed {
+                    if now - connection.idleSince >= idleTimeout {
+                        self.stats.upstreamCxIdleTimeout.increment()
+                        self.stats.upstreamCxDestroyLocal.increment()
+                        connection.channel.close(promise: nil)
+                    } else {
+                        kept.append(connection)
+                        let due = connection.idleSince + idleTimeout
+                        if next.map({ due < $0 }) ?? true { next = due }
+                    }
+                }
+                self.idle[key] = kept.isEmpty ? nil : kept
+            }
+            if let next { self.scheduleIdleSweep(at: next) }
+        }
     }
 
     /// Closes a connection whose request was abandoned mid-way (retry, timeout, downstream reset).
@@ -146,6 +198,8 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     public func closeIdle() {
         let all = idle.values.flatMap { $0 }
         idle.removeAll()
+        idleSweep?.cancel()
+        idleSweep = nil
         for connection in all { connection.channel.close(promise: nil) }
     }
 

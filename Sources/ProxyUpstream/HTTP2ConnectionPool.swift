@@ -164,7 +164,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
             switch result {
             case .success(let stream):
                 stream.closeFuture.assumeIsolated().whenComplete { [self] _ in streamClosed(on: connection) }
-                completion(.success(UpstreamConnection(channel: stream, handler: handler, host: host)), waited)
+                completion(.success(UpstreamConnection(channel: stream, handler: handler, host: host, connectedAt: loop.now)), waited)
             case .failure(let error):
                 handler.delegate = nil
                 streamClosed(on: connection)

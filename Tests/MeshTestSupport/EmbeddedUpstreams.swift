@@ -52,7 +52,11 @@ public final class EmbeddedUpstreamConnector: UpstreamConnector, @unchecked Send
 /// one host at 10.0.0.1:8080.
 public enum TestProxyConfig {
     public static func make(loop: EmbeddedEventLoop, connector: EmbeddedUpstreamConnector, route: RouteAction? = nil,
-                            pathPrefix: String = "/", store: StatsStore = StatsStore()) throws -> ConnectionManagerConfig {
+                            pathPrefix: String = "/", store: StatsStore = StatsStore(),
+                            timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+                            cluster customize: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in })
+        throws -> ConnectionManagerConfig
+    {
         var cluster = Envoy_Config_Cluster_V3_Cluster()
         cluster.name = "web"
         var socket = Envoy_Config_Core_V3_SocketAddress()
@@ -63,6 +67,7 @@ public enum TestProxyConfig {
         var locality = Envoy_Config_Endpoint_V3_LocalityLbEndpoints()
         locality.lbEndpoints = [endpoint]
         cluster.loadAssignment.endpoints = [locality]
+        customize(&cluster)
         let runtime = try Cluster(cluster, stats: store, addedViaAPI: false, loops: [loop], connector: connector)
         let table = RouteTable(name: "local", virtualHosts: [
             VirtualHost(name: "all", domains: ["*"], routes: [
@@ -71,6 +76,7 @@ public enum TestProxyConfig {
         ])
         return ConnectionManagerConfig(
             statPrefix: "ingress_http", routeTable: table, clusters: ClusterManager([runtime]),
-            stats: ConnectionManagerStats(statPrefix: "ingress_http", listenerScope: "127.0.0.1_10000", store: store))
+            stats: ConnectionManagerStats(statPrefix: "ingress_http", listenerScope: "127.0.0.1_10000", store: store),
+            timeouts: timeouts)
     }
 }

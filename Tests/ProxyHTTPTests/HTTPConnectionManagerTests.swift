@@ -5,6 +5,7 @@ import NIOHTTP1
 import ProxyCore
 import ProxyRouting
 import Testing
+import XDSAPI
 @testable import ProxyHTTP
 
 /// The router on in-memory channels: a downstream EmbeddedChannel with the connection manager and
@@ -16,10 +17,11 @@ import Testing
     let downstream: EmbeddedChannel
     let holder: SnapshotHolder<ConnectionManagerConfig>
 
-    init(route: RouteAction? = nil, pathPrefix: String = "/") throws {
+    init(route: RouteAction? = nil, pathPrefix: String = "/", timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+         cluster: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in }) throws {
         connector = EmbeddedUpstreamConnector(loop: loop)
         let config = try TestProxyConfig.make(loop: loop, connector: connector, route: route, pathPrefix: pathPrefix,
-                                              store: store)
+                                              store: store, timeouts: timeouts, cluster: cluster)
         holder = SnapshotHolder(config)
         downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder), loop: loop)
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

@@ -1,0 +1,30 @@
+import NIOCore
+
+/// The HTTP connection manager's timeouts, in Envoy's names and with Envoy's defaults; nil where a
+/// timeout is disabled.
+public struct ConnectionTimeouts: Sendable {
+    /// `stream_idle_timeout` (5 minutes): a stream with no activity either way for this long ends
+    /// (504 or 408 `stream timeout`, or a reset once its response has started). A route's
+    /// `idle_timeout` replaces it for that route's requests.
+    public var streamIdle: TimeAmount? = .minutes(5)
+    /// `request_timeout`: the whole request must have arrived within this time of its start (408).
+    public var request: TimeAmount?
+    /// `request_headers_timeout`: a request's headers must have arrived within this time of its
+    /// first byte (408 `request header timeout`). HTTP/1.1 connections only.
+    public var requestHeaders: TimeAmount?
+    /// `common_http_protocol_options.idle_timeout` (1 hour): a connection without a stream for this
+    /// long is drained and closed.
+    public var connectionIdle: TimeAmount? = .hours(1)
+    /// `common_http_protocol_options.max_connection_duration`: a connection this old is drained.
+    public var maxConnectionDuration: TimeAmount?
+    /// `drain_timeout` (5 s): how long a drained connection (idle or too old) may finish its requests.
+    public var drain: TimeAmount = .seconds(5)
+
+    public init() {}
+
+    /// How long a connection's timeout check may sleep without missing a deadline that activity
+    /// could set after it was scheduled: the shortest configured timeout.
+    var checkInterval: TimeAmount? {
+        [streamIdle, request, requestHeaders, connectionIdle, maxConnectionDuration].compactMap { $0 }.min()
+    }
+}
