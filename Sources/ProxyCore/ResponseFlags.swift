@@ -22,6 +22,8 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let rateLimited = ResponseFlags(rawValue: 1 << 13)
     /// The stream saw no activity for its idle timeout (`SI`).
     public static let streamIdleTimeout = ResponseFlags(rawValue: 1 << 14)
+    /// The request broke an HTTP rule or limit (`DPE`).
+    public static let downstreamProtocolError = ResponseFlags(rawValue: 1 << 15)
 
     private static let codes: [(ResponseFlags, String)] = [
         (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
@@ -29,6 +31,7 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
         (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
         (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"), (.delayInjected, "DI"),
         (.faultInjected, "FI"), (.rateLimited, "RL"), (.streamIdleTimeout, "SI"),
+        (.downstreamProtocolError, "DPE"),
     ]
 
     /// The flag Envoy writes as `code` (`UH`, `NR`...), if meshproxy has it.

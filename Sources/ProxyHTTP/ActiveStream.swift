@@ -1182,6 +1182,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// The response already started and cannot be completed: reset the downstream connection.
     private func abortDownstream() {
         emitLog(trailers: nil)
+        // Envoy counts a response's class when its headers go out, so a reset one still counts.
+        if lastStatus > 0 { config.stats.recordResponse(status: Int(lastStatus)) }
         config.stats.rqResetAfterDownstreamResponseStarted.increment()
         responseComplete = true
         globalTimer?.cancel()

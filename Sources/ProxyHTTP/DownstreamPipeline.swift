@@ -29,7 +29,9 @@ public enum DownstreamPipeline {
         case .http2:
             try configureHTTP2(channel, config: config, tracker: tracker, tls: tls)
         case .auto:
-            try channel.pipeline.syncOperations.addHandler(HTTPCodecDetector { channel, isHTTP2 in
+            let current = config.load()
+            let idle = current.timeouts.connectionIdle.map { (timeout: $0, counter: current.stats.downstreamCxIdleTimeout) }
+            try channel.pipeline.syncOperations.addHandler(HTTPCodecDetector(idleTimeout: idle) { channel, isHTTP2 in
                 if isHTTP2 {
                     try configureHTTP2(channel, config: config, tracker: tracker, tls: tls)
                 } else {
@@ -99,7 +101,8 @@ public enum DownstreamPipeline {
 
 /// Looks at the first bytes of a connection for HTTP/2's client preface: HTTP/2 when they match
 /// it, HTTP/1.1 as soon as one differs (for `GET`, at the first byte). Then installs the codec
-/// and steps out of the pipeline, handing on what it read.
+/// and steps out of the pipeline, handing on what it read. A connection that sends nothing for the
+/// connection manager's `idle_timeout` is closed, as Envoy closes it.
 final class HTTPCodecDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -107,12 +110,31 @@ final class HTTPCodecDetector: ChannelInboundHandler, RemovableChannelHandler {
     private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     private let install: (any Channel, _ isHTTP2: Bool) throws -> Void
     private var buffered: ByteBuffer?
+    private let idleTimeout: (timeout: TimeAmount, counter: Counter)?
+    private var idleClose: Scheduled<Void>?
 
-    init(install: @escaping (any Channel, _ isHTTP2: Bool) throws -> Void) {
+    init(idleTimeout: (timeout: TimeAmount, counter: Counter)? = nil,
+         install: @escaping (any Channel, _ isHTTP2: Bool) throws -> Void) {
+        self.idleTimeout = idleTimeout
         self.install = install
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard let idleTimeout else { return }
+        idleClose = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout.timeout) { [context] in
+            idleTimeout.counter.increment()
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleClose?.cancel()
+        idleClose = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idleClose?.cancel()
+        idleClose = nil
         var bytes = unwrapInboundIn(data)
         if var earlier = buffered {
             earlier.writeBuffer(&bytes)

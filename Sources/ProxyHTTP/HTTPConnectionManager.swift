@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyAccessLog
 import ProxyCore
 
 /// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
@@ -358,6 +359,20 @@ extension HTTPConnectionManager {
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
             context.close(promise: nil)
         }
+        guard !config.accessLoggers.isEmpty, let started = headStartedAt else { return }
+        // Logged as Envoy logs it: a stream with no request line yet.
+        var entry = AccessLogEntry(startTime: wallClockNow().addingTimeInterval(
+            -Double((context.eventLoop.now - started).nanoseconds) / 1e9))
+        entry.protocolName = "HTTP/1.1"
+        entry.responseCode = 408
+        entry.responseCodeDetails = "request_header_timeout"
+        entry.bytesSent = UInt64(body.utf8.count)
+        entry.durationMs = (context.eventLoop.now - started).nanoseconds / 1_000_000
+        entry.downstreamRemoteAddress = context.channel.remoteAddress?.logDescription
+        entry.downstreamLocalAddress = context.channel.localAddress?.logDescription
+        entry.connectionID = connectionID
+        entry.downstreamTLS = tls
+        for logger in config.accessLoggers { logger.log(entry) }
     }
 }
 

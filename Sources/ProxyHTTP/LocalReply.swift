@@ -40,7 +40,7 @@ struct LocalReply: Sendable {
                                               flags: .upstreamRequestTimeout, details: "upstream_per_try_idle_timeout")
     /// More request headers than `max_headers_count`.
     static let tooManyHeaders = LocalReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large",
-                                           flags: [], details: "http1.too_many_headers")
+                                           flags: .downstreamProtocolError, details: "http1.too_many_headers")
     static func rbacDenied(policy: String) -> LocalReply {
         LocalReply(status: .forbidden, body: "RBAC: access denied", flags: [],
                    details: "rbac_access_denied_matched_policy[\(policy)]")

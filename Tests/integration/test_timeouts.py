@@ -1,0 +1,256 @@
+"""The connection manager's and router's timeouts, run through Envoy 1.40 and meshproxy with the same
+configs: stream_idle_timeout and a route's idle_timeout, request_timeout, request_headers_timeout,
+per_try_idle_timeout, the HCM's idle_timeout and max_connection_duration (HTTP/1.1 and HTTP/2),
+max_headers_count, and a cluster's idle_timeout for pooled upstream connections."""
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
+from h2client import H2Client
+from loopback_servers import LoopbackServer
+
+PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
+ACCESS_LOG = """          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {path}
+              log_format: {{ text_format_source: {{ inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\\n" }} }}
+"""
+
+
+class StallingUpstream(LoopbackServer):
+    """/hang reads the head and never answers; /partial sends a head and 3 of 10 body bytes, then stalls;
+    anything else gets `ok` at once, keep-alive. Counts connections and notes when each one closes."""
+
+    def __init__(self):
+        self.connections = 0
+        self.closed = 0
+        self.release = threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        self.connections += 1
+        with conn:
+            pending = b""
+            while (read := self.read_head(conn, pending)) is not None:
+                head, pending = read
+                line = head.split(b"\r\n")[0]
+                if b"/hang" in line:
+                    self.release.wait(10)
+                    return
+                if b"/partial" in line:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                    self.release.wait(10)
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        self.closed += 1
+
+    def close(self):
+        self.release.set()
+        super().close()
+
+
+@pytest.fixture
+def upstream():
+    server = StallingUpstream()
+    yield server
+    server.close()
+
+
+def start(launch, binary, name, upstream, workdir, hcm="", route="", cluster=""):
+    log = workdir / f"timeouts-{name}.log"
+    log.unlink(missing_ok=True)
+    routes = f"""            - match: {{ prefix: "/" }}
+              route: {{ cluster: up, timeout: 0s{route} }}
+"""
+    proxy = launch(binary, lambda listener, admin: http_bootstrap(
+        listener, admin, routes, [static_cluster("up", upstream.port, cluster)],
+        hcm_extra=ACCESS_LOG.format(path=log) + hcm), name, extra_args=("--file-flush-interval-msec", "50"))
+    return proxy, log
+
+
+def exchange(port, parts, wait=6.0):
+    """Sends each (bytes, pause) in turn, then reads until the proxy closes or `wait` passes:
+    (what was read, seconds from the first send to the close or None)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(0.05)
+    started = time.monotonic()
+    received = b""
+
+    def read_for(seconds):
+        nonlocal received
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+            received += chunk
+        return False
+
+    try:
+        for data, pause in parts:
+            sock.sendall(data)
+            if read_for(pause):
+                return received, time.monotonic() - started
+        closed = read_for(wait)
+        return received, (time.monotonic() - started) if closed else None
+    finally:
+        sock.close()
+
+
+def log_lines(log, count, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and len(lines := log.read_text().splitlines()) >= count:
+            return lines
+        time.sleep(0.05)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def flags(line):
+    """An access-log line's parts, with the response flags as a set (Envoy 1.40 orders them its own way)."""
+    code, flag_text, details = line.split(" ")
+    return code, set(flag_text.split(",")), details
+
+
+def stat(proxy, name):
+    return int(proxy.stats().get(name, "0"))
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_stream_idle_timeout(launch, workdir, upstream, binary, name):
+    proxy, log = start(launch, binary, f"stream-idle-{name}", upstream, workdir,
+                       hcm="          stream_idle_timeout: 1s\n")
+    silent, _ = exchange(proxy.port, [(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=1.6)
+    assert silent.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n") and silent.endswith(b"\r\n\r\nstream timeout")
+    assert b"connection: close" not in silent
+    stalled, closed = exchange(proxy.port, [(b"POST /hang HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab", 0)])
+    assert stalled.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"connection: close\r\n" in stalled
+    assert stalled.endswith(b"\r\n\r\nstream timeout") and closed is not None
+    # Request body that keeps coming keeps the stream alive past the timeout.
+    trickled, _ = exchange(proxy.port, [(b"POST /hang HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab", 0.7),
+                                        (b"cd", 0.7), (b"ef", 0.7)])
+    assert trickled.startswith(b"HTTP/1.1 408")
+    # A response that started and stalled can only be reset.
+    partial, closed = exchange(proxy.port, [(b"GET /partial HTTP/1.1\r\nhost: a\r\n\r\n", 0)])
+    assert partial.endswith(b"\r\n\r\nabc") and closed is not None
+    lines = log_lines(log, 4)
+    assert [flags(line) for line in lines] == [
+        ("504", {"SI"}, "stream_idle_timeout"), ("408", {"SI"}, "stream_idle_timeout"),
+        ("408", {"SI"}, "stream_idle_timeout"), ("200", {"SI"}, "stream_idle_timeout")]
+    assert stat(proxy, "http.ingress_http.downstream_rq_idle_timeout") == 4
+    assert stat(proxy, "http.ingress_http.downstream_rq_tx_reset") == 1
+    assert stat(proxy, "cluster.up.upstream_rq_504") == 0, "the connection manager answered, not the router"
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_route_idle_timeout_and_per_try_idle_timeout(launch, workdir, upstream, binary, name):
+    proxy, log = start(launch, binary, f"route-idle-{name}", upstream, workdir, route=", idle_timeout: 0.5s")
+    answer, _ = exchange(proxy.port, [(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=1.2)
+    assert answer.startswith(b"HTTP/1.1 504") and answer.endswith(b"stream timeout")
+    retried, tries = start(launch, binary, f"per-try-idle-{name}", upstream, workdir,
+                           route=", retry_policy: { retry_on: 5xx, num_retries: 1, per_try_idle_timeout: 0.5s }")
+    answer, _ = exchange(retried.port, [(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=1.6)
+    assert answer.startswith(b"HTTP/1.1 504") and answer.endswith(b"\r\n\r\nupstream request timeout")
+    partial, closed = exchange(retried.port, [(b"GET /partial HTTP/1.1\r\nhost: a\r\n\r\n", 0)])
+    assert partial.endswith(b"abc") and closed is not None
+    assert [flags(line) for line in log_lines(tries, 2)] == [
+        ("504", {"UT", "URX"}, "upstream_per_try_idle_timeout"), ("200", {"UT"}, "upstream_per_try_idle_timeout")]
+    assert stat(retried, "cluster.up.upstream_rq_per_try_idle_timeout") == 3
+    assert stat(retried, "cluster.up.upstream_rq_retry") == 1
+    assert stat(retried, "cluster.up.upstream_rq_504") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_request_and_request_headers_timeouts(launch, workdir, upstream, binary, name):
+    proxy, log = start(launch, binary, f"request-timeouts-{name}", upstream, workdir,
+                       hcm="          request_timeout: 1.5s\n          request_headers_timeout: 0.5s\n")
+    body, closed = exchange(proxy.port, [(b"POST /hang HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab", 0.5),
+                                         (b"cd", 0.5), (b"ef", 0.5), (b"gh", 0.5)])
+    assert body.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and body.endswith(b"\r\n\r\nrequest timeout")
+    assert closed is not None
+    head, closed = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\n", 0.3), (b"host: a\r\n", 0.3), (b"x: y\r\n", 0.3)])
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"connection: close\r\n" in head
+    assert head.endswith(b"\r\n\r\nrequest header timeout") and closed is not None
+    # A request that arrives in time is not touched by either.
+    fine, _ = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.3)
+    assert fine.startswith(b"HTTP/1.1 200") and fine.endswith(b"ok")
+    assert [flags(line) for line in log_lines(log, 3)] == [
+        ("408", {"-"}, "request_overall_timeout"), ("408", {"-"}, "request_header_timeout"), ("200", {"-"}, "via_upstream")]
+    assert stat(proxy, "http.ingress_http.downstream_rq_timeout") == 1
+    assert stat(proxy, "http.ingress_http.downstream_rq_header_timeout") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_connection_idle_timeout_and_max_connection_duration(launch, workdir, upstream, binary, name):
+    idle, _ = start(launch, binary, f"cx-idle-{name}", upstream, workdir,
+                    hcm="          common_http_protocol_options: { idle_timeout: 1s }\n          drain_timeout: 1s\n")
+    answer, closed = exchange(idle.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=5)
+    assert answer.endswith(b"ok") and closed is not None and 1.0 <= closed < 4.5, closed
+    unused, closed = exchange(idle.port, [], wait=3)
+    assert unused == b"" and closed is not None and 0.9 <= closed < 1.8, "a connection that never asked closes at once"
+    assert stat(idle, "http.ingress_http.downstream_cx_idle_timeout") == 2
+
+    aged, _ = start(launch, binary, f"cx-max-duration-{name}", upstream, workdir,
+                    hcm="          common_http_protocol_options: { max_connection_duration: 1s }\n          drain_timeout: 1s\n")
+    request = b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n"
+    answers, closed = exchange(aged.port, [(request, 0.6), (request, 0.6), (request, 0.6)], wait=3)
+    first, second, third = answers.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"connection: close" not in first + second and b"connection: close" in third
+    assert closed is not None
+    assert stat(aged, "http.ingress_http.downstream_cx_max_duration_reached") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_http2_connection_idle_timeout_sends_goaway(launch, workdir, upstream, binary, name):
+    proxy, _ = start(launch, binary, f"h2-idle-{name}", upstream, workdir,
+                     hcm="          codec_type: HTTP2\n          common_http_protocol_options: { idle_timeout: 1s }\n"
+                         "          drain_timeout: 1s\n")
+    client = H2Client(proxy.port)
+    try:
+        stream = client.request("/ok")
+        assert client.pump(lambda: stream in client.ended, timeout=5)
+        assert client.headers[stream][":status"] == "200"
+        started = time.monotonic()
+        assert client.pump(lambda: client.goaway is not None, timeout=4)
+        assert 0.8 <= time.monotonic() - started < 3
+    finally:
+        client.close()
+    assert stat(proxy, "http.ingress_http.downstream_cx_idle_timeout") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_too_many_request_headers(launch, workdir, upstream, binary, name):
+    proxy, log = start(launch, binary, f"max-headers-{name}", upstream, workdir,
+                       hcm="          common_http_protocol_options: { max_headers_count: 10 }\n")
+    many = b"".join(b"x-h%d: v\r\n" % index for index in range(12))
+    answer, closed = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n" + many + b"\r\n", 0)])
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n") and b"connection: close" in answer
+    assert closed is not None and upstream.connections == 0
+    assert [flags(line) for line in log_lines(log, 1)] == [("431", {"DPE"}, "http1.too_many_headers")]
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_cluster_idle_timeout_closes_pooled_connections(launch, workdir, upstream, binary, name):
+    proxy, _ = start(launch, binary, f"upstream-idle-{name}", upstream, workdir, cluster=(
+        "    typed_extension_protocol_options:\n"
+        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+        "        common_http_protocol_options: { idle_timeout: 1s }\n"
+        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    answer, _ = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.2)
+    assert answer.endswith(b"ok")
+    deadline = time.monotonic() + 4
+    while upstream.closed < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.closed == 1, "the proxy closed its idle upstream connection"
+    assert stat(proxy, "cluster.up.upstream_cx_idle_timeout") == 1
