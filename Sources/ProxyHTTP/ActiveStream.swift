@@ -38,6 +38,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var filterDelay: (task: Scheduled<Void>, ended: (@Sendable () -> Void)?)?
     /// Headers the filters want on the upstream's response (CORS).
     private var filterResponseHeaders: [(String, String)] = []
+    /// Cookies a `hash_policy` with a `ttl` made for this request, for the response.
+    private var setCookies: [String] = []
     /// Why the last connection to the upstream failed, when a socket error said so.
     private var transportFailureReason: String?
     /// The request asked for an HTTP/1.1 upgrade (so NIO's decoder stopped after it).
@@ -240,10 +242,15 @@ final class ActiveStream: UpstreamResponseDelegate {
         self.cluster = cluster
         stats.rqTotal.increment()
         if !action.hashPolicies.isEmpty, cluster.loadBalancer.isConsistentHashing {
-            requestHash = RouteAction.HashPolicy.hash(action.hashPolicies, header: { headers.first(name: $0) },
-                                                      query: Self.pathAndQuery(uri).query, sourceIP: { [manager] in
-                                                          manager.channel?.remoteAddress?.ipAddress
-                                                      })
+            requestHash = RouteAction.HashPolicy.hash(
+                action.hashPolicies, header: { headers.first(name: $0) }, query: Self.pathAndQuery(uri).query,
+                sourceIP: { [manager] in manager.channel?.remoteAddress?.ipAddress },
+                connectionCookie: { [manager] in
+                    guard let remote = manager.channel?.remoteAddress?.logDescription,
+                          let local = manager.channel?.localAddress?.logDescription else { return nil }
+                    return RouteAction.HashPolicy.connectionCookieValue(remote: remote, local: local)
+                },
+                setCookie: { setCookies.append($0) })
         }
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
@@ -1079,6 +1086,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         // Envoy measures from the first upstream attempt, so back-off between retries counts too.
         let serviceMs = (loop.now - startTime).nanoseconds / 1_000_000
         headers.add(name: "x-envoy-upstream-service-time", value: String(serviceMs))
+        for cookie in setCookies { headers.add(name: "set-cookie", value: cookie) }
         if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
         if !sawServer { headers.add(name: "server", value: config.serverName) }
         if !keepAlive { headers.add(name: "connection", value: "close") }

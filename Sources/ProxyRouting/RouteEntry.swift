@@ -83,7 +83,9 @@ public struct RouteAction: Sendable {
     public struct HashPolicy: Sendable {
         public enum Source: Sendable {
             case header(String)
-            case cookie(String)
+            /// A cookie's value; with `ttl` (whole seconds, 0 for a session cookie) a request without the
+            /// cookie gets one made for its connection, sent back with the response.
+            case cookie(String, ttlSeconds: Int64? = nil, path: String = "")
             case sourceIP
             case queryParameter(String)
         }
@@ -98,14 +100,22 @@ public struct RouteAction: Sendable {
         }
 
         /// Envoy's combination of the policies that found a value: rotate the hash so far, xor the new one.
+        /// `connectionCookie` gives the value a generated cookie takes (the same for every request of a
+        /// connection, as Envoy's); `setCookie` receives the `set-cookie` value to answer with.
         public static func hash(_ policies: [HashPolicy], header: (String) -> String?, query: Substring?,
-                                sourceIP: () -> String?) -> UInt64? {
+                                sourceIP: () -> String?, connectionCookie: () -> String? = { nil },
+                                setCookie: (String) -> Void = { _ in }) -> UInt64? {
             var combined: UInt64?
             for policy in policies {
-                let value: String?
+                var value: String?
                 switch policy.source {
                 case .header(let name): value = header(name)
-                case .cookie(let name): value = header("cookie").flatMap { cookie($0, named: name) }
+                case .cookie(let name, let ttl, let path):
+                    value = header("cookie").flatMap { cookie($0, named: name) }
+                    if value == nil, let ttl, let generated = connectionCookie() {
+                        value = generated
+                        setCookie(setCookieValue(name: name, value: generated, ttlSeconds: ttl, path: path))
+                    }
                 case .sourceIP: value = sourceIP()
                 case .queryParameter(let name): value = RouteMatch.parameter(name, in: query)
                 }
@@ -117,12 +127,31 @@ public struct RouteAction: Sendable {
             return combined
         }
 
+        /// A cookie's value, without the double quotes a generated one is sent in.
         static func cookie(_ header: String, named name: String) -> String? {
             for pair in header.split(separator: ";") {
                 let trimmed = pair.drop(while: { $0 == " " })
-                if trimmed.hasPrefix(name + "=") { return String(trimmed.dropFirst(name.count + 1)) }
+                guard trimmed.hasPrefix(name + "=") else { continue }
+                let value = trimmed.dropFirst(name.count + 1)
+                if value.count >= 2, value.first == "\"", value.last == "\"" { return String(value.dropFirst().dropLast()) }
+                return String(value)
             }
             return nil
+        }
+
+        /// The value a generated cookie takes: the hex of xxHash64 over the downstream connection's
+        /// remote and local addresses (`127.0.0.1:5000127.0.0.1:10000`), as Envoy makes it.
+        public static func connectionCookieValue(remote: String, local: String) -> String {
+            let hex = String(XXHash64.hash(remote + local), radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }
+
+        /// `name="value"; Max-Age=N; Path=P; HttpOnly`, Max-Age left out for a session cookie, Path when empty.
+        static func setCookieValue(name: String, value: String, ttlSeconds: Int64, path: String) -> String {
+            var text = "\(name)=\"\(value)\""
+            if ttlSeconds > 0 { text += "; Max-Age=\(ttlSeconds)" }
+            if !path.isEmpty { text += "; Path=\(path)" }
+            return text + "; HttpOnly"
         }
     }
 

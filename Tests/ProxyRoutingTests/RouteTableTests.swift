@@ -311,4 +311,24 @@ import Foundation
         #expect(policy.resetIntervalMs(header: { ["retry-after": "60"][$0] }, nowSeconds: 1000) == nil, "over the maximum")
         #expect(policy.resetIntervalMs(header: { ["retry-after": "soon"][$0] }, nowSeconds: 1000) == nil)
     }
+
+    @Test func aCookieWithATTLIsMadeForTheConnectionWhenMissing() {
+        let policies = [RouteAction.HashPolicy(source: .cookie("sticky", ttlSeconds: 30, path: "/app"))]
+        var made: [String] = []
+        let generated = RouteAction.HashPolicy.connectionCookieValue(remote: "127.0.0.1:5000", local: "127.0.0.1:10000")
+        #expect(generated.count == 16 && generated.allSatisfy(\.isHexDigit))
+        let first = RouteAction.HashPolicy.hash(policies, header: { _ in nil }, query: nil, sourceIP: { nil },
+                                                connectionCookie: { generated }, setCookie: { made.append($0) })
+        #expect(made == ["sticky=\"\(generated)\"; Max-Age=30; Path=/app; HttpOnly"])
+        // The client sends it back quoted: the same hash, and nothing new to set.
+        let again = RouteAction.HashPolicy.hash(policies, header: { $0 == "cookie" ? "a=1; sticky=\"\(generated)\"" : nil },
+                                                query: nil, sourceIP: { nil }, connectionCookie: { "other" },
+                                                setCookie: { made.append($0) })
+        #expect(first != nil && first == again)
+        #expect(made.count == 1)
+        let session = [RouteAction.HashPolicy(source: .cookie("s", ttlSeconds: 0))]
+        _ = RouteAction.HashPolicy.hash(session, header: { _ in nil }, query: nil, sourceIP: { nil },
+                                        connectionCookie: { "00ff" }, setCookie: { made.append($0) })
+        #expect(made.last == "s=\"00ff\"; HttpOnly", "a zero ttl makes a session cookie")
+    }
 }
