@@ -275,7 +275,8 @@ let package = Package(
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "ProxyAccessLog", "XDSResource", "XDSAPI"]),
         .testTarget(
             name: "ProxyUpstreamTests",
-            dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "ProxyHTTPTests",

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import ProxyCore
+import SwiftProtobuf
 import Synchronization
 import XDSAPI
 import XDSResource
@@ -21,10 +22,12 @@ public final class HostHealth: Sendable {
 /// One `health_checks` entry, read: how often, how long, how many in a row, and what to ask.
 struct HealthCheckConfig: Sendable {
     enum Probe: Sendable {
-        /// GET `path` with Host `host`; healthy when the status is in `expected` ([start, end) ranges).
-        case http(path: String, host: String?, expected: [Range<Int>])
-        /// A TCP connect, nothing sent.
-        case tcp
+        /// GET `path` with Host `host` and `headers` (`request_headers_to_add`, less `request_headers_to_remove`);
+        /// healthy when the status is in `expected` ([start, end) ranges).
+        case http(path: String, host: String?, expected: [Range<Int>], headers: [(String, String)] = [],
+                  removed: Set<String> = [])
+        /// A TCP connect; `send` written, and every `receive` block found in what comes back, in order.
+        case tcp(send: [UInt8] = [], receive: [[UInt8]] = [])
         /// `grpc.health.v1.Health/Check` over HTTP/2 for `service`; healthy when it answers SERVING.
         case grpc(service: String, authority: String?)
     }
@@ -32,6 +35,14 @@ struct HealthCheckConfig: Sendable {
     var interval: TimeAmount
     /// Used until the cluster has carried traffic (Envoy: 60 s by default).
     var noTrafficInterval: TimeAmount
+    /// For a failing host (`unhealthy_interval`), and right after a host changed state
+    /// (`unhealthy_edge_interval`, `healthy_edge_interval`); each defaults as Envoy's do.
+    var unhealthyInterval: TimeAmount
+    var unhealthyEdgeInterval: TimeAmount
+    var healthyEdgeInterval: TimeAmount
+    /// `interval_jitter` and `interval_jitter_percent`: a random extra wait below these, added to each interval.
+    var intervalJitter: TimeAmount = .zero
+    var intervalJitterPercent: Int64 = 0
     var timeout: TimeAmount
     var unhealthyThreshold: Int
     var healthyThreshold: Int
@@ -51,6 +62,18 @@ struct HealthCheckConfig: Sendable {
         interval = .milliseconds(proto.interval.milliseconds)
         noTrafficInterval = proto.hasNoTrafficInterval && proto.noTrafficInterval.milliseconds > 0
             ? .milliseconds(proto.noTrafficInterval.milliseconds) : .seconds(60)
+        func duration(_ value: Google_Protobuf_Duration, present: Bool) -> TimeAmount? {
+            present && value.milliseconds > 0 ? .milliseconds(value.milliseconds) : nil
+        }
+        unhealthyInterval = duration(proto.unhealthyInterval, present: proto.hasUnhealthyInterval) ?? interval
+        unhealthyEdgeInterval = duration(proto.unhealthyEdgeInterval, present: proto.hasUnhealthyEdgeInterval)
+            ?? unhealthyInterval
+        healthyEdgeInterval = duration(proto.healthyEdgeInterval, present: proto.hasHealthyEdgeInterval) ?? interval
+        intervalJitter = duration(proto.intervalJitter, present: proto.hasIntervalJitter) ?? .zero
+        intervalJitterPercent = Int64(proto.intervalJitterPercent)
+        if proto.hasNoTrafficHealthyInterval {
+            throw FieldError(path + ".no_traffic_healthy_interval", "not supported yet")
+        }
         unhealthyThreshold = max(1, Int(proto.unhealthyThreshold.value))
         healthyThreshold = max(1, Int(proto.healthyThreshold.value))
         if proto.hasAltPort { throw FieldError(path + ".alt_port", "not supported yet") }
@@ -60,17 +83,32 @@ struct HealthCheckConfig: Sendable {
             if http.codecClientType != .http1 {
                 throw FieldError(path + ".http_health_check.codec_client_type", "only HTTP1 health checks are supported yet")
             }
-            if http.hasSend || !http.receive.isEmpty || !http.requestHeadersToAdd.isEmpty || http.hasServiceNameMatcher {
-                throw FieldError(path + ".http_health_check", "send, receive, request_headers_to_add and service_name_matcher are not supported yet")
+            if http.hasSend || !http.receive.isEmpty || http.hasServiceNameMatcher {
+                throw FieldError(path + ".http_health_check", "send, receive and service_name_matcher are not supported yet")
+            }
+            var headers: [(String, String)] = []
+            for (index, option) in http.requestHeadersToAdd.enumerated() {
+                let name = option.header.key.lowercased()
+                guard !name.isEmpty, !name.hasPrefix(":"), name != "host" else {
+                    throw FieldError("\(path).http_health_check.request_headers_to_add[\(index)].header.key",
+                                     "a header name other than host and pseudo-headers is required")
+                }
+                guard !option.header.value.contains("%") else {
+                    throw FieldError("\(path).http_health_check.request_headers_to_add[\(index)].header.value",
+                                     "%...% formatters are not supported in health check headers yet")
+                }
+                headers.append((name, option.header.value))
             }
             let expected = http.expectedStatuses.isEmpty
                 ? [200..<201] : http.expectedStatuses.map { Int($0.start)..<Int($0.end) }
-            probe = .http(path: http.path, host: http.host.isEmpty ? nil : http.host, expected: expected)
+            probe = .http(path: http.path, host: http.host.isEmpty ? nil : http.host, expected: expected,
+                          headers: headers, removed: Set(http.requestHeadersToRemove.map { $0.lowercased() }))
         case .tcpHealthCheck(let tcp)?:
-            if tcp.hasSend || !tcp.receive.isEmpty {
-                throw FieldError(path + ".tcp_health_check", "send and receive payloads are not supported yet; an empty check connects only")
+            let send = tcp.hasSend ? try Self.bytes(of: tcp.send, path: path + ".tcp_health_check.send") : []
+            let receive = try tcp.receive.enumerated().map { index, payload in
+                try Self.bytes(of: payload, path: "\(path).tcp_health_check.receive[\(index)]")
             }
-            probe = .tcp
+            probe = .tcp(send: send, receive: receive)
         case .grpcHealthCheck(let grpc)?:
             if !grpc.initialMetadata.isEmpty {
                 throw FieldError(path + ".grpc_health_check.initial_metadata", "not supported yet")
@@ -79,6 +117,46 @@ struct HealthCheckConfig: Sendable {
         default:
             throw FieldError(path, "only http_health_check, tcp_health_check and grpc_health_check are supported")
         }
+    }
+}
+
+extension HealthCheckConfig {
+    /// A payload's bytes: `text` is hex, as Envoy reads it.
+    static func bytes(of payload: Envoy_Config_Core_V3_HealthCheck.Payload, path: String) throws -> [UInt8] {
+        switch payload.payload {
+        case .binary(let data)?: return Array(data)
+        case .text(let hex)?:
+            let digits = Array(hex.utf8)
+            guard digits.count % 2 == 0, !digits.isEmpty else { throw FieldError(path + ".text", "an even number of hex digits is required") }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(digits.count / 2)
+            for index in stride(from: 0, to: digits.count, by: 2) {
+                guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else {
+                    throw FieldError(path + ".text", "'\(hex)' is not hex")
+                }
+                bytes.append(byte)
+            }
+            return bytes
+        case nil: throw FieldError(path, "text or binary is required")
+        }
+    }
+
+    /// The wait before a host's next check, as Envoy picks it: the no-traffic interval until the
+    /// cluster carried traffic, else by the host's state and whether this check changed it, plus jitter.
+    func nextInterval(failing: Bool, changed: Bool, hadTraffic: Bool, random: UInt64) -> TimeAmount {
+        let base: TimeAmount
+        if !hadTraffic {
+            base = noTrafficInterval
+        } else if failing {
+            base = changed ? unhealthyEdgeInterval : unhealthyInterval
+        } else {
+            base = changed ? healthyEdgeInterval : interval
+        }
+        var jitter: Int64 = 0
+        let percentRange = base.nanoseconds / 100 * intervalJitterPercent
+        if percentRange > 0 { jitter += Int64(random % UInt64(percentRange)) }
+        if intervalJitter.nanoseconds > 0 { jitter += Int64((random >> 17) % UInt64(intervalJitter.nanoseconds)) }
+        return base + .nanoseconds(jitter)
     }
 }
 
@@ -119,7 +197,10 @@ public final class HealthChecker: @unchecked Sendable {
     let stats: HealthCheckStats
     private weak var cluster: Cluster?
     private var streaks: [ObjectIdentifier: (successes: Int, failures: Int, checked: Bool)] = [:]
+    /// When each host is due for its next check (new hosts: at once; a check in flight: never).
+    private var due: [ObjectIdentifier: NIODeadline] = [:]
     private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
     private var stopped = false
 
     init(config: HealthCheckConfig, loop: any EventLoop, connector: any UpstreamConnector, clusterName: String,
@@ -147,34 +228,60 @@ public final class HealthChecker: @unchecked Sendable {
         loop.execute { [self] in
             stopped = true
             timer?.cancel()
+            timer = nil
         }
     }
 
+    /// Checks the hosts that are due, and sleeps until the next one is (at most an interval, so hosts
+    /// that join the cluster are picked up).
     private func round() {
+        timer = nil
+        timerDeadline = .distantFuture
         guard !stopped, let cluster else { return }
+        let now = loop.now
         let hosts = cluster.hosts
         let live = Set(hosts.map(ObjectIdentifier.init))
         streaks = streaks.filter { live.contains($0.key) }
-        for host in hosts { check(host) }
-        let delay = cluster.stats.upstreamRqTotal.value > 0 ? config.interval : config.noTrafficInterval
-        timer = loop.assumeIsolated().scheduleTask(in: delay) { [self] in round() }
+        due = due.filter { live.contains($0.key) }
+        for host in hosts where due[ObjectIdentifier(host)] ?? now <= now {
+            due[ObjectIdentifier(host)] = .distantFuture
+            check(host)
+        }
+        let refresh = now + (cluster.stats.upstreamRqTotal.value > 0 ? config.interval : config.noTrafficInterval)
+        schedule(at: min(due.values.min() ?? refresh, refresh))
+    }
+
+    private func schedule(at deadline: NIODeadline) {
+        guard deadline < timerDeadline else { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in round() }
     }
 
     private func check(_ host: Host) {
         stats.attempt.increment()
         let probe = HealthProbe(loop: loop, timeout: config.timeout) { [self] outcome in finished(host, outcome) }
         switch config.probe {
-        case .tcp:
-            connector.connect(to: host, on: loop, timeout: config.timeout) { _ in }.whenComplete { result in
+        case .tcp(let send, let receive):
+            // The connection is made on this loop, so the probe may be handed to its initializer.
+            let boundProbe = NIOLoopBound(probe, eventLoop: loop)
+            connector.connect(to: host, on: loop, timeout: config.timeout) { channel in
+                guard !receive.isEmpty else { return }
+                let probe = boundProbe.value
+                try channel.pipeline.syncOperations.addHandler(TCPPayloadMatcher(expected: receive) { matched in
+                    probe.complete(matched ? .healthy : .networkFailure)
+                })
+            }.whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    channel.close(promise: nil)
-                    probe.complete(.healthy)
+                    probe.channel = channel
+                    if !send.isEmpty { channel.writeAndFlush(ByteBuffer(bytes: send), promise: nil) }
+                    if receive.isEmpty { probe.complete(.healthy) }
                 case .failure:
                     probe.complete(.networkFailure)
                 }
             }
-        case .http(let path, let hostHeader, let expected):
+        case .http(let path, let hostHeader, let expected, let extraHeaders, let removed):
             probe.expected = expected
             let handler = UpstreamConnectionHandler()
             handler.delegate = probe
@@ -184,7 +291,8 @@ public final class HealthChecker: @unchecked Sendable {
                     probe.channel = channel
                     var headers = HTTPHeaders()
                     headers.add(name: "host", value: hostHeader ?? self.clusterName)
-                    headers.add(name: "user-agent", value: "Envoy/HC")
+                    if !removed.contains("user-agent") { headers.add(name: "user-agent", value: "Envoy/HC") }
+                    for (name, value) in extraHeaders where !removed.contains(name) { headers.add(name: name, value: value) }
                     headers.add(name: "connection", value: "close")
                     handler.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
                     handler.write(.end(nil))
@@ -271,6 +379,12 @@ public final class HealthChecker: @unchecked Sendable {
         }
         streak.checked = true
         streaks[ObjectIdentifier(host)] = streak
+        let failing = host.health.failedActiveHealthCheck
+        let next = loop.now + config.nextInterval(failing: failing, changed: failing != wasFailed,
+                                                  hadTraffic: (cluster?.stats.upstreamRqTotal.value ?? 0) > 0,
+                                                  random: UInt64.random(in: 0 ... .max))
+        due[ObjectIdentifier(host)] = next
+        schedule(at: next)
         if let cluster {
             let healthy = cluster.hosts.filter { !$0.health.failedActiveHealthCheck }.count
             stats.healthy.set(Int64(healthy))

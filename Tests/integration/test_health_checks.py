@@ -7,6 +7,7 @@ import time
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap
+from loopback_servers import LoopbackServer
 from scripted_upstream import ScriptedUpstream
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
@@ -151,6 +152,78 @@ def test_grpc_health_checks_follow_the_serving_status(binary, name, launch):
         b.serving(True)
         wait_for(lambda: flags(proxy, a.port) == "/failed_active_hc" and flags(proxy, b.port) == "healthy",
                  what="the statuses swapped")
+    finally:
+        a.close()
+        b.close()
+
+
+class LineServer(LoopbackServer):
+    """Answers whatever it is sent with `reply` (a TCP health check's peer), remembering what came."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.received = []
+        super().__init__()
+
+    def handle(self, conn):
+        with conn:
+            conn.settimeout(2)
+            try:
+                data = conn.recv(1024)
+            except OSError:
+                return
+            self.received.append(data)
+            if data:
+                conn.sendall(self.reply)
+                time.sleep(0.3)
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_tcp_health_checks_send_a_payload_and_look_for_the_answer(launch, binary, name):
+    # PING in hex, as Envoy takes `text`; the answer must hold PONG and then a line end, gaps allowed.
+    pong, wrong = LineServer(b"+PONG\r\n"), LineServer(b"-ERR unknown\r\n")
+    checker = ("      tcp_health_check:\n        send: { text: 50494E470D0A }\n"
+               "        receive: [{ text: 504F4E47 }, { text: 0D0A }]\n")
+    try:
+        proxy = launch(binary, two_host_config(pong, wrong, checker), f"hc-tcp-payload-{name}")
+        wait_for(lambda: flags(proxy, pong.port) == "healthy", what="the host that answers PONG is healthy")
+        wait_for(lambda: int(proxy.stats("cluster.app.")["cluster.app.health_check.failure"]) >= 2,
+                 what="the other host's checks fail")
+        assert flags(proxy, wrong.port) == "/failed_active_hc"
+        assert pong.received[0] == b"PING\r\n" and wrong.received[0] == b"PING\r\n"
+    finally:
+        pong.close()
+        wrong.close()
+
+
+class HeaderRecorder(LoopbackServer):
+    """Answers every request 200 and remembers its header lines."""
+
+    def __init__(self):
+        self.heads = []
+        super().__init__()
+
+    def handle(self, conn):
+        with conn:
+            read = self.read_head(conn)
+            if read is None:
+                return
+            self.heads.append(read[0].decode().lower().split("\r\n")[1:])
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_http_health_checks_add_and_remove_request_headers(launch, binary, name):
+    a, b = HeaderRecorder(), HeaderRecorder()
+    checker = ("      http_health_check:\n        path: /healthz\n"
+               "        request_headers_to_add: [{ header: { key: x-checked-by, value: mesh } }]\n"
+               "        request_headers_to_remove: [user-agent]\n")
+    try:
+        launch(binary, two_host_config(a, b, checker), f"hc-headers-{name}")
+        wait_for(lambda: a.heads and b.heads, what="both hosts checked")
+        head = a.heads[0]
+        assert "x-checked-by: mesh" in head
+        assert not any(line.startswith("user-agent:") for line in head)
     finally:
         a.close()
         b.close()
