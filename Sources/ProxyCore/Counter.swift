@@ -33,10 +33,14 @@ public final class Gauge: Sendable {
     public let tags: StatTags
     private let storage = Atomic<Int64>(0)
     private let everUsed = Atomic<Bool>(false)
+    /// A gauge read from other state when it is listed (circuit breakers' `remaining_*`), so the
+    /// request path never updates it.
+    private let compute: (@Sendable () -> Int64)?
 
-    public init(name: String, tags: StatTags) {
+    public init(name: String, tags: StatTags, compute: (@Sendable () -> Int64)? = nil) {
         self.name = name
         self.tags = tags
+        self.compute = compute
     }
 
     public func increment() { add(1) }
@@ -52,6 +56,6 @@ public final class Gauge: Sendable {
         if !everUsed.load(ordering: .relaxed) { everUsed.store(true, ordering: .relaxed) }
     }
 
-    public var value: Int64 { storage.load(ordering: .relaxed) }
-    public var used: Bool { everUsed.load(ordering: .relaxed) }
+    public var value: Int64 { compute?() ?? storage.load(ordering: .relaxed) }
+    public var used: Bool { compute != nil || everUsed.load(ordering: .relaxed) }
 }

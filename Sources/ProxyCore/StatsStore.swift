@@ -48,6 +48,15 @@ public final class StatsStore: Sendable {
         return entries.withLock { Self.existingOrNew(&$0.gauges, name) { Gauge(name: name, tags: tags) } }
     }
 
+    /// A gauge whose value is read from `compute` when listed; it replaces any gauge of that name
+    /// (a cluster rebuilt by a config push brings new state to read).
+    @discardableResult
+    public func computedGauge(_ name: String, _ tags: StatTags, compute: @escaping @Sendable () -> Int64) -> Gauge {
+        let gauge = Gauge(name: name, tags: tagged(name, tags), compute: compute)
+        entries.withLock { $0.gauges[name] = gauge }
+        return gauge
+    }
+
     public func histogram(_ name: String, _ tags: StatTags) -> Histogram {
         let bounds = bucketRules.withLock { rules in rules.first { $0.matches(name) }?.bounds } ?? Histogram.bucketBounds
         let tags = tagged(name, tags)

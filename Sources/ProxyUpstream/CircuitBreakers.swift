@@ -8,19 +8,48 @@ public struct CircuitBreakerThresholds: Sendable, Equatable {
     public var maxPendingRequests: UInt32 = 1024
     public var maxRequests: UInt32 = 1024
     public var maxRetries: UInt32 = 3
+    /// `retry_budget`: concurrent retries as a share of the cluster's active and pending requests
+    /// (`budget_percent`, 20 % unless set), at least `min_retry_concurrency` (3); replaces `max_retries`.
+    public var retryBudget: (percent: Double, minConcurrency: Int)?
+    /// `track_remaining`: publish `circuit_breakers.default.remaining_*`.
+    public var trackRemaining = false
 
     public init() {}
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.maxConnections == rhs.maxConnections && lhs.maxPendingRequests == rhs.maxPendingRequests
+            && lhs.maxRequests == rhs.maxRequests && lhs.maxRetries == rhs.maxRetries
+            && lhs.retryBudget?.percent == rhs.retryBudget?.percent
+            && lhs.retryBudget?.minConcurrency == rhs.retryBudget?.minConcurrency && lhs.trackRemaining == rhs.trackRemaining
+    }
 }
 
-/// Concurrent retries across all event loops, bounded by `max_retries`.
+/// Concurrent retries across all event loops, bounded by `max_retries` or by a `retry_budget`.
 public final class RetryBudget: Sendable {
-    public let limit: Int
+    private let fixedLimit: Int
+    private let budget: (percent: Double, minConcurrency: Int, outstanding: @Sendable () -> Int64)?
     private let active = Atomic<Int>(0)
 
-    public init(limit: Int) { self.limit = limit }
+    public init(limit: Int) {
+        fixedLimit = limit
+        budget = nil
+    }
+
+    /// A budget: `percent` of `outstanding()` requests (active and pending), never below `minConcurrency`.
+    public init(percent: Double, minConcurrency: Int, outstanding: @escaping @Sendable () -> Int64) {
+        fixedLimit = minConcurrency
+        budget = (percent, minConcurrency, outstanding)
+    }
+
+    /// How many retries may run at once now.
+    public var limit: Int {
+        guard let budget else { return fixedLimit }
+        return max(budget.minConcurrency, Int(budget.percent / 100 * Double(budget.outstanding())))
+    }
 
     /// Takes one retry slot, or returns false when the budget is spent (`upstream_rq_retry_overflow`).
     public func tryAcquire() -> Bool {
+        let limit = self.limit
         var current = active.load(ordering: .relaxed)
         while current < limit {
             let (exchanged, original) = active.compareExchange(expected: current, desired: current + 1,

@@ -70,6 +70,20 @@ extension Cluster {
             if defaults.hasMaxPendingRequests { thresholds.maxPendingRequests = defaults.maxPendingRequests.value }
             if defaults.hasMaxRequests { thresholds.maxRequests = defaults.maxRequests.value }
             if defaults.hasMaxRetries { thresholds.maxRetries = defaults.maxRetries.value }
+            if defaults.hasRetryBudget {
+                let budget = defaults.retryBudget
+                let percent = budget.hasBudgetPercent ? budget.budgetPercent.value : 20
+                guard (0...100).contains(percent) else {
+                    throw ClusterConfigError("circuit_breakers.thresholds.retry_budget.budget_percent", "must be between 0 and 100")
+                }
+                thresholds.retryBudget = (percent, budget.hasMinRetryConcurrency ? Int(budget.minRetryConcurrency.value) : 3)
+            }
+            thresholds.trackRemaining = defaults.trackRemaining
+        }
+        for (index, threshold) in config.circuitBreakers.thresholds.enumerated() where threshold.priority != .default {
+            // Requests of high-priority routes are counted with the rest; separate limits are not kept yet.
+            throw ClusterConfigError("circuit_breakers.thresholds[\(index)].priority",
+                                     "only DEFAULT priority thresholds are supported yet")
         }
         let timeout = config.hasConnectTimeout ? config.connectTimeout : .init(seconds: 5)
         var localityWeighted = false

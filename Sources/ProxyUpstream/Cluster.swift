@@ -54,6 +54,23 @@ public final class Cluster: @unchecked Sendable {
     private let http1Pools: [ObjectIdentifier: HTTP1ConnectionPool]
     private let http2Pools: [ObjectIdentifier: HTTP2ConnectionPool]
 
+    /// `track_remaining`: `circuit_breakers.default.remaining_{cx,pending,rq,retries}`, read from the
+    /// circuit breaker's state when listed.
+    private static func publishRemaining(of name: String, thresholds: CircuitBreakerThresholds, stats: ClusterStats,
+                                         connections: ConnectionBudget, retries: RetryBudget, store: StatsStore) {
+        let tags = [StatTags.Tag("envoy_cluster_name", name)]
+        func gauge(_ stat: String, _ compute: @escaping @Sendable () -> Int64) {
+            store.computedGauge("cluster.\(name).circuit_breakers.default.\(stat)",
+                                StatTags(extractedName: "cluster.circuit_breakers.default.\(stat)", tags: tags),
+                                compute: { max(0, compute()) })
+        }
+        let maxPending = Int64(thresholds.maxPendingRequests), maxRequests = Int64(thresholds.maxRequests)
+        gauge("remaining_cx") { Int64(connections.limit - connections.inUse) }
+        gauge("remaining_pending") { maxPending - stats.upstreamRqPendingActive.value }
+        gauge("remaining_rq") { maxRequests - stats.upstreamRqActive.value }
+        gauge("remaining_retries") { Int64(retries.limit - retries.inUse) }
+    }
+
     public init(name: String, config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType,
                 connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: CircuitBreakerThresholds,
                 stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector,
@@ -80,7 +97,13 @@ public final class Cluster: @unchecked Sendable {
         self.dnsLookupFamily = dnsLookupFamily
         self.dnsRefreshInterval = dnsRefreshInterval
         self.thresholds = thresholds
-        self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
+        if let budget = thresholds.retryBudget {
+            self.retryBudget = RetryBudget(percent: budget.percent, minConcurrency: budget.minConcurrency) { [stats] in
+                stats.upstreamRqActive.value + stats.upstreamRqPendingActive.value
+            }
+        } else {
+            self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
+        }
         self.stats = stats
         self.addedViaAPI = addedViaAPI
         self.upstreamProtocol = upstreamProtocol
@@ -100,6 +123,10 @@ public final class Cluster: @unchecked Sendable {
         self.sniViews = autoSNI == nil ? [:] : Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0), SNIHostViews()) })
         self.connector = connector
         let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
+        if thresholds.trackRemaining, let store {
+            Self.publishRemaining(of: name, thresholds: thresholds, stats: stats, connections: budget,
+                                  retries: retryBudget, store: store)
+        }
         let lifetime = UpstreamConnectionLifetime(config)
         var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
         var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]

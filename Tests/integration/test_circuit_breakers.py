@@ -1,11 +1,13 @@
 """Circuit breakers through Envoy 1.40 and meshproxy alike: max_requests, and max_connections with
 max_pending_requests, against a slow upstream; overflow answers 503 with x-envoy-overloaded and
-Envoy's body, and the overflow stats match."""
+Envoy's body, and the overflow stats match; track_remaining's gauges and a retry_budget."""
 import threading
+import time
 
 import pytest
 
 from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
+from loopback_servers import KeepAliveResponder
 from rawupstream import RawUpstream
 
 OVERFLOW_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: overflow"
@@ -43,3 +45,50 @@ def test_overflow_matches_envoy(binary, name, thresholds, served, expected_stats
         assert body == OVERFLOW_BODY
     stats = proxy.stats("cluster.up.")
     assert {key: stats[f"cluster.up.{key}"] for key in expected_stats} == expected_stats
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_track_remaining_shows_what_is_left(binary, name, launch):
+    upstream = RawUpstream()
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - { match: { prefix: / }, route: { cluster: up } }\n",
+            [static_cluster("up", upstream.port, extra=(
+                "    circuit_breakers: { thresholds: [{ max_connections: 5, max_pending_requests: 6, max_requests: 7,"
+                " max_retries: 2, track_remaining: true }] }\n"))]), f"cb-remaining-{name}")
+        idle = {key: proxy.stats("circuit_breakers.default.remaining")[f"cluster.up.circuit_breakers.default.{key}"]
+                for key in ("remaining_cx", "remaining_pending", "remaining_rq", "remaining_retries")}
+        assert idle == {"remaining_cx": "5", "remaining_pending": "6", "remaining_rq": "7", "remaining_retries": "2"}
+        in_flight = threading.Thread(target=lambda: get(proxy.port, "/slow?ms=800"))
+        in_flight.start()
+        try:
+            deadline = time.monotonic() + 5
+            while proxy.stats("upstream_rq_active").get("cluster.up.upstream_rq_active") != "1":
+                assert time.monotonic() < deadline, "the request never became active"
+                time.sleep(0.02)
+            during = proxy.stats("circuit_breakers.default.remaining")
+            assert during["cluster.up.circuit_breakers.default.remaining_rq"] == "6"
+            assert during["cluster.up.circuit_breakers.default.remaining_cx"] == "4"
+        finally:
+            in_flight.join(timeout=10)
+    finally:
+        upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_retry_budget_replaces_max_retries(binary, name, launch):
+    failing = KeepAliveResponder(status=503)
+    try:
+        # max_retries 0 would allow no retry at all; the budget's minimum concurrency allows them.
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - { match: { prefix: / }, route: { cluster: up, retry_policy: { retry_on: 5xx, num_retries: 2 } } }\n",
+            [static_cluster("up", failing.port, extra=(
+                "    circuit_breakers: { thresholds: [{ max_retries: 0,"
+                " retry_budget: { budget_percent: { value: 10 }, min_retry_concurrency: 2 } }] }\n"))]), f"cb-budget-{name}")
+        assert get(proxy.port, "/")[0] == 503
+        stats = proxy.stats("cluster.up.upstream_rq_retry")
+        assert stats["cluster.up.upstream_rq_retry"] == "2"
+        assert stats.get("cluster.up.upstream_rq_retry_overflow", "0") == "0"
+        assert failing.count == 3
+    finally:
+        failing.close()
