@@ -139,7 +139,7 @@ public final class Cluster: @unchecked Sendable {
             if upstreamProtocol != .http1 {
                 http2Pools[ObjectIdentifier(loop)] = HTTP2ConnectionPool(
                     loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
-                    options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection)
+                    options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection, lifetime: lifetime)
             }
         }
         self.http1Pools = http1Pools

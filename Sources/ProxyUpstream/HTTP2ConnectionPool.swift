@@ -17,6 +17,9 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
     /// 0: unlimited.
     private let maxRequestsPerConnection: Int
     private var connections: [ObjectIdentifier: [HTTP2Connection]] = [:]
+    private let lifetime: UpstreamConnectionLifetime
+    /// The pending look for connections without streams past `idle_timeout`; at most one per pool.
+    private var idleSweep: Scheduled<Void>?
 
     typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
 
@@ -29,6 +32,8 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         var streamsOpened = 0
         var peerMaxStreams = Int.max
         var connectedAt = NIODeadline.now()
+        /// Since when the connection has carried no stream (`idle_timeout`).
+        var idleSince: NIODeadline?
         /// No new streams: GOAWAY received, or `max_requests_per_connection` reached.
         var retired = false
         /// Requests waiting for the connect to finish.
@@ -38,7 +43,9 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
     }
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
-                options: HTTP2Options, maxRequestsPerConnection: Int) {
+                options: HTTP2Options, maxRequestsPerConnection: Int,
+                lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
+        self.lifetime = lifetime
         self.loop = loop
         self.connector = connector
         self.stats = stats
@@ -58,6 +65,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
                         completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
         loop.preconditionInEventLoop()
         let key = ObjectIdentifier(host)
+        if let limit = lifetime.maxConnectionDuration { retireConnections(to: key, olderThan: limit) }
         if let connection = connections[key]?.first(where: hasRoom) {
             if connection.multiplexer != nil {
                 openStream(on: connection, delegate: delegate, waited: false, completion: completion)
@@ -146,6 +154,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         }
         connection.activeStreams += 1
         connection.streamsOpened += 1
+        connection.idleSince = nil
         if maxRequestsPerConnection > 0, connection.streamsOpened >= maxRequestsPerConnection {
             connection.retired = true
             stats.upstreamCxMaxRequests.increment()
@@ -175,8 +184,47 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
 
     private func streamClosed(on connection: HTTP2Connection) {
         connection.activeStreams -= 1
-        if connection.retired, connection.activeStreams == 0 {
+        guard connection.activeStreams == 0 else { return }
+        if connection.retired {
             connection.channel?.close(promise: nil)
+        } else if let idleTimeout = lifetime.idleTimeout {
+            connection.idleSince = loop.now
+            if idleSweep == nil { scheduleIdleSweep(at: loop.now + idleTimeout) }
+        }
+    }
+
+    /// `max_connection_duration`: a connection this old takes no new streams and closes when its
+    /// streams are done.
+    private func retireConnections(to key: ObjectIdentifier, olderThan limit: TimeAmount) {
+        let now = loop.now
+        for connection in connections[key] ?? [] where !connection.retired && connection.multiplexer != nil
+            && now - connection.connectedAt >= limit {
+            connection.retired = true
+            stats.upstreamCxMaxDurationReached.increment()
+            if connection.activeStreams == 0 { connection.channel?.close(promise: nil) }
+        }
+    }
+
+    /// Closes the connections that have carried no stream for `idle_timeout`, then sleeps until the
+    /// next one would have.
+    private func scheduleIdleSweep(at deadline: NIODeadline) {
+        idleSweep = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let idleTimeout = self.lifetime.idleTimeout else { return }
+            self.idleSweep = nil
+            let now = self.loop.now
+            var next: NIODeadline?
+            for connection in self.connections.values.flatMap({ $0 }) {
+                guard connection.activeStreams == 0, let since = connection.idleSince else { continue }
+                if now - since >= idleTimeout {
+                    connection.idleSince = nil
+                    connection.retired = true
+                    self.stats.upstreamCxIdleTimeout.increment()
+                    connection.channel?.close(promise: nil)
+                } else if next.map({ since + idleTimeout < $0 }) ?? true {
+                    next = since + idleTimeout
+                }
+            }
+            if let next { self.scheduleIdleSweep(at: next) }
         }
     }
 
@@ -211,6 +259,8 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
 
     /// Closes connections with no stream open (cluster removed, server draining).
     public func closeIdle() {
+        idleSweep?.cancel()
+        idleSweep = nil
         for connection in connections.values.flatMap({ $0 }) where connection.activeStreams == 0 {
             connection.channel?.close(promise: nil)
         }

@@ -254,3 +254,23 @@ def test_cluster_idle_timeout_closes_pooled_connections(launch, workdir, upstrea
         time.sleep(0.05)
     assert upstream.closed == 1, "the proxy closed its idle upstream connection"
     assert stat(proxy, "cluster.up.upstream_cx_idle_timeout") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_cluster_idle_timeout_closes_idle_http2_connections(launch, workdir, upstream, binary, name):
+    # The cluster under test speaks HTTP/2 to an h2c-only meshproxy in front of the upstream.
+    inner, _ = start(launch, MESHPROXY, f"h2-inner-{name}", upstream, workdir, hcm="          codec_type: HTTP2\n")
+    outer, _ = start(launch, binary, f"upstream-h2-idle-{name}", inner, workdir, cluster=(
+        "    typed_extension_protocol_options:\n"
+        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+        "        common_http_protocol_options: { idle_timeout: 1s }\n"
+        "        explicit_http_config: { http2_protocol_options: {} }\n"))
+    answer, _ = exchange(outer.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.2)
+    assert answer.endswith(b"ok")
+    assert stat(inner, "http.ingress_http.downstream_cx_http2_active") == 1
+    deadline = time.monotonic() + 4
+    while stat(inner, "http.ingress_http.downstream_cx_http2_active") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stat(inner, "http.ingress_http.downstream_cx_http2_active") == 0, "the idle HTTP/2 connection was closed"
+    assert stat(outer, "cluster.up.upstream_cx_idle_timeout") == 1
