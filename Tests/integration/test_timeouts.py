@@ -274,3 +274,20 @@ def test_cluster_idle_timeout_closes_idle_http2_connections(launch, workdir, ups
         time.sleep(0.05)
     assert stat(inner, "http.ingress_http.downstream_cx_http2_active") == 0, "the idle HTTP/2 connection was closed"
     assert stat(outer, "cluster.up.upstream_cx_idle_timeout") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_upstream_tcp_keepalive_is_set_on_upstream_sockets(launch, workdir, upstream, binary, name):
+    import re
+    import subprocess
+    proxy, _ = start(launch, binary, f"tcp-keepalive-{name}", upstream, workdir, cluster=(
+        "    upstream_connection_options: { tcp_keepalive: { keepalive_probes: 2, keepalive_time: 7,"
+        " keepalive_interval: 3 } }\n"))
+    answer, _ = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.2)
+    assert answer.endswith(b"ok")
+    sockets = subprocess.run(["ss", "-tnoH", "state", "established", "dst", f"127.0.0.1:{upstream.port}"],
+                             capture_output=True, text=True, timeout=10).stdout
+    timer = re.search(r"timer:\(keepalive,([\d.]+)(ms|sec)", sockets)
+    assert timer, sockets
+    seconds = float(timer.group(1)) / (1000 if timer.group(2) == "ms" else 1)
+    assert 0 < seconds <= 7, "the first probe comes after keepalive_time"
