@@ -13,7 +13,7 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let noClusterFound = ResponseFlags(rawValue: 1 << 7)
     public static let downstreamConnectionTermination = ResponseFlags(rawValue: 1 << 8)
     public static let upstreamConnectionTermination = ResponseFlags(rawValue: 1 << 9)
-    /// The stream outlived its maximum duration (for gRPC, the client's `grpc-timeout`).
+    /// A request or connection outlived `max_connection_duration` (`DT`).
     public static let durationTimeout = ResponseFlags(rawValue: 1 << 10)
     /// The fault filter delayed the request (`DI`) or answered it (`FI`).
     public static let delayInjected = ResponseFlags(rawValue: 1 << 11)

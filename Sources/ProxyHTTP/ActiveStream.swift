@@ -255,6 +255,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         isExternal = headers.first(name: "x-envoy-internal") != "true"
 
         timeoutMs = action.timeoutMs
+        // The stream's longest life: the route's max_stream_duration, else the connection manager's.
+        var durationMs = action.maxStreamDurationMs ?? config.timeouts.maxStreamDuration.map { $0.nanoseconds / 1_000_000 } ?? 0
         if isGRPC, let grpcMax = action.grpcTimeoutHeaderMaxMs {
             // As Envoy: the client's deadline bounds the whole stream (0: none), less the offset and
             // capped at the maximum; the route timeout still applies to the upstream request.
@@ -262,10 +264,12 @@ final class ActiveStream: UpstreamResponseDelegate {
             let offset = action.grpcTimeoutHeaderOffsetMs
             if offset > 0, grpcTimeout > offset { grpcTimeout -= offset }
             if grpcMax > 0, grpcTimeout == 0 || grpcTimeout > grpcMax { grpcTimeout = grpcMax }
-            if grpcTimeout > 0 {
-                durationTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(grpcTimeout)) { [self] in
-                    onDurationTimeout()
-                }
+            if grpcTimeout > 0 { durationMs = grpcTimeout }
+        }
+        if durationMs > 0 {
+            let elapsed = (loop.now - startTime).nanoseconds / 1_000_000
+            durationTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(max(0, durationMs - elapsed))) { [self] in
+                onDurationTimeout()
             }
         }
         if let override = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap({ Int64($0) }) {
@@ -767,16 +771,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func onDurationTimeout() {
         guard !responseComplete else { return }
         config.stats.downstreamRqMaxDurationReached.increment()
-        backOffTimer?.cancel()
-        attempt += 1
-        endAttempt(discard: true)
-        if responseStarted {
-            abortDownstream()
-        } else {
-            // The HCM answers, not the router: the cluster records no response for it.
-            cluster = nil
-            finish(localReply: .durationTimeout)
-        }
+        endedByConnectionManager(reply: .durationTimeout(requestComplete: requestEnded))
     }
 
     /// Called by the connection manager's timeout check: acts on `request_timeout` or the idle

@@ -17,6 +17,9 @@ public struct ConnectionTimeouts: Sendable {
     public var connectionIdle: TimeAmount? = .hours(1)
     /// `common_http_protocol_options.max_connection_duration`: a connection this old is drained.
     public var maxConnectionDuration: TimeAmount?
+    /// `common_http_protocol_options.max_stream_duration`: a stream this old ends (504, or 408 before
+    /// its request is complete; a reset once the response started). A route's `max_stream_duration` replaces it.
+    public var maxStreamDuration: TimeAmount?
     /// `drain_timeout` (5 s): how long a drained connection (idle or too old) may finish its requests.
     public var drain: TimeAmount = .seconds(5)
 

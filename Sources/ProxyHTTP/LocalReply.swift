@@ -24,9 +24,12 @@ struct LocalReply: Sendable {
                                               flags: .noHealthyUpstream, details: "no_healthy_upstream")
     static let timeout = LocalReply(status: .gatewayTimeout, body: "upstream request timeout",
                                     flags: .upstreamRequestTimeout, details: "response_timeout")
-    /// The HCM's stream duration limit (a gRPC request's `grpc-timeout`) ran out.
-    static let durationTimeout = LocalReply(status: .gatewayTimeout, body: "downstream duration timeout",
-                                            flags: .durationTimeout, grpcStatus: 4, details: "max_duration_timeout")
+    /// The stream's maximum duration (`max_stream_duration`, or a gRPC request's `grpc-timeout`) ran out:
+    /// 504 once the request is complete, 408 before. Envoy sets no response flag for it.
+    static func durationTimeout(requestComplete: Bool) -> LocalReply {
+        LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: "downstream duration timeout",
+                   flags: [], grpcStatus: 4, details: "max_duration_timeout")
+    }
     /// `stream_idle_timeout` (or the route's `idle_timeout`): 504 once the request is complete, 408 before.
     static func streamIdleTimeout(requestComplete: Bool) -> LocalReply {
         LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: "stream timeout",

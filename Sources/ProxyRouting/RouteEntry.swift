@@ -194,6 +194,9 @@ public struct RouteAction: Sendable {
     /// `max_stream_duration.grpc_timeout_header_max`: when set, a request's `grpc-timeout` becomes its
     /// timeout, capped at this value (0: no cap). Nil: `grpc-timeout` is not looked at.
     public var grpcTimeoutHeaderMaxMs: Int64?
+    /// `max_stream_duration.max_stream_duration`: the stream's longest life, replacing the connection
+    /// manager's (0 disables it); nil keeps the connection manager's.
+    public var maxStreamDurationMs: Int64?
     /// `max_stream_duration.grpc_timeout_header_offset`, taken off the `grpc-timeout`.
     public var grpcTimeoutHeaderOffsetMs: Int64
 

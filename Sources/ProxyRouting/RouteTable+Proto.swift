@@ -221,11 +221,10 @@ extension RouteAction {
         let retryPolicy = action.hasRetryPolicy ? try RetryPolicy(action.retryPolicy, path: path + ".retry_policy") : nil
         var grpcTimeoutMax: Int64?
         var grpcTimeoutOffset: Int64 = 0
+        var maxStreamDuration: Int64?
         if action.hasMaxStreamDuration {
             let duration = action.maxStreamDuration
-            if duration.hasMaxStreamDuration {
-                throw RouteConfigError(path + ".max_stream_duration.max_stream_duration", "not supported yet")
-            }
+            if duration.hasMaxStreamDuration { maxStreamDuration = duration.maxStreamDuration.milliseconds }
             if duration.hasGrpcTimeoutHeaderMax { grpcTimeoutMax = duration.grpcTimeoutHeaderMax.milliseconds }
             if duration.hasGrpcTimeoutHeaderOffset { grpcTimeoutOffset = duration.grpcTimeoutHeaderOffset.milliseconds }
         }
@@ -240,6 +239,7 @@ extension RouteAction {
         self.clusterHeader = clusterHeader
         self.hostRewriteHeader = hostHeader
         if action.hasIdleTimeout { idleTimeoutMs = action.idleTimeout.milliseconds }
+        maxStreamDurationMs = maxStreamDuration
         self.hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
             let policyPath = "\(path).hash_policy[\(index)]"
             switch policy.policySpecifier {

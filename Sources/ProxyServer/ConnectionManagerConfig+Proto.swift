@@ -141,9 +141,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                 }
                 maxHeaders = Int(common.maxHeadersCount.value)
             }
-            if common.hasMaxStreamDuration {
-                throw ListenerConfigError(path + ".common_http_protocol_options.max_stream_duration", "not supported yet")
-            }
+            if common.hasMaxStreamDuration { timeouts.maxStreamDuration = amount(common.maxStreamDuration) }
         }
         return (timeouts, maxHeaders)
     }

@@ -43,6 +43,8 @@ struct HealthCheckConfig: Sendable {
     /// `interval_jitter` and `interval_jitter_percent`: a random extra wait below these, added to each interval.
     var intervalJitter: TimeAmount = .zero
     var intervalJitterPercent: Int64 = 0
+    /// `no_traffic_healthy_interval`: for a healthy host before the cluster carried traffic.
+    var noTrafficHealthyInterval: TimeAmount?
     var timeout: TimeAmount
     var unhealthyThreshold: Int
     var healthyThreshold: Int
@@ -71,9 +73,7 @@ struct HealthCheckConfig: Sendable {
         healthyEdgeInterval = duration(proto.healthyEdgeInterval, present: proto.hasHealthyEdgeInterval) ?? interval
         intervalJitter = duration(proto.intervalJitter, present: proto.hasIntervalJitter) ?? .zero
         intervalJitterPercent = Int64(proto.intervalJitterPercent)
-        if proto.hasNoTrafficHealthyInterval {
-            throw FieldError(path + ".no_traffic_healthy_interval", "not supported yet")
-        }
+        noTrafficHealthyInterval = duration(proto.noTrafficHealthyInterval, present: proto.hasNoTrafficHealthyInterval)
         unhealthyThreshold = max(1, Int(proto.unhealthyThreshold.value))
         healthyThreshold = max(1, Int(proto.healthyThreshold.value))
         if proto.hasAltPort { throw FieldError(path + ".alt_port", "not supported yet") }
@@ -146,7 +146,7 @@ extension HealthCheckConfig {
     func nextInterval(failing: Bool, changed: Bool, hadTraffic: Bool, random: UInt64) -> TimeAmount {
         let base: TimeAmount
         if !hadTraffic {
-            base = noTrafficInterval
+            base = failing ? noTrafficInterval : noTrafficHealthyInterval ?? noTrafficInterval
         } else if failing {
             base = changed ? unhealthyEdgeInterval : unhealthyInterval
         } else {

@@ -106,6 +106,12 @@ import XDSResource
         #expect(next(failing: true, changed: false) == .seconds(5))
         #expect(next(failing: true, changed: true) == .seconds(5), "unhealthy_edge_interval defaults to unhealthy_interval")
         #expect(next(failing: false, changed: false, traffic: false) == .seconds(60))
+        let quiet = try check {
+            $0.httpHealthCheck.path = "/h"
+            $0.noTrafficHealthyInterval.seconds = 90
+        }
+        #expect(quiet.nextInterval(failing: false, changed: false, hadTraffic: false, random: 0) == .seconds(90))
+        #expect(quiet.nextInterval(failing: true, changed: false, hadTraffic: false, random: 0) == .seconds(60))
         for random in [UInt64(1), 12_345_678_901, .max] {
             let jittered = config.nextInterval(failing: false, changed: false, hadTraffic: true, random: random)
             #expect(jittered >= .milliseconds(200) && jittered < .milliseconds(300))

@@ -291,3 +291,20 @@ def test_upstream_tcp_keepalive_is_set_on_upstream_sockets(launch, workdir, upst
     assert timer, sockets
     seconds = float(timer.group(1)) / (1000 if timer.group(2) == "ms" else 1)
     assert 0 < seconds <= 7, "the first probe comes after keepalive_time"
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+@pytest.mark.parametrize("where", ["route", "connection_manager"])
+def test_max_stream_duration(launch, workdir, upstream, binary, name, where):
+    proxy, log = start(launch, binary, f"max-stream-duration-{where}-{name}", upstream, workdir,
+                       route=", max_stream_duration: { max_stream_duration: 1s }" if where == "route" else "",
+                       hcm="" if where == "route" else "          common_http_protocol_options: { max_stream_duration: 1s }\n")
+    silent, _ = exchange(proxy.port, [(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=1.5)
+    assert silent.startswith(b"HTTP/1.1 504") and silent.endswith(b"\r\n\r\ndownstream duration timeout")
+    stalled, closed = exchange(proxy.port, [(b"POST /hang HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab", 0)])
+    assert stalled.startswith(b"HTTP/1.1 408") and b"connection: close" in stalled and closed is not None
+    partial, closed = exchange(proxy.port, [(b"GET /partial HTTP/1.1\r\nhost: a\r\n\r\n", 0)])
+    assert partial.endswith(b"abc") and closed is not None
+    assert [flags(line) for line in log_lines(log, 3)] == [
+        ("504", {"-"}, "max_duration_timeout"), ("408", {"-"}, "max_duration_timeout"), ("200", {"-"}, "max_duration_timeout")]
+    assert stat(proxy, "http.ingress_http.downstream_rq_max_duration_reached") == 3
