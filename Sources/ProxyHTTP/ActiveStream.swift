@@ -326,7 +326,7 @@ final class ActiveStream: UpstreamResponseDelegate {
                 case .failure(let error):
                     guard thisAttempt == attempt, !responseComplete else { return }
                     host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
-                    reportOutlier(host, status: 503)
+                    reportLocalOrigin(host, failed: true, status: 503)
                     endAttempt(discard: false)
                     flags.insert(.upstreamConnectionFailure)
                     transportFailureReason = TransportFailure.reason(error)
@@ -618,6 +618,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             switch result {
             case .success(let connection):
                 self.connection = connection
+                reportLocalOrigin(host, failed: false, status: 0)
                 send(on: connection, host: host)
             case .failure(let error) where error is CircuitBreakerOverflow:
                 endAttempt(discard: false)
@@ -630,7 +631,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             case .failure(let error):
                 cluster.stats.upstreamRqPendingFailureEject.increment()
                 host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
-                reportOutlier(host, status: 503)
+                reportLocalOrigin(host, failed: true, status: 503)
                 endAttempt(discard: false)
                 transportFailureReason = TransportFailure.reason(error)
                 attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
@@ -748,7 +749,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         guard timedOutAttempt == attempt, !responseStarted, !responseComplete else { return }
         cluster?.stats.upstreamRqPerTryTimeout.increment()
         attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
-        if let host = attemptHost { reportOutlier(host, status: 504) }
+        if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 504) }
         attempt += 1  // a connect still in flight belongs to no one now
         endAttempt(discard: true)
         attemptFailed(.perTryTimeout, reason: "per try timeout", flags: .upstreamRequestTimeout)
@@ -837,7 +838,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func onPerTryIdleTimeout() {
         cluster?.stats.upstreamRqPerTryIdleTimeout.increment()
         attemptHost?.stats.rqTimeout.wrappingAdd(1, ordering: .relaxed)
-        if let host = attemptHost { reportOutlier(host, status: 504) }
+        if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 504) }
         attempt += 1
         endAttempt(discard: true)
         if responseStarted {
@@ -1003,7 +1004,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
-        if let host = attemptHost { reportOutlier(host, status: 503) }
+        if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 503) }
         cluster?.stats.upstreamRqRxReset.increment()
         endAttempt(discard: false)
         attemptFailed(.reset, reason: "connection termination", flags: .upstreamConnectionTermination)
@@ -1228,6 +1229,13 @@ extension ActiveStream {
     private func reportOutlier(_ host: Host, status: Int) {
         guard let cluster, let detector = cluster.outlierDetector else { return }
         detector.report(host, status: status, hostCount: cluster.hosts.count, random: manager.requestIDs.nextRandom())
+    }
+
+    /// A connect, reset or timeout on `host` (or, `failed` false, a connection handed to this attempt).
+    private func reportLocalOrigin(_ host: Host, failed: Bool, status: Int) {
+        guard let cluster, let detector = cluster.outlierDetector else { return }
+        detector.reportLocalOrigin(host, failed: failed, status: status, hostCount: cluster.hosts.count,
+                                   random: manager.requestIDs.nextRandom())
     }
 
     /// Writes the response head, keeping what the access logs print of it.

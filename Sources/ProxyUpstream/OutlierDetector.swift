@@ -9,6 +9,8 @@ import XDSResource
 public final class HostOutlierState: Sendable {
     let consecutive5xx = Atomic<Int>(0)
     let consecutiveGatewayFailures = Atomic<Int>(0)
+    /// With `split_external_local_origin_errors`: failed connects, resets and timeouts in a row.
+    let consecutiveLocalOriginFailures = Atomic<Int>(0)
     /// `NIODeadline.uptimeNanoseconds` the ejection ends at; 0 when the host is in service.
     let ejectedUntil = Atomic<UInt64>(0)
     let ejections = Atomic<Int>(0)
@@ -16,6 +18,9 @@ public final class HostOutlierState: Sendable {
     /// failure-percentage detection.
     let intervalTotal = Atomic<UInt64>(0)
     let intervalSuccess = Atomic<UInt64>(0)
+    /// The same for local-origin events, counted apart when errors are split.
+    let intervalLocalTotal = Atomic<UInt64>(0)
+    let intervalLocalSuccess = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -27,8 +32,9 @@ public final class HostOutlierState: Sendable {
 
 /// A cluster's `outlier_detection`: `consecutive_5xx` and `consecutive_gateway_failure` as each
 /// request ends (a connect failure or reset counts as both, as Envoy counts it when local-origin
-/// errors are not split), and every `interval` the success-rate and failure-percentage checks over
-/// the hosts with enough requests in it. Ejection lasts `base_ejection_time` times the host's
+/// errors are not split; with `split_external_local_origin_errors` they count towards
+/// `consecutive_local_origin_failure` instead), and every `interval` the success-rate and
+/// failure-percentage checks over the hosts with enough requests in it (local-origin ones apart when split). Ejection lasts `base_ejection_time` times the host's
 /// ejection count, capped at `max_ejection_time`, within `max_ejection_percent` (at least one host).
 public final class OutlierDetector: Sendable {
     let consecutive5xx: Int
@@ -48,6 +54,12 @@ public final class OutlierDetector: Sendable {
     let failurePercentageThreshold: Double
     let failurePercentageMinimumHosts: Int
     let failurePercentageRequestVolume: UInt64
+    /// `split_external_local_origin_errors` and what it brings.
+    let splitLocalOrigin: Bool
+    let consecutiveLocalOriginFailure: Int
+    let enforcingConsecutiveLocalOriginFailure: UInt64
+    let enforcingLocalOriginSuccessRate: UInt64
+    let enforcingFailurePercentageLocalOrigin: UInt64
     private let intervalTimer = Mutex<RepeatedTask?>(nil)
     private let ejectedCount = Atomic<Int>(0)
     let stats: OutlierStats
@@ -84,9 +96,18 @@ public final class OutlierDetector: Sendable {
                                               default: 5)
         failurePercentageRequestVolume = UInt64(count(proto.failurePercentageRequestVolume,
                                                       proto.hasFailurePercentageRequestVolume, default: 50))
-        if proto.splitExternalLocalOriginErrors {
-            throw FieldError(path + ".split_external_local_origin_errors", "not supported yet")
-        }
+        splitLocalOrigin = proto.splitExternalLocalOriginErrors
+        consecutiveLocalOriginFailure = count(proto.consecutiveLocalOriginFailure, proto.hasConsecutiveLocalOriginFailure,
+                                              default: 5)
+        enforcingConsecutiveLocalOriginFailure = try percent(
+            proto.enforcingConsecutiveLocalOriginFailure, proto.hasEnforcingConsecutiveLocalOriginFailure, default: 100,
+            "enforcing_consecutive_local_origin_failure")
+        enforcingLocalOriginSuccessRate = try percent(proto.enforcingLocalOriginSuccessRate,
+                                                      proto.hasEnforcingLocalOriginSuccessRate, default: 100,
+                                                      "enforcing_local_origin_success_rate")
+        enforcingFailurePercentageLocalOrigin = try percent(
+            proto.enforcingFailurePercentageLocalOrigin, proto.hasEnforcingFailurePercentageLocalOrigin, default: 0,
+            "enforcing_failure_percentage_local_origin")
         consecutive5xx = Int(proto.hasConsecutive5Xx ? proto.consecutive5Xx.value : 5)
         enforcing5xx = try percent(proto.enforcingConsecutive5Xx, proto.hasEnforcingConsecutive5Xx, default: 100,
                                    "enforcing_consecutive_5xx")
@@ -130,6 +151,30 @@ public final class OutlierDetector: Sendable {
         }
     }
 
+    /// A local-origin event on `host`: a connection handed to a request (success), or a failed
+    /// connect, a reset or a timeout. Unless errors are split, a failure counts as the HTTP status
+    /// Envoy maps it to (`status`, 503 or 504) and a success is not counted.
+    public func reportLocalOrigin(_ host: Host, failed: Bool, status: Int, hostCount: Int, random: UInt64) {
+        guard splitLocalOrigin else {
+            if failed { report(host, status: status, hostCount: hostCount, random: random) }
+            return
+        }
+        let state = host.outlier
+        state.intervalLocalTotal.wrappingAdd(1, ordering: .relaxed)
+        guard failed else {
+            state.intervalLocalSuccess.wrappingAdd(1, ordering: .relaxed)
+            state.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)
+            return
+        }
+        let streak = state.consecutiveLocalOriginFailures.wrappingAdd(1, ordering: .relaxed).newValue
+        guard streak == consecutiveLocalOriginFailure else { return }
+        state.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)
+        stats.detectedConsecutiveLocalOriginFailure.increment()
+        if random % 100 < enforcingConsecutiveLocalOriginFailure, eject(host, hostCount: hostCount) {
+            stats.enforcedConsecutiveLocalOriginFailure.increment()
+        }
+    }
+
     private func eject(_ host: Host, hostCount: Int) -> Bool {
         let now = NIODeadline.now()
         guard !host.outlier.isEjected(at: now) else { return false }
@@ -168,13 +213,41 @@ public final class OutlierDetector: Sendable {
     /// each over the hosts with enough requests, when there are enough such hosts.
     func evaluate(_ hosts: [Host], random: () -> UInt64) {
         let now = NIODeadline.now()
-        var counted: [(host: Host, total: UInt64, success: UInt64)] = []
+        var external: [Counted] = []
+        var local: [Counted] = []
         for host in hosts {
             returnIfExpired(host, at: now)
-            let total = host.outlier.intervalTotal.exchange(0, ordering: .relaxed)
-            let success = host.outlier.intervalSuccess.exchange(0, ordering: .relaxed)
-            if !host.outlier.isEjected(at: now) { counted.append((host, total, success)) }
+            let state = host.outlier
+            let total = state.intervalTotal.exchange(0, ordering: .relaxed)
+            let success = state.intervalSuccess.exchange(0, ordering: .relaxed)
+            let localTotal = state.intervalLocalTotal.exchange(0, ordering: .relaxed)
+            let localSuccess = state.intervalLocalSuccess.exchange(0, ordering: .relaxed)
+            guard !state.isEjected(at: now) else { continue }
+            external.append(Counted(host: host, total: total, success: success))
+            local.append(Counted(host: host, total: localTotal, success: localSuccess))
         }
+        judge(external, hostCount: hosts.count, random: random,
+              successRate: (enforcingSuccessRate, stats.detectedSuccessRate, stats.enforcedSuccessRate),
+              failurePercentage: (enforcingFailurePercentage, stats.detectedFailurePercentage, stats.enforcedFailurePercentage))
+        if splitLocalOrigin {
+            judge(local, hostCount: hosts.count, random: random,
+                  successRate: (enforcingLocalOriginSuccessRate, stats.detectedLocalOriginSuccessRate,
+                                stats.enforcedLocalOriginSuccessRate),
+                  failurePercentage: (enforcingFailurePercentageLocalOrigin, stats.detectedLocalOriginFailurePercentage,
+                                      stats.enforcedLocalOriginFailurePercentage))
+        }
+    }
+
+    struct Counted {
+        var host: Host
+        var total: UInt64
+        var success: UInt64
+    }
+
+    /// The success-rate and failure-percentage checks over one kind of events (external, or local-origin).
+    private func judge(_ counted: [Counted], hostCount: Int, random: () -> UInt64,
+                       successRate: (enforcing: UInt64, detected: Counter, enforced: Counter),
+                       failurePercentage: (enforcing: UInt64, detected: Counter, enforced: Counter)) {
         let rated = counted.filter { $0.total >= successRateRequestVolume }
         if rated.count >= successRateMinimumHosts, !rated.isEmpty {
             let rates = rated.map { Double($0.success) * 100 / Double($0.total) }
@@ -182,19 +255,19 @@ public final class OutlierDetector: Sendable {
             let variance = rates.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rates.count)
             let threshold = mean - successRateStdevFactor * variance.squareRoot()
             for (entry, rate) in zip(rated, rates) where rate < threshold {
-                stats.detectedSuccessRate.increment()
-                if random() % 100 < enforcingSuccessRate, eject(entry.host, hostCount: hosts.count) {
-                    stats.enforcedSuccessRate.increment()
-                    stats.successRate.increment()
+                successRate.detected.increment()
+                if random() % 100 < successRate.enforcing, eject(entry.host, hostCount: hostCount) {
+                    successRate.enforced.increment()
+                    if successRate.enforced === stats.enforcedSuccessRate { stats.successRate.increment() }
                 }
             }
         }
         let judged = counted.filter { $0.total >= failurePercentageRequestVolume }
         if judged.count >= failurePercentageMinimumHosts {
             for entry in judged where Double(entry.total - entry.success) * 100 / Double(entry.total) >= failurePercentageThreshold {
-                stats.detectedFailurePercentage.increment()
-                if random() % 100 < enforcingFailurePercentage, eject(entry.host, hostCount: hosts.count) {
-                    stats.enforcedFailurePercentage.increment()
+                failurePercentage.detected.increment()
+                if random() % 100 < failurePercentage.enforcing, eject(entry.host, hostCount: hostCount) {
+                    failurePercentage.enforced.increment()
                 }
             }
         }
@@ -217,7 +290,9 @@ final class OutlierStats: Sendable {
     let ejectionsActive: Gauge
     let total, enforcedTotal, overflow, detectedConsecutive5xx, enforcedConsecutive5xx,
         detectedConsecutiveGatewayFailure, enforcedConsecutiveGatewayFailure, successRate, detectedSuccessRate,
-        enforcedSuccessRate, detectedFailurePercentage, enforcedFailurePercentage: Counter
+        enforcedSuccessRate, detectedFailurePercentage, enforcedFailurePercentage,
+        detectedConsecutiveLocalOriginFailure, enforcedConsecutiveLocalOriginFailure, detectedLocalOriginSuccessRate,
+        enforcedLocalOriginSuccessRate, detectedLocalOriginFailurePercentage, enforcedLocalOriginFailurePercentage: Counter
 
     init(clusterName: String, store: StatsStore) {
         let scope = StatScope(store: store, prefix: "cluster.\(clusterName).outlier_detection.",
@@ -236,9 +311,12 @@ final class OutlierStats: Sendable {
         enforcedSuccessRate = scope.counter("ejections_enforced_success_rate")
         detectedFailurePercentage = scope.counter("ejections_detected_failure_percentage")
         enforcedFailurePercentage = scope.counter("ejections_enforced_failure_percentage")
-        for name in ["ejections_consecutive_5xx", "ejections_enforced_consecutive_local_origin_failure",
-                     "ejections_detected_consecutive_local_origin_failure"] {
-            _ = scope.counter(name)
-        }
+        detectedConsecutiveLocalOriginFailure = scope.counter("ejections_detected_consecutive_local_origin_failure")
+        enforcedConsecutiveLocalOriginFailure = scope.counter("ejections_enforced_consecutive_local_origin_failure")
+        detectedLocalOriginSuccessRate = scope.counter("ejections_detected_local_origin_success_rate")
+        enforcedLocalOriginSuccessRate = scope.counter("ejections_enforced_local_origin_success_rate")
+        detectedLocalOriginFailurePercentage = scope.counter("ejections_detected_local_origin_failure_percentage")
+        enforcedLocalOriginFailurePercentage = scope.counter("ejections_enforced_local_origin_failure_percentage")
+        for name in ["ejections_consecutive_5xx", "ejections_detected_degradation"] { _ = scope.counter(name) }
     }
 }

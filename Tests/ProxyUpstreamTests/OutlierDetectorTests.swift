@@ -93,4 +93,34 @@ import XDSAPI
         #expect(detector.stats.detectedFailurePercentage.value == 1)
         #expect(!built.hosts[1].outlier.isEjected(at: .now()), "enforcing_failure_percentage is 0 unless set")
     }
+
+    @Test func splitLocalOriginErrorsHaveTheirOwnStreak() throws {
+        let built = try cluster(hosts: 2) {
+            $0.splitExternalLocalOriginErrors = true
+            $0.consecutiveLocalOriginFailure.value = 3
+            $0.consecutive5Xx.value = 3
+        }
+        let detector = try #require(built.outlierDetector)
+        let host = built.hosts[0]
+        // Two failed connects, a connection that worked, then 5xx answers: neither streak reaches three.
+        for _ in 0..<2 { detector.reportLocalOrigin(host, failed: true, status: 503, hostCount: 2, random: 0) }
+        detector.reportLocalOrigin(host, failed: false, status: 0, hostCount: 2, random: 0)
+        for status in [500, 503] { detector.report(host, status: status, hostCount: 2, random: 0) }
+        for _ in 0..<2 { detector.reportLocalOrigin(host, failed: true, status: 503, hostCount: 2, random: 0) }
+        #expect(!host.outlier.isEjected(at: .now()), "local failures no longer count as 5xx")
+        detector.reportLocalOrigin(host, failed: true, status: 503, hostCount: 2, random: 0)
+        #expect(host.outlier.isEjected(at: .now()))
+        #expect(detector.stats.enforcedConsecutiveLocalOriginFailure.value == 1)
+        #expect(detector.stats.detectedConsecutive5xx.value == 0)
+    }
+
+    @Test func unsplitLocalOriginFailuresCountAsTheirStatus() throws {
+        let built = try cluster(hosts: 2) { $0.consecutive5Xx.value = 2 }
+        let detector = try #require(built.outlierDetector)
+        let host = built.hosts[0]
+        detector.reportLocalOrigin(host, failed: true, status: 503, hostCount: 2, random: 0)
+        detector.reportLocalOrigin(host, failed: false, status: 0, hostCount: 2, random: 0)
+        detector.reportLocalOrigin(host, failed: true, status: 504, hostCount: 2, random: 0)
+        #expect(host.outlier.isEjected(at: .now()), "a working connection is no success for the 5xx streak")
+    }
 }

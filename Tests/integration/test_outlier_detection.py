@@ -114,3 +114,32 @@ def test_success_rate_ejects_the_host_below_the_others(binary, name, launch):
     finally:
         for host in hosts:
             host.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_split_local_origin_errors_eject_a_host_that_refuses_connections(binary, name, launch):
+    from conftest import free_port
+    good, dead = KeepAliveResponder(), free_port()
+    endpoint = "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}"
+    pair = f"""  - name: pair
+    type: STATIC
+    connect_timeout: 1s
+    outlier_detection: {{ split_external_local_origin_errors: true, consecutive_local_origin_failure: 2,
+                          consecutive_5xx: 2, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 50 }}
+    load_assignment:
+      cluster_name: pair
+      endpoints: [{{ lb_endpoints: [{endpoint.format(good.port)}, {endpoint.format(dead)}] }}]
+"""
+    routes = ("            - match: { prefix: / }\n"
+              "              route: { cluster: pair, retry_policy: { retry_on: connect-failure, num_retries: 3 } }\n")
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(l, a, routes, [pair]), f"od-local-{name}")
+        assert [get(proxy.port, "/")[0] for _ in range(8)] == [200] * 8
+        stats = proxy.stats("cluster.pair.outlier_detection.")
+        assert stats["cluster.pair.outlier_detection.ejections_enforced_consecutive_local_origin_failure"] == "1"
+        assert stats["cluster.pair.outlier_detection.ejections_detected_consecutive_5xx"] == "0"
+        assert stats["cluster.pair.outlier_detection.ejections_active"] == "1"
+        _, clusters = proxy.admin_get("/clusters")
+        assert f"pair::127.0.0.1:{dead}::health_flags::/failed_outlier_check" in clusters
+    finally:
+        good.close()
