@@ -700,7 +700,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             flags.insert(.upstreamRetryLimitExceeded)
             return false
         }
-        guard bodyRetainable || (retryBody.isEmpty && requestEnded) else { return false }
+        guard bodyRetainable || (retryBodyBytes == 0 && requestEnded) else { return false }
         guard cluster.retryBudget.tryAcquire() else {
             cluster.stats.upstreamRqRetryOverflow.increment()
             cluster.stats.retryOpenDefault.set(1)

@@ -163,7 +163,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     }
 
     /// The runnable config, or nil while RDS routes have not arrived (the listener is warming).
-    func config(clusters: ClusterManager, routes: [String: RouteTable], generation: Int) -> ConnectionManagerConfig? {
+    func config(clusters: ClusterManager, routes: [String: RouteTable], generation: Int,
+                retryBufferLimit: Int = 1 << 20) -> ConnectionManagerConfig? {
         tracer?.update(clusters: clusters)
         let table: RouteTable
         switch routeSource {
@@ -173,7 +174,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             table = fromRDS
         }
         return ConnectionManagerConfig(statPrefix: statPrefix, routeTable: table, clusters: clusters,
-                                       serverName: serverName, stats: stats, filterChainGeneration: generation,
+                                       serverName: serverName, stats: stats, retryBufferLimit: retryBufferLimit,
+                                       filterChainGeneration: generation,
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
                                        filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,

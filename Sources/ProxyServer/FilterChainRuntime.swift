@@ -19,6 +19,8 @@ enum NetworkFilter {
 /// Mutated only by the config manager; connections read the holders.
 final class FilterChainRuntime: @unchecked Sendable {
     let proto: Envoy_Config_Listener_V3_FilterChain
+    /// The listener's `per_connection_buffer_limit_bytes`.
+    let bufferLimit: Int
     let match: FilterChainMatch
     let filter: NetworkFilter
     private(set) var connectionManager: SnapshotHolder<ConnectionManagerConfig>?
@@ -32,8 +34,10 @@ final class FilterChainRuntime: @unchecked Sendable {
     private var tlsBuiltFrom: [String: SecretProto] = [:]
 
     init(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, listenerStatScope: String, store: StatsStore,
-         isDefault: Bool = false, outbound: Bool = false, secrets: [String: SecretProto] = [:]) throws {
+         isDefault: Bool = false, outbound: Bool = false, secrets: [String: SecretProto] = [:],
+         bufferLimit: Int = 1 << 20) throws {
         self.proto = proto
+        self.bufferLimit = bufferLimit
         if proto.hasTransportSocket {
             tlsSpec = try TLSContextSpec.transportSocket(proto.transportSocket, side: .server, path: path + ".transport_socket")
         } else {
@@ -101,7 +105,8 @@ final class FilterChainRuntime: @unchecked Sendable {
             if let tcpProxy { tcpProxy.store(compiled) } else { tcpProxy = SnapshotHolder(compiled) }
             return true
         case .http(let template):
-            guard let compiled = template.config(clusters: clusters, routes: routes, generation: generation) else {
+            guard let compiled = template.config(clusters: clusters, routes: routes, generation: generation,
+                                                 retryBufferLimit: bufferLimit) else {
                 return connectionManager != nil
             }
             if let connectionManager { connectionManager.store(compiled) } else { connectionManager = SnapshotHolder(compiled) }

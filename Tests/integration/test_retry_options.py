@@ -1,9 +1,11 @@
 """Retry policy options through Envoy 1.40 and meshproxy alike: retriable_request_headers (no retry for a request
 that matches none), retriable_headers with the retriable-headers condition (a 200 carrying the header is retried),
-and retry_host_predicate previous_hosts (a retry goes to a host not yet tried)."""
+retry_host_predicate previous_hosts (a retry goes to a host not yet tried), and a request body over the listener's
+per_connection_buffer_limit_bytes, which is not kept for a retry."""
 import pytest
 
-from conftest import ENVOY, MESHPROXY, http_bootstrap
+from conftest import ENVOY, MESHPROXY, http_bootstrap, post, static_cluster
+from loopback_servers import KeepAliveResponder
 from scripted_upstream import ScriptedUpstream
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
@@ -115,3 +117,23 @@ def test_rate_limited_retry_back_off_waits_as_the_upstream_asks(launch, binary, 
         assert stats["cluster.app.upstream_rq_retry_backoff_exponential"] == "1"
     finally:
         upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_a_body_over_the_listeners_buffer_limit_is_not_retried(binary, name, launch):
+    failing = KeepAliveResponder(status=503)
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - match: { prefix: / }\n"
+                  "              route: { cluster: up, retry_policy: { retry_on: 5xx, num_retries: 2 } }\n",
+            [static_cluster("up", failing.port)]).replace(
+                "    filter_chains:", "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:", 1), f"buffer-limit-{name}")
+        assert post(proxy.port, "/", body=b"x" * 100)[0] == 503
+        assert failing.count == 3, "a small body is kept and retried"
+        assert post(proxy.port, "/", body=b"x" * 4096)[0] == 503
+        assert failing.count == 4, "a body over the limit goes once"
+        stats = proxy.stats("cluster.up.")
+        assert stats["cluster.up.retry_or_shadow_abandoned"] == "1"
+        assert stats["cluster.up.upstream_rq_retry"] == "2"
+    finally:
+        failing.close()
