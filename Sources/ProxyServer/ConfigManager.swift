@@ -89,10 +89,13 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     /// How long connections of a changed listener may drain (`--drain-time-s`).
     private let drainTime: TimeAmount
+    /// `cluster_manager.local_cluster_name` and the node's locality, for zone-aware routing.
+    private let localZone: LocalZone?
 
     init(staticClusters: [Cluster], staticListeners: [ListenerRuntime], store: StatsStore, loops: [any EventLoop],
          group: (any EventLoopGroup)?, resolver: any DNSResolver, staticSecrets: [String: SecretProto] = [:],
-         localSecretNames: Set<String> = [], drainTime: TimeAmount = .seconds(600)) {
+         localSecretNames: Set<String> = [], drainTime: TimeAmount = .seconds(600), localZone: LocalZone? = nil) {
+        self.localZone = localZone
         self.localSecretNames = localSecretNames
         self.drainTime = drainTime
         self.store = store
@@ -103,6 +106,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
         self.staticClusters = staticClusters
         self.staticListenerNames = Set(staticListeners.map(\.name))
         self.clusterManager = SnapshotHolder(ClusterManager(staticClusters))
+        localZone?.update(from: clusterManager.load())
         self.stats = XDSStats(store: store)
         for listener in staticListeners {
             listeners[listener.name] = listener
@@ -202,7 +206,8 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
             }
             if warmingClusters[config.name]?.entry.cluster.config == config { continue }
             do {
-                let cluster = try Cluster.make(config, stats: store, addedViaAPI: true, loops: loops, secrets: secrets)
+                let cluster = try Cluster.make(config, stats: store, addedViaAPI: true, loops: loops, secrets: secrets,
+                                               localZone: localZone)
                 if cluster.discoveryType == .eds {
                     if let assignment = assignments[cluster.edsServiceName] {
                         try? cluster.applyAssignment(assignment)
@@ -249,6 +254,7 @@ final class ConfigManager: XDSSubscriber, @unchecked Sendable {
 
     private func publishClusters() {
         clusterManager.store(ClusterManager(staticClusters + dynamicClusters.keys.sorted().map { dynamicClusters[$0]!.cluster }))
+        localZone?.update(from: clusterManager.load())
         syncHealthChecks()
         refreshListeners()
     }

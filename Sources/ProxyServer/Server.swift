@@ -93,6 +93,7 @@ public final class Server: @unchecked Sendable {
             }
             secrets[secret.name] = secret
         }
+        let localZone = try Self.localZone(of: bootstrap)
         var clusters: [Cluster] = []
         var seen = Set<String>()
         for (index, config) in bootstrap.staticResources.clusters.enumerated() {
@@ -101,7 +102,8 @@ public final class Server: @unchecked Sendable {
                 throw ListenerConfigError(path + ".name", "cluster manager: duplicate cluster '\(config.name)'")
             }
             do {
-                clusters.append(try Cluster.make(config, stats: stats, addedViaAPI: false, loops: loops, secrets: secrets))
+                clusters.append(try Cluster.make(config, stats: stats, addedViaAPI: false, loops: loops, secrets: secrets,
+                                                 localZone: localZone))
             } catch let error as ClusterConfigError {
                 throw ListenerConfigError(path + "." + error.fieldPath, error.reason)
             }
@@ -130,7 +132,7 @@ public final class Server: @unchecked Sendable {
         config = ConfigManager(staticClusters: clusters, staticListeners: listeners, store: stats, loops: loops,
                                group: group, resolver: resolver, staticSecrets: secrets,
                                localSecretNames: options.workloadCertFromCSR ? [WorkloadCertificateRenewer.secretName] : [],
-                               drainTime: .seconds(Int64(options.drainTimeSeconds)))
+                               drainTime: .seconds(Int64(options.drainTimeSeconds)), localZone: localZone)
         serverGauges = ServerGauges(store: stats)
         serverGauges.concurrency.set(Int64(options.concurrency))
         statsdSinks = try StatsdSink.sinks(of: bootstrap, store: stats)
@@ -191,6 +193,19 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Checks `dynamic_resources` and finds the ADS server's address in its static cluster.
+    /// `cluster_manager.local_cluster_name` with the node's locality: zone-aware routing's reference.
+    /// The named cluster must be a static one, as Envoy requires.
+    static func localZone(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap) throws -> LocalZone? {
+        let name = bootstrap.clusterManager.localClusterName
+        guard !name.isEmpty else { return nil }
+        guard bootstrap.staticResources.clusters.contains(where: { $0.name == name }) else {
+            throw ListenerConfigError("cluster_manager.local_cluster_name", "local cluster '\(name)' must be defined")
+        }
+        let node = bootstrap.node.locality
+        return LocalZone(locality: Host.Locality(region: node.region, zone: node.zone, subZone: node.subZone),
+                         clusterName: name)
+    }
+
     static func adsTarget(of bootstrap: Envoy_Config_Bootstrap_V3_Bootstrap, clusters: ClusterManager,
                           secrets: [String: SecretProto]) throws
         -> ((host: String, port: Int, mode: ADSClientMode, tls: ADSClientTLS?)?, Duration)

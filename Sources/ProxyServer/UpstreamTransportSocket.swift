@@ -41,7 +41,7 @@ final class UpstreamTransportSocket: Sendable {
 extension Cluster {
     /// A cluster with its transport socket applied: TLS to its hosts when it has an UpstreamTlsContext.
     static func make(_ config: Envoy_Config_Cluster_V3_Cluster, stats: StatsStore, addedViaAPI: Bool,
-                     loops: [any EventLoop], secrets: [String: SecretProto]) throws -> Cluster {
+                     loops: [any EventLoop], secrets: [String: SecretProto], localZone: LocalZone? = nil) throws -> Cluster {
         var transport: UpstreamTransportSocket?
         if config.hasTransportSocket,
            var spec = try TLSContextSpec.transportSocket(config.transportSocket, side: .client, path: "transport_socket") {
@@ -59,7 +59,8 @@ extension Cluster {
             }
         }
         return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,
-                           connector: NIOUpstreamConnector(transport: transport, keepalive: TCPKeepalive(config)))
+                           connector: NIOUpstreamConnector(transport: transport, keepalive: TCPKeepalive(config)),
+                           localZone: localZone)
     }
 
     /// The TLS state of a cluster made by `make`, for secret refreshes and `/certs`.

@@ -9,7 +9,7 @@ public typealias ClusterConfigError = FieldError
 extension Cluster {
     /// Builds a cluster from its xDS message. Unsupported features are errors, never ignored.
     public convenience init(_ config: Envoy_Config_Cluster_V3_Cluster, stats store: StatsStore, addedViaAPI: Bool,
-                            loops: [any EventLoop], connector: any UpstreamConnector) throws {
+                            loops: [any EventLoop], connector: any UpstreamConnector, localZone: LocalZone? = nil) throws {
         guard !config.name.isEmpty else { throw ClusterConfigError("name", "a cluster needs a name") }
         let discoveryType: DiscoveryType
         switch config.clusterDiscoveryType {
@@ -101,7 +101,7 @@ extension Cluster {
                   upstreamProtocol: http.protocol, http2Options: http.options,
                   maxRequestsPerConnection: http.maxRequestsPerConnection,
                   outlierDetection: config.hasOutlierDetection ? config.outlierDetection : nil, store: store,
-                  autoSNI: autoSNI, healthCheck: try Self.healthCheck(of: config))
+                  autoSNI: autoSNI, healthCheck: try Self.healthCheck(of: config), localZone: localZone)
         if config.loadAssignment.policy.hasOverprovisioningFactor {
             overprovisioningFactor.store(Int(config.loadAssignment.policy.overprovisioningFactor.value), ordering: .relaxed)
         }

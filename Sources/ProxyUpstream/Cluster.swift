@@ -38,6 +38,9 @@ public final class Cluster: @unchecked Sendable {
     public let healthChecker: HealthChecker?
     /// `upstream_http_protocol_options` `auto_sni`, when set.
     public let autoSNI: AutoSNI?
+    /// Zone-aware routing's inputs, when it applies to this cluster.
+    let localZone: LocalZone?
+    let zoneAware: ZoneAwareConfig?
     private let sniViews: [ObjectIdentifier: SNIHostViews]
     /// `outlier_detection`, when configured.
     public let outlierDetector: OutlierDetector?
@@ -78,7 +81,8 @@ public final class Cluster: @unchecked Sendable {
                 dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
                 http2Options: HTTP2Options = HTTP2Options(), maxRequestsPerConnection: Int = 0,
                 outlierDetection: Envoy_Config_Cluster_V3_OutlierDetection? = nil, store: StatsStore? = nil,
-                autoSNI: AutoSNI? = nil, healthCheck: Envoy_Config_Core_V3_HealthCheck? = nil) throws {
+                autoSNI: AutoSNI? = nil, healthCheck: Envoy_Config_Core_V3_HealthCheck? = nil,
+                localZone: LocalZone? = nil) throws {
         if let outlierDetection, let store {
             self.outlierDetector = try OutlierDetector(
                 outlierDetection, stats: OutlierStats(clusterName: name, store: store),
@@ -92,7 +96,15 @@ public final class Cluster: @unchecked Sendable {
         backgroundLoop = loops.first
         self.discoveryType = discoveryType
         self.connectTimeout = connectTimeout
-        self.hostSet = ManagedAtomic(loadBalancer)
+        // Zone-aware routing: for round robin, least request and random, without locality weights,
+        // when the bootstrap names a local cluster (and this is not it).
+        let zoneApplies = localZone.map { $0.clusterName != name } ?? false && !loadBalancer.localityWeighted
+            && [.roundRobin, .leastRequest, .random].contains(loadBalancer.policy)
+        self.localZone = zoneApplies ? localZone : nil
+        self.zoneAware = zoneApplies ? ZoneAwareConfig(config) : nil
+        self.hostSet = ManagedAtomic(zoneApplies
+            ? LoadBalancer(policy: loadBalancer.policy, hosts: loadBalancer.hosts, localZone: localZone!.locality)
+            : loadBalancer)
         self.dnsEndpoints = dnsEndpoints
         self.dnsLookupFamily = dnsLookupFamily
         self.dnsRefreshInterval = dnsRefreshInterval
@@ -188,13 +200,61 @@ public final class Cluster: @unchecked Sendable {
         let balancer = loadBalancer
         if !balancer.levels.isEmpty { return pickByPriority(balancer, hash: hash) }
         guard outlierDetector != nil || healthChecker != nil || balancer.failedEDSHealthCount > 0
-                || !balancer.localityGroups.isEmpty else {
+                || !balancer.localityGroups.isEmpty || !balancer.zoneGroups.isEmpty else {
             return balancer.pick(hash: hash)
         }
         let count = balancer.hosts.count
         let failing = (healthChecker.map { count - Int($0.stats.healthy.value) } ?? 0) + balancer.failedEDSHealthCount
         let inPanic = Double((count - (outlierDetector?.ejected ?? 0) - failing) * 100) < panicThreshold * Double(count)
+        if !inPanic, !balancer.zoneGroups.isEmpty, let zoneAware, let routing = zoneRouting(balancer),
+           LoadBalancer.mix(priorityCursor.loadThenWrappingIncrement(ordering: .relaxed)) % 10_000 < zoneAware.routingEnabled {
+            let index = routing.chooseLocality(random: { LoadBalancer.mix(priorityCursor.loadThenWrappingIncrement(ordering: .relaxed)) },
+                                               stats: stats)
+            return pick(from: balancer.zoneGroups[index], hash: hash, inPanic: false)
+        }
         return pick(from: balancer, hash: hash, inPanic: inPanic)
+    }
+
+    /// The current zone routing for `balancer`, recomputed at most every 50 ms (host health and the
+    /// local cluster change under it); nil when zone-aware routing does not apply now.
+    private final class ZoneState: AtomicReference, Sendable {
+        let balancer: ObjectIdentifier
+        let routing: Result<ZoneRouting, ZoneRouting.Refusal>
+        let validUntil: UInt64
+
+        init(balancer: ObjectIdentifier, routing: Result<ZoneRouting, ZoneRouting.Refusal>, validUntil: UInt64) {
+            self.balancer = balancer
+            self.routing = routing
+            self.validUntil = validUntil
+        }
+    }
+
+    private let zoneState = ManagedAtomic<ZoneState?>(nil)
+
+    func zoneRouting(_ balancer: LoadBalancer, now: NIODeadline = .now()) -> ZoneRouting? {
+        let previous = zoneState.load(ordering: .acquiring)
+        if let previous, previous.balancer == ObjectIdentifier(balancer), previous.validUntil > now.uptimeNanoseconds {
+            return try? previous.routing.get()
+        }
+        guard let localZone, let zoneAware else { return nil }
+        var localCounts: [Host.Locality: Int] = [:]
+        for host in localZone.hosts ?? [] { localCounts[host.locality, default: 0] += 1 }
+        let routing = ZoneRouting.compute(
+            upstreamHealthy: balancer.zoneGroups.map { $0.hosts.filter { !isUnavailable($0, at: now) } },
+            hasLocal: balancer.hasLocalZone, localCounts: localCounts, localLocality: localZone.locality,
+            minClusterSize: zoneAware.minClusterSize)
+        if previous == nil || previous!.balancer != ObjectIdentifier(balancer) || previous!.routing != routing {
+            // Counted when the outcome changes, as Envoy counts them when it rebuilds its structures.
+            stats.lbRecalculateZoneStructures.increment()
+            switch routing {
+            case .failure(.clusterTooSmall): stats.lbZoneClusterTooSmall.increment()
+            case .failure(.localClusterNotOK): stats.lbLocalClusterNotOK.increment()
+            default: break
+            }
+        }
+        zoneState.store(ZoneState(balancer: ObjectIdentifier(balancer), routing: routing,
+                                  validUntil: now.uptimeNanoseconds + 50_000_000), ordering: .releasing)
+        return try? routing.get()
     }
 
     private func pick(from balancer: LoadBalancer, hash: UInt64?, inPanic: Bool) -> Host? {
@@ -308,7 +368,8 @@ public final class Cluster: @unchecked Sendable {
     /// Publishes a new host set; requests already routed keep the host they picked.
     public func replaceHosts(_ hosts: [Host]) {
         let current = loadBalancer
-        let old = hostSet.exchange(LoadBalancer(policy: current.policy, hosts: hosts, localityWeighted: current.localityWeighted),
+        let old = hostSet.exchange(LoadBalancer(policy: current.policy, hosts: hosts, localityWeighted: current.localityWeighted,
+                                                localZone: current.localZone),
                                    ordering: .acquiringAndReleasing)
         stats.membershipTotal.set(Int64(hosts.count))
         stats.membershipHealthy.set(Int64(hosts.count))

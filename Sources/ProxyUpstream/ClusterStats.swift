@@ -12,7 +12,8 @@ public final class ClusterStats: Sendable {
         upstreamCxDestroyRemote, upstreamCxRxBytesTotal, upstreamCxTxBytesTotal, upstreamCxNoneHealthy,
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
         membershipChange, assignmentTimeoutReceived, upstreamRqPerTryIdleTimeout, upstreamCxIdleTimeout,
-        upstreamCxMaxDurationReached: Counter
+        upstreamCxMaxDurationReached, lbZoneRoutingAllDirectly, lbZoneRoutingSampled, lbZoneRoutingCrossZone,
+        lbZoneNoCapacityLeft, lbZoneClusterTooSmall, lbLocalClusterNotOK, lbRecalculateZoneStructures: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
         retryOpenDefault, cxOpenDefault, rqOpenDefault, rqPendingOpenDefault: Gauge
     public let upstreamRqTime, externalUpstreamRqTime, upstreamCxConnectMs, upstreamCxLengthMs: Histogram
@@ -72,6 +73,13 @@ public final class ClusterStats: Sendable {
         upstreamRqPerTryIdleTimeout = counter("upstream_rq_per_try_idle_timeout")
         upstreamCxIdleTimeout = counter("upstream_cx_idle_timeout")
         upstreamCxMaxDurationReached = counter("upstream_cx_max_duration_reached")
+        lbZoneRoutingAllDirectly = counter("lb_zone_routing_all_directly")
+        lbZoneRoutingSampled = counter("lb_zone_routing_sampled")
+        lbZoneRoutingCrossZone = counter("lb_zone_routing_cross_zone")
+        lbZoneNoCapacityLeft = counter("lb_zone_no_capacity_left")
+        lbZoneClusterTooSmall = counter("lb_zone_cluster_too_small")
+        lbLocalClusterNotOK = counter("lb_local_cluster_not_ok")
+        lbRecalculateZoneStructures = counter("lb_recalculate_zone_structures")
         upstreamRqRetry = counter("upstream_rq_retry")
         upstreamRqRetrySuccess = counter("upstream_rq_retry_success")
         upstreamRqRetryLimitExceeded = counter("upstream_rq_retry_limit_exceeded")

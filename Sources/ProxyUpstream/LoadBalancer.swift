@@ -32,11 +32,17 @@ public final class LoadBalancer: AtomicReference, Sendable {
     public let localityWeighted: Bool
     /// With locality weighting (and one priority here), one balancer per locality, in EDS order.
     public let localityGroups: [LoadBalancer]
+    /// For zone-aware routing (one priority, no locality weighting): one balancer per locality, the
+    /// proxy's own locality first when the hosts have it (`hasLocalZone`).
+    public let localZone: Host.Locality?
+    public let zoneGroups: [LoadBalancer]
+    public let hasLocalZone: Bool
 
-    public init(policy: Policy, hosts: [Host], localityWeighted: Bool = false) {
+    public init(policy: Policy, hosts: [Host], localityWeighted: Bool = false, localZone: Host.Locality? = nil) {
         self.policy = policy
         self.hosts = hosts
         self.localityWeighted = localityWeighted
+        self.localZone = localZone
         failedEDSHealthCount = hosts.filter(\.failedEDSHealth).count
         let priorities = Set(hosts.map(\.priority))
         levels = priorities.count > 1
@@ -54,6 +60,20 @@ public final class LoadBalancer: AtomicReference, Sendable {
             localityGroups = order.map { LoadBalancer(policy: policy, hosts: grouped[$0]!) }
         } else {
             localityGroups = []
+        }
+        if let localZone, !localityWeighted, priorities.count <= 1 {
+            var order: [Host.Locality] = []
+            var grouped: [Host.Locality: [Host]] = [:]
+            for host in hosts {
+                if grouped[host.locality] == nil { order.append(host.locality) }
+                grouped[host.locality, default: []].append(host)
+            }
+            if let local = order.firstIndex(of: localZone) { order.insert(order.remove(at: local), at: 0) }
+            hasLocalZone = grouped[localZone] != nil
+            zoneGroups = order.count >= 2 ? order.map { LoadBalancer(policy: policy, hosts: grouped[$0]!) } : []
+        } else {
+            hasLocalZone = false
+            zoneGroups = []
         }
         switch policy {
         case .ringHash(let minimum, let maximum): ring = Self.ring(hosts, minimum: minimum, maximum: maximum); table = []
