@@ -41,6 +41,8 @@ public final class Cluster: @unchecked Sendable {
     /// Zone-aware routing's inputs, when it applies to this cluster.
     let localZone: LocalZone?
     let zoneAware: ZoneAwareConfig?
+    /// `zone_aware_lb_config.fail_traffic_on_panic`: in panic no host serves, rather than every host.
+    let failTrafficOnPanic: Bool
     private let sniViews: [ObjectIdentifier: SNIHostViews]
     /// `outlier_detection`, when configured.
     public let outlierDetector: OutlierDetector?
@@ -102,6 +104,7 @@ public final class Cluster: @unchecked Sendable {
             && [.roundRobin, .leastRequest, .random].contains(loadBalancer.policy)
         self.localZone = zoneApplies ? localZone : nil
         self.zoneAware = zoneApplies ? ZoneAwareConfig(config) : nil
+        self.failTrafficOnPanic = ZoneAwareConfig(config).failTrafficOnPanic
         self.hostSet = ManagedAtomic(zoneApplies
             ? LoadBalancer(policy: loadBalancer.policy, hosts: loadBalancer.hosts, localZone: localZone!.locality)
             : loadBalancer)
@@ -258,6 +261,10 @@ public final class Cluster: @unchecked Sendable {
     }
 
     private func pick(from balancer: LoadBalancer, hash: UInt64?, inPanic: Bool) -> Host? {
+        if inPanic, failTrafficOnPanic {
+            stats.lbHealthyPanic.increment()
+            return nil
+        }
         if !balancer.localityGroups.isEmpty, let group = pickLocality(balancer, hash: hash) {
             return pick(from: group, hash: hash, inPanic: inPanic)
         }

@@ -123,4 +123,20 @@ import XDSAPI
         detector.reportLocalOrigin(host, failed: true, status: 504, hostCount: 2, random: 0)
         #expect(host.outlier.isEjected(at: .now()), "a working connection is no success for the 5xx streak")
     }
+
+    @Test func failTrafficOnPanicLeavesNoHostToPick() throws {
+        for fail in [false, true] {
+            var config = ClusterConfigTests.cluster(type: .static, addresses: ["10.0.0.1", "10.0.0.2"])
+            var detection = Envoy_Config_Cluster_V3_OutlierDetection()
+            detection.consecutive5Xx.value = 1
+            detection.maxEjectionPercent.value = 100
+            config.outlierDetection = detection
+            config.commonLbConfig.zoneAwareLbConfig.failTrafficOnPanic = fail
+            let built = try ClusterConfigTests().build(config)
+            let detector = try #require(built.outlierDetector)
+            for host in built.hosts { detector.report(host, status: 500, hostCount: 2, random: 0) }
+            #expect((built.pickHost() == nil) == fail, "in panic: every host, or none with fail_traffic_on_panic")
+            #expect(built.stats.lbHealthyPanic.value == 1)
+        }
+    }
 }
