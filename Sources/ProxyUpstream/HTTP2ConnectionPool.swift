@@ -187,7 +187,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         guard connection.activeStreams == 0 else { return }
         if connection.retired {
             connection.channel?.close(promise: nil)
-        } else if let idleTimeout = lifetime.idleTimeout {
+        } else if let idleTimeout = lifetime.idleTimeout, connection.channel?.isActive == true {
             connection.idleSince = loop.now
             if idleSweep == nil { scheduleIdleSweep(at: loop.now + idleTimeout) }
         }
