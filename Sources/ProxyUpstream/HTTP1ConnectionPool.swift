@@ -37,8 +37,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     /// Requests waiting for a connection while the cluster is at `max_connections`.
     private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
     private let lifetime: UpstreamConnectionLifetime
-    /// The pending look for idle connections past `idle_timeout`; at most one per pool.
-    private var idleSweep: Scheduled<Void>?
+    private let idleSweep = IdleSweep()
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
                 budget: ConnectionBudget = ConnectionBudget(limit: 1024), maxPendingRequests: Int = 1024,
@@ -147,7 +146,11 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         }
         connection.idleSince = loop.now
         idle[ObjectIdentifier(connection.host), default: []].append(connection)
-        if idleSweep == nil, let idleTimeout = lifetime.idleTimeout { scheduleIdleSweep(at: connection.idleSince + idleTimeout) }
+        if let idleTimeout = lifetime.idleTimeout {
+            idleSweep.arm(on: loop, at: connection.idleSince + idleTimeout) { [weak self] now in
+                self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)
+            }
+        }
     }
 
     /// Closes a connection older than `max_connection_duration` instead of reusing it (Envoy drains
@@ -161,30 +164,25 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         return true
     }
 
-    /// Closes the idle connections that have waited `idle_timeout`, then sleeps until the next one would.
-    private func scheduleIdleSweep(at deadline: NIODeadline) {
-        idleSweep = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, let idleTimeout = self.lifetime.idleTimeout else { return }
-            self.idleSweep = nil
-            let now = self.loop.now
-            var next: NIODeadline?
-            for (key, list) in self.idle {
-                var kept: [UpstreamConnection] = []
-                for connection in list where !connection.closed {
-                    if now - connection.idleSince >= idleTimeout {
-                        self.stats.upstreamCxIdleTimeout.increment()
-                        self.stats.upstreamCxDestroyLocal.increment()
-                        connection.channel.close(promise: nil)
-                    } else {
-                        kept.append(connection)
-                        let due = connection.idleSince + idleTimeout
-                        if next.map({ due < $0 }) ?? true { next = due }
-                    }
+    /// Closes the pooled connections idle since `cutoff` or before (`idle_timeout`); returns when
+    /// the next of the others will have waited as long.
+    private func closeIdle(since cutoff: NIODeadline, idleTimeout: TimeAmount) -> NIODeadline? {
+        var next: NIODeadline?
+        for (key, list) in idle {
+            var kept: [UpstreamConnection] = []
+            for connection in list where !connection.closed {
+                if connection.idleSince <= cutoff {
+                    stats.upstreamCxIdleTimeout.increment()
+                    stats.upstreamCxDestroyLocal.increment()
+                    connection.channel.close(promise: nil)
+                } else {
+                    kept.append(connection)
+                    next = IdleSweep.earliest(next, connection.idleSince + idleTimeout)
                 }
-                self.idle[key] = kept.isEmpty ? nil : kept
             }
-            if let next { self.scheduleIdleSweep(at: next) }
+            idle[key] = kept.isEmpty ? nil : kept
         }
+        return next
     }
 
     /// Closes a connection whose request was abandoned mid-way (retry, timeout, downstream reset).
@@ -198,8 +196,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     public func closeIdle() {
         let all = idle.values.flatMap { $0 }
         idle.removeAll()
-        idleSweep?.cancel()
-        idleSweep = nil
+        idleSweep.cancel()
         for connection in all { connection.channel.close(promise: nil) }
     }
 

@@ -18,8 +18,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
     private let maxRequestsPerConnection: Int
     private var connections: [ObjectIdentifier: [HTTP2Connection]] = [:]
     private let lifetime: UpstreamConnectionLifetime
-    /// The pending look for connections without streams past `idle_timeout`; at most one per pool.
-    private var idleSweep: Scheduled<Void>?
+    private let idleSweep = IdleSweep()
 
     typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
 
@@ -189,7 +188,9 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
             connection.channel?.close(promise: nil)
         } else if let idleTimeout = lifetime.idleTimeout, connection.channel?.isActive == true {
             connection.idleSince = loop.now
-            if idleSweep == nil { scheduleIdleSweep(at: loop.now + idleTimeout) }
+            idleSweep.arm(on: loop, at: loop.now + idleTimeout) { [weak self] now in
+                self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)
+            }
         }
     }
 
@@ -205,27 +206,22 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         }
     }
 
-    /// Closes the connections that have carried no stream for `idle_timeout`, then sleeps until the
-    /// next one would have.
-    private func scheduleIdleSweep(at deadline: NIODeadline) {
-        idleSweep = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, let idleTimeout = self.lifetime.idleTimeout else { return }
-            self.idleSweep = nil
-            let now = self.loop.now
-            var next: NIODeadline?
-            for connection in self.connections.values.flatMap({ $0 }) {
-                guard connection.activeStreams == 0, let since = connection.idleSince else { continue }
-                if now - since >= idleTimeout {
-                    connection.idleSince = nil
-                    connection.retired = true
-                    self.stats.upstreamCxIdleTimeout.increment()
-                    connection.channel?.close(promise: nil)
-                } else if next.map({ since + idleTimeout < $0 }) ?? true {
-                    next = since + idleTimeout
-                }
+    /// Closes the connections that have carried no stream since `cutoff` or before (`idle_timeout`);
+    /// returns when the next of the others will have waited as long.
+    private func closeIdle(since cutoff: NIODeadline, idleTimeout: TimeAmount) -> NIODeadline? {
+        var next: NIODeadline?
+        for connection in connections.values.flatMap({ $0 }) {
+            guard connection.activeStreams == 0, let since = connection.idleSince else { continue }
+            if since <= cutoff {
+                connection.idleSince = nil
+                connection.retired = true
+                stats.upstreamCxIdleTimeout.increment()
+                connection.channel?.close(promise: nil)
+            } else {
+                next = IdleSweep.earliest(next, since + idleTimeout)
             }
-            if let next { self.scheduleIdleSweep(at: next) }
         }
+        return next
     }
 
     private func connectionClosed(_ connection: HTTP2Connection) {
@@ -259,8 +255,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
 
     /// Closes connections with no stream open (cluster removed, server draining).
     public func closeIdle() {
-        idleSweep?.cancel()
-        idleSweep = nil
+        idleSweep.cancel()
         for connection in connections.values.flatMap({ $0 }) where connection.activeStreams == 0 {
             connection.channel?.close(promise: nil)
         }
