@@ -12,7 +12,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private let manager: HTTPConnectionManager
     private let config: ConnectionManagerConfig
     private let loop: any EventLoop
-    private let downstreamHead: HTTPRequestHead
+    private var downstreamHead: HTTPRequestHead
     private let startTime: NIODeadline
 
     private var route: RouteEntry?
@@ -126,6 +126,11 @@ final class ActiveStream: UpstreamResponseDelegate {
             if !manager.isHTTP2 { keepAlive = false }
             finish(localReply: .tooManyHeaders)
             return
+        }
+        if config.pathNormalizer.isActive, downstreamHead.method != .CONNECT {
+            // Routing, filters and the upstream all see the normalized path, as in Envoy.
+            downstreamHead.uri = config.pathNormalizer.apply(to: downstreamHead.uri)
+            upstreamHead.uri = downstreamHead.uri
         }
         isGRPC = GRPC.isGRPC(headers)
         if isGRPC, config.grpcStats != nil { grpcCall = GRPCStatsFilter.Call(path: Substring(downstreamHead.uri)) }

@@ -39,6 +39,8 @@ public final class ConnectionManagerConfig: Sendable {
     public let timeouts: ConnectionTimeouts
     /// `common_http_protocol_options.max_headers_count`: a request with more headers is refused (431).
     public let maxRequestHeadersCount: Int
+    /// `normalize_path` and `merge_slashes`, applied to a request's path before routing.
+    public let pathNormalizer: PathNormalizer
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
@@ -46,7 +48,8 @@ public final class ConnectionManagerConfig: Sendable {
                 upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
-                maxRequestHeadersCount: Int = 100) {
+                maxRequestHeadersCount: Int = 100, pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false)) {
+        self.pathNormalizer = pathNormalizer
         self.timeouts = timeouts
         self.maxRequestHeadersCount = maxRequestHeadersCount
         self.tracer = tracer

@@ -36,6 +36,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let filters: HTTPFilters
     let timeouts: ConnectionTimeouts
     let maxRequestHeadersCount: Int
+    let pathNormalizer: PathNormalizer
 
     /// The HTTP filters before the router, compiled.
     struct HTTPFilters {
@@ -107,6 +108,11 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             throw ListenerConfigError(path + ".forward_client_cert_matcher", "not supported yet")
         }
         let (timeouts, maxHeaders) = try Self.timeouts(hcm, path: path)
+        switch hcm.pathWithEscapedSlashesAction {
+        case .implementationSpecificDefault, .keepUnchanged: break
+        default:
+            throw ListenerConfigError(path + ".path_with_escaped_slashes_action", "only KEEP_UNCHANGED is supported yet")
+        }
         return ConnectionManagerTemplate(
             statPrefix: hcm.statPrefix, serverName: hcm.serverName.isEmpty ? "envoy" : hcm.serverName,
             stats: ConnectionManagerStats(statPrefix: hcm.statPrefix, listenerScope: listenerStatScope, store: store),
@@ -115,7 +121,9 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             tracer: hcm.hasTracing ? try HTTPTracers.compile(
                 hcm.tracing, path: path + ".tracing", outbound: outbound, context: ServerContext.tracing) : nil,
             forwardClientCert: forwardClientCert, filters: filters, timeouts: timeouts,
-            maxRequestHeadersCount: maxHeaders)
+            maxRequestHeadersCount: maxHeaders,
+            pathNormalizer: PathNormalizer(normalize: hcm.hasNormalizePath && hcm.normalizePath.value,
+                                           mergeSlashes: hcm.mergeSlashes))
     }
 
     /// The HCM's timeouts and header count limit, with Envoy's defaults; a zero duration disables a timeout.
@@ -179,7 +187,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
                                        filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,
-                                       maxRequestHeadersCount: maxRequestHeadersCount)
+                                       maxRequestHeadersCount: maxRequestHeadersCount, pathNormalizer: pathNormalizer)
     }
 }
 
