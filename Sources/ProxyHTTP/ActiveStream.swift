@@ -121,17 +121,37 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         stats.downstreamRqActive.increment()
 
-        let headers = downstreamHead.headers
-        if headers.count > config.maxRequestHeadersCount {
+        if downstreamHead.headers.count > config.maxRequestHeadersCount {
             if !manager.isHTTP2 { keepAlive = false }
             finish(localReply: .tooManyHeaders)
             return
+        }
+        if config.underscoreHeaders != .allow,
+           downstreamHead.headers.contains(where: { $0.name.utf8.contains(UInt8(ascii: "_")) }) {
+            let http2 = manager.isHTTP2
+            if config.underscoreHeaders == .reject {
+                (http2 ? stats.rejectedUnderscoreHeaders.http2 : stats.rejectedUnderscoreHeaders.http1).increment()
+                if !http2 { keepAlive = false }
+                finish(localReply: .underscoreHeader(http2: http2))
+                return
+            }
+            var kept = HTTPHeaders()
+            for (name, value) in downstreamHead.headers {
+                if name.utf8.contains(UInt8(ascii: "_")) {
+                    (http2 ? stats.droppedUnderscoreHeaders.http2 : stats.droppedUnderscoreHeaders.http1).increment()
+                } else {
+                    kept.add(name: name, value: value)
+                }
+            }
+            downstreamHead.headers = kept
+            upstreamHead.headers = kept
         }
         if config.pathNormalizer.isActive, downstreamHead.method != .CONNECT {
             // Routing, filters and the upstream all see the normalized path, as in Envoy.
             downstreamHead.uri = config.pathNormalizer.apply(to: downstreamHead.uri)
             upstreamHead.uri = downstreamHead.uri
         }
+        let headers = downstreamHead.headers
         isGRPC = GRPC.isGRPC(headers)
         if isGRPC, config.grpcStats != nil { grpcCall = GRPCStatsFilter.Call(path: Substring(downstreamHead.uri)) }
         if let tracer = config.tracer {

@@ -39,6 +39,9 @@ public final class ConnectionManagerConfig: Sendable {
     public let timeouts: ConnectionTimeouts
     /// `common_http_protocol_options.max_headers_count`: a request with more headers is refused (431).
     public let maxRequestHeadersCount: Int
+    /// `common_http_protocol_options.headers_with_underscores_action`.
+    public enum UnderscoreHeaders: Sendable { case allow, reject, drop }
+    public let underscoreHeaders: UnderscoreHeaders
     /// `normalize_path` and `merge_slashes`, applied to a request's path before routing.
     public let pathNormalizer: PathNormalizer
 
@@ -48,7 +51,9 @@ public final class ConnectionManagerConfig: Sendable {
                 upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
-                maxRequestHeadersCount: Int = 100, pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false)) {
+                maxRequestHeadersCount: Int = 100, pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false),
+                underscoreHeaders: UnderscoreHeaders = .allow) {
+        self.underscoreHeaders = underscoreHeaders
         self.pathNormalizer = pathNormalizer
         self.timeouts = timeouts
         self.maxRequestHeadersCount = maxRequestHeadersCount

@@ -10,6 +10,8 @@ public final class ConnectionManagerStats: Sendable {
         downstreamRqMaxDurationReached, downstreamCxUpgradesTotal, downstreamRqWsOnNonWsRoute,
         downstreamRqIdleTimeout, downstreamRqTimeout, downstreamRqHeaderTimeout, downstreamCxIdleTimeout,
         downstreamCxMaxDurationReached, downstreamRqTxReset: Counter
+    /// The codecs' `http1.*` / `http2.*` counters for headers with underscores (root scope, as Envoy's).
+    public let droppedUnderscoreHeaders, rejectedUnderscoreHeaders: (http1: Counter, http2: Counter)
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active,
         downstreamCxUpgradesActive: Gauge
     public let downstreamRqTime, downstreamCxLengthMs: Histogram
@@ -43,6 +45,12 @@ public final class ConnectionManagerStats: Sendable {
         downstreamCxIdleTimeout = counter("downstream_cx_idle_timeout")
         downstreamCxMaxDurationReached = counter("downstream_cx_max_duration_reached")
         downstreamRqTxReset = counter("downstream_rq_tx_reset")
+        func codec(_ name: String) -> (http1: Counter, http2: Counter) {
+            (store.counter("http1.\(name)", StatTags(extractedName: "http1.\(name)", tags: [])),
+             store.counter("http2.\(name)", StatTags(extractedName: "http2.\(name)", tags: [])))
+        }
+        droppedUnderscoreHeaders = codec("dropped_headers_with_underscores")
+        rejectedUnderscoreHeaders = codec("requests_rejected_with_underscores_in_headers")
         downstreamCxUpgradesTotal = counter("downstream_cx_upgrades_total")
         downstreamCxUpgradesActive = gauge("downstream_cx_upgrades_active")
         downstreamRqWsOnNonWsRoute = counter("downstream_rq_ws_on_non_ws_route")

@@ -44,6 +44,11 @@ struct LocalReply: Sendable {
     /// More request headers than `max_headers_count`.
     static let tooManyHeaders = LocalReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large",
                                            flags: .downstreamProtocolError, details: "http1.too_many_headers")
+    /// `headers_with_underscores_action: REJECT_REQUEST` and a header name with an underscore.
+    static func underscoreHeader(http2: Bool) -> LocalReply {
+        LocalReply(status: .badRequest, body: "Bad Request", flags: .downstreamProtocolError,
+                   details: http2 ? "http2.unexpected_underscore" : "http1.unexpected_underscore")
+    }
     static func rbacDenied(policy: String) -> LocalReply {
         LocalReply(status: .forbidden, body: "RBAC: access denied", flags: [],
                    details: "rbac_access_denied_matched_policy[\(policy)]")

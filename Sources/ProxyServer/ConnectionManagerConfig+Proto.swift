@@ -37,6 +37,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let timeouts: ConnectionTimeouts
     let maxRequestHeadersCount: Int
     let pathNormalizer: PathNormalizer
+    let underscoreHeaders: ConnectionManagerConfig.UnderscoreHeaders
 
     /// The HTTP filters before the router, compiled.
     struct HTTPFilters {
@@ -123,7 +124,19 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             forwardClientCert: forwardClientCert, filters: filters, timeouts: timeouts,
             maxRequestHeadersCount: maxHeaders,
             pathNormalizer: PathNormalizer(normalize: hcm.hasNormalizePath && hcm.normalizePath.value,
-                                           mergeSlashes: hcm.mergeSlashes))
+                                           mergeSlashes: hcm.mergeSlashes),
+            underscoreHeaders: try Self.underscoreHeaders(hcm, path: path))
+    }
+
+    static func underscoreHeaders(_ hcm: HCMProto, path: String) throws -> ConnectionManagerConfig.UnderscoreHeaders {
+        switch hcm.commonHTTPProtocolOptions.headersWithUnderscoresAction {
+        case .allow: return .allow
+        case .rejectRequest: return .reject
+        case .dropHeader: return .drop
+        case .UNRECOGNIZED(let value):
+            throw ListenerConfigError(path + ".common_http_protocol_options.headers_with_underscores_action",
+                                      "unknown value \(value)")
+        }
     }
 
     /// The HCM's timeouts and header count limit, with Envoy's defaults; a zero duration disables a timeout.
@@ -187,7 +200,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
                                        filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,
-                                       maxRequestHeadersCount: maxRequestHeadersCount, pathNormalizer: pathNormalizer)
+                                       maxRequestHeadersCount: maxRequestHeadersCount, pathNormalizer: pathNormalizer,
+                                       underscoreHeaders: underscoreHeaders)
     }
 }
 

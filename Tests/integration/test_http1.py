@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import MESHPROXY, get, seed_config
+from conftest import ENVOY, MESHPROXY, get, http_bootstrap, seed_config, static_cluster
 from rawupstream import RawUpstream
 
 
@@ -111,3 +111,29 @@ def test_large_bodies_stream_in_bounded_memory(upstream, launch):
     conn.close()
     grown_mb = (rss_kb(pid) - before) / 1024
     assert grown_mb < 64, f"RSS grew by {grown_mb:.0f} MB while streaming 2 x 100 MB"
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+@pytest.mark.parametrize("action", ["DROP_HEADER", "REJECT_REQUEST"])
+def test_headers_with_underscores_action(binary, name, action, launch):
+    upstream = RawUpstream()
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - match: { prefix: / }\n              route: { cluster: up }\n",
+            [static_cluster("up", upstream.port)],
+            hcm_extra=f"          common_http_protocol_options: {{ headers_with_underscores_action: {action} }}\n"),
+            f"underscores-{action}-{name}")
+        status, headers, body = get(proxy.port, "/", headers={"x_under": "1", "ok-header": "2"})
+        stats = proxy.stats("http1.")
+        if action == "DROP_HEADER":
+            assert status == 200
+            sent = [key.lower() for key, _ in upstream.requests[-1][1]]
+            assert "ok-header" in sent and "x_under" not in sent
+            assert stats["http1.dropped_headers_with_underscores"] == "1"
+        else:
+            assert (status, body) == (400, b"Bad Request")
+            assert dict((k.lower(), v) for k, v in headers)["connection"] == "close"
+            assert not upstream.requests
+            assert stats["http1.requests_rejected_with_underscores_in_headers"] == "1"
+    finally:
+        upstream.close()
