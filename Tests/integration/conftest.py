@@ -18,10 +18,20 @@ MESHPROXY = os.environ.get("MESHPROXY_BIN", str(ROOT / ".build/debug/meshproxy")
 ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv-tests/bin/envoy"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never one this run handed out before: two servers of one test must not be
+    given the same port between its release here and their binding it."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
