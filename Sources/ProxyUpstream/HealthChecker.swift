@@ -25,7 +25,7 @@ struct HealthCheckConfig: Sendable {
         /// GET `path` with Host `host` and `headers` (`request_headers_to_add`, less `request_headers_to_remove`);
         /// healthy when the status is in `expected` ([start, end) ranges).
         case http(path: String, host: String?, expected: [Range<Int>], headers: [(String, String)] = [],
-                  removed: Set<String> = [])
+                  removed: Set<String> = [], http2: Bool = false)
         /// A TCP connect; `send` written, and every `receive` block found in what comes back, in order.
         case tcp(send: [UInt8] = [], receive: [[UInt8]] = [])
         /// `grpc.health.v1.Health/Check` over HTTP/2 for `service`; healthy when it answers SERVING.
@@ -80,8 +80,8 @@ struct HealthCheckConfig: Sendable {
         switch proto.healthChecker {
         case .httpHealthCheck(let http)?:
             guard !http.path.isEmpty else { throw FieldError(path + ".http_health_check.path", "a path is required") }
-            if http.codecClientType != .http1 {
-                throw FieldError(path + ".http_health_check.codec_client_type", "only HTTP1 health checks are supported yet")
+            guard http.codecClientType == .http1 || http.codecClientType == .http2 else {
+                throw FieldError(path + ".http_health_check.codec_client_type", "only HTTP1 and HTTP2 health checks are supported")
             }
             if http.hasSend || !http.receive.isEmpty || http.hasServiceNameMatcher {
                 throw FieldError(path + ".http_health_check", "send, receive and service_name_matcher are not supported yet")
@@ -102,7 +102,8 @@ struct HealthCheckConfig: Sendable {
             let expected = http.expectedStatuses.isEmpty
                 ? [200..<201] : http.expectedStatuses.map { Int($0.start)..<Int($0.end) }
             probe = .http(path: http.path, host: http.host.isEmpty ? nil : http.host, expected: expected,
-                          headers: headers, removed: Set(http.requestHeadersToRemove.map { $0.lowercased() }))
+                          headers: headers, removed: Set(http.requestHeadersToRemove.map { $0.lowercased() }),
+                          http2: http.codecClientType == .http2)
         case .tcpHealthCheck(let tcp)?:
             let send = tcp.hasSend ? try Self.bytes(of: tcp.send, path: path + ".tcp_health_check.send") : []
             let receive = try tcp.receive.enumerated().map { index, payload in
@@ -281,20 +282,26 @@ public final class HealthChecker: @unchecked Sendable {
                     probe.complete(.networkFailure)
                 }
             }
-        case .http(let path, let hostHeader, let expected, let extraHeaders, let removed):
+        case .http(let path, let hostHeader, let expected, let extraHeaders, let removed, let http2):
             probe.expected = expected
+            var headers = HTTPHeaders()
+            headers.add(name: "host", value: hostHeader ?? clusterName)
+            if !removed.contains("user-agent") { headers.add(name: "user-agent", value: "Envoy/HC") }
+            for (name, value) in extraHeaders where !removed.contains(name) { headers.add(name: name, value: value) }
+            let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
+            if http2 {
+                checkOverHTTP2(host, request: request, body: nil, probe: probe)
+                return
+            }
             let handler = UpstreamConnectionHandler()
             handler.delegate = probe
             connector.connect(to: host, on: loop, timeout: config.timeout, handler: handler).whenComplete { result in
                 switch result {
                 case .success(let channel):
                     probe.channel = channel
-                    var headers = HTTPHeaders()
-                    headers.add(name: "host", value: hostHeader ?? self.clusterName)
-                    if !removed.contains("user-agent") { headers.add(name: "user-agent", value: "Envoy/HC") }
-                    for (name, value) in extraHeaders where !removed.contains(name) { headers.add(name: name, value: value) }
-                    headers.add(name: "connection", value: "close")
-                    handler.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
+                    var closing = request
+                    closing.headers.add(name: "connection", value: "close")
+                    handler.write(.head(closing))
                     handler.write(.end(nil))
                     handler.flush()
                 case .failure:
@@ -302,14 +309,24 @@ public final class HealthChecker: @unchecked Sendable {
                 }
             }
         case .grpc(let service, let authority):
-            checkGRPC(host, service: service, authority: authority ?? clusterName, probe: probe)
+            probe.grpc = true
+            var check = Grpc_Health_V1_HealthCheckRequest()
+            check.service = service
+            let message: [UInt8] = (try? check.serializedBytes()) ?? []
+            var body = ByteBuffer()
+            body.writeInteger(UInt8(0))
+            body.writeInteger(UInt32(message.count))
+            body.writeBytes(message)
+            let headers = HTTPHeaders([("host", authority ?? clusterName), ("content-type", "application/grpc"),
+                                       ("te", "trailers"), ("user-agent", "Envoy/HC")])
+            checkOverHTTP2(host, request: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/grpc.health.v1.Health/Check",
+                                                          headers: headers), body: body, probe: probe)
         }
     }
 
-    /// The gRPC check: a connection with NIO's HTTP/2 client and one stream carrying a unary
-    /// `Check` call; the probe reads the answer's status and `grpc-status`.
-    private func checkGRPC(_ host: Host, service: String, authority: String, probe: HealthProbe) {
-        probe.grpc = true
+    /// A check over HTTP/2 (gRPC's, or an HTTP check with `codec_client_type: HTTP2`): a connection
+    /// with NIO's HTTP/2 client and one stream carrying `request`; the probe judges the answer.
+    private func checkOverHTTP2(_ host: Host, request: HTTPRequestHead, body: ByteBuffer?, probe: HealthProbe) {
         connector.connect(to: host, on: loop, timeout: config.timeout) { channel in
             // The server opens no streams towards a health checker.
             _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
@@ -337,18 +354,8 @@ public final class HealthChecker: @unchecked Sendable {
                     probe.complete(.networkFailure)
                     return
                 }
-                var request = Grpc_Health_V1_HealthCheckRequest()
-                request.service = service
-                let message: [UInt8] = (try? request.serializedBytes()) ?? []
-                var body = ByteBuffer()
-                body.writeInteger(UInt8(0))
-                body.writeInteger(UInt32(message.count))
-                body.writeBytes(message)
-                let headers = HTTPHeaders([("host", authority), ("content-type", "application/grpc"), ("te", "trailers"),
-                                           ("user-agent", "Envoy/HC")])
-                handler.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/grpc.health.v1.Health/Check",
-                                                    headers: headers)))
-                handler.write(.body(.byteBuffer(body)))
+                handler.write(.head(request))
+                if let body { handler.write(.body(.byteBuffer(body))) }
                 handler.write(.end(nil))
                 handler.flush()
             }

@@ -18,7 +18,7 @@ import XDSResource
 
     @Test func httpDefaultsToStatus200AndNoTrafficInterval60s() throws {
         let config = try check { $0.httpHealthCheck.path = "/healthz" }
-        guard case .http(let path, let host, let expected, _, _) = config.probe else {
+        guard case .http(let path, let host, let expected, _, _, _) = config.probe else {
             Issue.record("not an HTTP check")
             return
         }
@@ -48,7 +48,7 @@ import XDSResource
             range.end = 400
             $0.httpHealthCheck.expectedStatuses = [range]
         }
-        guard case .http(_, _, let expected, _, _) = config.probe else { return }
+        guard case .http(_, _, let expected, _, _, _) = config.probe else { return }
         #expect(expected == [200..<400])
     }
 

@@ -227,3 +227,30 @@ def test_http_health_checks_add_and_remove_request_headers(launch, binary, name)
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_http_health_checks_over_http2(launch, binary, name):
+    # The checked host is an h2c-only listener (a meshproxy answering /healthz 200 and /sick 503 itself), so only
+    # checks spoken in HTTP/2 get an answer.
+    routes = ("            - match: { path: /healthz }\n              direct_response: { status: 200 }\n"
+              "            - match: { prefix: / }\n              direct_response: { status: 503 }\n")
+    inner = launch(MESHPROXY, lambda l, a: http_bootstrap(l, a, routes, [], hcm_extra="          codec_type: HTTP2\n")
+                   .replace("  clusters:\n", "  clusters: []\n"), f"hc-h2-inner-{name}")
+
+    def config(path):
+        cluster = f"""  - name: app
+    type: STATIC
+    health_checks:
+    - {{ timeout: 0.5s, interval: 0.2s, no_traffic_interval: 0.2s, unhealthy_threshold: 1, healthy_threshold: 1,
+        http_health_check: {{ path: {path}, codec_client_type: HTTP2 }} }}
+    load_assignment: {{ cluster_name: app, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {inner.port} }} }} }} }}] }}] }}
+"""
+        return lambda l, a: http_bootstrap(l, a, "            - match: { prefix: / }\n              route: { cluster: app }\n",
+                                           [cluster])
+
+    healthy = launch(binary, config("/healthz"), f"hc-h2-ok-{name}")
+    wait_for(lambda: flags(healthy, inner.port) == "healthy", what="the h2c host passes HTTP/2 checks")
+    sick = launch(binary, config("/sick"), f"hc-h2-sick-{name}")
+    wait_for(lambda: int(sick.stats("cluster.app.")["cluster.app.health_check.failure"]) >= 2, what="503 checks fail")
+    assert flags(sick, inner.port) == "/failed_active_hc"
