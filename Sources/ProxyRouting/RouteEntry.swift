@@ -85,7 +85,7 @@ public struct RouteAction: Sendable {
             case header(String)
             /// A cookie's value; with `ttl` (whole seconds, 0 for a session cookie) a request without the
             /// cookie gets one made for its connection, sent back with the response.
-            case cookie(String, ttlSeconds: Int64? = nil, path: String = "")
+            case cookie(String, ttlSeconds: Int64? = nil, path: String = "", attributes: [(name: String, value: String)] = [])
             case sourceIP
             case queryParameter(String)
         }
@@ -110,11 +110,12 @@ public struct RouteAction: Sendable {
                 var value: String?
                 switch policy.source {
                 case .header(let name): value = header(name)
-                case .cookie(let name, let ttl, let path):
+                case .cookie(let name, let ttl, let path, let attributes):
                     value = header("cookie").flatMap { cookie($0, named: name) }
                     if value == nil, let ttl, let generated = connectionCookie() {
                         value = generated
-                        setCookie(setCookieValue(name: name, value: generated, ttlSeconds: ttl, path: path))
+                        setCookie(setCookieValue(name: name, value: generated, ttlSeconds: ttl, path: path,
+                                                 attributes: attributes))
                     }
                 case .sourceIP: value = sourceIP()
                 case .queryParameter(let name): value = RouteMatch.parameter(name, in: query)
@@ -146,11 +147,14 @@ public struct RouteAction: Sendable {
             return String(repeating: "0", count: 16 - hex.count) + hex
         }
 
-        /// `name="value"; Max-Age=N; Path=P; HttpOnly`, Max-Age left out for a session cookie, Path when empty.
-        static func setCookieValue(name: String, value: String, ttlSeconds: Int64, path: String) -> String {
+        /// `name="value"; Max-Age=N; Path=P; A=V; HttpOnly`: Max-Age left out for a session cookie, Path
+        /// when empty; the policy's `attributes` (`SameSite=Strict`, `Secure`) before HttpOnly, as Envoy writes them.
+        static func setCookieValue(name: String, value: String, ttlSeconds: Int64, path: String,
+                                   attributes: [(name: String, value: String)] = []) -> String {
             var text = "\(name)=\"\(value)\""
             if ttlSeconds > 0 { text += "; Max-Age=\(ttlSeconds)" }
             if !path.isEmpty { text += "; Path=\(path)" }
+            for attribute in attributes { text += attribute.value.isEmpty ? "; \(attribute.name)" : "; \(attribute.name)=\(attribute.value)" }
             return text + "; HttpOnly"
         }
     }

@@ -247,11 +247,10 @@ extension RouteAction {
                 guard !header.hasRegexRewrite else { throw RouteConfigError(policyPath + ".header.regex_rewrite", "not supported yet") }
                 return HashPolicy(source: .header(header.headerName.lowercased()), terminal: policy.terminal)
             case .cookie(let cookie)?:
-                guard cookie.attributes.isEmpty else {
-                    throw RouteConfigError(policyPath + ".cookie.attributes", "cookie attributes are not supported yet")
-                }
                 return HashPolicy(source: .cookie(cookie.name, ttlSeconds: cookie.hasTtl ? cookie.ttl.seconds : nil,
-                                                  path: cookie.path), terminal: policy.terminal)
+                                                  path: cookie.path,
+                                                  attributes: cookie.attributes.map { ($0.name, $0.value) }),
+                                  terminal: policy.terminal)
             case .connectionProperties(let properties)? where properties.sourceIp:
                 return HashPolicy(source: .sourceIP, terminal: policy.terminal)
             case .queryParameter(let query)?:

@@ -105,7 +105,9 @@ def test_generated_cookie_keeps_a_client_on_one_host(binary, name, launch):
     routes = """            - match: { prefix: /session }
               route: { cluster: hashed, hash_policy: [{ cookie: { name: s, ttl: 0s } }] }
             - match: { prefix: / }
-              route: { cluster: hashed, hash_policy: [{ cookie: { name: sticky, ttl: 30s, path: /app } }] }
+              route:
+                cluster: hashed
+                hash_policy: [{ cookie: { name: sticky, ttl: 30s, path: /app, attributes: [{ name: SameSite, value: Strict }, { name: Secure }] } }]
 """
     try:
         proxy = launch(binary, lambda l, a: http_bootstrap(l, a, routes, [cluster]), f"hash-cookie-{name}")
@@ -114,7 +116,8 @@ def test_generated_cookie_keeps_a_client_on_one_host(binary, name, launch):
         response = conn.getresponse()
         response.read()
         set_cookie = response.getheader("set-cookie")
-        match = re.fullmatch(r'sticky="([0-9a-f]{16})"; Max-Age=30; Path=/app; HttpOnly', set_cookie or "")
+        match = re.fullmatch(r'sticky="([0-9a-f]{16})"; Max-Age=30; Path=/app; SameSite=Strict; Secure; HttpOnly',
+                             set_cookie or "")
         assert match, set_cookie
         local, remote = conn.sock.getsockname(), conn.sock.getpeername()
         addresses = f"{local[0]}:{local[1]}{remote[0]}:{remote[1]}".encode()
