@@ -272,7 +272,7 @@ public final class HealthChecker: @unchecked Sendable {
                 try channel.pipeline.syncOperations.addHandler(TCPPayloadMatcher(expected: receive) { matched in
                     probe.complete(matched ? .healthy : .networkFailure)
                 })
-            }.whenComplete { result in
+            }.assumeIsolated().whenComplete { result in
                 switch result {
                 case .success(let channel):
                     probe.channel = channel
@@ -295,7 +295,7 @@ public final class HealthChecker: @unchecked Sendable {
             }
             let handler = UpstreamConnectionHandler()
             handler.delegate = probe
-            connector.connect(to: host, on: loop, timeout: config.timeout, handler: handler).whenComplete { result in
+            connector.connect(to: host, on: loop, timeout: config.timeout, handler: handler).assumeIsolated().whenComplete { result in
                 switch result {
                 case .success(let channel):
                     probe.channel = channel
