@@ -25,6 +25,25 @@ public struct ConnectionTimeouts: Sendable {
 
     public init() {}
 
+    /// A connection-wide timeout that ran out.
+    enum ConnectionDue { case idle, maxDuration }
+
+    /// The connection-wide deadlines (`idle_timeout` since `idleSince`, `max_connection_duration`
+    /// since `openedAt`, unless `maxDurationDone`): what is due at `now`, else the next deadline.
+    func connectionCheck(now: NIODeadline, openedAt: NIODeadline, idleSince: NIODeadline?,
+                         maxDurationDone: Bool) -> (due: ConnectionDue?, next: NIODeadline?) {
+        var next: NIODeadline?
+        if !maxDurationDone, let limit = maxConnectionDuration {
+            if now >= openedAt + limit { return (.maxDuration, nil) }
+            next = openedAt + limit
+        }
+        if let since = idleSince, let limit = connectionIdle {
+            if now >= since + limit { return (.idle, nil) }
+            next = min(next ?? since + limit, since + limit)
+        }
+        return (nil, next)
+    }
+
     /// How long a connection's timeout check may sleep without missing a deadline that activity
     /// could set after it was scheduled: the shortest configured timeout.
     var checkInterval: TimeAmount? {

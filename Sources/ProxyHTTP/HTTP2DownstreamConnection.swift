@@ -89,21 +89,18 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
             guard let self, let context = self.context, !self.draining else { return }
             self.timeoutCheck = nil
             let now = context.eventLoop.now
-            if let limit = self.timeouts.maxConnectionDuration, now >= self.openedAt + limit {
-                self.stats.downstreamCxMaxDurationReached.increment()
-                self.startDraining(closeAfter: self.timeouts.drain)
+            let (due, next) = self.timeouts.connectionCheck(now: now, openedAt: self.openedAt, idleSince: self.idleSince,
+                                                            maxDurationDone: false)
+            switch due {
+            case .maxDuration?: self.stats.downstreamCxMaxDurationReached.increment()
+            case .idle?: self.stats.downstreamCxIdleTimeout.increment()
+            case nil:
+                // Streams that start later set deadlines no earlier than the shortest timeout from now.
+                guard let interval = self.connectionCheckInterval else { return }
+                self.scheduleTimeoutCheck(at: min(next ?? now + interval, now + interval), context: context)
                 return
             }
-            if let since = self.idleSince, let limit = self.timeouts.connectionIdle, now >= since + limit {
-                self.stats.downstreamCxIdleTimeout.increment()
-                self.startDraining(closeAfter: self.timeouts.drain)
-                return
-            }
-            guard let interval = self.connectionCheckInterval else { return }
-            var next = now + interval
-            if let limit = self.timeouts.maxConnectionDuration { next = min(next, self.openedAt + limit) }
-            if let since = self.idleSince, let limit = self.timeouts.connectionIdle { next = min(next, since + limit) }
-            self.scheduleTimeoutCheck(at: next, context: context)
+            self.startDraining(closeAfter: self.timeouts.drain)
         }
     }
 

@@ -313,27 +313,27 @@ extension HTTPConnectionManager {
                 }
                 consider(started + limit)
             }
-            if let since = idleSince, let limit = timeouts.connectionIdle, !drainRequested {
-                if now >= since + limit {
-                    connectionStats?.downstreamCxIdleTimeout.increment()
-                    // Envoy closes a connection that never carried a request at once, and drains one that did.
-                    if !servedRequest {
-                        closeConnection()
-                        return
-                    }
-                    startDraining(closeAfter: timeouts.drain)
-                } else {
-                    consider(since + limit)
-                }
-            }
         }
-        if transport == .http1Connection, let limit = timeouts.maxConnectionDuration, !maxDurationReached {
-            if now >= openedAt + limit {
+        if transport == .http1Connection {
+            // A draining connection is past its idle timeout already; the stream, if any, is checked above.
+            let idle = stream == nil && !drainRequested ? idleSince : nil
+            let (due, connectionNext) = timeouts.connectionCheck(now: now, openedAt: openedAt, idleSince: idle,
+                                                                 maxDurationDone: maxDurationReached)
+            switch due {
+            case .idle?:
+                connectionStats?.downstreamCxIdleTimeout.increment()
+                // Envoy closes a connection that never carried a request at once, and drains one that did.
+                if !servedRequest {
+                    closeConnection()
+                    return
+                }
+                startDraining(closeAfter: timeouts.drain)
+            case .maxDuration?:
                 maxDurationReached = true
                 connectionStats?.downstreamCxMaxDurationReached.increment()
                 startDraining(closeAfter: timeouts.drain)
-            } else {
-                consider(openedAt + limit)
+            case nil:
+                if let connectionNext { consider(connectionNext) }
             }
         }
         if let next { ensureTimeoutCheck(by: next) }

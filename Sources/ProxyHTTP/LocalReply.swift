@@ -27,13 +27,19 @@ struct LocalReply: Sendable {
     /// The stream's maximum duration (`max_stream_duration`, or a gRPC request's `grpc-timeout`) ran out:
     /// 504 once the request is complete, 408 before. Envoy sets no response flag for it.
     static func durationTimeout(requestComplete: Bool) -> LocalReply {
-        LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: "downstream duration timeout",
-                   flags: [], grpcStatus: 4, details: "max_duration_timeout")
+        streamTimeout(requestComplete: requestComplete, body: "downstream duration timeout", flags: [], grpcStatus: 4,
+                      details: "max_duration_timeout")
     }
     /// `stream_idle_timeout` (or the route's `idle_timeout`): 504 once the request is complete, 408 before.
     static func streamIdleTimeout(requestComplete: Bool) -> LocalReply {
-        LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: "stream timeout",
-                   flags: .streamIdleTimeout, details: "stream_idle_timeout")
+        streamTimeout(requestComplete: requestComplete, body: "stream timeout", flags: .streamIdleTimeout, grpcStatus: nil,
+                      details: "stream_idle_timeout")
+    }
+    /// The connection manager's own stream timeouts answer 504 once the request is complete, 408 before.
+    private static func streamTimeout(requestComplete: Bool, body: String, flags: ResponseFlags, grpcStatus: Int?,
+                                      details: String) -> LocalReply {
+        LocalReply(status: requestComplete ? .gatewayTimeout : .requestTimeout, body: body, flags: flags,
+                   grpcStatus: grpcStatus, details: details)
     }
     /// `request_timeout`: the request had not fully arrived in time.
     static let requestTimeout = LocalReply(status: .requestTimeout, body: "request timeout", flags: [],

@@ -90,8 +90,10 @@ extension Cluster {
         if case .localityWeightedLbConfig? = config.commonLbConfig.localityConfigSpecifier { localityWeighted = true }
         try self.init(name: config.name, config: config, discoveryType: discoveryType,
                   connectTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + Int64(timeout.nanos)),
-                  loadBalancer: LoadBalancer(policy: policy, hosts: hosts,
-                                             localityWeighted: localityWeighted),
+                  loadBalancer: LoadBalancer(policy: policy, hosts: hosts, localityWeighted: localityWeighted,
+                                             localZone: Self.zoneLocality(cluster: config.name, policy: policy,
+                                                                          localityWeighted: localityWeighted,
+                                                                          localZone: localZone)),
                   thresholds: thresholds,
                   stats: ClusterStats(clusterName: config.name, store: store), addedViaAPI: addedViaAPI,
                   loops: loops, connector: connector, dnsEndpoints: dnsEndpoints,
@@ -105,6 +107,15 @@ extension Cluster {
         if config.loadAssignment.policy.hasOverprovisioningFactor {
             overprovisioningFactor.store(Int(config.loadAssignment.policy.overprovisioningFactor.value), ordering: .relaxed)
         }
+    }
+
+    /// The proxy's locality when zone-aware routing applies to a cluster: round robin, least request
+    /// or random without locality weights, when the bootstrap names a local cluster (and this is not it).
+    static func zoneLocality(cluster: String, policy: LoadBalancer.Policy, localityWeighted: Bool,
+                             localZone: LocalZone?) -> Host.Locality? {
+        guard let localZone, localZone.clusterName != cluster, !localityWeighted,
+              [.roundRobin, .leastRequest, .random].contains(policy) else { return nil }
+        return localZone.locality
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -98,16 +98,13 @@ public final class Cluster: @unchecked Sendable {
         backgroundLoop = loops.first
         self.discoveryType = discoveryType
         self.connectTimeout = connectTimeout
-        // Zone-aware routing: for round robin, least request and random, without locality weights,
-        // when the bootstrap names a local cluster (and this is not it).
-        let zoneApplies = localZone.map { $0.clusterName != name } ?? false && !loadBalancer.localityWeighted
-            && [.roundRobin, .leastRequest, .random].contains(loadBalancer.policy)
+        // The balancer was built for zone-aware routing when it applies (`zoneLocality`).
+        let zoneApplies = localZone != nil && loadBalancer.localZone != nil
+        let zoneConfig = ZoneAwareConfig(config)
         self.localZone = zoneApplies ? localZone : nil
-        self.zoneAware = zoneApplies ? ZoneAwareConfig(config) : nil
-        self.failTrafficOnPanic = ZoneAwareConfig(config).failTrafficOnPanic
-        self.hostSet = ManagedAtomic(zoneApplies
-            ? LoadBalancer(policy: loadBalancer.policy, hosts: loadBalancer.hosts, localZone: localZone!.locality)
-            : loadBalancer)
+        self.zoneAware = zoneApplies ? zoneConfig : nil
+        self.failTrafficOnPanic = zoneConfig.failTrafficOnPanic
+        self.hostSet = ManagedAtomic(loadBalancer)
         self.dnsEndpoints = dnsEndpoints
         self.dnsLookupFamily = dnsLookupFamily
         self.dnsRefreshInterval = dnsRefreshInterval

@@ -51,26 +51,14 @@ public final class LoadBalancer: AtomicReference, Sendable {
             }
             : []
         if localityWeighted, levels.isEmpty {
-            var order: [Host.Locality] = []
-            var grouped: [Host.Locality: [Host]] = [:]
-            for host in hosts {
-                if grouped[host.locality] == nil { order.append(host.locality) }
-                grouped[host.locality, default: []].append(host)
-            }
-            localityGroups = order.map { LoadBalancer(policy: policy, hosts: grouped[$0]!) }
+            localityGroups = Self.groupedByLocality(hosts).map { LoadBalancer(policy: policy, hosts: $0) }
         } else {
             localityGroups = []
         }
         if let localZone, !localityWeighted, priorities.count <= 1 {
-            var order: [Host.Locality] = []
-            var grouped: [Host.Locality: [Host]] = [:]
-            for host in hosts {
-                if grouped[host.locality] == nil { order.append(host.locality) }
-                grouped[host.locality, default: []].append(host)
-            }
-            if let local = order.firstIndex(of: localZone) { order.insert(order.remove(at: local), at: 0) }
-            hasLocalZone = grouped[localZone] != nil
-            zoneGroups = order.count >= 2 ? order.map { LoadBalancer(policy: policy, hosts: grouped[$0]!) } : []
+            let groups = Self.groupedByLocality(hosts, first: localZone)
+            hasLocalZone = groups.first?.first?.locality == localZone
+            zoneGroups = groups.count >= 2 ? groups.map { LoadBalancer(policy: policy, hosts: $0) } : []
         } else {
             hasLocalZone = false
             zoneGroups = []
@@ -86,6 +74,19 @@ public final class LoadBalancer: AtomicReference, Sendable {
         } else {
             schedule = Self.interleavedSchedule(weights: weights)
         }
+    }
+
+    /// The hosts by locality, in the order their localities first appear (EDS order), with `first`'s
+    /// group moved to the front when there is one.
+    static func groupedByLocality(_ hosts: [Host], first: Host.Locality? = nil) -> [[Host]] {
+        var order: [Host.Locality] = []
+        var grouped: [Host.Locality: [Host]] = [:]
+        for host in hosts {
+            if grouped[host.locality] == nil { order.append(host.locality) }
+            grouped[host.locality, default: []].append(host)
+        }
+        if let first, let index = order.firstIndex(of: first) { order.insert(order.remove(at: index), at: 0) }
+        return order.map { grouped[$0]! }
     }
 
     /// Whether `pick(hash:)` follows the hash (ring hash, Maglev).
