@@ -1,6 +1,3 @@
-import Atomics
-import NIOCore
-import ProxyCore
 import Synchronization
 import XDSAPI
 
@@ -32,7 +29,7 @@ struct ZoneAwareConfig: Sendable {
     var routingEnabled: UInt64 = 10_000
     /// `min_cluster_size`: fewer healthy upstream hosts than this and no zone-aware routing.
     var minClusterSize = 6
-    /// `fail_traffic_on_panic`: when the local cluster is in panic, no host rather than any host.
+    /// `fail_traffic_on_panic`: a cluster in panic picks no host rather than any host.
     var failTrafficOnPanic = false
 
     init(_ config: Envoy_Config_Cluster_V3_Cluster) {
