@@ -211,9 +211,11 @@ def test_connection_idle_timeout_and_max_connection_duration(launch, workdir, up
 
 
 @pytest.mark.parametrize("binary,name", PROXIES)
-def test_http2_connection_idle_timeout_sends_goaway(launch, workdir, upstream, binary, name):
-    proxy, _ = start(launch, binary, f"h2-idle-{name}", upstream, workdir,
-                     hcm="          codec_type: HTTP2\n          common_http_protocol_options: { idle_timeout: 1s }\n"
+@pytest.mark.parametrize("option,stat_name", [("idle_timeout", "downstream_cx_idle_timeout"),
+                                              ("max_connection_duration", "downstream_cx_max_duration_reached")])
+def test_http2_connection_timeouts_send_goaway(launch, workdir, upstream, binary, name, option, stat_name):
+    proxy, _ = start(launch, binary, f"h2-{option}-{name}", upstream, workdir,
+                     hcm=f"          codec_type: HTTP2\n          common_http_protocol_options: {{ {option}: 1s }}\n"
                          "          drain_timeout: 1s\n")
     client = H2Client(proxy.port)
     try:
@@ -225,7 +227,7 @@ def test_http2_connection_idle_timeout_sends_goaway(launch, workdir, upstream, b
         assert 0.8 <= time.monotonic() - started < 3
     finally:
         client.close()
-    assert stat(proxy, "http.ingress_http.downstream_cx_idle_timeout") == 1
+    assert stat(proxy, f"http.ingress_http.{stat_name}") == 1
 
 
 @pytest.mark.parametrize("binary,name", PROXIES)
@@ -308,3 +310,37 @@ def test_max_stream_duration(launch, workdir, upstream, binary, name, where):
     assert [flags(line) for line in log_lines(log, 3)] == [
         ("504", {"-"}, "max_duration_timeout"), ("408", {"-"}, "max_duration_timeout"), ("200", {"-"}, "max_duration_timeout")]
     assert stat(proxy, "http.ingress_http.downstream_rq_max_duration_reached") == 3
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_cluster_max_connection_duration_retires_upstream_connections(launch, workdir, upstream, binary, name):
+    proxy, _ = start(launch, binary, f"upstream-max-duration-{name}", upstream, workdir, cluster=(
+        "    typed_extension_protocol_options:\n"
+        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+        "        common_http_protocol_options: { max_connection_duration: 0.5s }\n"
+        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    request = b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n"
+    answers, _ = exchange(proxy.port, [(request, 0.1), (request, 0.8), (request, 0.1)], wait=0.2)
+    assert answers.count(b"HTTP/1.1 200 OK") == 3
+    assert upstream.connections == 2, "the second request reused the connection, the third needed a new one"
+    assert stat(proxy, "cluster.up.upstream_cx_max_duration_reached") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_stream_idle_timeout_on_http2_streams(launch, workdir, upstream, binary, name):
+    proxy, _ = start(launch, binary, f"h2-stream-idle-{name}", upstream, workdir,
+                     hcm="          codec_type: HTTP2\n          stream_idle_timeout: 1s\n")
+    client = H2Client(proxy.port)
+    try:
+        silent = client.request("/hang")
+        fine = client.request("/ok")
+        assert client.pump(lambda: fine in client.ended, timeout=5)
+        started = time.monotonic()
+        assert client.pump(lambda: silent in client.ended, timeout=5)
+        assert client.headers[silent][":status"] == "504" and bytes(client.data[silent]) == b"stream timeout"
+        assert 0.5 <= time.monotonic() - started < 2.5
+        assert client.headers[fine][":status"] == "200", "the other stream of the connection was not touched"
+    finally:
+        client.close()
+    assert stat(proxy, "http.ingress_http.downstream_rq_idle_timeout") == 1
