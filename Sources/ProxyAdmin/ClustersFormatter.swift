@@ -1,3 +1,4 @@
+import ProxyCore
 import ProxyUpstream
 
 /// `/clusters` in Envoy's `cluster::host::field::value` text form and its JSON form.
@@ -7,12 +8,13 @@ enum ClustersFormatter {
         for cluster in clusters {
             let name = cluster.name
             out += "\(name)::observability_name::\(name)\n"
-            for priority in ["default_priority", "high_priority"] {
-                let limits = cluster.thresholds
-                out += "\(name)::\(priority)::max_connections::\(limits.maxConnections)\n"
-                out += "\(name)::\(priority)::max_pending_requests::\(limits.maxPendingRequests)\n"
-                out += "\(name)::\(priority)::max_requests::\(limits.maxRequests)\n"
-                out += "\(name)::\(priority)::max_retries::\(priority == "default_priority" ? limits.maxRetries : 3)\n"
+            for priority in ResourcePriority.allCases {
+                let limits = cluster.resources(priority).thresholds
+                let field = "\(name)::\(priority.statName)_priority::"
+                out += field + "max_connections::\(limits.maxConnections)\n"
+                out += field + "max_pending_requests::\(limits.maxPendingRequests)\n"
+                out += field + "max_requests::\(limits.maxRequests)\n"
+                out += field + "max_retries::\(limits.maxRetries)\n"
             }
             out += "\(name)::added_via_api::\(cluster.addedViaAPI)\n"
             for host in cluster.hosts {
@@ -71,13 +73,15 @@ enum ClustersFormatter {
                     + (host.priority == 0 ? "" : "\"priority\":\(host.priority),")
                     + "\"locality\":\(localityJSON(host.locality))}"
             }
-            let limits = cluster.thresholds
+            let thresholds = ResourcePriority.allCases.map { priority in
+                let limits = cluster.resources(priority).thresholds
+                return (priority == .high ? "{\"priority\":\"HIGH\"," : "{") + "\"max_connections\":\(limits.maxConnections),"
+                    + "\"max_pending_requests\":\(limits.maxPendingRequests),\"max_requests\":\(limits.maxRequests),"
+                    + "\"max_retries\":\(limits.maxRetries)}"
+            }
             return "{\"name\":\(StatsFormatter.jsonString(cluster.name)),\"observability_name\":"
-                + "\(StatsFormatter.jsonString(cluster.name)),\"circuit_breakers\":{\"thresholds\":[{\"max_connections\":"
-                + "\(limits.maxConnections),\"max_pending_requests\":\(limits.maxPendingRequests),\"max_requests\":"
-                + "\(limits.maxRequests),\"max_retries\":\(limits.maxRetries)},{\"priority\":\"HIGH\",\"max_connections\":"
-                + "\(limits.maxConnections),\"max_pending_requests\":\(limits.maxPendingRequests),\"max_requests\":"
-                + "\(limits.maxRequests),\"max_retries\":3}]},\"added_via_api\":\(cluster.addedViaAPI),"
+                + "\(StatsFormatter.jsonString(cluster.name)),\"circuit_breakers\":{\"thresholds\":["
+                + "\(thresholds.joined(separator: ","))]},\"added_via_api\":\(cluster.addedViaAPI),"
                 + "\"host_statuses\":[\(hosts.joined(separator: ","))]}"
         }
         return "{\"cluster_statuses\":[\(statuses.joined(separator: ","))]}"

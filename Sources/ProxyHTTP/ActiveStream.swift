@@ -23,6 +23,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     /// Header edits for this request: weighted-cluster, route, virtual host, route configuration.
     private var headerEdits = HeaderEdits()
     private var cluster: Cluster?
+    /// The cluster's circuit breaker of the route's priority.
+    private var resources: PriorityResources?
     private var policy: RetryPolicy?
     private var upstreamHead: HTTPRequestHead
     private var timeoutMs: Int64 = 0
@@ -265,6 +267,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             return
         }
         self.cluster = cluster
+        resources = cluster.resources(action.priority)
         stats.rqTotal.increment()
         if !action.hashPolicies.isEmpty, cluster.loadBalancer.isConsistentHashing {
             requestHash = RouteAction.HashPolicy.hash(
@@ -605,8 +608,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             // auto_sni: this request's host is the TLS server name; connections are pooled per name.
             host = cluster.host(host, sni: AutoSNI.serverName(fromHost: name), on: loop)
         }
-        let maxRequests = Int64(cluster.thresholds.maxRequests)
-        guard cluster.stats.upstreamRqActive.value < maxRequests else {
+        guard let resources, resources.tryAcquireRequest() else {
             cluster.stats.upstreamRqActiveOverflow.increment()
             finish(localReply: .overflow)
             return
@@ -616,7 +618,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         attemptHost = host
         cluster.stats.upstreamRqTotal.increment()
         cluster.stats.upstreamRqActive.increment()
-        if cluster.stats.upstreamRqActive.value >= maxRequests { cluster.stats.rqOpenDefault.set(1) }
         host.stats.rqTotal.wrappingAdd(1, ordering: .relaxed)
         host.stats.rqActive.wrappingAdd(1, ordering: .relaxed)
         if let perTry = policy?.perTryTimeoutMs, perTry > 0 {
@@ -631,7 +632,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             unsentBody = retryBody
             unsentBytes = retryBodyBytes
         }
-        let pool = cluster.pool(on: loop, host: host, downstreamHTTP2: manager.isHTTP2)
+        let pool = cluster.pool(on: loop, host: host, downstreamHTTP2: manager.isHTTP2, priority: resources.priority)
         self.pool = pool
         pool.acquire(host: host, delegate: self) { [self] result, waited in
             if waited { cluster.stats.upstreamRqPendingTotal.increment() }
@@ -689,9 +690,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         if let host = attemptHost {
             host.stats.rqActive.wrappingSubtract(1, ordering: .relaxed)
             cluster?.stats.upstreamRqActive.decrement()
-            if let cluster, cluster.stats.upstreamRqActive.value < Int64(cluster.thresholds.maxRequests) {
-                cluster.stats.rqOpenDefault.set(0)
-            }
+            resources?.releaseRequest()
             attemptHost = nil
         }
         if let connection, discard {
@@ -704,8 +703,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func releaseRetrySlot() {
         if holdsRetrySlot {
             holdsRetrySlot = false
-            cluster?.retryBudget.release()
-            cluster?.stats.retryOpenDefault.set(0)
+            resources?.releaseRetry()
         }
     }
 
@@ -726,9 +724,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             return false
         }
         guard bodyRetainable || (retryBodyBytes == 0 && requestEnded) else { return false }
-        guard cluster.retryBudget.tryAcquire() else {
+        guard let resources, resources.tryAcquireRetry() else {
             cluster.stats.upstreamRqRetryOverflow.increment()
-            cluster.stats.retryOpenDefault.set(1)
             return false
         }
         holdsRetrySlot = true

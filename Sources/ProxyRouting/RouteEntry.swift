@@ -203,6 +203,8 @@ public struct RouteAction: Sendable {
     public var maxStreamDurationMs: Int64?
     /// `max_stream_duration.grpc_timeout_header_offset`, taken off the `grpc-timeout`.
     public var grpcTimeoutHeaderOffsetMs: Int64
+    /// `priority`: the cluster's circuit breaker and connection pools this route's requests use.
+    public var priority: ResourcePriority = .default
 
     public init(cluster: String, weightedClusters: [WeightedCluster] = [], autoHostRewrite: Bool = false,
                 hostRewriteLiteral: String? = nil, prefixRewrite: String? = nil,

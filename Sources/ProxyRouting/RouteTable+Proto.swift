@@ -240,6 +240,7 @@ extension RouteAction {
         self.hostRewriteHeader = hostHeader
         if action.hasIdleTimeout { idleTimeoutMs = action.idleTimeout.milliseconds }
         maxStreamDurationMs = maxStreamDuration
+        if action.priority == .high { priority = .high }
         self.hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
             let policyPath = "\(path).hash_policy[\(index)]"
             switch policy.policySpecifier {

@@ -64,26 +64,11 @@ extension Cluster {
         let autoSNI = try Self.autoSNI(of: config)
         let (hosts, dnsEndpoints) = discoveryType == .eds
             ? ([], []) : try Self.hosts(of: config, discoveryType: discoveryType)
-        var thresholds = CircuitBreakerThresholds()
-        if let defaults = config.circuitBreakers.thresholds.first(where: { $0.priority == .default }) {
-            if defaults.hasMaxConnections { thresholds.maxConnections = defaults.maxConnections.value }
-            if defaults.hasMaxPendingRequests { thresholds.maxPendingRequests = defaults.maxPendingRequests.value }
-            if defaults.hasMaxRequests { thresholds.maxRequests = defaults.maxRequests.value }
-            if defaults.hasMaxRetries { thresholds.maxRetries = defaults.maxRetries.value }
-            if defaults.hasRetryBudget {
-                let budget = defaults.retryBudget
-                let percent = budget.hasBudgetPercent ? budget.budgetPercent.value : 20
-                guard (0...100).contains(percent) else {
-                    throw ClusterConfigError("circuit_breakers.thresholds.retry_budget.budget_percent", "must be between 0 and 100")
-                }
-                thresholds.retryBudget = (percent, budget.hasMinRetryConcurrency ? Int(budget.minRetryConcurrency.value) : 3)
-            }
-            thresholds.trackRemaining = defaults.trackRemaining
-        }
-        for (index, threshold) in config.circuitBreakers.thresholds.enumerated() where threshold.priority != .default {
-            // Requests of high-priority routes are counted with the rest; separate limits are not kept yet.
-            throw ClusterConfigError("circuit_breakers.thresholds[\(index)].priority",
-                                     "only DEFAULT priority thresholds are supported yet")
+        let thresholds = try ResourcePriority.allCases.map { priority in
+            try config.circuitBreakers.thresholds.enumerated()
+                .first { Self.priority(of: $0.element) == priority }
+                .map { try Self.thresholds(of: $0.element, path: "circuit_breakers.thresholds[\($0.offset)]") }
+                ?? CircuitBreakerThresholds()
         }
         let timeout = config.hasConnectTimeout ? config.connectTimeout : .init(seconds: 5)
         var localityWeighted = false
@@ -299,5 +284,29 @@ extension Cluster {
         return parts.count == 4 && parts.allSatisfy { part in
             !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && Int(part)! <= 255
         }
+    }
+
+    private static func priority(of thresholds: Envoy_Config_Cluster_V3_CircuitBreakers.Thresholds) -> ResourcePriority {
+        thresholds.priority == .high ? .high : .default
+    }
+
+    /// One priority's `circuit_breakers.thresholds` entry; unset limits keep Envoy's defaults.
+    static func thresholds(of config: Envoy_Config_Cluster_V3_CircuitBreakers.Thresholds,
+                           path: String) throws -> CircuitBreakerThresholds {
+        var thresholds = CircuitBreakerThresholds()
+        if config.hasMaxConnections { thresholds.maxConnections = config.maxConnections.value }
+        if config.hasMaxPendingRequests { thresholds.maxPendingRequests = config.maxPendingRequests.value }
+        if config.hasMaxRequests { thresholds.maxRequests = config.maxRequests.value }
+        if config.hasMaxRetries { thresholds.maxRetries = config.maxRetries.value }
+        if config.hasRetryBudget {
+            let budget = config.retryBudget
+            let percent = budget.hasBudgetPercent ? budget.budgetPercent.value : 20
+            guard (0...100).contains(percent) else {
+                throw ClusterConfigError(path + ".retry_budget.budget_percent", "must be between 0 and 100")
+            }
+            thresholds.retryBudget = (percent, budget.hasMinRetryConcurrency ? Int(budget.minRetryConcurrency.value) : 3)
+        }
+        thresholds.trackRemaining = config.trackRemaining
+        return thresholds
     }
 }

@@ -25,8 +25,8 @@ public final class Cluster: @unchecked Sendable {
     public let dnsRefreshInterval: Duration
     /// The current hosts and their balancer; DNS refreshes swap it atomically.
     private let hostSet: ManagedAtomic<LoadBalancer>
-    public let thresholds: CircuitBreakerThresholds
-    public let retryBudget: RetryBudget
+    /// The circuit breaker of each priority, indexed by `ResourcePriority.rawValue`.
+    private let breakers: [PriorityResources]
     public let stats: ClusterStats
     public let addedViaAPI: Bool
     /// The name EDS assignments for this cluster carry (`eds_cluster_config.service_name`, else the cluster's name).
@@ -56,28 +56,12 @@ public final class Cluster: @unchecked Sendable {
     public let connector: any UpstreamConnector
     /// Each pool is created here and then used only on its own event loop (hence @unchecked Sendable).
     /// HTTP/1.1 pools exist unless the cluster speaks only HTTP/2, and HTTP/2 pools when it may.
-    private let http1Pools: [ObjectIdentifier: HTTP1ConnectionPool]
-    private let http2Pools: [ObjectIdentifier: HTTP2ConnectionPool]
-
-    /// `track_remaining`: `circuit_breakers.default.remaining_{cx,pending,rq,retries}`, read from the
-    /// circuit breaker's state when listed.
-    private static func publishRemaining(of name: String, thresholds: CircuitBreakerThresholds, stats: ClusterStats,
-                                         connections: ConnectionBudget, retries: RetryBudget, store: StatsStore) {
-        let tags = [StatTags.Tag("envoy_cluster_name", name)]
-        func gauge(_ stat: String, _ compute: @escaping @Sendable () -> Int64) {
-            store.computedGauge("cluster.\(name).circuit_breakers.default.\(stat)",
-                                StatTags(extractedName: "cluster.circuit_breakers.default.\(stat)", tags: tags),
-                                compute: { max(0, compute()) })
-        }
-        let maxPending = Int64(thresholds.maxPendingRequests), maxRequests = Int64(thresholds.maxRequests)
-        gauge("remaining_cx") { Int64(connections.limit - connections.inUse) }
-        gauge("remaining_pending") { maxPending - stats.upstreamRqPendingActive.value }
-        gauge("remaining_rq") { maxRequests - stats.upstreamRqActive.value }
-        gauge("remaining_retries") { Int64(retries.limit - retries.inUse) }
-    }
+    /// Per loop, one pool of each priority (indexed by `ResourcePriority.rawValue`).
+    private let http1Pools: [ObjectIdentifier: [HTTP1ConnectionPool]]
+    private let http2Pools: [ObjectIdentifier: [HTTP2ConnectionPool]]
 
     public init(name: String, config: Envoy_Config_Cluster_V3_Cluster, discoveryType: DiscoveryType,
-                connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: CircuitBreakerThresholds,
+                connectTimeout: TimeAmount, loadBalancer: LoadBalancer, thresholds: [CircuitBreakerThresholds],
                 stats: ClusterStats, addedViaAPI: Bool, loops: [any EventLoop], connector: any UpstreamConnector,
                 dnsEndpoints: [DNSEndpoint] = [], dnsLookupFamily: DNSLookupFamily = .auto,
                 dnsRefreshInterval: Duration = .seconds(5), upstreamProtocol: UpstreamProtocol = .http1,
@@ -108,13 +92,10 @@ public final class Cluster: @unchecked Sendable {
         self.dnsEndpoints = dnsEndpoints
         self.dnsLookupFamily = dnsLookupFamily
         self.dnsRefreshInterval = dnsRefreshInterval
-        self.thresholds = thresholds
-        if let budget = thresholds.retryBudget {
-            self.retryBudget = RetryBudget(percent: budget.percent, minConcurrency: budget.minConcurrency) { [stats] in
-                stats.upstreamRqActive.value + stats.upstreamRqPendingActive.value
-            }
-        } else {
-            self.retryBudget = RetryBudget(limit: Int(thresholds.maxRetries))
+        breakers = ResourcePriority.allCases.map { priority in
+            PriorityResources(priority: priority, thresholds: priority.rawValue < thresholds.count
+                                  ? thresholds[priority.rawValue] : CircuitBreakerThresholds(),
+                              gauges: stats.circuitBreakers[priority.rawValue])
         }
         self.stats = stats
         self.addedViaAPI = addedViaAPI
@@ -134,24 +115,28 @@ public final class Cluster: @unchecked Sendable {
         }
         self.sniViews = autoSNI == nil ? [:] : Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0), SNIHostViews()) })
         self.connector = connector
-        let budget = ConnectionBudget(limit: Int(thresholds.maxConnections))
-        if thresholds.trackRemaining, let store {
-            Self.publishRemaining(of: name, thresholds: thresholds, stats: stats, connections: budget,
-                                  retries: retryBudget, store: store)
+        if let store {
+            for breaker in breakers where breaker.thresholds.trackRemaining {
+                breaker.publishRemaining(cluster: name, store: store)
+            }
         }
         let lifetime = UpstreamConnectionLifetime(config)
-        var http1Pools: [ObjectIdentifier: HTTP1ConnectionPool] = [:]
-        var http2Pools: [ObjectIdentifier: HTTP2ConnectionPool] = [:]
+        var http1Pools: [ObjectIdentifier: [HTTP1ConnectionPool]] = [:]
+        var http2Pools: [ObjectIdentifier: [HTTP2ConnectionPool]] = [:]
         for loop in loops {
+            // Each priority has pools of its own, as in Envoy: its connections count against its own limits.
             if upstreamProtocol != .http2 {
-                http1Pools[ObjectIdentifier(loop)] = HTTP1ConnectionPool(
-                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout, budget: budget,
-                    maxPendingRequests: Int(thresholds.maxPendingRequests), lifetime: lifetime)
+                http1Pools[ObjectIdentifier(loop)] = breakers.map { breaker in
+                    HTTP1ConnectionPool(loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
+                                        resources: breaker, lifetime: lifetime)
+                }
             }
             if upstreamProtocol != .http1 {
-                http2Pools[ObjectIdentifier(loop)] = HTTP2ConnectionPool(
-                    loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
-                    options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection, lifetime: lifetime)
+                http2Pools[ObjectIdentifier(loop)] = breakers.map { _ in
+                    HTTP2ConnectionPool(loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
+                                        options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection,
+                                        lifetime: lifetime)
+                }
             }
         }
         self.http1Pools = http1Pools
@@ -385,25 +370,29 @@ public final class Cluster: @unchecked Sendable {
         }
         let removed = old.hosts.filter { oldHost in !hosts.contains { $0 === oldHost } }
         guard !removed.isEmpty else { return }
-        for pool in http1Pools.values {
+        for pool in http1Pools.values.joined() {
             pool.loop.execute { for host in removed { pool.closeIdle(host: host) } }
         }
-        for pool in http2Pools.values {
+        for pool in http2Pools.values.joined() {
             pool.loop.execute { for host in removed { pool.closeIdle(host: host) } }
         }
     }
 
-    /// This loop's pool for a request to `host` that came downstream over HTTP/2 or not. Only call
-    /// from `loop`.
-    public func pool(on loop: any EventLoop, host: Host? = nil, downstreamHTTP2: Bool = false) -> ConnectionPool {
+    /// The circuit breaker of one priority: its thresholds and what is held against them.
+    public func resources(_ priority: ResourcePriority = .default) -> PriorityResources { breakers[priority.rawValue] }
+
+    /// This loop's pool of `priority` for a request to `host` that came downstream over HTTP/2 or not.
+    /// Only call from `loop`.
+    public func pool(on loop: any EventLoop, host: Host? = nil, downstreamHTTP2: Bool = false,
+                     priority: ResourcePriority = .default) -> ConnectionPool {
         let useHTTP2 = switch upstreamProtocol {
         case .http1: false
         case .http2: true
         case .downstream: downstreamHTTP2
         case .auto: host?.negotiatedHTTP2 ?? true
         }
-        if useHTTP2, let pool = http2Pools[ObjectIdentifier(loop)] { return .http2(pool) }
-        if !useHTTP2, let pool = http1Pools[ObjectIdentifier(loop)] { return .http1(pool) }
+        if useHTTP2, let pools = http2Pools[ObjectIdentifier(loop)] { return .http2(pools[priority.rawValue]) }
+        if !useHTTP2, let pools = http1Pools[ObjectIdentifier(loop)] { return .http1(pools[priority.rawValue]) }
         preconditionFailure("cluster \(name) has no pool for this event loop")
     }
 
@@ -412,17 +401,17 @@ public final class Cluster: @unchecked Sendable {
     public func host(_ host: Host, sni: String, on loop: any EventLoop) -> Host {
         guard let views = sniViews[ObjectIdentifier(loop)], !sni.isEmpty else { return host }
         return views.view(of: host, sni: sni) { evicted in
-            http1Pools[ObjectIdentifier(loop)]?.closeIdle(host: evicted)
-            http2Pools[ObjectIdentifier(loop)]?.closeIdle(host: evicted)
+            for pool in http1Pools[ObjectIdentifier(loop)] ?? [] { pool.closeIdle(host: evicted) }
+            for pool in http2Pools[ObjectIdentifier(loop)] ?? [] { pool.closeIdle(host: evicted) }
         }
     }
 
     /// Closes idle connections on every loop (the cluster was removed or the server drains).
     public func closeIdleConnections() {
-        for pool in http1Pools.values {
+        for pool in http1Pools.values.joined() {
             pool.loop.execute { pool.closeIdle() }
         }
-        for pool in http2Pools.values {
+        for pool in http2Pools.values.joined() {
             pool.loop.execute { pool.closeIdle() }
         }
     }

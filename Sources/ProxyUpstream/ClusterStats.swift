@@ -14,8 +14,9 @@ public final class ClusterStats: Sendable {
         membershipChange, assignmentTimeoutReceived, upstreamRqPerTryIdleTimeout, upstreamCxIdleTimeout,
         upstreamCxMaxDurationReached, lbZoneRoutingAllDirectly, lbZoneRoutingSampled, lbZoneRoutingCrossZone,
         lbZoneNoCapacityLeft, lbZoneClusterTooSmall, lbLocalClusterNotOK, lbRecalculateZoneStructures: Counter
-    public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal,
-        retryOpenDefault, cxOpenDefault, rqOpenDefault, rqPendingOpenDefault: Gauge
+    public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal: Gauge
+    /// `circuit_breakers.<priority>.*_open`, indexed by `ResourcePriority.rawValue`.
+    public let circuitBreakers: [CircuitBreakerGauges]
     public let upstreamRqTime, externalUpstreamRqTime, upstreamCxConnectMs, upstreamCxLengthMs: Histogram
     /// `cluster.<c>.upstream_rq_<code>` and friends: every final response.
     public let responseCodes: StatusCodeCounters
@@ -45,9 +46,7 @@ public final class ClusterStats: Sendable {
     static let declaredGauges = [
         "lb_subsets_active", "max_host_weight", "membership_degraded", "membership_excluded",
         "upstream_cx_rx_bytes_buffered", "upstream_cx_tx_bytes_buffered", "version", "warming_state",
-        "circuit_breakers.default.cx_pool_open",
-        "circuit_breakers.high.cx_open", "circuit_breakers.high.cx_pool_open", "circuit_breakers.high.rq_open",
-        "circuit_breakers.high.rq_pending_open", "circuit_breakers.high.rq_retry_open",
+        "circuit_breakers.default.cx_pool_open", "circuit_breakers.high.cx_pool_open",
     ]
 
     public init(clusterName: String, store: StatsStore) {
@@ -109,10 +108,12 @@ public final class ClusterStats: Sendable {
         upstreamCxActive = gauge("upstream_cx_active")
         membershipHealthy = gauge("membership_healthy")
         membershipTotal = gauge("membership_total")
-        retryOpenDefault = gauge("circuit_breakers.default.rq_retry_open")
-        cxOpenDefault = gauge("circuit_breakers.default.cx_open")
-        rqOpenDefault = gauge("circuit_breakers.default.rq_open")
-        rqPendingOpenDefault = gauge("circuit_breakers.default.rq_pending_open")
+        circuitBreakers = ResourcePriority.allCases.map { priority in
+            let prefix = "circuit_breakers.\(priority.statName)."
+            return CircuitBreakerGauges(cxOpen: gauge(prefix + "cx_open"), rqOpen: gauge(prefix + "rq_open"),
+                                        rqPendingOpen: gauge(prefix + "rq_pending_open"),
+                                        rqRetryOpen: gauge(prefix + "rq_retry_open"))
+        }
         upstreamRqTime = scope.histogram("upstream_rq_time")
         externalUpstreamRqTime = scope.histogram("external.upstream_rq_time")
         upstreamCxConnectMs = scope.histogram("upstream_cx_connect_ms")
@@ -124,4 +125,9 @@ public final class ClusterStats: Sendable {
                                                 extractedScope: "cluster.retry.", scopeTags: tags)
         for family in [responseCodes, externalResponseCodes, retryResponseCodes] { store.register(family) }
     }
+}
+
+/// One priority's `circuit_breakers.<priority>.*_open` gauges: 1 while that resource is at its limit.
+public struct CircuitBreakerGauges: Sendable {
+    public let cxOpen, rqOpen, rqPendingOpen, rqRetryOpen: Gauge
 }

@@ -30,9 +30,8 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private let stats: ClusterStats
     private let connectTimeout: TimeAmount
     private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
-    /// The cluster's connections against `max_connections`, shared with its other pools.
-    private let budget: ConnectionBudget
-    private let maxPendingRequests: Int64
+    /// The circuit breaker of this pool's priority, shared with that priority's pools on other loops.
+    private let resources: PriorityResources
     private typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
     /// Requests waiting for a connection while the cluster is at `max_connections`.
     private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
@@ -40,15 +39,13 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private let idleSweep = IdleSweep()
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
-                budget: ConnectionBudget = ConnectionBudget(limit: 1024), maxPendingRequests: Int = 1024,
-                lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
+                resources: PriorityResources, lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
         self.lifetime = lifetime
         self.loop = loop
         self.connector = connector
         self.stats = stats
         self.connectTimeout = connectTimeout
-        self.budget = budget
-        self.maxPendingRequests = Int64(maxPendingRequests)
+        self.resources = resources
     }
 
     /// An idle connection to `host` if one is open, else a new one. `pending` is told whether the
@@ -65,17 +62,15 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             completion(.success(connection), false)
             return
         }
-        guard budget.tryAcquire() else {
+        guard resources.tryAcquireConnection() else {
             // At max_connections: wait for one to come back, unless max_pending_requests are waiting.
-            stats.cxOpenDefault.set(1)
-            guard stats.upstreamRqPendingActive.value < maxPendingRequests else {
+            guard resources.tryEnterPending() else {
                 stats.upstreamRqPendingOverflow.increment()
                 completion(.failure(CircuitBreakerOverflow()), false)
                 return
             }
             stats.upstreamCxOverflow.increment()
             stats.upstreamRqPendingActive.increment()
-            if stats.upstreamRqPendingActive.value >= maxPendingRequests { stats.rqPendingOpenDefault.set(1) }
             waiters.append((host, delegate, completion))
             return
         }
@@ -212,12 +207,12 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
 
     /// A connection closed or failed to open: its slot goes to the first waiter, if any.
     private func slotFreed() {
-        budget.release()
-        if budget.inUse < budget.limit { stats.cxOpenDefault.set(0) }
+        resources.releaseConnection()
         guard let waiter = waiters.popFirst() else { return }
         leavePending()
-        guard budget.tryAcquire() else {
+        guard resources.tryAcquireConnection() else {
             waiters.prepend(waiter)
+            resources.reenterPending()
             stats.upstreamRqPendingActive.increment()
             return
         }
@@ -225,8 +220,8 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     }
 
     private func leavePending() {
+        resources.leavePending()
         stats.upstreamRqPendingActive.decrement()
-        if stats.upstreamRqPendingActive.value < maxPendingRequests { stats.rqPendingOpenDefault.set(0) }
     }
 
     private func forget(_ connection: UpstreamConnection) {

@@ -95,7 +95,7 @@ import XDSAPI
         #expect(cluster.hosts.map(\.addressDescription) == ["[::1]:80"])
         #expect(cluster.dnsEndpoints.map(\.name) == ["backend.local", "::1"])
         #expect(cluster.connectTimeout == .seconds(5))
-        #expect(cluster.thresholds.maxRetries == 3)
+        #expect(cluster.resources().thresholds.maxRetries == 3)
     }
 
     @Test func unsupportedLBPolicyIsAnError() {

@@ -92,3 +92,76 @@ def test_retry_budget_replaces_max_retries(binary, name, launch):
         assert failing.count == 3
     finally:
         failing.close()
+
+
+PRIORITY_ROUTES = ("            - { match: { prefix: /hi/ }, route: { cluster: up, priority: HIGH, prefix_rewrite: / } }\n"
+                   "            - { match: { prefix: / }, route: { cluster: up } }\n")
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_high_priority_routes_have_their_own_limits(binary, name, launch):
+    """A route with `priority: HIGH` is held to the HIGH thresholds, counted apart from DEFAULT's: with DEFAULT
+    at one request and HIGH at two, a burst of four on each serves one and two."""
+    upstream = RawUpstream()
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, PRIORITY_ROUTES,
+            [static_cluster("up", upstream.port, extra=(
+                "    circuit_breakers: { thresholds: [{ max_requests: 1 },"
+                " { priority: HIGH, max_requests: 2, track_remaining: true }] }\n"))]), f"cb-high-{name}")
+        results = {}
+        threads = [threading.Thread(target=lambda key=key, path=path: results.__setitem__(key, get(proxy.port, path)))
+                   for path in ("/slow?ms=700", "/hi/slow?ms=700") for key in [(path, i) for i in range(4)]]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while proxy.stats("upstream_rq_active").get("cluster.up.upstream_rq_active") != "3":
+            assert time.monotonic() < deadline, "the served requests never became active"
+            time.sleep(0.02)
+        during = proxy.stats("circuit_breakers.")
+        for thread in threads:
+            thread.join(timeout=20)
+    finally:
+        upstream.close()
+    default = sorted(status for (path, _), (status, _, _) in results.items() if not path.startswith("/hi"))
+    high = sorted(status for (path, _), (status, _, _) in results.items() if path.startswith("/hi"))
+    assert default == [200, 503, 503, 503]
+    assert high == [200, 200, 503, 503]
+    assert during["cluster.up.circuit_breakers.default.rq_open"] == "1"
+    assert during["cluster.up.circuit_breakers.high.rq_open"] == "1"
+    assert during["cluster.up.circuit_breakers.high.remaining_rq"] == "0"
+    assert proxy.stats("cluster.up.upstream_rq_active_overflow")["cluster.up.upstream_rq_active_overflow"] == "5"
+    after = proxy.stats("circuit_breakers.")
+    assert after["cluster.up.circuit_breakers.high.rq_open"] == "0"
+    assert after["cluster.up.circuit_breakers.high.remaining_rq"] == "2"
+    clusters = proxy.admin_get("/clusters")[1].splitlines()
+    assert "up::default_priority::max_requests::1" in clusters
+    assert "up::high_priority::max_requests::2" in clusters
+    assert "up::high_priority::max_retries::3" in clusters
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_high_priority_requests_use_their_own_connections(binary, name, launch):
+    """max_connections is counted per priority, so with one connection allowed and no request allowed to
+    wait, a DEFAULT and a HIGH request in flight together are both served, each over a connection of its own."""
+    upstream = RawUpstream()
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, PRIORITY_ROUTES,
+            [static_cluster("up", upstream.port, extra=(
+                "    circuit_breakers: { thresholds: [{ max_connections: 1, max_pending_requests: 1 },"
+                " { priority: HIGH, max_connections: 1, max_pending_requests: 1 }] }\n"))]), f"cb-high-cx-{name}")
+        results = []
+        threads = [threading.Thread(target=lambda path=path: results.append(get(proxy.port, path)))
+                   for path in ("/slow?ms=500", "/hi/slow?ms=500")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert [status for status, _, _ in results] == [200, 200]
+        assert upstream.connections == 2
+        stats = proxy.stats("cluster.up.upstream_cx_")
+        assert stats["cluster.up.upstream_cx_total"] == "2"
+        assert stats.get("cluster.up.upstream_cx_overflow", "0") == "0"
+    finally:
+        upstream.close()
