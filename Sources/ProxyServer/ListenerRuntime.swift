@@ -84,8 +84,10 @@ final class ListenerRuntime: @unchecked Sendable {
         let scope = listener.statPrefix.isEmpty
             ? "\(socket.address)_\(port)".replacingOccurrences(of: ":", with: "_")
             : listener.statPrefix
-        // Envoy's per_connection_buffer_limit_bytes (1 MiB unless set): what a request may buffer for retries.
-        let bufferLimit = listener.hasPerConnectionBufferLimitBytes ? Int(listener.perConnectionBufferLimitBytes.value) : 1 << 20
+        // Envoy's per_connection_buffer_limit_bytes: the connections' write water marks, and what a request
+        // may buffer for retries.
+        let bufferLimit = listener.hasPerConnectionBufferLimitBytes
+            ? Int(listener.perConnectionBufferLimitBytes.value) : WriteBufferWaterMark.defaultBufferLimit
         func chain(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, isDefault: Bool) throws -> FilterChainRuntime {
             if let same = reuse.first(where: { $0.proto == proto && $0.bufferLimit == bufferLimit }) { return same }
             return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault,

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ProxyCore
 import ProxyTLS
 import ProxyUpstream
 import XDSAPI
@@ -16,6 +17,8 @@ struct NIOUpstreamConnector: UpstreamConnector {
     var transport: UpstreamTransportSocket?
     /// `upstream_connection_options.tcp_keepalive`; nil leaves keep-alive off, as Envoy does.
     var keepalive: TCPKeepalive?
+    /// The cluster's `per_connection_buffer_limit_bytes`: its connections' write water marks.
+    var bufferLimit = WriteBufferWaterMark.defaultBufferLimit
 
     var appliesTransportSocket: Bool { true }
 
@@ -69,6 +72,7 @@ struct NIOUpstreamConnector: UpstreamConnector {
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: WriteBufferWaterMark(perConnectionBufferLimit: bufferLimit))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try initializer(channel) }
             }

@@ -59,7 +59,10 @@ extension Cluster {
             }
         }
         return try Cluster(config, stats: stats, addedViaAPI: addedViaAPI, loops: loops,
-                           connector: NIOUpstreamConnector(transport: transport, keepalive: TCPKeepalive(config)),
+                           connector: NIOUpstreamConnector(
+                               transport: transport, keepalive: TCPKeepalive(config),
+                               bufferLimit: config.hasPerConnectionBufferLimitBytes
+                                   ? Int(config.perConnectionBufferLimitBytes.value) : WriteBufferWaterMark.defaultBufferLimit),
                            localZone: localZone)
     }
 
