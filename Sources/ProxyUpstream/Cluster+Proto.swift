@@ -33,11 +33,16 @@ extension Cluster {
         case .roundRobin: policy = .roundRobin
         case .random: policy = .random
         case .leastRequest:
-            // Envoy's default choice_count is 2; other counts and active-request bias are not supported yet.
-            if config.leastRequestLbConfig.hasChoiceCount, config.leastRequestLbConfig.choiceCount.value != 2 {
-                throw ClusterConfigError("least_request_lb_config.choice_count", "only 2 choices are supported so far")
+            let options = config.leastRequestLbConfig
+            let choices = options.hasChoiceCount ? Int(options.choiceCount.value) : 2
+            guard choices >= 2 else {
+                throw ClusterConfigError("least_request_lb_config.choice_count", "must be at least 2")
             }
-            policy = .leastRequest
+            let bias = options.hasActiveRequestBias ? options.activeRequestBias.defaultValue : 1
+            guard bias >= 0, bias.isFinite else {
+                throw ClusterConfigError("least_request_lb_config.active_request_bias", "must be a finite number, 0 or more")
+            }
+            policy = .leastRequest(choiceCount: choices, activeRequestBias: bias)
         case .ringHash:
             let ringConfig = config.ringHashLbConfig
             let minimum = ringConfig.hasMinimumRingSize ? Int(ringConfig.minimumRingSize.value) : 1024
@@ -98,9 +103,11 @@ extension Cluster {
     /// or random without locality weights, when the bootstrap names a local cluster (and this is not it).
     static func zoneLocality(cluster: String, policy: LoadBalancer.Policy, localityWeighted: Bool,
                              localZone: LocalZone?) -> Host.Locality? {
-        guard let localZone, localZone.clusterName != cluster, !localityWeighted,
-              [.roundRobin, .leastRequest, .random].contains(policy) else { return nil }
-        return localZone.locality
+        guard let localZone, localZone.clusterName != cluster, !localityWeighted else { return nil }
+        switch policy {
+        case .roundRobin, .leastRequest, .random: return localZone.locality
+        case .ringHash, .maglev: return nil
+        }
     }
 
     static let httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -7,8 +7,12 @@ public final class LoadBalancer: AtomicReference, Sendable {
     public enum Policy: Sendable, Equatable {
         case roundRobin
         case random
-        /// Envoy's LEAST_REQUEST with equal weights: the power of two choices, by active requests.
-        case leastRequest
+        /// Envoy's LEAST_REQUEST: with equal weights the fewest active requests of `choiceCount` random
+        /// hosts; with unequal weights `WeightedLeastRequest`, weights lowered by active requests.
+        case leastRequest(choiceCount: Int, activeRequestBias: Double)
+
+        /// Envoy's defaults: two choices, a bias of 1.
+        public static let leastRequestDefault = Policy.leastRequest(choiceCount: 2, activeRequestBias: 1)
         /// RING_HASH: a consistent-hash ring of `minimumRingSize`...`maximumRingSize` entries.
         case ringHash(minimumRingSize: Int, maximumRingSize: Int)
         /// MAGLEV: a lookup table of `tableSize` (a prime) entries.
@@ -23,6 +27,8 @@ public final class LoadBalancer: AtomicReference, Sendable {
     /// RING_HASH: (hash, host index) sorted by hash. MAGLEV: host index per table slot.
     private let ring: [(hash: UInt64, host: Int)]
     private let table: [Int]
+    /// LEAST_REQUEST over unequal weights.
+    private let weightedLeastRequest: WeightedLeastRequest?
 
     /// One balancer per EDS priority, in priority order, when the hosts are in more than one.
     public let levels: [LoadBalancer]
@@ -74,6 +80,11 @@ public final class LoadBalancer: AtomicReference, Sendable {
         } else {
             schedule = Self.interleavedSchedule(weights: weights)
         }
+        if case .leastRequest(_, let bias) = policy, Set(weights).count > 1 {
+            weightedLeastRequest = WeightedLeastRequest(hosts: hosts, activeRequestBias: bias)
+        } else {
+            weightedLeastRequest = nil
+        }
     }
 
     /// The hosts by locality, in the order their localities first appear (EDS order), with `first`'s
@@ -112,12 +123,20 @@ public final class LoadBalancer: AtomicReference, Sendable {
             return hosts[schedule[Int(step % UInt64(schedule.count))]]
         case .random:
             return hosts[schedule[Int(Self.mix(step) % UInt64(schedule.count))]]
-        case .leastRequest:
-            let first = hosts[schedule[Int(Self.mix(step) % UInt64(schedule.count))]]
-            guard hosts.count > 1 else { return first }
-            let second = hosts[schedule[Int(Self.mix(step &+ 0x5851_F42D_4C95_7F2D) % UInt64(schedule.count))]]
-            return second.stats.rqActive.load(ordering: .relaxed) < first.stats.rqActive.load(ordering: .relaxed)
-                ? second : first
+        case .leastRequest(let choiceCount, _):
+            if let weightedLeastRequest { return weightedLeastRequest.pick() }
+            var chosen = hosts[Int(Self.mix(step) % UInt64(hosts.count))]
+            guard hosts.count > 1 else { return chosen }
+            var fewest = chosen.stats.rqActive.load(ordering: .relaxed)
+            for choice in 1..<max(2, choiceCount) {
+                let other = hosts[Int(Self.mix(step &+ UInt64(choice) &* 0x5851_F42D_4C95_7F2D) % UInt64(hosts.count))]
+                let active = other.stats.rqActive.load(ordering: .relaxed)
+                if active < fewest {
+                    chosen = other
+                    fewest = active
+                }
+            }
+            return chosen
         }
     }
 

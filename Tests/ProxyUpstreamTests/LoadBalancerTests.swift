@@ -110,14 +110,46 @@ import XDSAPI
     @Test func prefersTheLessBusyOfTwoChoices() {
         let hosts = LoadBalancerTests.hosts([1, 1])
         hosts[0].stats.rqActive.store(10, ordering: .relaxed)
-        let lb = LoadBalancer(policy: .leastRequest, hosts: hosts)
+        let lb = LoadBalancer(policy: .leastRequestDefault, hosts: hosts)
         let picks = (0..<200).map { _ in lb.pick()!.address }
         // Whenever both hosts are drawn, the idle one wins; only a double draw of the busy one picks it.
         #expect(picks.filter { $0 == "10.0.0.2" }.count > 120)
     }
 
+    @Test func moreChoicesFindTheIdleHostMoreOften() {
+        func idlePicks(choices: Int) -> Int {
+            let hosts = LoadBalancerTests.hosts([1, 1, 1, 1])
+            for host in hosts.dropFirst() { host.stats.rqActive.store(5, ordering: .relaxed) }
+            let lb = LoadBalancer(policy: .leastRequest(choiceCount: choices, activeRequestBias: 1), hosts: hosts)
+            return (0..<4000).filter { _ in lb.pick()! === hosts[0] }.count
+        }
+        // The idle host wins unless no choice lands on it: 1 - (3/4)^n of picks.
+        #expect(abs(idlePicks(choices: 2) - 1750) < 200)
+        #expect(abs(idlePicks(choices: 4) - 2734) < 200)
+    }
+
+    @Test func unequalWeightsAreFollowedExactlyWhenIdle() {
+        let hosts = LoadBalancerTests.hosts([1, 3])
+        let lb = LoadBalancer(policy: .leastRequestDefault, hosts: hosts)
+        let heavy = (0..<400).filter { _ in lb.pick()! === hosts[1] }.count
+        #expect(heavy == 300)
+    }
+
+    @Test func activeRequestsLowerAHostsWeightByTheBias() {
+        func heavyPicks(bias: Double) -> Int {
+            let hosts = LoadBalancerTests.hosts([1, 3])
+            hosts[1].stats.rqActive.store(5, ordering: .relaxed)
+            let lb = LoadBalancer(policy: .leastRequest(choiceCount: 2, activeRequestBias: bias), hosts: hosts)
+            return (0..<600).filter { _ in lb.pick()! === hosts[1] }.count
+        }
+        // Weight 3 over 6 active-plus-one is 0.5 against the idle host's 1: a third of the picks.
+        #expect(heavyPicks(bias: 1) == 200)
+        // A bias of 0 ignores active requests: plain 1:3.
+        #expect(heavyPicks(bias: 0) == 450)
+    }
+
     @Test func spreadsEvenlyWhenIdle() {
-        let lb = LoadBalancer(policy: .leastRequest, hosts: LoadBalancerTests.hosts([1, 1, 1]))
+        let lb = LoadBalancer(policy: .leastRequestDefault, hosts: LoadBalancerTests.hosts([1, 1, 1]))
         #expect(Set((0..<300).map { _ in lb.pick()!.address }).count == 3)
     }
 }
