@@ -13,7 +13,11 @@ public final class HostOutlierState: Sendable {
     let consecutiveLocalOriginFailures = Atomic<Int>(0)
     /// `NIODeadline.uptimeNanoseconds` the ejection ends at; 0 when the host is in service.
     let ejectedUntil = Atomic<UInt64>(0)
-    let ejections = Atomic<Int>(0)
+    /// What `base_ejection_time` is multiplied by for the next ejection: one more per ejection while
+    /// below `max_ejection_time`, one less per `interval` the host then stays in service.
+    let ejectionBackoff = Atomic<Int>(0)
+    /// `NIODeadline.uptimeNanoseconds` of the last return to service; 0 before any.
+    let returnedAt = Atomic<UInt64>(0)
     /// Requests and successes (below 500) in the current interval, for success-rate and
     /// failure-percentage detection.
     let intervalTotal = Atomic<UInt64>(0)
@@ -34,8 +38,10 @@ public final class HostOutlierState: Sendable {
 /// request ends (a connect failure or reset counts as both, as Envoy counts it when local-origin
 /// errors are not split; with `split_external_local_origin_errors` they count towards
 /// `consecutive_local_origin_failure` instead), and every `interval` the success-rate and
-/// failure-percentage checks over the hosts with enough requests in it (local-origin ones apart when split). Ejection lasts `base_ejection_time` times the host's
-/// ejection count, capped at `max_ejection_time`, within `max_ejection_percent` (at least one host).
+/// failure-percentage checks over the hosts with enough requests in it (local-origin ones apart when
+/// split). Ejection lasts `base_ejection_time` times the host's ejection multiplier, capped at
+/// `max_ejection_time`, plus up to `max_ejection_time_jitter`, within `max_ejection_percent` (at
+/// least one host).
 public final class OutlierDetector: Sendable {
     let consecutive5xx: Int
     let enforcing5xx: UInt64
@@ -44,6 +50,8 @@ public final class OutlierDetector: Sendable {
     let baseEjection: TimeAmount
     let maxEjection: TimeAmount
     let maxEjectionPercent: Int
+    /// `max_ejection_time_jitter`: up to this much is added to each ejection, at random.
+    let maxEjectionJitter: TimeAmount
     /// How often the success-rate and failure-percentage checks run.
     let interval: TimeAmount
     let enforcingSuccessRate: UInt64
@@ -117,6 +125,7 @@ public final class OutlierDetector: Sendable {
                                               "enforcing_consecutive_gateway_failure")
         baseEjection = milliseconds(proto.baseEjectionTime, proto.hasBaseEjectionTime, default: 30_000)
         maxEjection = milliseconds(proto.maxEjectionTime, proto.hasMaxEjectionTime, default: 300_000)
+        maxEjectionJitter = milliseconds(proto.maxEjectionTimeJitter, proto.hasMaxEjectionTimeJitter, default: 0)
         maxEjectionPercent = Int(try percent(proto.maxEjectionPercent, proto.hasMaxEjectionPercent, default: 10,
                                              "max_ejection_percent"))
         self.stats = stats
@@ -184,8 +193,14 @@ public final class OutlierDetector: Sendable {
             stats.overflow.increment()
             return false
         }
-        let times = host.outlier.ejections.wrappingAdd(1, ordering: .relaxed).newValue
-        let duration = min(baseEjection.nanoseconds * Int64(times), max(baseEjection.nanoseconds, maxEjection.nanoseconds))
+        // The multiplier stops growing once the ejection time has reached max_ejection_time.
+        var backoff = host.outlier.ejectionBackoff.load(ordering: .relaxed)
+        if baseEjection.nanoseconds * Int64(backoff) < maxEjection.nanoseconds + baseEjection.nanoseconds {
+            backoff += 1
+            host.outlier.ejectionBackoff.store(backoff, ordering: .relaxed)
+        }
+        var duration = min(baseEjection.nanoseconds * Int64(backoff), max(baseEjection.nanoseconds, maxEjection.nanoseconds))
+        if maxEjectionJitter.nanoseconds > 0 { duration += Int64.random(in: 0...maxEjectionJitter.nanoseconds) }
         host.outlier.ejectedUntil.store(now.uptimeNanoseconds + UInt64(duration), ordering: .relaxed)
         ejectedCount.wrappingAdd(1, ordering: .relaxed)
         membershipHealthy.decrement()
@@ -211,12 +226,12 @@ public final class OutlierDetector: Sendable {
     /// success rate is below the mean by more than `success_rate_stdev_factor` standard deviations)
     /// and the failure-percentage check (hosts failing at least `failure_percentage_threshold` %),
     /// each over the hosts with enough requests, when there are enough such hosts.
-    func evaluate(_ hosts: [Host], random: () -> UInt64) {
-        let now = NIODeadline.now()
+    func evaluate(_ hosts: [Host], random: () -> UInt64, now: NIODeadline = .now()) {
         var external: [Counted] = []
         var local: [Counted] = []
         for host in hosts {
             returnIfExpired(host, at: now)
+            relaxBackoff(host, at: now)
             let state = host.outlier
             let total = state.intervalTotal.exchange(0, ordering: .relaxed)
             let success = state.intervalSuccess.exchange(0, ordering: .relaxed)
@@ -279,9 +294,21 @@ public final class OutlierDetector: Sendable {
         guard until != 0, now.uptimeNanoseconds >= until else { return }
         let (exchanged, _) = host.outlier.ejectedUntil.compareExchange(expected: until, desired: 0, ordering: .relaxed)
         guard exchanged else { return }
+        host.outlier.returnedAt.store(now.uptimeNanoseconds, ordering: .relaxed)
         ejectedCount.wrappingSubtract(1, ordering: .relaxed)
         membershipHealthy.increment()
         stats.ejectionsActive.decrement()
+    }
+
+    /// A host back in service for at least an interval has its ejection multiplier lowered by one
+    /// at each interval's end, so a host that stays healthy is ejected for less next time.
+    private func relaxBackoff(_ host: Host, at now: NIODeadline) {
+        let state = host.outlier
+        let returned = state.returnedAt.load(ordering: .relaxed)
+        guard returned != 0, state.ejectedUntil.load(ordering: .relaxed) == 0,
+              now.uptimeNanoseconds >= returned + UInt64(interval.nanoseconds),
+              state.ejectionBackoff.load(ordering: .relaxed) > 0 else { return }
+        state.ejectionBackoff.wrappingSubtract(1, ordering: .relaxed)
     }
 }
 

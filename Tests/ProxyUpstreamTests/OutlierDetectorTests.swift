@@ -1,3 +1,4 @@
+import NIOCore
 import ProxyCore
 import Testing
 import XDSAPI
@@ -40,12 +41,56 @@ import XDSAPI
         #expect(detector.ejected == 1)
     }
 
+    @Test func ejectionTimeGrowsToItsCapAndShrinksWhileHealthy() throws {
+        let built = try cluster(hosts: 2) { detection in
+            detection.consecutive5Xx.value = 1
+            detection.baseEjectionTime.seconds = 1
+            detection.maxEjectionTime.seconds = 3
+            detection.interval.seconds = 10
+        }
+        let detector = try #require(built.outlierDetector)
+        let host = built.hosts[0]
+        var later = NIODeadline.now()
+        func ejectAndReturn() -> Int64 {
+            let before = NIODeadline.now().uptimeNanoseconds
+            detector.report(host, status: 500, hostCount: 2, random: 0)
+            let seconds = (Int64(host.outlier.ejectedUntil.load(ordering: .relaxed)) - Int64(before)) / 1_000_000_000
+            later = later + .seconds(seconds + 1)
+            detector.evaluate(built.hosts, random: { 0 }, now: later)
+            return seconds
+        }
+        // 1, 2, 3 seconds, then capped by max_ejection_time.
+        #expect((0..<5).map { _ in ejectAndReturn() } == [1, 2, 3, 3, 3])
+        #expect(!host.outlier.isEjected(at: later))
+        // Each interval in service takes one off the multiplier (which stopped at 4: 4 s would pass the cap).
+        #expect(host.outlier.ejectionBackoff.load(ordering: .relaxed) == 4)
+        detector.evaluate(built.hosts, random: { 0 }, now: later + .seconds(10))
+        detector.evaluate(built.hosts, random: { 0 }, now: later + .seconds(20))
+        detector.evaluate(built.hosts, random: { 0 }, now: later + .seconds(30))
+        #expect(host.outlier.ejectionBackoff.load(ordering: .relaxed) == 1)
+    }
+
     @Test func gatewayFailuresAreDetectedButNotEnforcedByDefault() throws {
         let built = try cluster(hosts: 2) { $0.consecutive5Xx.value = 100 }
         let detector = try #require(built.outlierDetector)
         for _ in 0..<5 { detector.report(built.hosts[0], status: 502, hostCount: 2, random: 0) }
         #expect(!built.hosts[0].outlier.isEjected(at: .now()))
         #expect(detector.stats.detectedConsecutiveGatewayFailure.value == 1)
+    }
+
+    @Test func enforcedGatewayFailuresEjectOnlyOnGatewayErrors() throws {
+        let built = try cluster(hosts: 2) { detection in
+            detection.consecutive5Xx.value = 100
+            detection.consecutiveGatewayFailure.value = 3
+            detection.enforcingConsecutiveGatewayFailure.value = 100
+        }
+        let detector = try #require(built.outlierDetector)
+        // A 500 is no gateway failure: it breaks the streak.
+        for status in [502, 504, 500, 503, 502] { detector.report(built.hosts[0], status: status, hostCount: 2, random: 0) }
+        #expect(!built.hosts[0].outlier.isEjected(at: .now()))
+        detector.report(built.hosts[0], status: 504, hostCount: 2, random: 0)
+        #expect(built.hosts[0].outlier.isEjected(at: .now()))
+        #expect(detector.stats.enforcedConsecutiveGatewayFailure.value == 1)
     }
 
     @Test func successRateEjectsTheHostFarBelowTheMean() throws {

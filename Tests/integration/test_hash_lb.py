@@ -141,3 +141,33 @@ def test_generated_cookie_keeps_a_client_on_one_host(binary, name, launch):
     finally:
         for upstream in upstreams:
             upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_source_ip_hash_on_a_small_ring(binary, name, launch):
+    """hash_policy connection_properties.source_ip on a ring bounded by minimum/maximum_ring_size: one client
+    address, one host; without a hash policy the same requests spread."""
+    upstreams = [RawUpstream() for _ in range(3)]
+    endpoint = "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}"
+    cluster = f"""  - name: hashed
+    type: STATIC
+    lb_policy: RING_HASH
+    ring_hash_lb_config: {{ minimum_ring_size: 64, maximum_ring_size: 256 }}
+    load_assignment:
+      cluster_name: hashed
+      endpoints: [{{ lb_endpoints: [{", ".join(endpoint.format(u.port) for u in upstreams)}] }}]
+"""
+    routes = ("            - match: { prefix: /ip }\n"
+              "              route: { cluster: hashed, hash_policy: [{ connection_properties: { source_ip: true } }] }\n"
+              "            - { match: { prefix: / }, route: { cluster: hashed } }\n")
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(l, a, routes, [cluster]), f"hash-source-ip-{name}")
+        for _ in range(30):
+            assert get(proxy.port, "/ip")[0] == 200
+        assert sorted(len(u.requests) for u in upstreams) == [0, 0, 30]
+        for _ in range(30):
+            assert get(proxy.port, "/other")[0] == 200
+        assert all(len(u.requests) > 0 for u in upstreams), "unhashed requests take random ring points"
+    finally:
+        for upstream in upstreams:
+            upstream.close()

@@ -1,5 +1,6 @@
 """Route actions through Envoy 1.40 and meshproxy alike: cluster_header (present, missing, unknown),
-regex_rewrite with capture groups, host_rewrite_header; what reaches the upstream is compared."""
+regex_rewrite with capture groups, host_rewrite_header, host_rewrite_literal, and request headers added
+with each append_action and removed; what reaches the upstream is compared."""
 import pytest
 
 from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
@@ -13,6 +14,15 @@ ROUTES = r"""- match: { prefix: /pick }
     regex_rewrite: { pattern: { regex: "^/rewrite/(\\w+)/(\\d+)$" }, substitution: "/v2/\\2/\\1" }
 - match: { prefix: /host }
   route: { cluster: a, host_rewrite_header: x-host }
+- match: { prefix: /literal }
+  route: { cluster: a, host_rewrite_literal: literal.example }
+  request_headers_to_remove: [x-secret]
+  request_headers_to_add:
+  - { header: { key: x-append, value: added }, append_action: APPEND_IF_EXISTS_OR_ADD }
+  - { header: { key: x-if-absent, value: added }, append_action: ADD_IF_ABSENT }
+  - { header: { key: x-overwrite, value: added }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
+  - { header: { key: x-only-existing, value: added }, append_action: OVERWRITE_IF_EXISTS }
+  - { header: { key: x-only-missing, value: added }, append_action: OVERWRITE_IF_EXISTS }
 """
 
 
@@ -34,9 +44,15 @@ def test_route_actions(binary, name, launch):
         assert upstream_headers["host"] == "rewritten.example"
         assert get(proxy.port, "/host")[0] == 200
         assert {k.lower(): v for k, v in a.requests[-1][1]}["host"] == f"127.0.0.1:{proxy.port}"
+        sent = {"x-append": "mine", "x-if-absent": "mine", "x-overwrite": "mine", "x-only-existing": "mine",
+                "x-secret": "hidden"}
+        assert get(proxy.port, "/literal", headers=sent)[0] == 200
+        literal = sorted((k.lower(), v) for k, v in a.requests[-1][1] if k.lower() in ("host", *sent, "x-only-missing"))
     finally:
         a.close()
         b.close()
+    assert literal == sorted([("host", "literal.example"), ("x-append", "mine"), ("x-append", "added"),
+                              ("x-if-absent", "mine"), ("x-only-existing", "added"), ("x-overwrite", "added")])
     # Envoy answers a missing or unknown cluster_header cluster with 503 (no_cluster).
     assert (missing, unknown) == (503, 503)
     assert proxy.stats("no_cluster")["http.ingress_http.no_cluster"] == "2"

@@ -1,5 +1,6 @@
-"""Route match conditions through Envoy 1.40 and meshproxy alike: query parameters, header range and
-ignore_case string matches, grpc, and runtime_fraction at 0 % and 100 %. Each route answers with its own
+"""Route match conditions through Envoy 1.40 and meshproxy alike: path_separated_prefix, case_sensitive,
+safe_regex paths, query parameters, header range, suffix, contains and ignore_case string matches,
+invert_match, grpc, and runtime_fraction at 0 % and 100 %. Each route answers with its own
 direct response, so the body (for gRPC requests, the grpc-message) names the route that matched."""
 import pytest
 
@@ -14,6 +15,16 @@ ROUTES = """\
   direct_response: { status: 200, body: { inline_string: range } }
 - match: { prefix: /h, headers: [{ name: x-env, string_match: { prefix: prod, ignore_case: true } }] }
   direct_response: { status: 200, body: { inline_string: caseless } }
+- match: { path_separated_prefix: /sep }
+  direct_response: { status: 200, body: { inline_string: separated } }
+- match: { prefix: /CaSe, case_sensitive: false }
+  direct_response: { status: 200, body: { inline_string: caseless-path } }
+- match: { safe_regex: { regex: "/re/[0-9]+" } }
+  direct_response: { status: 200, body: { inline_string: regex } }
+- match: { prefix: /inv, headers: [{ name: x-block, present_match: true, invert_match: true }] }
+  direct_response: { status: 200, body: { inline_string: inverted } }
+- match: { prefix: /hs, headers: [{ name: x-s, string_match: { suffix: "-beta" } }, { name: x-c, string_match: { contains: mid } }] }
+  direct_response: { status: 200, body: { inline_string: suffix-contains } }
 - match: { prefix: /, grpc: {} }
   direct_response: { status: 200, body: { inline_string: grpc } }
 - match: { prefix: /, runtime_fraction: { default_value: { numerator: 100 }, runtime_key: always } }
@@ -28,6 +39,20 @@ CASES = [
     ("/h", {"x-version": "20"}, "fallback"),
     ("/h", {"x-env": "PRODUCTION"}, "caseless"),
     ("/h", {"x-env": "staging"}, "fallback"),
+    ("/sep", {}, "separated"),
+    ("/sep/x", {}, "separated"),
+    ("/sep?x=1", {}, "separated"),
+    ("/sepx", {}, "fallback"),
+    ("/case/a", {}, "caseless-path"),
+    ("/CASE", {}, "caseless-path"),
+    ("/re/123", {}, "regex"),
+    ("/re/12a", {}, "fallback"),
+    ("/re/123?q", {}, "regex"),
+    ("/inv", {}, "inverted"),
+    ("/inv", {"x-block": "1"}, "fallback"),
+    ("/hs", {"x-s": "v-beta", "x-c": "amidb"}, "suffix-contains"),
+    ("/hs", {"x-s": "v-beta"}, "fallback"),
+    ("/hs", {"x-s": "v-alpha", "x-c": "mid"}, "fallback"),
     ("/svc.Method", {"content-type": "application/grpc+proto"}, "grpc"),
     ("/svc.Method", {"content-type": "application/json"}, "fallback"),
 ]
