@@ -128,7 +128,8 @@ public final class Cluster: @unchecked Sendable {
             if upstreamProtocol != .http2 {
                 http1Pools[ObjectIdentifier(loop)] = breakers.map { breaker in
                     HTTP1ConnectionPool(loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
-                                        resources: breaker, lifetime: lifetime)
+                                        resources: breaker, lifetime: lifetime,
+                                        maxRequestsPerConnection: maxRequestsPerConnection)
                 }
             }
             if upstreamProtocol != .http1 {
@@ -253,11 +254,12 @@ public final class Cluster: @unchecked Sendable {
         guard let first = balancer.pick(hash: hash) else { return nil }
         let now = NIODeadline.now()
         outlierDetector?.returnIfExpired(first, at: now)
-        guard isUnavailable(first, at: now) else { return first }
         if inPanic {
+            // Every pick in panic counts, whichever host it lands on, as in Envoy.
             stats.lbHealthyPanic.increment()
             return first
         }
+        guard isUnavailable(first, at: now) else { return first }
         for retry in 1..<max(1, balancer.hosts.count) {
             // A hashing balancer moves the point along; the others simply take their next pick.
             guard let next = balancer.pick(hash: hash.map { $0 &+ UInt64(retry) &* 0x9E37_79B9_7F4A_7C15 }) else { break }

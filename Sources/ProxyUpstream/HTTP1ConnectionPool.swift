@@ -11,6 +11,8 @@ public final class UpstreamConnection {
     let connectedAt: NIODeadline
     /// When it last went back to its pool (`idle_timeout`).
     var idleSince: NIODeadline
+    /// Responses it has carried, against `max_requests_per_connection`.
+    var requestsServed = 0
 
     init(channel: any Channel, handler: UpstreamConnectionHandler, host: Host, connectedAt: NIODeadline) {
         self.channel = channel
@@ -37,9 +39,13 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
     private let lifetime: UpstreamConnectionLifetime
     private let idleSweep = IdleSweep()
+    /// `max_requests_per_connection`: a connection closes after this many responses (0: no limit).
+    private let maxRequestsPerConnection: Int
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
-                resources: PriorityResources, lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
+                resources: PriorityResources, lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime(),
+                maxRequestsPerConnection: Int = 0) {
+        self.maxRequestsPerConnection = maxRequestsPerConnection
         self.lifetime = lifetime
         self.loop = loop
         self.connector = connector
@@ -127,6 +133,12 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         connection.handler.delegate = nil
         connection.handler.resumeReading()
         guard !connection.closed, !outlivedMaxDuration(connection) else { return }
+        connection.requestsServed += 1
+        if maxRequestsPerConnection > 0, connection.requestsServed >= maxRequestsPerConnection {
+            stats.upstreamCxMaxRequests.increment()
+            connection.channel.close(promise: nil)
+            return
+        }
         if !waiters.isEmpty {
             if let index = waiters.firstIndex(where: { $0.host === connection.host }) {
                 let waiter = waiters.remove(at: index)

@@ -22,11 +22,11 @@ class Backend(ScriptedUpstream):
                          else (503, [], b"sick") if path == "/healthz" else (200, [], name.encode()))
 
 
-def two_host_config(a, b, checker):
+def two_host_config(a, b, checker, cluster_extra=""):
     cluster = f"""  - name: app
     type: STATIC
     connect_timeout: 0.5s
-    health_checks:
+{cluster_extra}    health_checks:
     - timeout: 0.5s
       interval: 0.2s
       no_traffic_interval: 0.2s
@@ -82,6 +82,30 @@ def test_http_health_checks_take_a_failing_host_out_and_bring_it_back(launch, bi
         a.healthy = True
         wait_for(lambda: flags(proxy, a.port) == "healthy", what="a back")
         wait_for(lambda: answers(proxy) == {"a", "b"}, what="a answers again")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_expected_statuses_and_the_panic_threshold(launch, binary, name):
+    """expected_statuses makes a 503 healthy for one cluster; with healthy_panic_threshold at 60 %, one host
+    of two failing puts the cluster in panic, where every host serves (lb_healthy_panic)."""
+    a, b = Backend("a"), Backend("b")
+    try:
+        a.healthy = False
+        accepting = launch(binary, two_host_config(
+            a, b, "      http_health_check: { path: /healthz, expected_statuses: [{ start: 200, end: 300 }, { start: 503, end: 504 }] }\n"),
+            f"hc-expected-{name}")
+        wait_for(lambda: flags(accepting, a.port) == "healthy" and flags(accepting, b.port) == "healthy", what="both healthy")
+        panicking = launch(binary, two_host_config(
+            a, b, "      http_health_check: { path: /healthz }\n",
+            cluster_extra="    common_lb_config: { healthy_panic_threshold: { value: 60 } }\n"), f"hc-panic-{name}")
+        wait_for(lambda: flags(panicking, a.port) == "/failed_active_hc", what="a failed")
+        wait_for(lambda: panicking.stats("cluster.app.membership_healthy")["cluster.app.membership_healthy"] == "1",
+                 what="one healthy host")
+        assert answers(panicking, 20) == {"a", "b"}
+        assert int(panicking.stats("cluster.app.lb_healthy_panic")["cluster.app.lb_healthy_panic"]) >= 20
     finally:
         a.close()
         b.close()

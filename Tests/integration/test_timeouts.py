@@ -344,3 +344,33 @@ def test_stream_idle_timeout_on_http2_streams(launch, workdir, upstream, binary,
     finally:
         client.close()
     assert stat(proxy, "http.ingress_http.downstream_rq_idle_timeout") == 1
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_per_try_timeout_retries_then_answers_504(launch, workdir, upstream, binary, name):
+    proxy, log = start(launch, binary, f"per-try-{name}", upstream, workdir,
+                       route=", retry_policy: { retry_on: 5xx, num_retries: 2, per_try_timeout: 0.3s }")
+    started = time.monotonic()
+    answer, _ = exchange(proxy.port, [(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=2.5)
+    assert answer.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n") and answer.endswith(b"\r\n\r\nupstream request timeout")
+    assert 0.8 <= time.monotonic() - started
+    assert upstream.connections == 3, "each try had a connection of its own"
+    assert stat(proxy, "cluster.up.upstream_rq_per_try_timeout") == 3
+    assert stat(proxy, "cluster.up.upstream_rq_retry") == 2
+    assert stat(proxy, "cluster.up.upstream_rq_timeout") == 0
+    assert flags(log_lines(log, 1)[0])[:2] == ("504", {"UT", "URX"})
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_max_requests_per_connection_on_http1_upstreams(launch, workdir, upstream, binary, name):
+    proxy, _ = start(launch, binary, f"max-requests-{name}", upstream, workdir, cluster=(
+        "    typed_extension_protocol_options:\n"
+        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+        "        common_http_protocol_options: { max_requests_per_connection: 2 }\n"
+        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    request = b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n"
+    answers, _ = exchange(proxy.port, [(request, 0.1)] * 5, wait=0.3)
+    assert answers.count(b"HTTP/1.1 200 OK") == 5
+    assert upstream.connections == 3
+    assert stat(proxy, "cluster.up.upstream_cx_max_requests") == 2
