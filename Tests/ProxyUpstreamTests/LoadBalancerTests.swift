@@ -31,6 +31,20 @@ import XDSAPI
         #expect(picked.count == 4)
     }
 
+    @Test(arguments: [LoadBalancer.Policy.roundRobin, .random, .leastRequestDefault])
+    func weightedDistributionOverTenThousandPicks(policy: LoadBalancer.Policy) {
+        let hosts = Self.hosts([1, 2, 7])
+        let lb = LoadBalancer(policy: policy, hosts: hosts)
+        var counts = [0, 0, 0]
+        for _ in 0..<10_000 {
+            let picked = lb.pick()!
+            counts[hosts.firstIndex { $0 === picked }!] += 1
+        }
+        for (count, expected) in zip(counts, [1_000, 2_000, 7_000]) {
+            #expect(abs(count - expected) <= 300, "\(counts) for weights 1, 2, 7")
+        }
+    }
+
     @Test func emptyClusterPicksNothing() {
         #expect(LoadBalancer(policy: .roundRobin, hosts: []).pick() == nil)
     }
@@ -184,6 +198,24 @@ import XDSAPI
             if old !== hosts[3], after.pick(hash: hash)! !== old { moved += 1 }
         }
         #expect(moved < 200, "keys of the remaining hosts mostly stay (\(moved) moved)")
+    }
+
+    /// Maglev moves little more than the new host's share. Envoy's ring gives each host ring size ×
+    /// weight / total entries, so every old host also gives up a fifth of its entries when a fifth
+    /// host comes, and keys on those move too (as they do in Envoy, whose rings these match).
+    @Test(arguments: [(LoadBalancer.Policy.ringHash(minimumRingSize: 1024, maximumRingSize: 8_388_608), 0.12),
+                      (.maglev(tableSize: 65_537), 0.05)])
+    func addingAHostMovesAboutItsShareOfKeys(policy: LoadBalancer.Policy, epsilon: Double) {
+        let hosts = Self.hosts(5)
+        let before = LoadBalancer(policy: policy, hosts: Array(hosts.prefix(4)))
+        let after = LoadBalancer(policy: policy, hosts: hosts)
+        let keys = 10_000
+        let moved = (0..<keys).filter { key in
+            let hash = XXHash64.hash("key-\(key)")
+            return before.pick(hash: hash)! !== after.pick(hash: hash)!
+        }.count
+        // The new host takes about 1/5 of the keys; few others move.
+        #expect(Double(moved) / Double(keys) <= 1.0 / 5 + epsilon, "\(moved) of \(keys) keys moved")
     }
 
     @Test func weightsShapeTheRing() {

@@ -1,6 +1,11 @@
 """Route features on real sockets: weighted clusters (canary splits), direct responses, header edits at
 route, virtual host and route configuration level."""
-from conftest import MESHPROXY, get
+import http.client
+
+import pytest
+
+from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
+from loopback_servers import KeepAliveResponder
 from rawupstream import RawUpstream
 
 
@@ -76,6 +81,30 @@ def test_weighted_split_direct_response_and_header_edits(launch):
         assert proxy.stats()["http.ingress_http.rq_direct_response"] == "1"
         status, headers, _ = proxy.get("/old/page?q=1", headers={"Host": "site.example"})
         assert status == 302 and dict(headers)["location"] == "http://site.example/new/page?q=1"
+    finally:
+        stable.close()
+        canary.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_canary_split_of_ninety_to_ten(binary, name, launch):
+    """A 90/10 weighted_clusters split over 2,000 requests on one keep-alive connection lands within ±3 %."""
+    stable, canary = KeepAliveResponder(), KeepAliveResponder()
+    routes = ("            - match: { prefix: / }\n"
+              "              route: { weighted_clusters: { clusters: [{ name: stable, weight: 90 }, { name: canary, weight: 10 }] } }\n")
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, routes, [static_cluster("stable", stable.port), static_cluster("canary", canary.port)]),
+            f"canary-{name}")
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        for _ in range(2000):
+            connection.request("GET", "/split")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        connection.close()
+        assert stable.count + canary.count == 2000
+        assert abs(canary.count - 200) <= 60, f"{canary.count} of 2,000 reached the canary"
     finally:
         stable.close()
         canary.close()
