@@ -153,6 +153,10 @@ final class ActiveStream: UpstreamResponseDelegate {
             downstreamHead.uri = config.pathNormalizer.apply(to: downstreamHead.uri)
             upstreamHead.uri = downstreamHead.uri
         }
+        // Internal or not, and x-forwarded-for and friends, before routing sees the headers (as Envoy).
+        isExternal = !config.forwardedFor.apply(to: &downstreamHead.headers, peer: manager.channel?.remoteAddress,
+                                                scheme: manager.tls == nil ? "http" : "https")
+        upstreamHead.headers = downstreamHead.headers
         let headers = downstreamHead.headers
         isGRPC = GRPC.isGRPC(headers)
         if isGRPC, config.grpcStats != nil { grpcCall = GRPCStatsFilter.Call(path: Substring(downstreamHead.uri)) }
@@ -280,7 +284,6 @@ final class ActiveStream: UpstreamResponseDelegate {
                 },
                 setCookie: { setCookies.append($0) })
         }
-        isExternal = headers.first(name: "x-envoy-internal") != "true"
 
         timeoutMs = action.timeoutMs
         // The stream's longest life: the route's max_stream_duration, else the connection manager's.
@@ -300,10 +303,11 @@ final class ActiveStream: UpstreamResponseDelegate {
                 onDurationTimeout()
             }
         }
-        if let override = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap({ Int64($0) }) {
+        // Only an internal request may set its own timeout and retries (Envoy ignores them otherwise).
+        if !isExternal, let override = headers.first(name: "x-envoy-upstream-rq-timeout-ms").flatMap({ Int64($0) }) {
             timeoutMs = override
         }
-        policy = Self.effectivePolicy(action.retryPolicy, headers: headers)
+        policy = isExternal ? action.retryPolicy : Self.effectivePolicy(action.retryPolicy, headers: headers)
         for mirror in action.mirrors where mirror.samples(manager.requestIDs.nextRandom()) {
             if let target = config.clusters[mirror.cluster] { mirrors.append((mirror, target)) }
         }

@@ -44,6 +44,8 @@ public final class ConnectionManagerConfig: Sendable {
     public let underscoreHeaders: UnderscoreHeaders
     /// `normalize_path` and `merge_slashes`, applied to a request's path before routing.
     public let pathNormalizer: PathNormalizer
+    /// `use_remote_address` and the rest of what makes a request internal.
+    public let forwardedFor: ForwardedFor
 
     public init(statPrefix: String, routeTable: RouteTable, clusters: ClusterManager, serverName: String = "envoy",
                 stats: ConnectionManagerStats, retryBufferLimit: Int = 1 << 20, filterChainGeneration: Int = 0,
@@ -52,7 +54,8 @@ public final class ConnectionManagerConfig: Sendable {
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
                 maxRequestHeadersCount: Int = 100, pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false),
-                underscoreHeaders: UnderscoreHeaders = .allow) {
+                underscoreHeaders: UnderscoreHeaders = .allow, forwardedFor: ForwardedFor = ForwardedFor()) {
+        self.forwardedFor = forwardedFor
         self.underscoreHeaders = underscoreHeaders
         self.pathNormalizer = pathNormalizer
         self.timeouts = timeouts

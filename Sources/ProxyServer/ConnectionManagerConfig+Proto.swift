@@ -38,6 +38,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let maxRequestHeadersCount: Int
     let pathNormalizer: PathNormalizer
     let underscoreHeaders: ConnectionManagerConfig.UnderscoreHeaders
+    let forwardedFor: ForwardedFor
 
     /// The HTTP filters before the router, compiled.
     struct HTTPFilters {
@@ -125,7 +126,25 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             maxRequestHeadersCount: maxHeaders,
             pathNormalizer: PathNormalizer(normalize: hcm.hasNormalizePath && hcm.normalizePath.value,
                                            mergeSlashes: hcm.mergeSlashes),
-            underscoreHeaders: try Self.underscoreHeaders(hcm, path: path))
+            underscoreHeaders: try Self.underscoreHeaders(hcm, path: path),
+            forwardedFor: try Self.forwardedFor(hcm, path: path))
+    }
+
+    /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append` and `internal_address_config`.
+    static func forwardedFor(_ hcm: HCMProto, path: String) throws -> ForwardedFor {
+        var forwarded = ForwardedFor()
+        forwarded.useRemoteAddress = hcm.hasUseRemoteAddress && hcm.useRemoteAddress.value
+        forwarded.trustedHops = Int(hcm.xffNumTrustedHops)
+        forwarded.skipAppend = hcm.skipXffAppend
+        forwarded.internalRanges = try hcm.internalAddressConfig.cidrRanges.enumerated().map { index, range in
+            guard let cidr = CIDRRange(address: range.addressPrefix, prefixLength: Int(range.prefixLen.value)) else {
+                throw ListenerConfigError("\(path).internal_address_config.cidr_ranges[\(index)]",
+                                          "malformed IP prefix \(range.addressPrefix)/\(range.prefixLen.value)")
+            }
+            return cidr
+        }
+        if forwarded.useRemoteAddress { forwarded.localAddress = ServerContext.localAddress }
+        return forwarded
     }
 
     static func underscoreHeaders(_ hcm: HCMProto, path: String) throws -> ConnectionManagerConfig.UnderscoreHeaders {
@@ -201,7 +220,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
                                        filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,
                                        maxRequestHeadersCount: maxRequestHeadersCount, pathNormalizer: pathNormalizer,
-                                       underscoreHeaders: underscoreHeaders)
+                                       underscoreHeaders: underscoreHeaders, forwardedFor: forwardedFor)
     }
 }
 

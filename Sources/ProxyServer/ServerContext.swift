@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import ProxyTracing
 import Synchronization
 
@@ -11,4 +12,13 @@ enum ServerContext {
     /// the bootstrap before listeners are compiled.
     nonisolated(unsafe) static var tracing = HTTPTracers.Context(nodeID: "", serviceCluster: "", zone: "", version: "",
                                                                  loop: nil)
+    /// The server's own IPv4 address (the first interface's that is not loopback), which Envoy
+    /// appends to x-forwarded-for for a peer on loopback; nil when there is none.
+    static let localAddress: String? = {
+        let devices = (try? System.enumerateDevices()) ?? []
+        return devices.lazy.compactMap { device -> String? in
+            guard case .v4? = device.address, let ip = device.address?.ipAddress, !ip.hasPrefix("127.") else { return nil }
+            return ip
+        }.first
+    }()
 }

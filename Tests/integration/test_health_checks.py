@@ -118,7 +118,10 @@ def test_tcp_health_checks_notice_a_host_that_stops_listening(launch, binary, na
         proxy = launch(binary, two_host_config(a, b, "      tcp_health_check: {}\n"), f"hc-tcp-{name}")
         wait_for(lambda: flags(proxy, a.port) == "healthy" and flags(proxy, b.port) == "healthy", what="both healthy")
         a.close()
+        stopped = time.monotonic()
         wait_for(lambda: flags(proxy, a.port) == "/failed_active_hc", what="a failed")
+        # Refused at once: out after unhealthy_threshold (2) checks 0.2 s apart, give or take an interval.
+        assert time.monotonic() - stopped < 2 * 0.2 + 0.5
         wait_for(lambda: answers(proxy) == {"b"}, what="only b answers")
         stats = proxy.stats("cluster.app.health_check.")
         assert int(stats["cluster.app.health_check.network_failure"]) >= 2

@@ -2,6 +2,7 @@
 answering 500 is ejected after the configured streak, traffic goes to the healthy host, and the
 ejection shows in the stats and in /clusters."""
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -66,6 +67,33 @@ def test_consecutive_5xx_ejects_the_failing_host(binary, name, launch):
     assert stats["cluster.pair.outlier_detection.ejections_detected_consecutive_5xx"] == "1"
     assert f"pair::127.0.0.1:{bad.port}::health_flags::/failed_outlier_check" in clusters
     assert f"pair::127.0.0.1:{good.port}::health_flags::healthy" in clusters
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_an_ejected_host_returns_after_base_ejection_time(binary, name, launch):
+    """Ejected after the streak for base_ejection_time (1 s here), then back in service at the next interval
+    (0.25 s): its 500s come back."""
+    good, bad = KeepAliveResponder(), Failing()
+    detection = "consecutive_5xx: 3, interval: 0.25s, base_ejection_time: 1s, max_ejection_percent: 50"
+    try:
+        proxy = launch(binary, lambda l, a: http_bootstrap(
+            l, a, "            - { match: { prefix: / }, route: { cluster: pair } }\n",
+            [cluster(good.port, bad.port).replace(
+                "consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 50", detection)]),
+            f"outlier-return-{name}")
+        first = [get(proxy.port, f"/a{i}")[0] for i in range(12)]
+        ejected_at = time.monotonic()
+        assert first.count(500) == 3 and first[-4:] == [200] * 4
+        during = [get(proxy.port, f"/b{i}")[0] for i in range(6)]
+        time.sleep(max(0.0, ejected_at + 1.4 - time.monotonic()))
+        active = proxy.stats("ejections_active")["cluster.pair.outlier_detection.ejections_active"]
+        after = [get(proxy.port, f"/c{i}")[0] for i in range(6)]
+    finally:
+        good.close()
+        bad.close()
+    assert during == [200] * 6
+    assert active == "0"
+    assert 500 in after, "the host is back in load balancing"
 
 
 @pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])

@@ -374,3 +374,25 @@ def test_max_requests_per_connection_on_http1_upstreams(launch, workdir, upstrea
     assert answers.count(b"HTTP/1.1 200 OK") == 5
     assert upstream.connections == 3
     assert stat(proxy, "cluster.up.upstream_cx_max_requests") == 2
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_route_timeout_fires_on_time(launch, upstream, binary, name):
+    """A route timeout of 0.5 s answers 504 at 0.5 s: not before (Envoy's timers run off its loop's cached
+    clock, so a few ms early happens there), and (the median of three) within 50 ms after, plus what a
+    loaded test machine adds to reading the answer."""
+    proxy = launch(binary, lambda listener, admin: http_bootstrap(
+        listener, admin, "            - { match: { prefix: / }, route: { cluster: up, timeout: 0.5s } }\n",
+        [static_cluster("up", upstream.port)]), f"route-timeout-{name}")
+    times = []
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.settimeout(3)
+            started = time.monotonic()
+            sock.sendall(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n")
+            answer = sock.recv(65536)
+            times.append(time.monotonic() - started)
+        assert answer.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+    assert all(0.49 <= elapsed for elapsed in times), times
+    assert sorted(times)[1] <= 0.55 + 0.05, times
+    assert stat(proxy, "cluster.up.upstream_rq_timeout") == 3

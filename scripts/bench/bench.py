@@ -66,14 +66,14 @@ def http_ok(port):
 
 
 class System:
-    def __init__(self, name, port, args, workdir):
-        self.name, self.port, self.args, self.workdir = name, port, args, workdir
+    def __init__(self, name, port, args, workdir, cores=PROXY_CORE):
+        self.name, self.port, self.args, self.workdir, self.cores = name, port, args, workdir, cores
         self.proc = None
 
     def start(self):
         started = time.monotonic()
         log = open(self.workdir / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen(pinned(PROXY_CORE, self.args), stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(pinned(self.cores, self.args), stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = started + 15
         while time.monotonic() < deadline:
@@ -265,6 +265,25 @@ def measure(system, seconds):
     return result
 
 
+def scaling(args, workdir, seconds, rounds):
+    """wrk -c50 rps of meshproxy and Envoy with --concurrency 1 (on core 1) and 2 (on both cores, which the load
+    generator and upstream share): rounds interleaved, medians."""
+    runs = {}
+    for _ in range(rounds):
+        for name, binary, port, extra in (("meshproxy", args.meshproxy, 18100, []),
+                                          ("envoy", args.envoy, 18101, ["--base-id", "78"])):
+            for workers, cores in ((1, PROXY_CORE), (2, "0,1")):
+                system = System(name, port, [binary, "-c", str(workdir / f"{name}.yaml"), "--concurrency",
+                                             str(workers), "--log-level", "warning", *extra], workdir, cores)
+                system.start()
+                time.sleep(0.3)
+                try:
+                    runs.setdefault((name, workers), []).append(wrk(port, 50, seconds)["rps"])
+                finally:
+                    system.stop()
+    return {key: median(values) for key, values in runs.items()}
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -353,6 +372,7 @@ def main():
                 else:
                     samples[system.name].append(measure(system, seconds))
                 print(f"round {round_index + 1}/{rounds}: {system.name} done", flush=True)
+        scaled = scaling(args, workdir, seconds, rounds)
     finally:
         for system in systems:
             if system.args:
@@ -428,6 +448,12 @@ def main():
         *ratios,
         "",
         "![rps and p99 per system](docs/bench-http1.png)",
+        "",
+        f"`--concurrency 2` against 1 (wrk -c50, medians of {rounds}): meshproxy {fmt(scaled[('meshproxy', 1)])} → "
+        f"{fmt(scaled[('meshproxy', 2)])} rps (×{scaled[('meshproxy', 2)] / scaled[('meshproxy', 1)]:.2f}), Envoy "
+        f"{fmt(scaled[('envoy', 1)])} → {fmt(scaled[('envoy', 2)])} rps (×{scaled[('envoy', 2)] / scaled[('envoy', 1)]:.2f}). "
+        "With one worker the proxy has core 1 to itself; with two it runs on both cores, and core 0 is shared with wrk "
+        "and the upstream.",
         "",
     ])
     if args.quick:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """N simulated proxies on one meshd: each opens an ADS stream (state of the world), subscribes like Envoy
 (CDS and LDS wildcard, then EDS and RDS for what those name) and ACKs every response. Measures, for a file
-write, the time until every proxy has received the new version, and meshd's RSS per connected proxy."""
+write, the time until every proxy has received the new version, and meshd's RSS per connected proxy; with
+--bulk N, also the time until every proxy has N more clusters written in one file."""
 import argparse
 import asyncio
 import json
@@ -30,6 +31,7 @@ class Proxy:
         self.queue = asyncio.Queue()
         self.versions = {}
         self.seen = {}  # version of the watched type -> monotonic time it arrived
+        self.clusters = (0, 0.0)  # clusters in the last CDS response, and when it arrived
         self.ready = asyncio.Event()
 
     def request(self, type_url, names=(), version="", nonce="", first=False):
@@ -60,10 +62,12 @@ class Proxy:
                                                response.version_info, response.nonce))
             names = set()
             if response.type_url == CDS:
+                self.clusters = (len(response.resources), now)
                 for resource in response.resources:
                     cluster = cluster_pb2.Cluster()
                     resource.Unpack(cluster)
-                    names.add(cluster.eds_cluster_config.service_name or cluster.name)
+                    if cluster.type == cluster_pb2.Cluster.EDS:
+                        names.add(cluster.eds_cluster_config.service_name or cluster.name)
                 target = EDS
             elif response.type_url == LDS:
                 for resource in response.resources:
@@ -124,6 +128,7 @@ async def scenario(args):
         latencies.append(sorted(arrived))
         await asyncio.sleep(0.3)
     endpoints.write_text(original)
+    bulk = await bulk_push(args, proxies) if args.bulk else {}
     for proxy in proxies:
         proxy.queue.put_nowait(None)
     for task in tasks:
@@ -141,7 +146,30 @@ async def scenario(args):
         "max_ms": max(last) * 1000,
         "rss_per_proxy_kb": (connected_rss - baseline) / args.proxies,
         "meshd_rss_mb": connected_rss / 1024,
+        **bulk,
     }
+
+
+async def bulk_push(args, proxies):
+    """Writes `args.bulk` STATIC clusters in one JSON file; the time until every proxy has them all."""
+    before = max(p.clusters[0] for p in proxies)
+    clusters = [{"@type": CDS, "name": f"bulk-{i}", "connect_timeout": "1s", "type": "STATIC",
+                 "load_assignment": {"cluster_name": f"bulk-{i}", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000 + i % 50000}}}}]}]}}
+                for i in range(args.bulk)]
+    path = Path(args.config_dir) / "bulk.json"
+    start = time.monotonic()
+    path.write_text(json.dumps({"resources": clusters}))
+    deadline = start + 120
+    while time.monotonic() < deadline and not all(p.clusters[0] >= before + args.bulk for p in proxies):
+        await asyncio.sleep(0.01)
+    if not all(p.clusters[0] >= before + args.bulk for p in proxies):
+        raise SystemExit(f"bulk push of {args.bulk} clusters did not reach every proxy within 120 s")
+    received = sorted(p.clusters[1] - start for p in proxies)
+    rss = rss_kb(args.meshd_pid)
+    path.unlink()
+    return {"bulk_resources": args.bulk, "bulk_first_ms": received[0] * 1000, "bulk_all_ms": received[-1] * 1000,
+            "bulk_meshd_rss_mb": rss / 1024}
 
 
 def main():
@@ -151,6 +179,7 @@ def main():
     parser.add_argument("--config-dir", required=True)
     parser.add_argument("--proxies", type=int, default=100)
     parser.add_argument("--pushes", type=int, default=5)
+    parser.add_argument("--bulk", type=int, default=0, help="also push this many clusters in one file")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(scenario(args))))
 
