@@ -69,7 +69,9 @@ final class ActiveStream: UpstreamResponseDelegate {
     private var retriesUsed = 0
     private var holdsRetrySlot = false
     private var perTryTimer: Scheduled<Void>?
-    private var globalTimer: Scheduled<Void>?
+    /// When the route timeout runs out; the connection manager's timeout check acts on it, so a
+    /// request schedules no timer of its own for it.
+    private var globalDeadline: NIODeadline?
     private var backOffTimer: Scheduled<Void>?
     /// The stream's maximum duration (a gRPC client's deadline), when the route honours it.
     private var durationTimer: Scheduled<Void>?
@@ -324,7 +326,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         upstreamHead = buildUpstreamHead()
         if timeoutMs > 0 {
-            globalTimer = loop.assumeIsolated().scheduleTask(in: .milliseconds(timeoutMs)) { [self] in onGlobalTimeout() }
+            let deadline = loop.now + .milliseconds(timeoutMs)
+            globalDeadline = deadline
+            manager.ensureTimeoutCheck(by: deadline)
         }
         startAttempt()
     }
@@ -801,8 +805,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         endedByConnectionManager(reply: .durationTimeout(requestComplete: requestEnded))
     }
 
-    /// Called by the connection manager's timeout check: acts on `request_timeout` or the idle
-    /// timeout if due, else returns the next deadline (nil: none, or the stream is done).
+    /// Called by the connection manager's timeout check: acts on `request_timeout`, the route timeout
+    /// or the idle timeout if due, else returns the next deadline (nil: none, or the stream is done).
     func checkTimeouts(now: NIODeadline, requestTimeout: TimeAmount?) -> NIODeadline? {
         guard !responseComplete else { return nil }
         var next: NIODeadline?
@@ -814,6 +818,13 @@ final class ActiveStream: UpstreamResponseDelegate {
                 return nil
             }
             next = deadline
+        }
+        if let globalDeadline {
+            if now >= globalDeadline {
+                onGlobalTimeout()
+                return nil
+            }
+            next = min(next ?? globalDeadline, globalDeadline)
         }
         if let idleTimeout {
             let deadline = lastActivity + idleTimeout
@@ -968,7 +979,6 @@ final class ActiveStream: UpstreamResponseDelegate {
     private func becameTunnel(status: Int) {
         endAttempt(discard: false)
         responseComplete = true
-        globalTimer?.cancel()
         durationTimer?.cancel()
         config.stats.downstreamRqActive.decrement()
         config.stats.recordResponse(status: status)
@@ -1058,7 +1068,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         if log != nil, log!.details == nil { log!.details = "downstream_remote_disconnect" }
         emitLog(trailers: nil)
         responseComplete = true
-        globalTimer?.cancel()
         durationTimer?.cancel()
         backOffTimer?.cancel()
         attempt += 1
@@ -1190,7 +1199,6 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private func finish(status: Int, trailers: HTTPHeaders?) {
         responseComplete = true
-        globalTimer?.cancel()
         durationTimer?.cancel()
         backOffTimer?.cancel()
         endAttempt(discard: true)
@@ -1216,7 +1224,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         if lastStatus > 0 { config.stats.recordResponse(status: Int(lastStatus)) }
         config.stats.rqResetAfterDownstreamResponseStarted.increment()
         responseComplete = true
-        globalTimer?.cancel()
         durationTimer?.cancel()
         backOffTimer?.cancel()
         config.stats.downstreamRqActive.decrement()
