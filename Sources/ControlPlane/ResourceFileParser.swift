@@ -62,8 +62,8 @@ public struct ResourceFileParser: Sendable {
             throw ConfigError(file: file, line: node.mark?.line, fieldPath: path.isEmpty ? field : path + "." + field,
                               reason: "a \(type.shortName) resource needs a \(field)")
         }
-        return VersionedResource(typeURL: type.typeURL, name: name, version: try ContentHash.version(of: message),
-                                 resource: try Google_Protobuf_Any(message: message), file: file,
+        let (packed, version) = try ContentHash.packed(message)
+        return VersionedResource(typeURL: type.typeURL, name: name, version: version, resource: packed, file: file,
                                  line: node.mark?.line, scope: scope)
     }
 

@@ -166,8 +166,7 @@ public final class WorkloadIdentityIssuer: Sendable {
             root.name = Self.rootSecretName
             root.validationContext.trustedCa.inlineString = bundle
             for secret in [workload, root] {
-                guard let any = try? Google_Protobuf_Any(message: secret),
-                      let version = try? ContentHash.version(of: secret) else { continue }
+                guard let (any, version) = try? ContentHash.packed(secret) else { continue }
                 resources.append(VersionedResource(typeURL: TypeURL.secret, name: secret.name, version: version,
                                                    resource: any, file: "<meshd CA>", line: nil, scope: .nodeID(node)))
             }

@@ -24,6 +24,8 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
     public static let streamIdleTimeout = ResponseFlags(rawValue: 1 << 14)
     /// The request broke an HTTP rule or limit (`DPE`).
     public static let downstreamProtocolError = ResponseFlags(rawValue: 1 << 15)
+    /// The upstream's response broke an HTTP rule or limit (`UPE`).
+    public static let upstreamProtocolError = ResponseFlags(rawValue: 1 << 16)
 
     private static let codes: [(ResponseFlags, String)] = [
         (.noRouteFound, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectionFailure, "UF"),
@@ -31,7 +33,7 @@ public struct ResponseFlags: OptionSet, Sendable, Hashable {
         (.upstreamRetryLimitExceeded, "URX"), (.noClusterFound, "NC"), (.downstreamConnectionTermination, "DC"),
         (.upstreamConnectionTermination, "UC"), (.durationTimeout, "DT"), (.delayInjected, "DI"),
         (.faultInjected, "FI"), (.rateLimited, "RL"), (.streamIdleTimeout, "SI"),
-        (.downstreamProtocolError, "DPE"),
+        (.downstreamProtocolError, "DPE"), (.upstreamProtocolError, "UPE"),
     ]
 
     /// The flag Envoy writes as `code` (`UH`, `NR`...), if meshproxy has it.

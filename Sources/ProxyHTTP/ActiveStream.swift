@@ -1046,6 +1046,17 @@ final class ActiveStream: UpstreamResponseDelegate {
         attemptFailed(.reset, reason: "connection termination", flags: .upstreamConnectionTermination)
     }
 
+    /// The response broke the codec's rules (too many headers): the connection is gone, and the
+    /// attempt fails as a reset would, with Envoy's `protocol error` reason and flag UPE.
+    func upstreamProtocolError() {
+        guard !responseComplete, connection != nil else { return }
+        cluster?.stats.upstreamCxProtocolError.increment()
+        attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+        if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 503) }
+        endAttempt(discard: false)
+        attemptFailed(.reset, reason: "protocol error", flags: .upstreamProtocolError)
+    }
+
     func upstreamWritabilityChanged(_ writable: Bool) {
         if writable { manager.resumeReading() } else { manager.pauseReading() }
     }

@@ -75,7 +75,8 @@ struct LocalReply: Sendable {
         let detail = retried ? "retried and the latest reset reason: \(reason)" : "reset reason: \(reason)"
         var code = TransportFailure.logged(reason)
         if let transportFailure { code += "|" + TransportFailure.logged(transportFailure) }
-        return LocalReply(status: .serviceUnavailable, body: lead + detail, flags: flags,
+        // Envoy answers a reset for a broken response (the upstream's protocol error) with 502.
+        return LocalReply(status: reason == "protocol error" ? .badGateway : .serviceUnavailable, body: lead + detail, flags: flags,
                           details: "upstream_reset_before_response_started{\(code)}")
     }
 }

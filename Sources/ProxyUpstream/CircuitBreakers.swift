@@ -121,7 +121,8 @@ public final class PriorityResources: Sendable {
     }
 
     public func releaseRequest() {
-        if inUse.active.subtract(1, ordering: .relaxed).newValue < Int(thresholds.maxRequests) { gauges.rqOpen.set(0) }
+        // Only the release that leaves the limit closes the gauge: no shared store on every request.
+        if inUse.active.subtract(1, ordering: .relaxed).newValue == Int(thresholds.maxRequests) - 1 { gauges.rqOpen.set(0) }
     }
 
     /// A request starts waiting for a connection, unless `max_pending_requests` already wait.
@@ -137,7 +138,9 @@ public final class PriorityResources: Sendable {
     }
 
     func leavePending() {
-        if inUse.pending.subtract(1, ordering: .relaxed).newValue < Int(thresholds.maxPendingRequests) { gauges.rqPendingOpen.set(0) }
+        if inUse.pending.subtract(1, ordering: .relaxed).newValue == Int(thresholds.maxPendingRequests) - 1 {
+            gauges.rqPendingOpen.set(0)
+        }
     }
 
     /// Takes a connection slot; at `max_connections` sets `cx_open` and returns false.

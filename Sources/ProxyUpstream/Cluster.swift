@@ -120,7 +120,7 @@ public final class Cluster: @unchecked Sendable {
                 breaker.publishRemaining(cluster: name, store: store)
             }
         }
-        let lifetime = UpstreamConnectionLifetime(config)
+        let httpOptions = UpstreamHTTPOptions(config)
         var http1Pools: [ObjectIdentifier: [HTTP1ConnectionPool]] = [:]
         var http2Pools: [ObjectIdentifier: [HTTP2ConnectionPool]] = [:]
         for loop in loops {
@@ -128,7 +128,7 @@ public final class Cluster: @unchecked Sendable {
             if upstreamProtocol != .http2 {
                 http1Pools[ObjectIdentifier(loop)] = breakers.map { breaker in
                     HTTP1ConnectionPool(loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
-                                        resources: breaker, lifetime: lifetime,
+                                        resources: breaker, options: httpOptions,
                                         maxRequestsPerConnection: maxRequestsPerConnection)
                 }
             }
@@ -136,7 +136,7 @@ public final class Cluster: @unchecked Sendable {
                 http2Pools[ObjectIdentifier(loop)] = breakers.map { _ in
                     HTTP2ConnectionPool(loop: loop, connector: connector, stats: stats, connectTimeout: connectTimeout,
                                         options: http2Options, maxRequestsPerConnection: maxRequestsPerConnection,
-                                        lifetime: lifetime)
+                                        httpOptions: httpOptions)
                 }
             }
         }

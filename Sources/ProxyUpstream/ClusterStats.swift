@@ -13,7 +13,8 @@ public final class ClusterStats: Sendable {
         upstreamRqPendingOverflow, updateAttempt, updateSuccess, updateFailure, updateNoRebuild,
         membershipChange, assignmentTimeoutReceived, upstreamRqPerTryIdleTimeout, upstreamCxIdleTimeout,
         upstreamCxMaxDurationReached, lbZoneRoutingAllDirectly, lbZoneRoutingSampled, lbZoneRoutingCrossZone,
-        lbZoneNoCapacityLeft, lbZoneClusterTooSmall, lbLocalClusterNotOK, lbRecalculateZoneStructures: Counter
+        lbZoneNoCapacityLeft, lbZoneClusterTooSmall, lbLocalClusterNotOK, lbRecalculateZoneStructures,
+        upstreamCxProtocolError: Counter
     public let upstreamRqActive, upstreamRqPendingActive, upstreamCxActive, membershipHealthy, membershipTotal: Gauge
     /// `circuit_breakers.<priority>.*_open`, indexed by `ResourcePriority.rawValue`.
     public let circuitBreakers: [CircuitBreakerGauges]
@@ -34,7 +35,7 @@ public final class ClusterStats: Sendable {
         "update_no_rebuild", "update_success", "upstream_cx_close_notify", "upstream_cx_connect_attempts_exceeded",
         "upstream_cx_connect_with_0_rtt", "upstream_cx_destroy_local_with_active_rq",
         "upstream_cx_destroy_remote_with_active_rq", "upstream_cx_destroy_with_active_rq",
-        "upstream_cx_http3_total", "upstream_cx_pool_overflow", "upstream_cx_protocol_error",
+        "upstream_cx_http3_total", "upstream_cx_pool_overflow",
         "upstream_flow_control_backed_up_total", "upstream_flow_control_drained_total",
         "upstream_flow_control_paused_reading_total", "upstream_flow_control_resumed_reading_total",
         "upstream_http3_broken", "upstream_internal_redirect_failed_total", "upstream_internal_redirect_succeeded_total",
@@ -91,6 +92,7 @@ public final class ClusterStats: Sendable {
         upstreamCxHttp1Total = counter("upstream_cx_http1_total")
         upstreamCxHttp2Total = counter("upstream_cx_http2_total")
         upstreamCxMaxRequests = counter("upstream_cx_max_requests")
+        upstreamCxProtocolError = counter("upstream_cx_protocol_error")
         upstreamCxDestroy = counter("upstream_cx_destroy")
         upstreamCxDestroyLocal = counter("upstream_cx_destroy_local")
         upstreamCxDestroyRemote = counter("upstream_cx_destroy_remote")

@@ -61,5 +61,7 @@ public final class FireAndForgetRequest: UpstreamResponseDelegate {
         inFlight = nil
     }
 
+    public func upstreamProtocolError() { upstreamConnectionLost() }
+
     public func upstreamWritabilityChanged(_ writable: Bool) {}
 }

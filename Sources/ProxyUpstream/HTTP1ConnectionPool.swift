@@ -37,16 +37,16 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     private typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
     /// Requests waiting for a connection while the cluster is at `max_connections`.
     private var waiters = CircularBuffer<(host: Host, delegate: any UpstreamResponseDelegate, completion: Completion)>()
-    private let lifetime: UpstreamConnectionLifetime
+    private let options: UpstreamHTTPOptions
     private let idleSweep = IdleSweep()
     /// `max_requests_per_connection`: a connection closes after this many responses (0: no limit).
     private let maxRequestsPerConnection: Int
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
-                resources: PriorityResources, lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime(),
+                resources: PriorityResources, options: UpstreamHTTPOptions = UpstreamHTTPOptions(),
                 maxRequestsPerConnection: Int = 0) {
         self.maxRequestsPerConnection = maxRequestsPerConnection
-        self.lifetime = lifetime
+        self.options = options
         self.loop = loop
         self.connector = connector
         self.stats = stats
@@ -85,7 +85,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
 
     /// Opens a connection (its budget slot is already taken).
     private func connect(host: Host, delegate: any UpstreamResponseDelegate, completion: @escaping Completion) {
-        let handler = UpstreamConnectionHandler()
+        let handler = UpstreamConnectionHandler(maxResponseHeaders: options.maxHeadersCount)
         handler.delegate = delegate
         stats.upstreamCxTotal.increment()
         stats.upstreamCxHttp1Total.increment()
@@ -153,7 +153,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         }
         connection.idleSince = loop.now
         idle[ObjectIdentifier(connection.host), default: []].append(connection)
-        if let idleTimeout = lifetime.idleTimeout {
+        if let idleTimeout = options.idleTimeout {
             idleSweep.arm(on: loop, at: connection.idleSince + idleTimeout) { [weak self] now in
                 self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)
             }
@@ -163,7 +163,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     /// Closes a connection older than `max_connection_duration` instead of reusing it (Envoy drains
     /// such a connection: it finishes its request, then closes).
     private func outlivedMaxDuration(_ connection: UpstreamConnection) -> Bool {
-        guard let limit = lifetime.maxConnectionDuration, loop.now - connection.connectedAt >= limit else { return false }
+        guard let limit = options.maxConnectionDuration, loop.now - connection.connectedAt >= limit else { return false }
         stats.upstreamCxMaxDurationReached.increment()
         stats.upstreamCxDestroyLocal.increment()
         connection.handler.delegate = nil

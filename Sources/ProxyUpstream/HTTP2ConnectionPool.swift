@@ -17,7 +17,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
     /// 0: unlimited.
     private let maxRequestsPerConnection: Int
     private var connections: [ObjectIdentifier: [HTTP2Connection]] = [:]
-    private let lifetime: UpstreamConnectionLifetime
+    private let httpOptions: UpstreamHTTPOptions
     private let idleSweep = IdleSweep()
 
     typealias Completion = (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void
@@ -43,8 +43,8 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
 
     public init(loop: any EventLoop, connector: any UpstreamConnector, stats: ClusterStats, connectTimeout: TimeAmount,
                 options: HTTP2Options, maxRequestsPerConnection: Int,
-                lifetime: UpstreamConnectionLifetime = UpstreamConnectionLifetime()) {
-        self.lifetime = lifetime
+                httpOptions: UpstreamHTTPOptions = UpstreamHTTPOptions()) {
+        self.httpOptions = httpOptions
         self.loop = loop
         self.connector = connector
         self.stats = stats
@@ -64,7 +64,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
                         completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
         loop.preconditionInEventLoop()
         let key = ObjectIdentifier(host)
-        if let limit = lifetime.maxConnectionDuration { retireConnections(to: key, olderThan: limit) }
+        if let limit = httpOptions.maxConnectionDuration { retireConnections(to: key, olderThan: limit) }
         if let connection = connections[key]?.first(where: hasRoom) {
             if connection.multiplexer != nil {
                 openStream(on: connection, delegate: delegate, waited: false, completion: completion)
@@ -158,7 +158,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
             connection.retired = true
             stats.upstreamCxMaxRequests.increment()
         }
-        let handler = UpstreamConnectionHandler()
+        let handler = UpstreamConnectionHandler(maxResponseHeaders: httpOptions.maxHeadersCount)
         handler.delegate = delegate
         let host = connection.host
         let promise = loop.makePromise(of: (any Channel).self)
@@ -186,7 +186,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
         guard connection.activeStreams == 0 else { return }
         if connection.retired {
             connection.channel?.close(promise: nil)
-        } else if let idleTimeout = lifetime.idleTimeout, connection.channel?.isActive == true {
+        } else if let idleTimeout = httpOptions.idleTimeout, connection.channel?.isActive == true {
             connection.idleSince = loop.now
             idleSweep.arm(on: loop, at: loop.now + idleTimeout) { [weak self] now in
                 self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)

@@ -465,5 +465,6 @@ final class HealthProbe: UpstreamResponseDelegate {
     }
     func upstreamReadComplete() {}
     func upstreamConnectionLost() { complete(.networkFailure) }
+    func upstreamProtocolError() { complete(.networkFailure) }
     func upstreamWritabilityChanged(_ writable: Bool) {}
 }

@@ -10,6 +10,9 @@ public protocol UpstreamResponseDelegate: AnyObject {
     func upstreamReadComplete()
     /// The connection closed or failed before the response ended.
     func upstreamConnectionLost()
+    /// The response broke a rule of the codec (more than `max_headers_count` headers); the
+    /// connection is closed and no more of it arrives.
+    func upstreamProtocolError()
     /// The upstream socket can take more (true) or is backed up (false); drives request backpressure.
     func upstreamWritabilityChanged(_ writable: Bool)
 }
@@ -27,15 +30,30 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     var onClose: (() -> Void)?
     private var readsPaused = false
     private var pendingRead = false
+    /// Set once a response broke a codec rule: nothing more is read from this connection.
+    private var failed = false
+    /// The cluster's `common_http_protocol_options.max_headers_count` for responses.
+    private let maxResponseHeaders: Int
     public private(set) var context: ChannelHandlerContext?
 
-    public init() {}
+    public init(maxResponseHeaders: Int = 100) {
+        self.maxResponseHeaders = maxResponseHeaders
+    }
 
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
+            if head.headers.count > maxResponseHeaders {
+                failed = true
+                let delegate = self.delegate
+                self.delegate = nil
+                delegate?.upstreamProtocolError()
+                context.close(promise: nil)
+                return
+            }
             // 1xx interim responses (other than 101) are not forwarded: the final response follows.
             if head.status.code >= 100, head.status.code < 200, head.status.code != 101 { return }
             delegate?.upstreamResponseHead(head)

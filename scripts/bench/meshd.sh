@@ -7,9 +7,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 source "$root/scripts/release-flags.sh"
-scripts/setup-test-env.sh
-.venv-tests/bin/python -c 'import envoy.service.discovery.v3.ads_pb2_grpc' 2>/dev/null \
-  || .venv-tests/bin/pip install -q --disable-pip-version-check xds-protos==1.85.0
+# A venv of its own: xds-protos bundles older copies of modules the test venv has (opentelemetry.proto).
+venv="$root/.venv-bench"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import envoy.service.discovery.v3.ads_pb2_grpc, grpc' 2>/dev/null \
+  || "$venv/bin/pip" install -q --disable-pip-version-check xds-protos==1.85.0 grpcio==1.85.1
 swift build -c release --product meshd $RELEASE_FLAGS
 bin="$(swift build -c release --show-bin-path $RELEASE_FLAGS)/meshd"
 sizes=(100 1000)
@@ -28,7 +30,7 @@ for n in "${sizes[@]}"; do
     --log-level warning >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs 127.0.0.1:18580/ready >/dev/null 2>&1 && break; sleep 0.05; done
-  line=$(taskset -c 0 .venv-tests/bin/python scripts/bench/meshd_load.py --xds 127.0.0.1:18500 --meshd-pid "$pid" \
+  line=$(taskset -c 0 "$venv/bin/python" scripts/bench/meshd_load.py --xds 127.0.0.1:18500 --meshd-pid "$pid" \
     --config-dir "$config" --proxies "$n" --pushes "$pushes" --bulk "$([ "$n" = "${sizes[0]}" ] && echo "$bulk" || echo 0)")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$config" "$log"
@@ -37,7 +39,7 @@ for n in "${sizes[@]}"; do
 done
 
 if [ "${1:-}" = "--quick" ]; then exit 0; fi
-.venv-tests/bin/python - "${results[@]}" <<'PY'
+"$venv/bin/python" - "${results[@]}" <<'PY'
 import json, sys, datetime, pathlib
 rows = [json.loads(a) for a in sys.argv[1:]]
 stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -55,7 +57,8 @@ for r in rows:
     if r.get("bulk_resources"):
         lines += ["", f"A push of {r['bulk_resources']:,} STATIC clusters in one JSON file to {r['proxies']} connected "
                   f"proxies: first proxy has them all after {r['bulk_first_ms']:.0f} ms, every proxy after "
-                  f"{r['bulk_all_ms']:.0f} ms; meshd's RSS then {r['bulk_meshd_rss_mb']:.1f} MB."]
+                  f"{r['bulk_all_ms']:.0f} ms; meshd used {r['bulk_meshd_cpu_s']:.1f} s of CPU for it, and its RSS was then "
+                  f"{r['bulk_meshd_rss_mb']:.1f} MB."]
 path = pathlib.Path("BENCHMARKS.md")
 text = path.read_text()
 head, marker, rest = text.partition("<!-- meshd -->")

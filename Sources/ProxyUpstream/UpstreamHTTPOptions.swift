@@ -1,12 +1,14 @@
 import NIOCore
 import XDSAPI
 
-/// How long an upstream HTTP connection may live: `common_http_protocol_options` `idle_timeout` (1 hour
-/// unless set; 0 disables it) and `max_connection_duration`, from the cluster's `HttpProtocolOptions`
+/// A cluster's `common_http_protocol_options` for its upstream connections: how long one may live
+/// (`idle_timeout`, 1 hour unless set, 0 disables it; `max_connection_duration`) and how many headers a
+/// response may have (`max_headers_count`, 100 unless set), from the cluster's `HttpProtocolOptions`
 /// (or its older `common_http_protocol_options` field).
-public struct UpstreamConnectionLifetime: Sendable {
+public struct UpstreamHTTPOptions: Sendable {
     public var idleTimeout: TimeAmount? = .hours(1)
     public var maxConnectionDuration: TimeAmount?
+    public var maxHeadersCount = 100
 
     public init(idleTimeout: TimeAmount? = .hours(1), maxConnectionDuration: TimeAmount? = nil) {
         self.idleTimeout = idleTimeout
@@ -31,5 +33,6 @@ public struct UpstreamConnectionLifetime: Sendable {
         if common.hasMaxConnectionDuration {
             maxConnectionDuration = amount(common.maxConnectionDuration.seconds, common.maxConnectionDuration.nanos)
         }
+        if common.hasMaxHeadersCount, common.maxHeadersCount.value >= 1 { maxHeadersCount = Int(common.maxHeadersCount.value) }
     }
 }
