@@ -255,6 +255,26 @@ def static_cluster(name, port, extra=""):
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
+def protocol_options(common, protocol="http_protocol_options"):
+    """A cluster's typed HttpProtocolOptions (indented for static_cluster's `extra`): `common` is the
+    common_http_protocol_options text, `protocol` the explicit_http_config choice."""
+    return ("    typed_extension_protocol_options:\n"
+            "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+            '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+            f"        common_http_protocol_options: {common}\n"
+            f"        explicit_http_config: {{ {protocol}: {{}} }}\n")
+
+
+# An HCM access log (indented for http_bootstrap's `hcm_extra`) of code, flags and details per request.
+FLAGS_ACCESS_LOG = """          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {path}
+              log_format: {{ text_format_source: {{ inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\\n" }} }}
+"""
+
+
 def http_bootstrap(listener, admin, routes, clusters, hcm_extra="", stat_prefix="ingress_http"):
     """A bootstrap with the admin port and one listener whose HTTP connection manager has the typed router,
     `hcm_extra` (HCM fields, indented by ten), one virtual host for every domain with `routes` (route list

@@ -54,7 +54,11 @@ class KeepAliveResponder(LoopbackServer):
             while (read := self.read_head(conn, pending)) is not None:
                 pending = read[1]
                 self.count += 1
-                conn.sendall(b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % self.status)
+                conn.sendall(self.response(read[0]))
+
+    def response(self, head):
+        """The answer to a request with this head: `status` and an empty body."""
+        return b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % self.status
 
 
 def read_body(handler):

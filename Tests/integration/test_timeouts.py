@@ -8,18 +8,11 @@ import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
+from conftest import ENVOY, FLAGS_ACCESS_LOG, MESHPROXY, http_bootstrap, protocol_options, static_cluster
 from h2client import H2Client
 from loopback_servers import LoopbackServer
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
-ACCESS_LOG = """          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {path}
-              log_format: {{ text_format_source: {{ inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\\n" }} }}
-"""
 
 
 class StallingUpstream(LoopbackServer):
@@ -69,7 +62,7 @@ def start(launch, binary, name, upstream, workdir, hcm="", route="", cluster="")
 """
     proxy = launch(binary, lambda listener, admin: http_bootstrap(
         listener, admin, routes, [static_cluster("up", upstream.port, cluster)],
-        hcm_extra=ACCESS_LOG.format(path=log) + hcm), name, extra_args=("--file-flush-interval-msec", "50"))
+        hcm_extra=FLAGS_ACCESS_LOG.format(path=log) + hcm), name, extra_args=("--file-flush-interval-msec", "50"))
     return proxy, log
 
 
@@ -243,12 +236,7 @@ def test_too_many_request_headers(launch, workdir, upstream, binary, name):
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_cluster_idle_timeout_closes_pooled_connections(launch, workdir, upstream, binary, name):
-    proxy, _ = start(launch, binary, f"upstream-idle-{name}", upstream, workdir, cluster=(
-        "    typed_extension_protocol_options:\n"
-        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
-        "        common_http_protocol_options: { idle_timeout: 1s }\n"
-        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    proxy, _ = start(launch, binary, f"upstream-idle-{name}", upstream, workdir, cluster=protocol_options("{ idle_timeout: 1s }"))
     answer, _ = exchange(proxy.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.2)
     assert answer.endswith(b"ok")
     deadline = time.monotonic() + 4
@@ -262,12 +250,7 @@ def test_cluster_idle_timeout_closes_pooled_connections(launch, workdir, upstrea
 def test_cluster_idle_timeout_closes_idle_http2_connections(launch, workdir, upstream, binary, name):
     # The cluster under test speaks HTTP/2 to an h2c-only meshproxy in front of the upstream.
     inner, _ = start(launch, MESHPROXY, f"h2-inner-{name}", upstream, workdir, hcm="          codec_type: HTTP2\n")
-    outer, _ = start(launch, binary, f"upstream-h2-idle-{name}", inner, workdir, cluster=(
-        "    typed_extension_protocol_options:\n"
-        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
-        "        common_http_protocol_options: { idle_timeout: 1s }\n"
-        "        explicit_http_config: { http2_protocol_options: {} }\n"))
+    outer, _ = start(launch, binary, f"upstream-h2-idle-{name}", inner, workdir, cluster=protocol_options("{ idle_timeout: 1s }", "http2_protocol_options"))
     answer, _ = exchange(outer.port, [(b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", 0)], wait=0.2)
     assert answer.endswith(b"ok")
     assert stat(inner, "http.ingress_http.downstream_cx_http2_active") == 1
@@ -314,12 +297,7 @@ def test_max_stream_duration(launch, workdir, upstream, binary, name, where):
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_cluster_max_connection_duration_retires_upstream_connections(launch, workdir, upstream, binary, name):
-    proxy, _ = start(launch, binary, f"upstream-max-duration-{name}", upstream, workdir, cluster=(
-        "    typed_extension_protocol_options:\n"
-        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
-        "        common_http_protocol_options: { max_connection_duration: 0.5s }\n"
-        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    proxy, _ = start(launch, binary, f"upstream-max-duration-{name}", upstream, workdir, cluster=protocol_options("{ max_connection_duration: 0.5s }"))
     request = b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n"
     answers, _ = exchange(proxy.port, [(request, 0.1), (request, 0.8), (request, 0.1)], wait=0.2)
     assert answers.count(b"HTTP/1.1 200 OK") == 3
@@ -363,12 +341,7 @@ def test_per_try_timeout_retries_then_answers_504(launch, workdir, upstream, bin
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_max_requests_per_connection_on_http1_upstreams(launch, workdir, upstream, binary, name):
-    proxy, _ = start(launch, binary, f"max-requests-{name}", upstream, workdir, cluster=(
-        "    typed_extension_protocol_options:\n"
-        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-        '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
-        "        common_http_protocol_options: { max_requests_per_connection: 2 }\n"
-        "        explicit_http_config: { http_protocol_options: {} }\n"))
+    proxy, _ = start(launch, binary, f"max-requests-{name}", upstream, workdir, cluster=protocol_options("{ max_requests_per_connection: 2 }"))
     request = b"GET /ok HTTP/1.1\r\nhost: a\r\n\r\n"
     answers, _ = exchange(proxy.port, [(request, 0.1)] * 5, wait=0.3)
     assert answers.count(b"HTTP/1.1 200 OK") == 5

@@ -5,51 +5,31 @@ import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
-from loopback_servers import LoopbackServer
+from conftest import ENVOY, FLAGS_ACCESS_LOG, MESHPROXY, get, http_bootstrap, protocol_options, static_cluster
+from loopback_servers import KeepAliveResponder
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
-ACCESS_LOG = """          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {path}
-              log_format: {{ text_format_source: {{ inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\\n" }} }}
-"""
 
 
-class HeavyHeaders(LoopbackServer):
-    """Answers /many with six headers and anything else with two, keep-alive, counting requests."""
+class HeavyHeaders(KeepAliveResponder):
+    """Answers /many with six headers and anything else with two."""
 
-    def __init__(self):
-        self.count = 0
-        super().__init__()
-
-    def handle(self, conn):
-        with conn:
-            pending = b""
-            while (read := self.read_head(conn, pending)) is not None:
-                head, pending = read
-                self.count += 1
-                extra = b"".join(b"x-extra-%d: %d\r\n" % (i, i) for i in range(4)) if b" /many" in head else b""
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + extra + b"x-last: 1\r\n\r\nok")
+    def response(self, head):
+        extra = b"".join(b"x-extra-%d: %d\r\n" % (i, i) for i in range(4)) if b" /many" in head else b""
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + extra + b"x-last: 1\r\n\r\nok"
 
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_too_many_response_headers_is_a_protocol_error(binary, name, launch, workdir):
     upstream = HeavyHeaders()
     log = workdir / f"upstream-limits-{name}-access.log"
-    options = ("    typed_extension_protocol_options:\n"
-               "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-               '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
-               "        common_http_protocol_options: { max_headers_count: 4 }\n"
-               "        explicit_http_config: { http_protocol_options: {} }\n")
+    options = protocol_options("{ max_headers_count: 4 }")
     routes = ("            - match: { prefix: /retried }\n"
               "              route: { cluster: up, prefix_rewrite: /many, retry_policy: { retry_on: reset, num_retries: 1 } }\n"
               "            - { match: { prefix: / }, route: { cluster: up } }\n")
     try:
         proxy = launch(binary, lambda l, a: http_bootstrap(l, a, routes, [static_cluster("up", upstream.port, options)],
-                                                           hcm_extra=ACCESS_LOG.format(path=log)),
+                                                           hcm_extra=FLAGS_ACCESS_LOG.format(path=log)),
                        f"upstream-limits-{name}", extra_args=("--file-flush-interval-msec", "50"))
         assert get(proxy.port, "/few")[0] == 200
         status, _, body = get(proxy.port, "/many")
