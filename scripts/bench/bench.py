@@ -29,11 +29,12 @@ def pinned(core, args):
     return ["taskset", "-c", core, *args]
 
 
-def rss_kb(pid):
+def rss_kb(pid, field="VmRSS:"):
+    """Resident memory from /proc; `RssAnon:` is the private part, without the binary's and libraries' pages."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except FileNotFoundError:
         pass
@@ -249,6 +250,7 @@ def measure(system, seconds):
     time.sleep(0.3)
     pids = system.pids()
     result["idle_rss_mb"] = sum(rss_kb(p) for p in pids) / 1024
+    result["idle_anon_mb"] = sum(rss_kb(p, "RssAnon:") for p in pids) / 1024
     result["idle_cx_rss_mb"] = idle_connection_rss(system.port, pids)
     result["fixed"] = fixed_rate(system.port, seconds)
     for connections in (50, 1):
@@ -390,6 +392,7 @@ def main():
             "rps_c1": median([r["c1"]["rps"] for r in runs]),
             "cpu_us": median([r.get("cpu_us_c50") for r in runs]),
             "idle_rss": median([r.get("idle_rss_mb") for r in runs]),
+            "idle_anon": median([r.get("idle_anon_mb") for r in runs]),
             "loaded_rss": median([r.get("loaded_rss_mb") for r in runs]),
             "start_ms": median([r.get("start_ms") for r in runs]),
             "errors": sum(r["c50"]["errors"] + r["c1"]["errors"] + r["h2c"]["errors"] for r in runs),
@@ -402,14 +405,14 @@ def main():
 
     info = versions(args)
     lines = [
-        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | h2load -c10 -m10 rps (h2c) | h2c CPU µs/req | fixed 2,000 rps p50 ms | fixed p99 ms | idle RSS MB | RSS per 1,000 idle cx MB | RSS after load MB | start to first request ms | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | wrk -c50 rps (min–max) | p50 ms | p99 ms | wrk -c1 rps | proxy CPU µs/req | h2load -c10 -m10 rps (h2c) | h2c CPU µs/req | fixed 2,000 rps p50 ms | fixed p99 ms | idle RSS MB | of it private MB | RSS per 1,000 idle cx MB | RSS after load MB | start to first request ms | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in medians.items():
         lines.append(f"| {name} | {fmt(m['rps'])} ({fmt(m['rps_min'])}–{fmt(m['rps_max'])}) | {fmt(m['p50'], 2)} | "
                      f"{fmt(m['p99'], 2)} | {fmt(m['rps_c1'])} | {fmt(m['cpu_us'], 1)} | {fmt(m['h2c'])} | "
                      f"{fmt(m['cpu_us_h2c'], 1)} | {fmt(m['fixed_p50'], 2)} | {fmt(m['fixed_p99'], 2)} | "
-                     f"{fmt(m['idle_rss'], 1)} | {fmt(m['idle_cx_rss'], 1)} | "
+                     f"{fmt(m['idle_rss'], 1)} | {fmt(m['idle_anon'], 1)} | {fmt(m['idle_cx_rss'], 1)} | "
                      f"{fmt(m['loaded_rss'], 1)} | {fmt(m['start_ms'], 0)} | {m['errors']} |")
     mesh = medians["meshproxy"]
     ratios = []
@@ -424,6 +427,8 @@ def main():
             parts.append(f"fixed-rate p99 ×{mesh['fixed_p99'] / o['fixed_p99']:.2f}")
         if o["idle_rss"]:
             parts.append(f"idle RSS ×{mesh['idle_rss'] / o['idle_rss']:.2f}")
+        if o["idle_anon"] and mesh["idle_anon"]:
+            parts.append(f"idle private RSS ×{mesh['idle_anon'] / o['idle_anon']:.2f}")
         if o["idle_cx_rss"] and mesh["idle_cx_rss"]:
             parts.append(f"RSS per idle cx ×{mesh['idle_cx_rss'] / o['idle_cx_rss']:.2f}")
         if o["start_ms"]:
