@@ -33,7 +33,6 @@ public final class Server: @unchecked Sendable {
     private let healthCheckFailedFlag = Atomic<Bool>(false)
     /// A signal or `/quitquitquit` completes it; a server that fails to start completes it as it goes.
     private let shutdownSignal: ShutdownSignal?
-    private var shutdownRequested: EventLoopPromise<Void>? { shutdownSignal?.promise }
     private let serverGauges: ServerGauges
     private let resolver: any DNSResolver = GetaddrinfoResolver()
     private var backgroundTasks: [Task<Void, Never>] = []
@@ -343,15 +342,15 @@ public final class Server: @unchecked Sendable {
 
     /// Blocks until a shutdown signal or `/quitquitquit`, then drains and stops.
     public func runUntilShutdown() throws {
-        guard let shutdownRequested else { return }
+        guard let shutdownSignal else { return }
         let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { shutdownRequested.succeed(()) }
+            source.setEventHandler { shutdownSignal.request() }
             source.resume()
             return source
         }
-        try shutdownRequested.futureResult.wait()
+        try shutdownSignal.promise.futureResult.wait()
         signals.forEach { $0.cancel() }
         drainAndStop()
     }
@@ -359,7 +358,7 @@ public final class Server: @unchecked Sendable {
     /// Stops accepting, lets requests in flight finish (bounded by --drain-time-s), then closes all.
     func drainAndStop() {
         // Stopped without a signal (in-process tests): the promise must not be left pending.
-        shutdownRequested?.succeed(())
+        shutdownSignal?.request()
         logger.info("shutting down: draining listeners")
         stateCode.store(1, ordering: .relaxed)
         backgroundTasks.forEach { $0.cancel() }
@@ -467,20 +466,28 @@ extension Server: AdminDataSource {
     }
 
     public func requestShutdown() {
-        shutdownRequested?.succeed(())
+        shutdownSignal?.request()
     }
 }
 
-/// The promise a shutdown completes. Completed when dropped, so that a server whose configuration
-/// fails in `init` reports its error instead of tripping NIO's leaked-promise check.
+/// The promise a shutdown completes, completed once. Also completed when dropped, so that a server
+/// whose configuration fails in `init` reports its error instead of tripping NIO's leaked-promise
+/// check; a server that shut down has completed it already, and must not complete it again once its
+/// event loops are gone (NIO refuses tasks for a loop that shut down).
 final class ShutdownSignal: Sendable {
     let promise: EventLoopPromise<Void>
+    private let requested = Atomic<Bool>(false)
 
     init(_ promise: EventLoopPromise<Void>) {
         self.promise = promise
     }
 
-    deinit {
+    func request() {
+        guard requested.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         promise.succeed(())
+    }
+
+    deinit {
+        request()
     }
 }
