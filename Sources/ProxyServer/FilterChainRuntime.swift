@@ -35,7 +35,7 @@ final class FilterChainRuntime: @unchecked Sendable {
 
     init(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, listenerStatScope: String, store: StatsStore,
          isDefault: Bool = false, outbound: Bool = false, secrets: [String: SecretProto] = [:],
-         bufferLimit: Int = WriteBufferWaterMark.defaultBufferLimit) throws {
+         bufferLimit: Int = ChannelOptions.Types.WriteBufferWaterMark.defaultBufferLimit) throws {
         self.proto = proto
         self.bufferLimit = bufferLimit
         if proto.hasTransportSocket {
@@ -117,7 +117,8 @@ final class FilterChainRuntime: @unchecked Sendable {
     /// Installs this chain's handlers on a new connection: TLS first when the chain terminates it,
     /// the network filter once the handshake is done (HTTP's codec chosen by ALPN).
     func install(on channel: any Channel, tracker: ConnectionTracker) throws {
-        try channel.syncOptions?.setOption(.writeBufferWaterMark, value: WriteBufferWaterMark(perConnectionBufferLimit: bufferLimit))
+        try channel.syncOptions?.setOption(
+            .writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(perConnectionBufferLimit: bufferLimit))
         guard let tls = tls?.load() else {
             try installFilter(on: channel, tracker: tracker, negotiatedProtocol: nil)
             return

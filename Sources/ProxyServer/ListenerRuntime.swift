@@ -87,7 +87,7 @@ final class ListenerRuntime: @unchecked Sendable {
         // Envoy's per_connection_buffer_limit_bytes: the connections' write water marks, and what a request
         // may buffer for retries.
         let bufferLimit = listener.hasPerConnectionBufferLimitBytes
-            ? Int(listener.perConnectionBufferLimitBytes.value) : WriteBufferWaterMark.defaultBufferLimit
+            ? Int(listener.perConnectionBufferLimitBytes.value) : ChannelOptions.Types.WriteBufferWaterMark.defaultBufferLimit
         func chain(_ proto: Envoy_Config_Listener_V3_FilterChain, path: String, isDefault: Bool) throws -> FilterChainRuntime {
             if let same = reuse.first(where: { $0.proto == proto && $0.bufferLimit == bufferLimit }) { return same }
             return try FilterChainRuntime(proto, path: path, listenerStatScope: scope, store: store, isDefault: isDefault,

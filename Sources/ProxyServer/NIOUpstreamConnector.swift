@@ -18,7 +18,7 @@ struct NIOUpstreamConnector: UpstreamConnector {
     /// `upstream_connection_options.tcp_keepalive`; nil leaves keep-alive off, as Envoy does.
     var keepalive: TCPKeepalive?
     /// The cluster's `per_connection_buffer_limit_bytes`: its connections' write water marks.
-    var bufferLimit = WriteBufferWaterMark.defaultBufferLimit
+    var bufferLimit = ChannelOptions.Types.WriteBufferWaterMark.defaultBufferLimit
 
     var appliesTransportSocket: Bool { true }
 
@@ -72,7 +72,8 @@ struct NIOUpstreamConnector: UpstreamConnector {
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.writeBufferWaterMark, value: WriteBufferWaterMark(perConnectionBufferLimit: bufferLimit))
+            .channelOption(.writeBufferWaterMark,
+                           value: ChannelOptions.Types.WriteBufferWaterMark(perConnectionBufferLimit: bufferLimit))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try initializer(channel) }
             }

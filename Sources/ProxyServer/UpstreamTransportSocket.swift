@@ -62,7 +62,7 @@ extension Cluster {
                            connector: NIOUpstreamConnector(
                                transport: transport, keepalive: TCPKeepalive(config),
                                bufferLimit: config.hasPerConnectionBufferLimitBytes
-                                   ? Int(config.perConnectionBufferLimitBytes.value) : WriteBufferWaterMark.defaultBufferLimit),
+                                   ? Int(config.perConnectionBufferLimitBytes.value) : ChannelOptions.Types.WriteBufferWaterMark.defaultBufferLimit),
                            localZone: localZone)
     }
 

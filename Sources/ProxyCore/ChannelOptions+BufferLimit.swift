@@ -1,6 +1,6 @@
 import NIOCore
 
-extension WriteBufferWaterMark {
+extension ChannelOptions.Types.WriteBufferWaterMark {
     /// Envoy's `per_connection_buffer_limit_bytes` (1 MiB unless set) as a channel's write water marks:
     /// with more than `limit` bytes queued the channel turns unwritable and the proxy stops reading the
     /// connection that feeds it; below half of it, reading resumes.
