@@ -1039,11 +1039,17 @@ final class ActiveStream: UpstreamResponseDelegate {
             abortDownstream()
             return
         }
+        cluster?.stats.upstreamRqRxReset.increment()
+        attemptReset(reason: "connection termination", flags: .upstreamConnectionTermination)
+    }
+
+    /// The upstream side ended the attempt before a response head: counted against the host, then
+    /// retried or answered as a reset.
+    private func attemptReset(reason: String, flags resetFlags: ResponseFlags) {
         attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
         if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 503) }
-        cluster?.stats.upstreamRqRxReset.increment()
         endAttempt(discard: false)
-        attemptFailed(.reset, reason: "connection termination", flags: .upstreamConnectionTermination)
+        attemptFailed(.reset, reason: reason, flags: resetFlags)
     }
 
     /// The response broke the codec's rules (too many headers): the connection is gone, and the
@@ -1051,10 +1057,7 @@ final class ActiveStream: UpstreamResponseDelegate {
     func upstreamProtocolError() {
         guard !responseComplete, connection != nil else { return }
         cluster?.stats.upstreamCxProtocolError.increment()
-        attemptHost?.stats.rqError.wrappingAdd(1, ordering: .relaxed)
-        if let host = attemptHost { reportLocalOrigin(host, failed: true, status: 503) }
-        endAttempt(discard: false)
-        attemptFailed(.reset, reason: "protocol error", flags: .upstreamProtocolError)
+        attemptReset(reason: "protocol error", flags: .upstreamProtocolError)
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {

@@ -57,7 +57,7 @@ public struct ForwardedFor: Sendable {
         if useRemoteAddress {
             if !isInternal {
                 // An edge request: what only a trusted hop may say is dropped.
-                for name in Self.edgeSanitized where headers.contains(name: name) { headers.remove(name: name) }
+                for name in Self.edgeSanitized { headers.remove(name: name) }
                 if let remote { headers.replaceOrAdd(name: "x-envoy-external-address", value: remote) }
             }
             if trustedHops == 0 { headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme) }

@@ -41,7 +41,8 @@ class LoopbackServer:
 
 
 class KeepAliveResponder(LoopbackServer):
-    """Answers every bodiless keep-alive request with `status` and an empty body, counting requests."""
+    """Answers every keep-alive request with `status` and an empty body, counting requests. A request's
+    content-length body is read whole before the answer, so the proxy has sent all of it by then."""
 
     def __init__(self, status=200):
         self.status = status
@@ -52,9 +53,17 @@ class KeepAliveResponder(LoopbackServer):
         with conn:
             pending = b""
             while (read := self.read_head(conn, pending)) is not None:
-                pending = read[1]
+                head, pending = read
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(pending) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                pending = pending[length:]
                 self.count += 1
-                conn.sendall(self.response(read[0]))
+                conn.sendall(self.response(head))
 
     def response(self, head):
         """The answer to a request with this head: `status` and an empty body."""
