@@ -44,16 +44,15 @@ public enum DownstreamPipeline {
     static func configureHTTP1(_ pipeline: ChannelPipeline.SynchronousOperations,
                                config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?,
                                tls: DownstreamTLSInfo? = nil) throws {
-        // NIO's server pipeline without pipelining assistance, except that the decoder hands on the
-        // bytes it holds when it leaves (WebSocket upgrades, ignored h2c upgrades).
+        // NIO's request decoder, which hands on the bytes it holds when it leaves (WebSocket
+        // upgrades, ignored h2c upgrades), and our encoder, which also validates what it sends.
         let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls)
         if config.load().timeouts.requestHeaders != nil {
             try pipeline.addHandler(RequestHeadDetector(manager: manager))
         }
         try pipeline.addHandlers([
-            HTTPResponseEncoder(),
+            HTTP1ResponseEncoder(),
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-            NIOHTTPResponseHeadersValidator(),
             HTTPServerProtocolErrorHandler(),
             manager,
         ])

@@ -29,7 +29,7 @@ enum HTTPUpgradeTunnel {
         let down = downstream.pipeline.syncOperations
         let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         // Encoders first: the tunnel writes raw bytes and they must not pass an HTTP encoder.
-        down.removeHandler(try down.handler(type: HTTPResponseEncoder.self), promise: nil)
+        down.removeHandler(try down.handler(type: HTTP1ResponseEncoder.self), promise: nil)
         try down.addHandler(end, position: .after(downDecoder))
         // Removing a decoder hands its left-over bytes to the tunnel end just after it.
         let left = downstream.eventLoop.makePromise(of: Void.self)
@@ -67,7 +67,7 @@ enum HTTPUpgradeTunnel {
                                        decoderLeft: EventLoopPromise<Void>? = nil) throws {
         let up = upstream.pipeline.syncOperations
         let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-        up.removeHandler(try up.handler(type: HTTPRequestEncoder.self), promise: nil)
+        up.removeHandler(try up.handler(type: HTTP1RequestEncoder.self), promise: nil)
         try up.addHandler(end, position: .after(upDecoder))
         let left = decoderLeft ?? upstream.eventLoop.makePromise(of: Void.self)
         up.removeHandler(upDecoder, promise: left)

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ProxyCore
+import ProxyHTTP
 import ProxyTLS
 import ProxyUpstream
 import XDSAPI
@@ -25,9 +26,13 @@ struct NIOUpstreamConnector: UpstreamConnector {
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
         connect(to: host, on: loop, timeout: timeout, forHTTP2: false) { channel in
-            // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels).
-            try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
-            try channel.pipeline.syncOperations.addHandler(handler)
+            // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels). The
+            // decoder sits behind the encoder so that it sees each request's method.
+            try channel.pipeline.syncOperations.addHandlers([
+                HTTP1RequestEncoder(),
+                ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)),
+                handler,
+            ])
         }
     }
 

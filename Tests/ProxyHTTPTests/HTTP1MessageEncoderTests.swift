@@ -1,0 +1,152 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+@testable import ProxyHTTP
+
+/// Our HTTP/1.x encoders write what NIO's encoders write, byte for byte, in fewer buffers.
+@Suite struct HTTP1MessageEncoderTests {
+    /// Writes `parts`, flushes, and returns the buffers that reached the socket.
+    func encode<Part>(_ parts: [Part], with handler: any ChannelHandler) throws -> [ByteBuffer] {
+        let channel = EmbeddedChannel(handler: handler)
+        for part in parts { channel.write(part, promise: nil) }
+        channel.flush()
+        var written: [ByteBuffer] = []
+        while let buffer = try channel.readOutbound(as: IOData.self) {
+            if case .byteBuffer(let bytes) = buffer { written.append(bytes) }
+        }
+        _ = try? channel.finish()
+        return written
+    }
+
+    func joined(_ buffers: [ByteBuffer]) -> String { buffers.map { String(buffer: $0) }.joined() }
+
+    static func response(_ status: HTTPResponseStatus, _ headers: [(String, String)], version: HTTPVersion = .http1_1,
+                         body: String? = nil, trailers: HTTPHeaders? = nil) -> [HTTPServerResponsePart] {
+        var parts: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: version, status: status,
+                                                                      headers: HTTPHeaders(headers)))]
+        if let body { parts.append(.body(.byteBuffer(ByteBuffer(string: body)))) }
+        parts.append(.end(trailers))
+        return parts
+    }
+
+    static let responses: [[HTTPServerResponsePart]] = [
+        response(.ok, [("content-length", "5"), ("x-a", "1")], body: "hello"),
+        response(.ok, [("x-a", "1")], body: "chunky"),
+        response(.ok, [("Transfer-Encoding", "chunked"), ("Content-Length", "3")], body: "abc"),
+        response(.ok, [("server", "s")], body: "t", trailers: ["grpc-status": "0", "grpc-message": "ok"]),
+        response(.noContent, [("content-length", "0"), ("transfer-encoding", "chunked"), ("x", "y")]),
+        response(.notModified, [("etag", "\"e\"")]),
+        response(.ok, [("x", "1")], version: .http1_0, body: "old"),
+        response(.custom(code: 299, reasonPhrase: "Odd"), [("content-length", "0")]),
+        response(.serviceUnavailable, [("content-length", "19")], body: "no healthy upstream"),
+    ]
+
+    @Test(arguments: responses)
+    func responsesMatchNIOByteForByte(_ parts: [HTTPServerResponsePart]) throws {
+        let ours = try encode(parts, with: HTTP1ResponseEncoder())
+        let nio = try encode(parts, with: HTTPResponseEncoder())
+        #expect(joined(ours) == joined(nio))
+        // Head, body and end leave together.
+        #expect(ours.count == 1)
+    }
+
+    static func request(_ method: HTTPMethod, _ headers: [(String, String)], body: String? = nil) -> [HTTPClientRequestPart] {
+        var parts: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/p?q=1",
+                                                                    headers: HTTPHeaders(headers)))]
+        if let body { parts.append(.body(.byteBuffer(ByteBuffer(string: body)))) }
+        parts.append(.end(nil))
+        return parts
+    }
+
+    static let requests: [[HTTPClientRequestPart]] = [
+        request(.GET, [("host", "example.com"), ("x-request-id", "abc")]),
+        request(.GET, [("host", "h"), ("transfer-encoding", "chunked")], body: "b"),
+        request(.POST, [("host", "h")], body: "form=1"),
+        request(.POST, [("host", "h"), ("content-length", "6"), ("transfer-encoding", "chunked")], body: "form=1"),
+        request(.PUT, [("host", "h"), ("content-length", "0")]),
+        request(.TRACE, [("host", "h"), ("content-length", "0")]),
+        request(.RAW(value: "PURGE"), [("host", "h")]),
+    ]
+
+    @Test(arguments: requests)
+    func requestsMatchNIOByteForByte(_ parts: [HTTPClientRequestPart]) throws {
+        let ours = try encode(parts, with: HTTP1RequestEncoder())
+        let nio = try encode(parts, with: HTTPRequestEncoder())
+        #expect(joined(ours) == joined(nio))
+    }
+
+    @Test func aLargeBodyLeavesAsItsOwnBuffer() throws {
+        let body = String(repeating: "x", count: HTTP1OutboundBuffer.copiedBodyLimit + 1)
+        let parts = Self.response(.ok, [("x-a", "1")], body: body)
+        let ours = try encode(parts, with: HTTP1ResponseEncoder())
+        #expect(joined(ours) == joined(try encode(parts, with: HTTPResponseEncoder())))
+        // Head and chunk size; the body itself; its CRLF with the last chunk.
+        #expect(ours.count == 3)
+        #expect(ours[1].readableBytes == body.utf8.count)
+    }
+
+    @Test func aHeaderThatCouldSplitTheMessageIsRefused() throws {
+        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "1\r\nset-cookie: evil"])
+        let written = channel.write(HTTPServerResponsePart.head(head))
+        channel.flush()
+        #expect(throws: HTTPParserError.invalidHeaderToken) { try written.wait() }
+        #expect(throws: HTTPParserError.invalidHeaderToken) { try channel.throwIfErrorCaught() }
+        #expect(try channel.readOutbound(as: IOData.self) == nil)
+        // Nothing is sent after it either.
+        let later = channel.write(HTTPServerResponsePart.end(nil))
+        #expect(throws: HTTPParserError.invalidHeaderToken) { try later.wait() }
+        _ = try? channel.finish()
+    }
+
+    @Test func badNamesAndTrailersAreRefused() throws {
+        #expect(!HTTP1HeaderValidation.isValidName("bad name"))
+        #expect(!HTTP1HeaderValidation.isValidName(""))
+        #expect(HTTP1HeaderValidation.isValidName("x-Custom_1"))
+        #expect(HTTP1HeaderValidation.isValidValue("a\tb ü"))
+        #expect(!HTTP1HeaderValidation.isValidValue("a\u{7F}"))
+        let parts = Self.response(.ok, [], body: "b", trailers: ["x": "a\nb"])
+        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
+        for part in parts.dropLast() { channel.write(part, promise: nil) }
+        let end = channel.write(parts.last!)
+        #expect(throws: HTTPParserError.invalidHeaderToken) { try end.wait() }
+        _ = try? channel.finish()
+    }
+
+    @Test func bytesEncodedBeforeRemovalAreHandedOn() throws {
+        let encoder = HTTP1ResponseEncoder()
+        let channel = EmbeddedChannel(handler: encoder)
+        let head = HTTPResponseHead(version: .http1_1, status: .switchingProtocols,
+                                    headers: ["upgrade": "websocket", "connection": "upgrade"])
+        channel.write(HTTPServerResponsePart.head(head), promise: nil)
+        try channel.pipeline.syncOperations.removeHandler(encoder).wait()
+        channel.flush()
+        let written = try #require(try channel.readOutbound(as: IOData.self))
+        guard case .byteBuffer(let bytes) = written else { Issue.record("not bytes"); return }
+        #expect(String(buffer: bytes) == "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+    }
+
+    @Test func messagesAfterAFlushStartClean() throws {
+        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
+        var seen: [String] = []
+        for body in ["one", "two"] {
+            for part in Self.response(.ok, [("content-length", "3")], body: body) { channel.write(part, promise: nil) }
+            channel.flush()
+            while let data = try channel.readOutbound(as: IOData.self) {
+                if case .byteBuffer(let bytes) = data { seen.append(String(buffer: bytes)) }
+            }
+        }
+        #expect(seen == ["HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none", "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo"])
+        _ = try? channel.finish()
+    }
+
+    @Test func chunkSizesAreHexadecimal() throws {
+        var buffer = ByteBuffer()
+        for value in [1, 15, 16, 255, 4096, 0x1abcd] {
+            buffer.clear()
+            buffer.writeHexadecimal(value)
+            #expect(String(buffer: buffer) == String(value, radix: 16))
+        }
+    }
+}
