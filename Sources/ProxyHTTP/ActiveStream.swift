@@ -16,8 +16,8 @@ final class ActiveStream: UpstreamResponseDelegate {
     private let startTime: NIODeadline
 
     private var route: RouteEntry?
-    /// The forwarding action of `route`.
-    private var action: RouteAction?
+    /// The forwarding action of `route`, read in place (a route is shared, not copied per request).
+    private var action: RouteAction? { route?.action }
     /// The `location` of a redirect route's reply.
     private var redirectLocation: String?
     /// Header edits for this request: weighted-cluster, route, virtual host, route configuration.
@@ -232,7 +232,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         if let upgradeType {
             // Envoy refuses upgrades that neither the route nor the connection manager enables, and closes.
             var enabled = config.upgradeTypes[upgradeType] ?? false
-            if case .forward(let action) = route.kind, let override = action.upgradeOverrides[upgradeType] {
+            if let override = route.action?.upgradeOverrides[upgradeType] {
                 enabled = override
             }
             guard enabled else {
@@ -242,7 +242,6 @@ final class ActiveStream: UpstreamResponseDelegate {
             }
         }
         headerEdits = route.headerEdits
-        let action: RouteAction
         switch route.kind {
         case .directResponse(let status, let body):
             stats.rqDirectResponse.increment()
@@ -256,10 +255,10 @@ final class ActiveStream: UpstreamResponseDelegate {
                                                  matched: route.match.path)
             finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: redirect.status), body: "", flags: []))
             return
-        case .forward(let forward):
-            action = forward
+        case .forward:
+            break
         }
-        self.action = action
+        guard let action = route.action else { return }
         if let routeIdle = action.idleTimeoutMs {
             idleTimeout = routeIdle > 0 ? .milliseconds(routeIdle) : nil
             if let idleTimeout { manager.ensureTimeoutCheck(by: lastActivity + idleTimeout) }

@@ -1,6 +1,7 @@
 import ProxyCore
-/// One compiled route: its match, what it does, and the header edits that apply to it.
-public struct RouteEntry: Sendable {
+/// One compiled route: its match, what it does, and the header edits that apply to it. A class, so
+/// that picking a route for a request hands on one reference, not a copy of every field.
+public final class RouteEntry: Sendable {
     /// What a matching request gets.
     public enum Kind: Sendable {
         /// Proxied to a cluster.
@@ -11,30 +12,31 @@ public struct RouteEntry: Sendable {
         case redirect(Redirect)
     }
 
-    public var name: String
-    public var match: RouteMatch
-    public var kind: Kind
+    public let name: String
+    public let match: RouteMatch
+    public let kind: Kind
+    /// The forwarding action, or nil for a route the proxy answers itself.
+    public let action: RouteAction?
     /// Route, virtual host and route configuration edits, flattened.
-    public var headerEdits: HeaderEdits
+    public let headerEdits: HeaderEdits
     /// `typed_per_filter_config` of the route over its virtual host's, compiled, by filter name.
-    public var perFilterConfigs: [String: any Sendable] = [:]
+    public let perFilterConfigs: [String: any Sendable]
 
-    public init(name: String = "", match: RouteMatch, kind: Kind, headerEdits: HeaderEdits = HeaderEdits()) {
+    public init(name: String = "", match: RouteMatch, kind: Kind, headerEdits: HeaderEdits = HeaderEdits(),
+                perFilterConfigs: [String: any Sendable] = [:]) {
         self.name = name
         self.match = match
         self.kind = kind
+        if case .forward(let action) = kind { self.action = action } else { self.action = nil }
         self.headerEdits = headerEdits
+        self.perFilterConfigs = perFilterConfigs
     }
 
     /// A route that forwards to a cluster.
-    public init(name: String = "", match: RouteMatch, action: RouteAction, headerEdits: HeaderEdits = HeaderEdits()) {
-        self.init(name: name, match: match, kind: .forward(action), headerEdits: headerEdits)
-    }
-
-    /// The forwarding action, or nil for a route the proxy answers itself.
-    public var action: RouteAction? {
-        if case .forward(let action) = kind { return action }
-        return nil
+    public convenience init(name: String = "", match: RouteMatch, action: RouteAction,
+                            headerEdits: HeaderEdits = HeaderEdits(), perFilterConfigs: [String: any Sendable] = [:]) {
+        self.init(name: name, match: match, kind: .forward(action), headerEdits: headerEdits,
+                  perFilterConfigs: perFilterConfigs)
     }
 }
 

@@ -40,23 +40,23 @@ extension VirtualHost {
 }
 
 extension RouteEntry {
-    init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits,
-         filterConfigs: PerFilterConfigCompiler = .ignoring, hostFilterConfigs: [String: any Sendable] = [:]) throws {
+    convenience init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits,
+                     filterConfigs: PerFilterConfigCompiler = .ignoring,
+                     hostFilterConfigs: [String: any Sendable] = [:]) throws {
         let perFilter = try filterConfigs.compileAll(route.typedPerFilterConfig, path: path, over: hostFilterConfigs)
-        try self.init(route, path: path, broaderEdits: broaderEdits)
-        self.perFilterConfigs = perFilter
-    }
-
-    private init(_ route: Envoy_Config_Route_V3_Route, path: String, broaderEdits: HeaderEdits) throws {
         let match = try RouteMatch(route.match, path: path + ".match")
         let edits = try HeaderEdits(requestAdd: route.requestHeadersToAdd, requestRemove: route.requestHeadersToRemove,
                                     responseAdd: route.responseHeadersToAdd,
                                     responseRemove: route.responseHeadersToRemove, path: path + ".")
             .then(broaderEdits)
+        self.init(name: route.name, match: match, kind: try Self.kind(of: route, path: path), headerEdits: edits,
+                  perFilterConfigs: perFilter)
+    }
+
+    private static func kind(of route: Envoy_Config_Route_V3_Route, path: String) throws -> Kind {
         switch route.action {
         case .route(let action):
-            self.init(name: route.name, match: match, action: try RouteAction(action, path: path + ".route"),
-                      headerEdits: edits)
+            return .forward(try RouteAction(action, path: path + ".route"))
         case .directResponse(let direct):
             guard (200...599).contains(direct.status) else {
                 throw RouteConfigError(path + ".direct_response.status", "status must be between 200 and 599")
@@ -68,11 +68,9 @@ extension RouteEntry {
             case nil: break
             default: throw RouteConfigError(path + ".direct_response.body", "only inline_string and inline_bytes are supported")
             }
-            self.init(name: route.name, match: match, kind: .directResponse(status: Int(direct.status), body: body),
-                      headerEdits: edits)
+            return .directResponse(status: Int(direct.status), body: body)
         case .redirect(let redirect):
-            self.init(name: route.name, match: match, kind: .redirect(try Redirect(redirect, path: path + ".redirect")),
-                      headerEdits: edits)
+            return .redirect(try Redirect(redirect, path: path + ".redirect"))
         default:
             throw RouteConfigError(path, "only the \"route\", \"redirect\" and \"direct_response\" actions are supported so far")
         }

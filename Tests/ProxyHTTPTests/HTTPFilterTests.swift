@@ -46,8 +46,8 @@ import Testing
         listenerPolicy.abort = (.http(500), 100, 100)
         var routePolicy = FaultFilter.Policy()
         routePolicy.abort = (.http(418), 100, 100)
-        var route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"))
-        route.perFilterConfigs["envoy.filters.http.fault"] = routePolicy
+        let route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"),
+                               perFilterConfigs: ["envoy.filters.http.fault": routePolicy])
         let decision = Self.fault(listenerPolicy).decodeHeaders(Self.request(route: route))
         #expect(decision.reply?.status.code == 418)
     }
@@ -57,10 +57,11 @@ import Testing
         let filter = CorsFilter(name: "envoy.filters.http.cors",
                                 originValid: store.counter("v", StatTags(extractedName: "v")),
                                 originInvalid: store.counter("i", StatTags(extractedName: "i")))
-        var route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"))
-        route.perFilterConfigs["envoy.filters.http.cors"] = CorsFilter.Policy(
+        let policy = CorsFilter.Policy(
             origins: [StringMatch(.exact("https://app.example"))], allowMethods: "GET", allowHeaders: "", exposeHeaders: "",
             maxAge: "60", allowCredentials: false, enabled: (100, 100))
+        let route = RouteEntry(match: RouteMatch(path: .prefix("/")), action: RouteAction(cluster: "c"),
+                               perFilterConfigs: ["envoy.filters.http.cors": policy])
         return (filter, route)
     }
 
