@@ -242,23 +242,21 @@ final class ActiveStream: UpstreamResponseDelegate {
             }
         }
         headerEdits = route.headerEdits
-        switch route.kind {
-        case .directResponse(let status, let body):
-            stats.rqDirectResponse.increment()
-            finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: status), body: body, flags: [],
-                                          contentType: "text/plain"))
+        // Routes the proxy answers itself; matched without copying a forwarding route's action.
+        guard let action = route.action else {
+            if case .directResponse(let status, let body) = route.kind {
+                stats.rqDirectResponse.increment()
+                finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: status), body: body, flags: [],
+                                              contentType: "text/plain"))
+            } else if case .redirect(let redirect) = route.kind {
+                stats.rqRedirect.increment()
+                let scheme = headers.first(name: "x-forwarded-proto") ?? "http"
+                redirectLocation = redirect.location(requestScheme: scheme, requestHost: hostHeader, uri: uri,
+                                                     matched: route.match.path)
+                finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: redirect.status), body: "", flags: []))
+            }
             return
-        case .redirect(let redirect):
-            stats.rqRedirect.increment()
-            let scheme = headers.first(name: "x-forwarded-proto") ?? "http"
-            redirectLocation = redirect.location(requestScheme: scheme, requestHost: hostHeader, uri: uri,
-                                                 matched: route.match.path)
-            finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: redirect.status), body: "", flags: []))
-            return
-        case .forward:
-            break
         }
-        guard let action = route.action else { return }
         if let routeIdle = action.idleTimeoutMs {
             idleTimeout = routeIdle > 0 ? .milliseconds(routeIdle) : nil
             if let idleTimeout { manager.ensureTimeoutCheck(by: lastActivity + idleTimeout) }

@@ -9,6 +9,8 @@ public final class RouteTable: Sendable {
     /// Prefix wildcards, longest prefix first; the stored string is the prefix without `*`.
     private let prefixes: [(String, Int)]
     private let fallback: Int?
+    /// Only `*` domains: every request gets the fallback without its Host being looked at.
+    private let onlyFallback: Bool
 
     public init(name: String, virtualHosts: [VirtualHost]) {
         self.name = name
@@ -34,11 +36,13 @@ public final class RouteTable: Sendable {
         self.suffixes = suffixes.sorted { $0.0.count > $1.0.count }
         self.prefixes = prefixes.sorted { $0.0.count > $1.0.count }
         self.fallback = fallback
+        onlyFallback = exact.isEmpty && suffixes.isEmpty && prefixes.isEmpty
     }
 
     /// The virtual host for a Host/`:authority` value. A host with a port that matches nothing is
     /// tried again without the port.
     public func virtualHost(for host: String) -> VirtualHost? {
+        if onlyFallback { return fallback.map { virtualHosts[$0] } }
         let lowered = host.lowercased()
         if let index = lookup(lowered) { return virtualHosts[index] }
         if let portless = Self.stripPort(lowered), let index = lookup(portless) { return virtualHosts[index] }
@@ -54,8 +58,9 @@ public final class RouteTable: Sendable {
     private func lookup(_ host: String) -> Int? {
         if let index = exact[host] { return index }
         // A wildcard must stand for at least one character, as in Envoy.
-        if let match = suffixes.first(where: { host.count > $0.0.count && host.hasSuffix($0.0) }) { return match.1 }
-        if let match = prefixes.first(where: { host.count > $0.0.count && host.hasPrefix($0.0) }) { return match.1 }
+        let length = host.utf8.count
+        if let match = suffixes.first(where: { length > $0.0.utf8.count && host.hasSuffix($0.0) }) { return match.1 }
+        if let match = prefixes.first(where: { length > $0.0.utf8.count && host.hasPrefix($0.0) }) { return match.1 }
         return nil
     }
 
