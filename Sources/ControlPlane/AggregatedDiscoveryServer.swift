@@ -43,12 +43,11 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
 
     /// Runs one stream: requests and snapshot changes are merged into one sequence and handled in order.
     private func run<Request: Sendable>(
-        requests: RPCAsyncSequence<Request, any Error>,
+        requests: RPCAsyncSequence<Request, any Error>, updates: AsyncStream<Int>,
         handle: @escaping (Event<Request>) async throws -> Void
     ) async throws {
         let (events, continuation) = AsyncStream<Event<Request>>.makeStream()
         let pending = PendingFlag()
-        let updates = cache.updates()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 defer { continuation.finish() }
@@ -97,11 +96,15 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         var state = State()
         /// Secret names this stream asked for that its node is not served, each logged once.
         var refusedSecrets = Set<String>()
-        try await run(requests: requests) { [cache, registry, metrics, logger, nodeConnected] event in
+        let (updates, watcher) = cache.updates()
+        try await run(requests: requests, updates: updates) { [cache, registry, metrics, logger, nodeConnected] event in
             let out: [State.Response]
             switch event {
             case .request(let request):
-                if state.node == nil, let first = State.node(of: request) { nodeConnected?(first, peer) }
+                if state.node == nil, let first = State.node(of: request) {
+                    cache.watch(watcher, isFor: first.id)
+                    nodeConnected?(first, peer)
+                }
                 let node = state.node ?? State.node(of: request)
                 let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
                 let type = ResourceType(typeURL: State.typeURL(of: request))

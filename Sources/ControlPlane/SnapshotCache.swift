@@ -2,14 +2,30 @@ import Synchronization
 
 /// The resources meshd serves, per node: the source publishes, streams read. It never touches gRPC
 /// (the server only streams what the cache says), as go-control-plane splits them.
+///
+/// A thousand streams ask for their node's view after every change, so views are not built from
+/// the whole resource list each time: what a cluster's nodes share is built once per change and
+/// shared, and only a node's own resources (its issued secrets) are laid over it. A change to one
+/// node's secrets wakes that node's streams only.
 public final class SnapshotCache: Sendable {
     private struct State {
         var resources: [VersionedResource] = []
-        /// Secrets meshd's CA issued, each scoped to its proxy's node id.
-        var issued: [VersionedResource] = []
+        /// The files' resources scoped to one node id, by node id, in file order.
+        var nodeScoped: [String: [VersionedResource]] = [:]
+        /// Secrets meshd's CA issued, by the node id each is scoped to.
+        var issued: [String: [VersionedResource]] = [:]
         var generation = 0
-        var watchers: [Int: AsyncStream<Int>.Continuation] = [:]
+        var watchers: [Int: Watcher] = [:]
         var nextWatcher = 0
+        /// What the nodes of a cluster are served before node-id scoped resources, built on first
+        /// use after each change of `resources`.
+        var clusterViews: [String: [String: [String: VersionedResource]]] = [:]
+    }
+
+    private struct Watcher {
+        var continuation: AsyncStream<Int>.Continuation
+        /// The node whose stream this is, once it has said (nil: woken by every change).
+        var nodeID: String?
     }
 
     private let state = Mutex(State())
@@ -18,19 +34,31 @@ public final class SnapshotCache: Sendable {
 
     /// Publishes a new resource set and wakes every stream (each sees only the latest).
     public func update(_ resources: [VersionedResource]) {
-        publish { $0.resources = resources }
-    }
-
-    /// Publishes the CA's issued secrets (kept apart from the files' resources) and wakes every stream.
-    public func updateIssued(_ resources: [VersionedResource]) {
-        publish { $0.issued = resources }
-    }
-
-    private func publish(_ change: (inout State) -> Void) {
         let (watchers, generation) = state.withLock { state -> ([AsyncStream<Int>.Continuation], Int) in
-            change(&state)
+            state.resources = resources
+            state.nodeScoped = [:]
+            for resource in resources {
+                if case .nodeID(let id) = resource.scope { state.nodeScoped[id, default: []].append(resource) }
+            }
+            state.clusterViews = [:]
             state.generation += 1
-            return (Array(state.watchers.values), state.generation)
+            return (state.watchers.values.map(\.continuation), state.generation)
+        }
+        for watcher in watchers { watcher.yield(generation) }
+    }
+
+    /// Publishes the CA's issued secrets (kept apart from the files' resources), by node id, and
+    /// wakes the streams of the nodes whose secrets changed.
+    public func updateIssued(_ byNode: [String: [VersionedResource]]) {
+        let (watchers, generation) = state.withLock { state -> ([AsyncStream<Int>.Continuation], Int) in
+            var changed = Set<String>()
+            for (node, resources) in byNode where state.issued[node] != resources { changed.insert(node) }
+            for node in state.issued.keys where byNode[node] == nil { changed.insert(node) }
+            state.issued = byNode
+            guard !changed.isEmpty else { return ([], state.generation) }
+            state.generation += 1
+            let woken = state.watchers.values.filter { $0.nodeID.map(changed.contains) ?? true }
+            return (woken.map(\.continuation), state.generation)
         }
         for watcher in watchers { watcher.yield(generation) }
     }
@@ -39,30 +67,60 @@ public final class SnapshotCache: Sendable {
 
     public var allResources: [VersionedResource] { state.withLock { $0.resources } }
 
-    /// What `node` is served: every resource whose scope matches; a more specific scope wins a name.
+    /// What `node` is served: every resource whose scope matches; a more specific scope wins a name
+    /// (between equals, the first: files before issued secrets).
     public func snapshot(for node: NodeIdentity) -> NodeSnapshot {
-        let resources = state.withLock { $0.resources + $0.issued }
+        state.withLock { state in
+            var view: [String: [String: VersionedResource]]
+            if let shared = state.clusterViews[node.cluster] {
+                view = shared
+            } else {
+                view = Self.clusterView(of: state.resources, cluster: node.cluster)
+                state.clusterViews[node.cluster] = view
+            }
+            for resource in (state.nodeScoped[node.id] ?? []) + (state.issued[node.id] ?? []) {
+                if let existing = view[resource.typeURL]?[resource.name], case .nodeID = existing.scope { continue }
+                view[resource.typeURL, default: [:]][resource.name] = resource
+            }
+            return NodeSnapshot(resources: view)
+        }
+    }
+
+    /// The resources scoped to every node or to `cluster`, a cluster's winning a name.
+    private static func clusterView(of resources: [VersionedResource],
+                                    cluster: String) -> [String: [String: VersionedResource]] {
         var chosen: [String: [String: VersionedResource]] = [:]
-        for resource in resources where resource.scope.matches(node) {
+        for resource in resources {
+            switch resource.scope {
+            case .all: break
+            case .cluster(let scoped) where scoped == cluster: break
+            case .cluster, .nodeID: continue
+            }
             if let existing = chosen[resource.typeURL]?[resource.name],
                existing.scope.specificity >= resource.scope.specificity { continue }
             chosen[resource.typeURL, default: [:]][resource.name] = resource
         }
-        return NodeSnapshot(resources: chosen)
+        return chosen
     }
 
-    /// Generations as they are published; a slow reader skips to the newest (bounded memory).
-    public func updates() -> AsyncStream<Int> {
+    /// Generations as they are published; a slow reader skips to the newest (bounded memory). Until
+    /// `watch(_:isFor:)` names the stream's node, every change wakes it.
+    public func updates() -> (stream: AsyncStream<Int>, id: Int) {
         let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { state -> Int in
             state.nextWatcher += 1
-            state.watchers[state.nextWatcher] = continuation
+            state.watchers[state.nextWatcher] = Watcher(continuation: continuation)
             return state.nextWatcher
         }
         continuation.onTermination = { [weak self] _ in
             _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
         }
-        return stream
+        return (stream, id)
+    }
+
+    /// Names the node an `updates()` stream serves: changes to other nodes' secrets no longer wake it.
+    public func watch(_ id: Int, isFor nodeID: String) {
+        state.withLock { $0.watchers[id]?.nodeID = nodeID }
     }
 }
 

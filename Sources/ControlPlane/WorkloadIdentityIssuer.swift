@@ -32,6 +32,9 @@ public final class WorkloadIdentityIssuer: Sendable {
     private let cache: SnapshotCache
     private let logger: Logger
     private let state: Mutex<State>
+    /// Each node's secrets as last packed, kept while its certificate and the trust bundle stay the
+    /// same: a proxy connecting packs its own secrets, not every proxy's again.
+    private let packed = Mutex<(bundle: String, byNode: [String: (serialNumber: String, resources: [VersionedResource])])>(("", [:]))
 
     public init(ca: CertificateAuthority, trustDomain: String, ttl: TimeInterval, cache: SnapshotCache,
                 previousRoots: [PreviousRoot] = [], logger: Logger = Logger(label: "ca")) {
@@ -156,21 +159,40 @@ public final class WorkloadIdentityIssuer: Sendable {
     private func publish(now: Date) {
         let all = state.withLock { $0.issued }
         let bundle = trustBundlePEM(now: now)
-        var resources: [VersionedResource] = []
-        for (node, certificate) in all.sorted(by: { $0.key < $1.key }) {
-            var workload = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
-            workload.name = Self.certificateSecretName
-            workload.tlsCertificate.certificateChain.inlineString = certificate.certificateChainPEM
-            workload.tlsCertificate.privateKey.inlineString = certificate.privateKeyPEM
-            var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
-            root.name = Self.rootSecretName
-            root.validationContext.trustedCa.inlineString = bundle
-            for secret in [workload, root] {
-                guard let (any, version) = try? ContentHash.packed(secret) else { continue }
-                resources.append(VersionedResource(typeURL: TypeURL.secret, name: secret.name, version: version,
-                                                   resource: any, file: "<meshd CA>", line: nil, scope: .nodeID(node)))
+        let byNode = packed.withLock { packed -> [String: [VersionedResource]] in
+            if packed.bundle != bundle {
+                packed.bundle = bundle
+                packed.byNode = [:]
             }
+            var byNode: [String: [VersionedResource]] = [:]
+            for (node, certificate) in all {
+                if let done = packed.byNode[node], done.serialNumber == certificate.serialNumber {
+                    byNode[node] = done.resources
+                    continue
+                }
+                let resources = Self.secrets(certificate, bundle: bundle, node: node)
+                packed.byNode[node] = (certificate.serialNumber, resources)
+                byNode[node] = resources
+            }
+            packed.byNode = packed.byNode.filter { all[$0.key] != nil }
+            return byNode
         }
-        cache.updateIssued(resources)
+        cache.updateIssued(byNode)
+    }
+
+    /// A node's `default` and `ROOTCA` secrets, packed.
+    private static func secrets(_ certificate: IssuedCertificate, bundle: String, node: String) -> [VersionedResource] {
+        var workload = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
+        workload.name = certificateSecretName
+        workload.tlsCertificate.certificateChain.inlineString = certificate.certificateChainPEM
+        workload.tlsCertificate.privateKey.inlineString = certificate.privateKeyPEM
+        var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
+        root.name = rootSecretName
+        root.validationContext.trustedCa.inlineString = bundle
+        return [workload, root].compactMap { secret in
+            guard let (any, version) = try? ContentHash.packed(secret) else { return nil }
+            return VersionedResource(typeURL: TypeURL.secret, name: secret.name, version: version, resource: any,
+                                     file: "<meshd CA>", line: nil, scope: .nodeID(node))
+        }
     }
 }
