@@ -97,44 +97,54 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         /// Secret names this stream asked for that its node is not served, each logged once.
         var refusedSecrets = Set<String>()
         let (updates, watcher) = cache.updates()
-        try await run(requests: requests, updates: updates) { [cache, registry, metrics, logger, nodeConnected] event in
-            let out: [State.Response]
-            switch event {
-            case .request(let request):
-                if state.node == nil, let first = State.node(of: request) {
-                    cache.watch(watcher, isFor: first.id)
-                    nodeConnected?(first, peer)
-                }
-                let node = state.node ?? State.node(of: request)
-                let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-                let type = ResourceType(typeURL: State.typeURL(of: request))
-                let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
-                let snapshot = cache.snapshot(for: identity)
-                if type == .secret {
-                    // Another proxy's certificate (or a secret no file defines) is never served; say so once.
-                    let served = snapshot.resources(ofType: TypeURL.secret)
-                    for name in State.subscribedNames(of: request) where served[name] == nil && refusedSecrets.insert(name).inserted {
-                        logger.warning("node \(identity.id) (\(identity.cluster)) asked for secret '\(name)', which is not served to it")
-                    }
-                }
-                out = state.handle(request, snapshot: snapshot, now: Date())
-                if let type {
-                    if let message = State.errorMessage(of: request) {
-                        metrics.nacked(type)
-                        logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
-                    } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
-                              let latency = delivery.ackLatency {
-                        metrics.acked(type, latency: latency)
-                    }
-                }
-            case .snapshotChanged:
-                out = state.snapshotChanged(cache.snapshot(for: state.identity), now: Date())
-            }
+        try await run(requests: requests, updates: updates) { [registry, metrics] event in
+            // The work is done outside this async closure: its frame is kept for the stream's life,
+            // and what lived in it (requests, snapshots, responses) cost ~10 KB per proxy.
+            let out = self.respond(to: event, state: &state, refusedSecrets: &refusedSecrets, watcher: watcher, peer: peer)
             for message in out {
                 try await responses.write(message)
                 if let type = ResourceType(typeURL: State.typeURL(of: message)) { metrics.pushed(type) }
             }
             registry.update(id, node: state.node, types: state.syncStatus)
+        }
+    }
+
+    /// What one event of a stream is answered with; records the node, ACKs and NACKs on the way.
+    private func respond<State: ADSStreamProtocol>(
+        to event: Event<State.Request>, state: inout State, refusedSecrets: inout Set<String>, watcher: Int,
+        peer: [String]
+    ) -> [State.Response] {
+        switch event {
+        case .request(let request):
+            if state.node == nil, let first = State.node(of: request) {
+                cache.watch(watcher, isFor: first.id)
+                nodeConnected?(first, peer)
+            }
+            let node = state.node ?? State.node(of: request)
+            let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+            let type = ResourceType(typeURL: State.typeURL(of: request))
+            let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
+            let snapshot = cache.snapshot(for: identity)
+            if type == .secret {
+                // Another proxy's certificate (or a secret no file defines) is never served; say so once.
+                let served = snapshot.resources(ofType: TypeURL.secret)
+                for name in State.subscribedNames(of: request) where served[name] == nil && refusedSecrets.insert(name).inserted {
+                    logger.warning("node \(identity.id) (\(identity.cluster)) asked for secret '\(name)', which is not served to it")
+                }
+            }
+            let out = state.handle(request, snapshot: snapshot, now: Date())
+            if let type {
+                if let message = State.errorMessage(of: request) {
+                    metrics.nacked(type)
+                    logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
+                } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
+                          let latency = delivery.ackLatency {
+                    metrics.acked(type, latency: latency)
+                }
+            }
+            return out
+        case .snapshotChanged:
+            return state.snapshotChanged(cache.snapshot(for: state.identity), now: Date())
         }
     }
 }
