@@ -243,6 +243,11 @@ struct HTTP1Framing {
             }
         }
         let http11 = version.major == 1 && version.minor >= 1
+        defer {
+            // Only headers that are there need looking for again as the head is written.
+            dropsContentLength = dropsContentLength && hasContentLength
+            dropsTransferEncoding = dropsTransferEncoding && firstTransferEncoding != nil
+        }
         switch body {
         case .no:
             dropsContentLength = true
@@ -271,29 +276,31 @@ struct HTTP1Framing {
 /// characters but horizontal tab): an invalid one would let a header split the message.
 enum HTTP1HeaderValidation {
     static func isValidName(_ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { bytes in
+        name.utf8.withContiguousStorageIfAvailable { bytes in
             !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
-        }
+        } ?? (!name.isEmpty && name.utf8.allSatisfy(isTokenByte))
     }
 
     static func isValidValue(_ value: String) -> Bool {
-        var value = value
-        return value.withUTF8 { bytes in
-            bytes.allSatisfy { $0 == UInt8(ascii: "\t") || ($0 >= 0x20 && $0 != 0x7F) }
-        }
+        value.utf8.withContiguousStorageIfAvailable { bytes in
+            bytes.allSatisfy(isValueByte)
+        } ?? value.utf8.allSatisfy(isValueByte)
     }
+
+    private static func isValueByte(_ byte: UInt8) -> Bool {
+        byte >= 0x20 ? byte != 0x7F : byte == UInt8(ascii: "\t")
+    }
+
+    /// RFC 9110's tchar as bits: ! # $ % & ' * + - . 0-9 in the first 64 code points, A-Z ^ _ ` a-z | ~
+    /// in the next 64.
+    private static let tokenLow: UInt64 = 0x03FF_6CFA_0000_0000
+    private static let tokenHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
 
     private static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            true
-        default:
-            false
+        case 0..<64: (tokenLow >> UInt64(byte)) & 1 == 1
+        case 64..<128: (tokenHigh >> UInt64(byte - 64)) & 1 == 1
+        default: false
         }
     }
 }

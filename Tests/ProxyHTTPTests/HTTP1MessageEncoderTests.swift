@@ -114,6 +114,16 @@ import Testing
         _ = try? channel.finish()
     }
 
+    @Test func everyASCIIByteIsJudgedAsRFC9110Says() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8(0)...UInt8(127) {
+            let text = String(decoding: [byte], as: UTF8.self)
+            #expect(HTTP1HeaderValidation.isValidName(text) == tchar.contains(byte), "name byte \(byte)")
+            let valueAllowed = byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
+            #expect(HTTP1HeaderValidation.isValidValue("a" + text) == valueAllowed, "value byte \(byte)")
+        }
+    }
+
     @Test func bytesEncodedBeforeRemovalAreHandedOn() throws {
         let encoder = HTTP1ResponseEncoder()
         let channel = EmbeddedChannel(handler: encoder)
