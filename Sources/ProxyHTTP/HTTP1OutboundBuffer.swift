@@ -96,20 +96,25 @@ struct HTTP1OutboundBuffer {
     }
 
     private mutating func finishHead(_ headers: HTTPHeaders, framing: HTTP1Framing, start: Int) -> Bool {
-        for (name, value) in headers {
-            if framing.drops(name) { continue }
-            guard HTTP1HeaderValidation.isValidName(name), HTTP1HeaderValidation.isValidValue(value) else {
+        for (name, value) in headers where !framing.drops(name) {
+            guard writeField(name, value) else {
                 pending.moveWriterIndex(to: start)
                 return false
             }
-            pending.writeString(name)
-            pending.writeStaticString(": ")
-            pending.writeString(value)
-            pending.writeStaticString("\r\n")
         }
         if framing.addsChunked { pending.writeStaticString("transfer-encoding: chunked\r\n") }
         pending.writeStaticString("\r\n")
         chunked = framing.chunked
+        return true
+    }
+
+    /// Writes `name: value`; false (and nothing written) when either may not be sent.
+    private mutating func writeField(_ name: String, _ value: String) -> Bool {
+        guard HTTP1HeaderValidation.isValidName(name), HTTP1HeaderValidation.isValidValue(value) else { return false }
+        pending.writeString(name)
+        pending.writeStaticString(": ")
+        pending.writeString(value)
+        pending.writeStaticString("\r\n")
         return true
     }
 
@@ -152,14 +157,10 @@ struct HTTP1OutboundBuffer {
             let start = pending.writerIndex
             pending.writeStaticString("0\r\n")
             for (name, value) in trailers ?? [:] {
-                guard HTTP1HeaderValidation.isValidName(name), HTTP1HeaderValidation.isValidValue(value) else {
+                guard writeField(name, value) else {
                     pending.moveWriterIndex(to: start)
                     return false
                 }
-                pending.writeString(name)
-                pending.writeStaticString(": ")
-                pending.writeString(value)
-                pending.writeStaticString("\r\n")
             }
             pending.writeStaticString("\r\n")
             chunked = false
