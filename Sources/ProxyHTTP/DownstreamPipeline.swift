@@ -76,6 +76,7 @@ public enum DownstreamPipeline {
         // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
         try pipeline.addHandler(FlushCoalescer())
         let connectionID = ConnectionIDs.next()
+        let sharedTimeoutCheck = SharedTimeoutCheck(loop: channel.eventLoop)
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -88,8 +89,9 @@ public enum DownstreamPipeline {
                 try sync.addHandler(HeadersOnlyResponseCoalescer())
                 if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect()) }
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try sync.addHandler(HTTPConnectionManager(config: config, transport: .http2Stream,
-                                                          connectionID: connectionID, tls: tls))
+                try sync.addHandler(HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
+                                                          connectionID: connectionID, tls: tls,
+                                                          sharedTimeoutCheck: sharedTimeoutCheck))
             }
         }
         try pipeline.addHandler(management)

@@ -56,6 +56,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var timeouts = ConnectionTimeouts()
     private var timeoutCheck: Scheduled<Void>?
     private var timeoutCheckAt = NIODeadline.distantFuture
+    /// An HTTP/2 stream's check is its connection's, shared by all its streams.
+    private let sharedTimeoutCheck: SharedTimeoutCheck?
     /// Since when an HTTP/1.1 connection has had no stream (`idle_timeout`); nil while it has one.
     private var idleSince: NIODeadline?
     /// When the first bytes of a request whose head has not been read yet arrived (`request_headers_timeout`).
@@ -63,9 +65,16 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var servedRequest = false
     private var maxDurationReached = false
 
-    public init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
-                transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next(),
-                tls: DownstreamTLSInfo? = nil) {
+    public convenience init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
+                            transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next(),
+                            tls: DownstreamTLSInfo? = nil) {
+        self.init(config: config, tracker: tracker, transport: transport, connectionID: connectionID, tls: tls,
+                  sharedTimeoutCheck: nil)
+    }
+
+    init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?, transport: Transport,
+         connectionID: UInt64, tls: DownstreamTLSInfo?, sharedTimeoutCheck: SharedTimeoutCheck?) {
+        self.sharedTimeoutCheck = sharedTimeoutCheck
         self.tls = tls
         self.configHolder = config
         self.tracker = tracker
@@ -111,6 +120,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         tracker?.unregister(self)
         timeoutCheck?.cancel()
         timeoutCheck = nil
+        sharedTimeoutCheck?.remove(self)
+        timeoutCheckAt = .distantFuture
         if let stats = connectionStats {
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
@@ -285,10 +296,25 @@ extension HTTPConnectionManager {
     /// idle timeout than the connection manager's asks for this).
     func ensureTimeoutCheck(by deadline: NIODeadline) {
         guard deadline < timeoutCheckAt, let context else { return }
+        if let sharedTimeoutCheck {
+            guard context.channel.isActive else { return }
+            timeoutCheckAt = deadline
+            sharedTimeoutCheck.register(self, by: deadline)
+            return
+        }
         timeoutCheck?.cancel()
         timeoutCheckAt = deadline
         timeoutCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             self?.checkTimeouts()
+        }
+    }
+
+    /// The connection's shared check woke up: act if this stream's deadline has come, else wait on.
+    func sharedTimeoutCheckFired(now: NIODeadline) {
+        if timeoutCheckAt <= now {
+            checkTimeouts()
+        } else if timeoutCheckAt != .distantFuture {
+            sharedTimeoutCheck?.register(self, by: timeoutCheckAt)
         }
     }
 

@@ -369,3 +369,36 @@ def test_route_timeout_fires_on_time(launch, upstream, binary, name):
     assert all(0.49 <= elapsed for elapsed in times), times
     assert sorted(times)[1] <= 0.55 + 0.05, times
     assert stat(proxy, "cluster.up.upstream_rq_timeout") == 3
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_route_timeouts_of_http2_streams_fire_each_on_time(launch, upstream, binary, name):
+    """Streams of one HTTP/2 connection opened 0.3 s apart, each with a 0.5 s route timeout: each gets its 504
+    at 0.5 s after its own start (meshproxy's streams share one timeout check per connection), and a stream
+    that gets its answer is not touched."""
+    proxy = launch(binary, lambda listener, admin: http_bootstrap(
+        listener, admin, "            - { match: { prefix: / }, route: { cluster: up, timeout: 0.5s } }\n",
+        [static_cluster("up", upstream.port)], hcm_extra="          codec_type: HTTP2\n"), f"h2-route-timeouts-{name}")
+    client = H2Client(proxy.port)
+    try:
+        started, answered = {}, {}
+        for index in range(3):
+            if index:
+                client.pump(lambda: False, timeout=0.3)
+            stream = client.request("/hang")
+            started[stream] = time.monotonic()
+        fine = client.request("/ok")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(s in answered for s in started):
+            client.pump(lambda: any(s in client.ended and s not in answered for s in started), timeout=1)
+            for stream in started:
+                if stream in client.ended and stream not in answered:
+                    answered[stream] = time.monotonic() - started[stream]
+        assert sorted(answered) == sorted(started), answered
+        for stream, elapsed in answered.items():
+            assert client.headers[stream][":status"] == "504"
+            assert 0.45 <= elapsed < 0.5 + 0.35, answered
+        assert client.headers[fine][":status"] == "200"
+    finally:
+        client.close()
+    assert stat(proxy, "cluster.up.upstream_rq_timeout") == 3

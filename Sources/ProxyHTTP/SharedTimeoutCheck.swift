@@ -1,0 +1,47 @@
+import NIOCore
+
+/// One scheduled wake-up for the timeouts of all the streams of an HTTP/2 connection. Each stream's
+/// connection manager keeps its own next deadline and registers it here; the check sleeps until the
+/// earliest and then lets the due ones act, so a stream costs a table entry, not a scheduled task
+/// (with its allocation and the event loop's task-queue lock) armed and cancelled once or twice.
+/// Confined to the connection's event loop (its streams' loop too).
+final class SharedTimeoutCheck: @unchecked Sendable {
+    private let loop: any EventLoop
+    private var members: [ObjectIdentifier: HTTPConnectionManager] = [:]
+    private var scheduled: Scheduled<Void>?
+    private var scheduledAt = NIODeadline.distantFuture
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    var memberCount: Int { members.count }
+
+    /// `manager` wants to be checked no later than `deadline`.
+    func register(_ manager: HTTPConnectionManager, by deadline: NIODeadline) {
+        members[ObjectIdentifier(manager)] = manager
+        guard deadline < scheduledAt else { return }
+        scheduled?.cancel()
+        scheduledAt = deadline
+        scheduled = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in self?.fire() }
+    }
+
+    /// The stream ended: it is not checked again.
+    func remove(_ manager: HTTPConnectionManager) {
+        members.removeValue(forKey: ObjectIdentifier(manager))
+        guard members.isEmpty else { return }
+        scheduled?.cancel()
+        scheduled = nil
+        scheduledAt = .distantFuture
+    }
+
+    private func fire() {
+        scheduled = nil
+        scheduledAt = .distantFuture
+        let now = loop.now
+        let due = members
+        members = [:]
+        // Each member acts if due and registers again for its next deadline.
+        for manager in due.values { manager.sharedTimeoutCheckFired(now: now) }
+    }
+}
