@@ -157,9 +157,11 @@ public final class WorkloadIdentityIssuer: Sendable {
     }
 
     private func publish(now: Date) {
-        let all = state.withLock { $0.issued }
-        let bundle = trustBundlePEM(now: now)
-        let byNode = packed.withLock { packed -> [String: [VersionedResource]] in
+        // Under one lock from reading the certificates to publishing them: two nodes connecting at once
+        // must not publish in the wrong order, the later publication missing the other's secrets.
+        packed.withLock { packed in
+            let all = state.withLock { $0.issued }
+            let bundle = trustBundlePEM(now: now)
             if packed.bundle != bundle {
                 packed.bundle = bundle
                 packed.byNode = [:]
@@ -175,9 +177,8 @@ public final class WorkloadIdentityIssuer: Sendable {
                 byNode[node] = resources
             }
             packed.byNode = packed.byNode.filter { all[$0.key] != nil }
-            return byNode
+            cache.updateIssued(byNode)
         }
-        cache.updateIssued(byNode)
     }
 
     /// A node's `default` and `ROOTCA` secrets, packed.
