@@ -32,6 +32,11 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         if context.channel.isActive { activate(context: context) }
     }
 
+    /// Lets go of the context, which holds this handler: the two would otherwise keep each other.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         activate(context: context)
         context.fireChannelActive()

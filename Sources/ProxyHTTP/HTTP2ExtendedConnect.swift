@@ -38,6 +38,11 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
         self.context = context
     }
 
+    /// Lets go of the context, which holds this handler: the two would otherwise keep each other.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = unwrapInboundIn(data)
         switch state {

@@ -88,6 +88,12 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         if context.channel.isActive { activate(context: context) }
     }
 
+    /// The context keeps this handler alive and this handler kept the context: without letting go
+    /// here every connection (and on HTTP/2 every stream, with its channel and pipeline) stayed in memory.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     public func channelActive(context: ChannelHandlerContext) {
         activate(context: context)
         context.fireChannelActive()

@@ -43,6 +43,11 @@ public final class TCPProxyHandler: ChannelDuplexHandler, @unchecked Sendable {
         if context.channel.isActive { start(context: context) }
     }
 
+    /// Lets go of the context, which holds this handler: the two would otherwise keep each other.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()

@@ -42,6 +42,9 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
 
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
+    /// Lets go of the context, which holds this handler: the two would otherwise keep each other.
+    public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         switch unwrapInboundIn(data) {

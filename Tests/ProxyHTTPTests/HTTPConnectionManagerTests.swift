@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHTTP1
 import ProxyCore
 import ProxyRouting
+import ProxyUpstream
 import Testing
 import XDSAPI
 @testable import ProxyHTTP
@@ -102,6 +103,28 @@ import XDSAPI
         }
         #expect(connector.channels.count == 1)
         #expect(counter("cluster.web.upstream_cx_total") == 1)
+    }
+
+    /// A handler that kept its context kept itself alive (the context holds its handler): every closed
+    /// connection, and on HTTP/2 every finished stream, stayed in memory with its channel and pipeline.
+    @Test func closedConnectionsLetGoOfTheirHandlers() throws {
+        weak var manager: HTTPConnectionManager?
+        weak var upstreamHandler: UpstreamConnectionHandler?
+        do {
+            let test = try HTTPConnectionManagerTests()
+            manager = try test.downstream.pipeline.syncOperations.handler(type: HTTPConnectionManager.self)
+            try test.send()
+            _ = try test.upstreamRequest()
+            upstreamHandler = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            try test.respond(status: .ok, body: "ok")
+            _ = try test.downstreamResponse()
+            #expect(manager != nil && upstreamHandler != nil)
+            try test.downstream.close().wait()
+            try test.connector.channels[0].close().wait()
+            test.loop.run()
+        }
+        #expect(manager == nil, "the connection manager of a closed connection is freed")
+        #expect(upstreamHandler == nil, "the handler of a closed upstream connection is freed")
     }
 
     @Test func retriesOn5xxWithBackOff() throws {
