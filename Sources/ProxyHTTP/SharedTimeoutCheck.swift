@@ -15,8 +15,6 @@ final class SharedTimeoutCheck: @unchecked Sendable {
         self.loop = loop
     }
 
-    var memberCount: Int { members.count }
-
     /// `manager` wants to be checked no later than `deadline`.
     func register(_ manager: HTTPConnectionManager, by deadline: NIODeadline) {
         members[ObjectIdentifier(manager)] = manager
