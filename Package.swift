@@ -220,6 +220,14 @@ let package = Package(
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
         .testTarget(
+            name: "ProxyTCPTests",
+            dependencies: [
+                "ProxyTCP", "ProxyCore", "ProxyUpstream",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "ProxyTLSTests",
             dependencies: [
                 "ProxyTLS", "XDSAPI", "XDSResource", "ProxyCore",

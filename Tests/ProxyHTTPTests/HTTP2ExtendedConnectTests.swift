@@ -70,6 +70,20 @@ import Testing
         #expect(try inboundPayloads(channel).count == 1)
     }
 
+    /// The translator keeps its context (to release held bytes later); a finished stream must still free it.
+    @Test func aClosedStreamLetsGoOfItsHandler() throws {
+        weak var released: HTTP2ExtendedConnect?
+        do {
+            let handler = HTTP2ExtendedConnect()
+            released = handler
+            let channel = EmbeddedChannel(handler: handler)
+            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
+            try channel.writeInbound(Self.data("early"))
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        }
+        #expect(released == nil, "the extended-CONNECT translator of a closed stream is freed")
+    }
+
     @Test func aRefusedUpgradeDropsTheBytesButKeepsTheEnd() throws {
         let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
