@@ -421,14 +421,6 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private static let defaultTimeoutText = String(RouteAction.defaultTimeoutMs)
 
-    private static let consumedRequestHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "upgrade", "expect", "http2-settings",
-        "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms",
-        "x-envoy-upstream-rq-per-try-timeout-ms",
-        // Set by this hop's router (a previous hop's value is replaced, not repeated).
-        "x-envoy-expected-rq-timeout-ms",
-    ]
-
     /// Whether a request head announces a body (chunked, or a non-zero content-length).
     static func mayHaveBody(_ headers: HTTPHeaders) -> Bool {
         if headers.contains(name: "transfer-encoding") { return true }
@@ -437,65 +429,72 @@ final class ActiveStream: UpstreamResponseDelegate {
     }
 
     private func buildUpstreamHead() -> HTTPRequestHead {
-        var headers = HTTPHeaders()
+        // Built as a list and wrapped once: HTTPHeaders.add checks every name it is given for ASCII,
+        // and the encoder validates every name and value again on the way out.
+        var headers: [(String, String)] = []
         headers.reserveCapacity(downstreamHead.headers.count + 4)
         var sawForwardedProto = false
         var sawRequestID = false
         let clientCert = config.forwardClientCert.action(tls: manager.tls)
         for (name, value) in downstreamHead.headers {
             let lower = name.asciiLowercased()
-            if Self.consumedRequestHeaders.contains(lower) { continue }
-            if lower == ForwardClientCert.header {
+            switch ProxiedRequestHeader(lowercased: lower) {
+            case .consumed:
+                continue
+            case .forwardedClientCert:
                 switch clientCert {
                 case .keep: break
                 case .append(let element):
-                    headers.add(name: lower, value: value + "," + element)
+                    headers.append((lower, value + "," + element))
                     continue
                 case .remove, .replace: continue
                 }
-            }
-            if lower == "te", value.lowercased() != "trailers" { continue }
-            if lower == "x-forwarded-proto" { sawForwardedProto = true }
-            if lower == "x-request-id" {
+            case .te:
+                if value.lowercased() != "trailers" { continue }
+            case .forwardedProto:
+                sawForwardedProto = true
+            case .requestID:
                 sawRequestID = true
                 if let span {
                     // The trace decision is written into the request id, as Envoy does.
                     let marked = span.decision.marked(requestID: value)
                     log?.requestID = marked
-                    headers.add(name: lower, value: marked)
+                    headers.append((lower, marked))
                     continue
                 }
+            case .other:
+                break
             }
             // The span's context replaces the caller's (B3 or W3C, as the tracer speaks).
             if span != nil, let tracer = config.tracer, tracer.replacesHeader(lower) { continue }
-            headers.add(name: lower, value: value)
+            headers.append((lower, value))
         }
         if upgradeType != nil, let upgrade = downstreamHead.headers.first(name: "upgrade") {
-            headers.add(name: "upgrade", value: upgrade)
-            headers.add(name: "connection", value: "upgrade")
+            headers.append(("upgrade", upgrade))
+            headers.append(("connection", "upgrade"))
         }
-        if !sawForwardedProto { headers.add(name: "x-forwarded-proto", value: manager.tls == nil ? "http" : "https") }
+        if !sawForwardedProto { headers.append(("x-forwarded-proto", manager.tls == nil ? "http" : "https")) }
         switch clientCert {
         case .replace(let element):
-            headers.add(name: ForwardClientCert.header, value: element)
+            headers.append((ForwardClientCert.header, element))
         case .append(let element) where !downstreamHead.headers.contains(name: ForwardClientCert.header):
-            headers.add(name: ForwardClientCert.header, value: element)
+            headers.append((ForwardClientCert.header, element))
         default: break
         }
         if !sawRequestID {
             var id = manager.requestIDs.next()
             if let span { id = span.decision.marked(requestID: id) }
             if log != nil { log!.requestID = id }
-            headers.add(name: "x-request-id", value: id)
+            headers.append(("x-request-id", id))
         }
         if timeoutMs > 0 {
             let perTry = policy?.perTryTimeoutMs ?? 0
             let expected = perTry > 0 && perTry < timeoutMs ? perTry : timeoutMs
             let text = expected == RouteAction.defaultTimeoutMs ? Self.defaultTimeoutText : String(expected)
-            headers.add(name: "x-envoy-expected-rq-timeout-ms", value: text)
+            headers.append(("x-envoy-expected-rq-timeout-ms", text))
         }
         if let span, let tracer = config.tracer {
-            for (name, value) in tracer.propagationHeaders(span) { headers.add(name: name, value: value) }
+            headers += tracer.propagationHeaders(span)
         }
         var uri = downstreamHead.uri
         if let route, let action, action.prefixRewrite != nil || action.regexRewrite != nil {
@@ -503,11 +502,11 @@ final class ActiveStream: UpstreamResponseDelegate {
             uri = action.rewrittenPath(String(uri[..<queryStart]), matched: route.match.path) + uri[queryStart...]
         }
         if !headerEdits.requestAdd.isEmpty || !headerEdits.requestRemove.isEmpty {
-            headers = Self.edited(headers, remove: headerEdits.requestRemove, add: headerEdits.requestAdd) { [self] in
+            HeaderEdits.apply(remove: headerEdits.requestRemove, add: headerEdits.requestAdd, to: &headers) { [self] in
                 $0.render(formatContext(status: 0), missing: "")
             }
         }
-        return HTTPRequestHead(version: .http1_1, method: downstreamHead.method, uri: uri, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: downstreamHead.method, uri: uri, headers: HTTPHeaders(headers))
     }
 
     /// The upstream head for one attempt: Host rewritten for the chosen host where the route says so.
@@ -525,24 +524,20 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         guard let newHost else { return upstreamHead }
         // Host keeps its place in the header list (NIO's replaceOrAdd would move it to the end).
-        var headers = HTTPHeaders()
+        var headers: [(String, String)] = []
         headers.reserveCapacity(upstreamHead.headers.count + 1)
         var original: String?
         for (name, value) in upstreamHead.headers {
             if name == "host" {
                 original = value
-                headers.add(name: "host", value: newHost)
+                headers.append(("host", newHost))
             } else {
-                headers.add(name: name, value: value)
+                headers.append((name, value))
             }
         }
-        if let original {
-            headers.add(name: "x-envoy-original-host", value: original)
-        } else {
-            headers.add(name: "host", value: newHost)
-        }
+        headers.append(original.map { ("x-envoy-original-host", $0) } ?? ("host", newHost))
         var head = upstreamHead
-        head.headers = headers
+        head.headers = HTTPHeaders(headers)
         return head
     }
 
@@ -1102,44 +1097,46 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
     }
 
-    private static let hopByHopResponseHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-    ]
-
     private func downstreamResponseHead(from upstream: HTTPResponseHead) -> HTTPResponseHead {
         lastStatus = upstream.status.code
         // An HTTP/2 stream is not a connection to keep: it ends with its response.
         keepAliveUpstream = upstream.version.major >= 2 || upstream.isKeepAlive
-        var headers = HTTPHeaders()
+        // A list wrapped once, as for the upstream request.
+        var headers: [(String, String)] = []
         headers.reserveCapacity(upstream.headers.count + 4)
         var sawServer = false
         var sawDate = false
         for (name, value) in upstream.headers {
             let lower = name.asciiLowercased()
-            if Self.hopByHopResponseHeaders.contains(lower) { continue }
-            if lower == "server" {
-                sawServer = true
-                headers.add(name: "server", value: config.serverName)
+            switch ProxiedResponseHeader(lowercased: lower) {
+            case .hopByHop:
                 continue
+            case .server:
+                sawServer = true
+                headers.append(("server", config.serverName))
+                continue
+            case .date:
+                sawDate = true
+            case .other:
+                break
             }
-            if lower == "date" { sawDate = true }
-            headers.add(name: lower, value: value)
+            headers.append((lower, value))
         }
         // Envoy measures from the first upstream attempt, so back-off between retries counts too.
         let serviceMs = (loop.now - startTime).nanoseconds / 1_000_000
-        headers.add(name: "x-envoy-upstream-service-time", value: String(serviceMs))
-        for cookie in setCookies { headers.add(name: "set-cookie", value: cookie) }
-        if !sawDate { headers.add(name: "date", value: manager.dates.current()) }
-        if !sawServer { headers.add(name: "server", value: config.serverName) }
-        if !keepAlive { headers.add(name: "connection", value: "close") }
-        for (name, value) in filterResponseHeaders { headers.add(name: name, value: value) }
+        headers.append(("x-envoy-upstream-service-time", String(serviceMs)))
+        for cookie in setCookies { headers.append(("set-cookie", cookie)) }
+        if !sawDate { headers.append(("date", manager.dates.current())) }
+        if !sawServer { headers.append(("server", config.serverName)) }
+        if !keepAlive { headers.append(("connection", "close")) }
+        headers += filterResponseHeaders
         if !headerEdits.responseAdd.isEmpty || !headerEdits.responseRemove.isEmpty {
             let status = Int(upstream.status.code)
-            headers = Self.edited(headers, remove: headerEdits.responseRemove, add: headerEdits.responseAdd) { [self] in
+            HeaderEdits.apply(remove: headerEdits.responseRemove, add: headerEdits.responseAdd, to: &headers) { [self] in
                 $0.render(formatContext(status: status), missing: "")
             }
         }
-        return HTTPResponseHead(version: downstreamHead.version, status: upstream.status, headers: headers)
+        return HTTPResponseHead(version: downstreamHead.version, status: upstream.status, headers: HTTPHeaders(headers))
     }
 
     private func finish(localReply reply: LocalReply) {
@@ -1366,46 +1363,5 @@ extension ActiveStream {
         entry.downstreamTLS = manager.tls
         if manager.tls != nil { entry.scheme = "https" }
         return entry
-    }
-}
-
-extension String {
-    /// Lower-cases ASCII letters. Header names that are already lower-case come back as they are, and
-    /// the common ones clients capitalise come from a table of constants: no allocation either way.
-    func asciiLowercased() -> String {
-        if !utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) { return self }
-        switch self {
-        case "Host": return "host"
-        case "User-Agent": return "user-agent"
-        case "Accept": return "accept"
-        case "Accept-Encoding": return "accept-encoding"
-        case "Accept-Language": return "accept-language"
-        case "Connection": return "connection"
-        case "Content-Length": return "content-length"
-        case "Content-Type": return "content-type"
-        case "Cache-Control": return "cache-control"
-        case "Cookie": return "cookie"
-        case "Authorization": return "authorization"
-        case "Date": return "date"
-        case "Server": return "server"
-        case "Transfer-Encoding": return "transfer-encoding"
-        case "Keep-Alive": return "keep-alive"
-        case "Set-Cookie": return "set-cookie"
-        case "Location": return "location"
-        case "Vary": return "vary"
-        case "ETag": return "etag"
-        case "Last-Modified": return "last-modified"
-        case "Expect": return "expect"
-        case "Origin": return "origin"
-        case "Referer": return "referer"
-        case "X-Request-Id", "X-Request-ID": return "x-request-id"
-        case "X-Forwarded-For": return "x-forwarded-for"
-        case "X-Forwarded-Proto": return "x-forwarded-proto"
-        case "Access-Control-Allow-Origin": return "access-control-allow-origin"
-        case "Access-Control-Allow-Credentials": return "access-control-allow-credentials"
-        default:
-            return String(decoding: utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 },
-                          as: UTF8.self)
-        }
     }
 }

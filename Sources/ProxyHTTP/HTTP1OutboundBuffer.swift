@@ -70,12 +70,31 @@ struct HTTP1OutboundBuffer {
     mutating func encode(_ head: HTTPResponseHead) -> Bool {
         prepareForAppend()
         let start = pending.writerIndex
-        pending.writeHTTPVersion(head.version)
-        pending.writeInteger(UInt8(ascii: " "))
-        pending.writeStatusCode(head.status.code)
-        pending.writeInteger(UInt8(ascii: " "))
-        pending.writeString(head.status.reasonPhrase)
-        pending.writeStaticString("\r\n")
+        let code = head.status.code
+        var reason = head.status.reasonPhrase
+        if head.version == .http1_1, code >= 100, code <= 999 {
+            // The usual status line in one copy.
+            reason.withUTF8 { reason in
+                _ = pending.writeWithUnsafeMutableBytes(minimumWritableBytes: reason.count + 15) { out in
+                    var line = LineWriter(out)
+                    line.append("HTTP/1.1 ")
+                    line.append(UInt8(ascii: "0") + UInt8(code / 100))
+                    line.append(UInt8(ascii: "0") + UInt8(code / 10 % 10))
+                    line.append(UInt8(ascii: "0") + UInt8(code % 10))
+                    line.append(UInt8(ascii: " "))
+                    line.append(reason)
+                    line.append("\r\n")
+                    return line.count
+                }
+            }
+        } else {
+            pending.writeHTTPVersion(head.version)
+            pending.writeInteger(UInt8(ascii: " "))
+            pending.writeStatusCode(code)
+            pending.writeInteger(UInt8(ascii: " "))
+            pending.writeString(reason)
+            pending.writeStaticString("\r\n")
+        }
         let framing = HTTP1Framing(headers: head.headers, version: head.version,
                                    body: head.status.mayHaveResponseBody ? .yes : .no)
         return finishHead(head.headers, framing: framing, start: start)
@@ -85,12 +104,30 @@ struct HTTP1OutboundBuffer {
     mutating func encode(_ head: HTTPRequestHead) -> Bool {
         prepareForAppend()
         let start = pending.writerIndex
-        pending.writeString(head.method.rawValue)
-        pending.writeInteger(UInt8(ascii: " "))
-        pending.writeString(head.uri)
-        pending.writeInteger(UInt8(ascii: " "))
-        pending.writeHTTPVersion(head.version)
-        pending.writeStaticString("\r\n")
+        var method = head.method.rawValue
+        var uri = head.uri
+        if head.version == .http1_1 {
+            // The usual request line in one copy.
+            method.withUTF8 { method in
+                uri.withUTF8 { uri in
+                    _ = pending.writeWithUnsafeMutableBytes(minimumWritableBytes: method.count + uri.count + 12) { out in
+                        var line = LineWriter(out)
+                        line.append(method)
+                        line.append(UInt8(ascii: " "))
+                        line.append(uri)
+                        line.append(" HTTP/1.1\r\n")
+                        return line.count
+                    }
+                }
+            }
+        } else {
+            pending.writeString(method)
+            pending.writeInteger(UInt8(ascii: " "))
+            pending.writeString(uri)
+            pending.writeInteger(UInt8(ascii: " "))
+            pending.writeHTTPVersion(head.version)
+            pending.writeStaticString("\r\n")
+        }
         let framing = HTTP1Framing(headers: head.headers, version: head.version, body: .expected(by: head.method))
         return finishHead(head.headers, framing: framing, start: start)
     }
@@ -110,11 +147,31 @@ struct HTTP1OutboundBuffer {
 
     /// Writes `name: value`; false (and nothing written) when either may not be sent.
     private mutating func writeField(_ name: String, _ value: String) -> Bool {
+        let written = name.utf8.withContiguousStorageIfAvailable { name in
+            value.utf8.withContiguousStorageIfAvailable { value in writeField(name, value) }
+        }
+        if let written = written ?? nil { return written }
+        // Strings without contiguous UTF-8 (bridged ones; never NIO's decoder's) are made so first.
+        var name = name, value = value
+        name.makeContiguousUTF8()
+        value.makeContiguousUTF8()
+        return writeField(name, value)
+    }
+
+    /// The line in one copy: a write per piece cost a capacity check and an index move each, four
+    /// times per header of every message.
+    private mutating func writeField(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Bool {
         guard HTTP1HeaderValidation.isValidName(name), HTTP1HeaderValidation.isValidValue(value) else { return false }
-        pending.writeString(name)
-        pending.writeStaticString(": ")
-        pending.writeString(value)
-        pending.writeStaticString("\r\n")
+        pending.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { out in
+            var line = LineWriter(out)
+            line.append(name)
+            line.append(UInt8(ascii: ":"))
+            line.append(UInt8(ascii: " "))
+            line.append(value)
+            line.append(UInt8(ascii: "\r"))
+            line.append(UInt8(ascii: "\n"))
+            return line.count
+        }
         return true
     }
 
@@ -273,19 +330,49 @@ struct HTTP1Framing {
     }
 }
 
+/// Copies the pieces of one line into room a `ByteBuffer` reserved for them (the caller reserves
+/// enough: nothing here checks).
+private struct LineWriter {
+    private let base: UnsafeMutableRawPointer
+    private(set) var count = 0
+
+    init(_ room: UnsafeMutableRawBufferPointer) {
+        base = room.baseAddress!
+    }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+        (base + count).copyMemory(from: source, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func append(_ text: StaticString) {
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func append(_ byte: UInt8) {
+        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
+}
+
 /// RFC 9110's rules for what may be sent as a field name (a token) and a field value (no control
 /// characters but horizontal tab): an invalid one would let a header split the message.
 enum HTTP1HeaderValidation {
     static func isValidName(_ name: String) -> Bool {
-        name.utf8.withContiguousStorageIfAvailable { bytes in
-            !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
-        } ?? (!name.isEmpty && name.utf8.allSatisfy(isTokenByte))
+        name.utf8.withContiguousStorageIfAvailable(isValidName) ?? (!name.isEmpty && name.utf8.allSatisfy(isTokenByte))
     }
 
     static func isValidValue(_ value: String) -> Bool {
-        value.utf8.withContiguousStorageIfAvailable { bytes in
-            bytes.allSatisfy(isValueByte)
-        } ?? value.utf8.allSatisfy(isValueByte)
+        value.utf8.withContiguousStorageIfAvailable(isValidValue) ?? value.utf8.allSatisfy(isValueByte)
+    }
+
+    static func isValidName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
+    }
+
+    static func isValidValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.allSatisfy(isValueByte)
     }
 
     private static func isValueByte(_ byte: UInt8) -> Bool {
