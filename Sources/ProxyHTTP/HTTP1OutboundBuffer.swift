@@ -26,6 +26,8 @@ struct HTTP1OutboundBuffer {
     private(set) var chunked = false
     /// A header that may not be sent was refused: the connection sends nothing more.
     private var failed = false
+    /// Something was written to the channel since the last flush.
+    private var wroteSinceFlush = false
 
     init() {
         pending = ByteBuffer()
@@ -199,6 +201,7 @@ struct HTTP1OutboundBuffer {
         }
         emit(context: context, promise: nil)
         context.write(NIOAny(body), promise: promise)
+        wroteSinceFlush = true
         if chunked {
             prepareForAppend()
             pending.writeStaticString("\r\n")
@@ -233,14 +236,20 @@ struct HTTP1OutboundBuffer {
         if hasUnsentBytes {
             context.write(NIOAny(IOData.byteBuffer(pending)), promise: promise)
             handedOff = true
+            wroteSinceFlush = true
         } else if let promise {
             context.write(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise)
+            wroteSinceFlush = true
         }
     }
 
     /// Writes what is pending and flushes; then takes the storage back for the next message.
+    /// With nothing written since the last flush (the end of a request without a body, which
+    /// encodes to no bytes) there is nothing for the channel to flush, and it is not asked to.
     mutating func flush(context: ChannelHandlerContext) {
         emit(context: context, promise: nil)
+        guard wroteSinceFlush else { return }
+        wroteSinceFlush = false
         context.flush()
         guard handedOff else { return }
         if pending.capacity > Self.retainedCapacityLimit {

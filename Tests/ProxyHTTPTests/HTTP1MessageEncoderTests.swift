@@ -159,4 +159,42 @@ import Testing
             #expect(String(buffer: buffer) == String(value, radix: 16))
         }
     }
+
+    /// Counts the flushes that reach the socket side of the pipeline.
+    final class FlushCounter: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = IOData
+        var flushes = 0
+
+        func flush(context: ChannelHandlerContext) {
+            flushes += 1
+            context.flush()
+        }
+    }
+
+    /// A request without a body ends with no bytes: its end's flush, right after the head's, is not passed on.
+    @Test func aFlushWithNothingWrittenSinceTheLastIsNotPassedOn() throws {
+        let counter = FlushCounter()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([counter, HTTP1RequestEncoder()])
+        let parts = Self.request(.GET, [("host", "h")])
+        channel.write(parts[0], promise: nil)
+        channel.flush()
+        #expect(counter.flushes == 1)
+        channel.write(parts[1], promise: nil)
+        channel.flush()
+        #expect(counter.flushes == 1, "the end of a GET adds no bytes")
+        let post = Self.request(.POST, [("host", "h")], body: "x")
+        channel.write(post[0], promise: nil)
+        channel.flush()
+        channel.write(post[1], promise: nil)
+        channel.flush()
+        #expect(counter.flushes == 3, "a chunk is written and flushed")
+        var sent = ""
+        while let data = try channel.readOutbound(as: IOData.self) {
+            if case .byteBuffer(let bytes) = data { sent += String(buffer: bytes) }
+        }
+        #expect(sent == "GET /p?q=1 HTTP/1.1\r\nhost: h\r\n\r\n"
+                + "POST /p?q=1 HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n")
+        _ = try? channel.finish()
+    }
 }
