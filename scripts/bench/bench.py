@@ -23,6 +23,8 @@ UPSTREAM_PORT = 18081
 H2C_PORTS = {"direct": 18110, "meshproxy": 18100, "envoy": 18101, "nginx": 18112, "haproxy": 18113}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_CORE, PROXY_CORE = "0", "1"
+# Starts per proxy for the start-up figure.
+STARTS = 5
 
 
 def pinned(core, args):
@@ -245,8 +247,23 @@ def idle_connection_rss(port, pids):
             s.close()
 
 
+def startups(systems, repeats):
+    """Start to first proxied request, each proxy started `repeats` times, interleaved, with no load running.
+    Measured apart from the load rounds: a start right after another system's load run waited on that run's
+    aftermath (every proxy but nginx took 2-4 times as long there, and the order of systems decided by how much)."""
+    times = {system.name: [] for system in systems if system.args}
+    for _ in range(repeats):
+        for system in systems:
+            if not system.args:
+                continue
+            times[system.name].append(system.start())
+            system.stop()
+            time.sleep(0.3)
+    return times
+
+
 def measure(system, seconds):
-    result = {"start_ms": system.start()}
+    result = {"start_after_load_ms": system.start()}
     time.sleep(0.3)
     pids = system.pids()
     result["idle_rss_mb"] = sum(rss_kb(p) for p in pids) / 1024
@@ -365,6 +382,7 @@ def main():
             if time.monotonic() > deadline:
                 raise TimeoutError("upstream nginx did not start")
             time.sleep(0.05)
+        start_times = startups(systems, STARTS)
         for round_index in range(rounds):
             for system in systems:
                 if system.name == "direct":
@@ -394,7 +412,8 @@ def main():
             "idle_rss": median([r.get("idle_rss_mb") for r in runs]),
             "idle_anon": median([r.get("idle_anon_mb") for r in runs]),
             "loaded_rss": median([r.get("loaded_rss_mb") for r in runs]),
-            "start_ms": median([r.get("start_ms") for r in runs]),
+            "start_ms": median(start_times.get(name, [])),
+            "start_after_load_ms": median([r.get("start_after_load_ms") for r in runs]),
             "errors": sum(r["c50"]["errors"] + r["c1"]["errors"] + r["h2c"]["errors"] for r in runs),
             "h2c": median([r["h2c"]["rps"] for r in runs]),
             "cpu_us_h2c": median([r.get("cpu_us_h2c") for r in runs]),
@@ -433,6 +452,8 @@ def main():
             parts.append(f"RSS per idle cx ×{mesh['idle_cx_rss'] / o['idle_cx_rss']:.2f}")
         if o["start_ms"]:
             parts.append(f"start ×{mesh['start_ms'] / o['start_ms']:.2f}")
+        if o.get("start_after_load_ms") and mesh["start_after_load_ms"]:
+            parts.append(f"start after load {mesh['start_after_load_ms']:.0f} against {o['start_after_load_ms']:.0f} ms")
         ratios.append(f"- meshproxy / {other}: " + ", ".join(parts))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = "\n".join([
@@ -444,7 +465,10 @@ def main():
         f"`h2load -t1 -c10 -m10 -D {seconds}` run for h2c: HTTP/2 downstream, HTTP/1.1 upstream). The fixed-rate "
         f"run is `hey -z {seconds}s -c 10 -q {FIXED_RATE // 10}` ({FIXED_RATE:,} requests/s in all, below every "
         "proxy's knee); RSS per 1,000 idle connections is the proxy's RSS growth with 1,000 keep-alive connections "
-        "open after one request each.",
+        "open after one request each. Start to first request: each proxy started "
+        f"{STARTS} times, interleaved, before the load rounds and with nothing else running (median; the start "
+        "before each system's load round, right after the previous system's, is in the ratio lines as \"start after "
+        "load\").",
         "",
         *[f"- {k}: {v}" for k, v in info.items()],
         "",
