@@ -41,13 +41,18 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         let value = Atomic<Bool>(false)
     }
 
-    /// Runs one stream: requests and snapshot changes are merged into one sequence and handled in order.
+    /// Runs one stream: requests and snapshot changes are merged into one sequence and handled in
+    /// order. The cache's change callback feeds the sequence directly; one child task reads requests.
     private func run<Request: Sendable>(
-        requests: RPCAsyncSequence<Request, any Error>, updates: AsyncStream<Int>,
-        handle: @escaping (Event<Request>) async throws -> Void
+        requests: RPCAsyncSequence<Request, any Error>,
+        handle: @escaping (Event<Request>, _ watcher: Int) async throws -> Void
     ) async throws {
         let (events, continuation) = AsyncStream<Event<Request>>.makeStream()
         let pending = PendingFlag()
+        let watcher = cache.addWatcher { _ in
+            if !pending.value.exchange(true, ordering: .acquiringAndReleasing) { continuation.yield(.snapshotChanged) }
+        }
+        defer { cache.removeWatcher(watcher) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 defer { continuation.finish() }
@@ -57,14 +62,9 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
                     // The proxy went away; the stream ends.
                 }
             }
-            group.addTask {
-                for await _ in updates where !pending.value.exchange(true, ordering: .acquiringAndReleasing) {
-                    continuation.yield(.snapshotChanged)
-                }
-            }
             for await event in events {
                 if case .snapshotChanged = event { pending.value.store(false, ordering: .releasing) }
-                try await handle(event)
+                try await handle(event, watcher)
             }
             group.cancelAll()
         }
@@ -96,8 +96,7 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         var state = State()
         /// Secret names this stream asked for that its node is not served, each logged once.
         var refusedSecrets = Set<String>()
-        let (updates, watcher) = cache.updates()
-        try await run(requests: requests, updates: updates) { [registry, metrics] event in
+        try await run(requests: requests) { [registry, metrics] event, watcher in
             // The work is done outside this async closure: its frame is kept for the stream's life,
             // and what lived in it (requests, snapshots, responses) cost ~10 KB per proxy.
             let out = self.respond(to: event, state: &state, refusedSecrets: &refusedSecrets, watcher: watcher, peer: peer)

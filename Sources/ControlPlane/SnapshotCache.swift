@@ -23,7 +23,8 @@ public final class SnapshotCache: Sendable {
     }
 
     private struct Watcher {
-        var continuation: AsyncStream<Int>.Continuation
+        /// Told the new generation, on the publishing thread and outside the cache's lock.
+        var notify: @Sendable (Int) -> Void
         /// The node whose stream this is, once it has said (nil: woken by every change).
         var nodeID: String?
     }
@@ -34,7 +35,7 @@ public final class SnapshotCache: Sendable {
 
     /// Publishes a new resource set and wakes every stream (each sees only the latest).
     public func update(_ resources: [VersionedResource]) {
-        let (watchers, generation) = state.withLock { state -> ([AsyncStream<Int>.Continuation], Int) in
+        let (watchers, generation) = state.withLock { state -> ([@Sendable (Int) -> Void], Int) in
             state.resources = resources
             state.nodeScoped = [:]
             for resource in resources {
@@ -42,15 +43,15 @@ public final class SnapshotCache: Sendable {
             }
             state.clusterViews = [:]
             state.generation += 1
-            return (state.watchers.values.map(\.continuation), state.generation)
+            return (state.watchers.values.map(\.notify), state.generation)
         }
-        for watcher in watchers { watcher.yield(generation) }
+        for notify in watchers { notify(generation) }
     }
 
     /// Publishes the CA's issued secrets (kept apart from the files' resources), by node id, and
     /// wakes the streams of the nodes whose secrets changed.
     public func updateIssued(_ byNode: [String: [VersionedResource]]) {
-        let (watchers, generation) = state.withLock { state -> ([AsyncStream<Int>.Continuation], Int) in
+        let (watchers, generation) = state.withLock { state -> ([@Sendable (Int) -> Void], Int) in
             var changed = Set<String>()
             for (node, resources) in byNode where state.issued[node] != resources { changed.insert(node) }
             for node in state.issued.keys where byNode[node] == nil { changed.insert(node) }
@@ -58,9 +59,9 @@ public final class SnapshotCache: Sendable {
             guard !changed.isEmpty else { return ([], state.generation) }
             state.generation += 1
             let woken = state.watchers.values.filter { $0.nodeID.map(changed.contains) ?? true }
-            return (woken.map(\.continuation), state.generation)
+            return (woken.map(\.notify), state.generation)
         }
-        for watcher in watchers { watcher.yield(generation) }
+        for notify in watchers { notify(generation) }
     }
 
     public var generation: Int { state.withLock { $0.generation } }
@@ -103,22 +104,31 @@ public final class SnapshotCache: Sendable {
         return chosen
     }
 
+    /// Calls `notify` with each new generation that concerns the watcher (every change until
+    /// `watch(_:isFor:)` names its node), on the publishing thread. An ADS stream merges this
+    /// into its own event sequence: no task or stream of its own per proxy.
+    public func addWatcher(_ notify: @escaping @Sendable (Int) -> Void) -> Int {
+        state.withLock { state -> Int in
+            state.nextWatcher += 1
+            state.watchers[state.nextWatcher] = Watcher(notify: notify)
+            return state.nextWatcher
+        }
+    }
+
+    public func removeWatcher(_ id: Int) {
+        _ = state.withLock { $0.watchers.removeValue(forKey: id) }
+    }
+
     /// Generations as they are published; a slow reader skips to the newest (bounded memory). Until
     /// `watch(_:isFor:)` names the stream's node, every change wakes it.
     public func updates() -> (stream: AsyncStream<Int>, id: Int) {
         let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state -> Int in
-            state.nextWatcher += 1
-            state.watchers[state.nextWatcher] = Watcher(continuation: continuation)
-            return state.nextWatcher
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
-        }
+        let id = addWatcher { continuation.yield($0) }
+        continuation.onTermination = { [weak self] _ in self?.removeWatcher(id) }
         return (stream, id)
     }
 
-    /// Names the node an `updates()` stream serves: changes to other nodes' secrets no longer wake it.
+    /// Names the node a watcher serves: changes to other nodes' secrets no longer wake it.
     public func watch(_ id: Int, isFor nodeID: String) {
         state.withLock { $0.watchers[id]?.nodeID = nodeID }
     }
