@@ -34,7 +34,14 @@ public final class WorkloadIdentityIssuer: Sendable {
     private let state: Mutex<State>
     /// Each node's secrets as last packed, kept while its certificate and the trust bundle stay the
     /// same: a proxy connecting packs its own secrets, not every proxy's again.
-    private let packed = Mutex<(bundle: String, byNode: [String: (serialNumber: String, resources: [VersionedResource])])>(("", [:]))
+    private let packed = Mutex<PackedSecrets>(PackedSecrets())
+
+    private struct PackedSecrets {
+        var bundle = ""
+        /// `ROOTCA` as packed for the current bundle: the same bytes for every node, kept once.
+        var root: (resource: Google_Protobuf_Any, version: String)?
+        var byNode: [String: (serialNumber: String, resources: [VersionedResource])] = [:]
+    }
 
     public init(ca: CertificateAuthority, trustDomain: String, ttl: TimeInterval, cache: SnapshotCache,
                 previousRoots: [PreviousRoot] = [], logger: Logger = Logger(label: "ca")) {
@@ -162,9 +169,13 @@ public final class WorkloadIdentityIssuer: Sendable {
         packed.withLock { packed in
             let all = state.withLock { $0.issued }
             let bundle = trustBundlePEM(now: now)
-            if packed.bundle != bundle {
+            if packed.bundle != bundle || packed.root == nil {
                 packed.bundle = bundle
                 packed.byNode = [:]
+                var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
+                root.name = Self.rootSecretName
+                root.validationContext.trustedCa.inlineString = bundle
+                packed.root = try? ContentHash.packed(root)
             }
             var byNode: [String: [VersionedResource]] = [:]
             for (node, certificate) in all {
@@ -172,7 +183,7 @@ public final class WorkloadIdentityIssuer: Sendable {
                     byNode[node] = done.resources
                     continue
                 }
-                let resources = Self.secrets(certificate, bundle: bundle, node: node)
+                let resources = Self.secrets(certificate, root: packed.root, node: node)
                 packed.byNode[node] = (certificate.serialNumber, resources)
                 byNode[node] = resources
             }
@@ -181,18 +192,16 @@ public final class WorkloadIdentityIssuer: Sendable {
         }
     }
 
-    /// A node's `default` and `ROOTCA` secrets, packed.
-    private static func secrets(_ certificate: IssuedCertificate, bundle: String, node: String) -> [VersionedResource] {
+    /// A node's `default` and `ROOTCA` secrets, packed (`ROOTCA`'s bytes shared by every node).
+    private static func secrets(_ certificate: IssuedCertificate, root: (resource: Google_Protobuf_Any, version: String)?,
+                                node: String) -> [VersionedResource] {
         var workload = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
         workload.name = certificateSecretName
         workload.tlsCertificate.certificateChain.inlineString = certificate.certificateChainPEM
         workload.tlsCertificate.privateKey.inlineString = certificate.privateKeyPEM
-        var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
-        root.name = rootSecretName
-        root.validationContext.trustedCa.inlineString = bundle
-        return [workload, root].compactMap { secret in
-            guard let (any, version) = try? ContentHash.packed(secret) else { return nil }
-            return VersionedResource(typeURL: TypeURL.secret, name: secret.name, version: version, resource: any,
+        return [(workload.name, try? ContentHash.packed(workload)), (rootSecretName, root)].compactMap { name, packed in
+            guard let (any, version) = packed else { return nil }
+            return VersionedResource(typeURL: TypeURL.secret, name: name, version: version, resource: any,
                                      file: "<meshd CA>", line: nil, scope: .nodeID(node))
         }
     }
