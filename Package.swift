@@ -57,6 +57,7 @@ let package = Package(
             dependencies: [
                 "XDSAPI", "XDSResource", "MeshCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -251,7 +252,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "XDSAPI", "XDSResource", "MeshCA"]),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: ["ControlPlane", "XDSAPI", "XDSResource", "MeshCA",
+                           .product(name: "GRPCCore", package: "grpc-swift-2")]
+        ),
         .testTarget(
             name: "MeshCATests",
             dependencies: [

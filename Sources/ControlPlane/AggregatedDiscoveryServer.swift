@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import Logging
 import Synchronization
 import XDSAPI
@@ -68,6 +69,24 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
             }
             group.cancelAll()
         }
+    }
+
+    /// As the generated registration, with requests decoded without their node's extension list
+    /// (`NodeExtensionsFilter`).
+    public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        typealias ADS = Envoy_Service_Discovery_V3_AggregatedDiscoveryService
+        router.registerHandler(
+            forMethod: ADS.Method.StreamAggregatedResources.descriptor,
+            deserializer: NodeTrimmingDeserializer<Envoy_Service_Discovery_V3_DiscoveryRequest>(
+                filter: NodeExtensionsFilter(nodeField: 2)),
+            serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DiscoveryResponse>(),
+            handler: { request, context in try await self.streamAggregatedResources(request: request, context: context) })
+        router.registerHandler(
+            forMethod: ADS.Method.DeltaAggregatedResources.descriptor,
+            deserializer: NodeTrimmingDeserializer<Envoy_Service_Discovery_V3_DeltaDiscoveryRequest>(
+                filter: NodeExtensionsFilter(nodeField: 1)),
+            serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DeltaDiscoveryResponse>(),
+            handler: { request, context in try await self.deltaAggregatedResources(request: request, context: context) })
     }
 
     public func streamAggregatedResources(
