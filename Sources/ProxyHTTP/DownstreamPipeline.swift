@@ -53,7 +53,8 @@ public enum DownstreamPipeline {
         try pipeline.addHandlers([
             HTTP1ResponseEncoder(),
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-            HTTPServerProtocolErrorHandler(),
+            // The connection manager answers a request the decoder cannot parse with 400, as NIO's
+            // HTTPServerProtocolErrorHandler would.
             manager,
         ])
     }

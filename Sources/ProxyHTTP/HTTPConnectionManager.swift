@@ -48,6 +48,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     var dates = HTTPDateCache()
     private var readsPaused = false
     private var pendingRead = false
+    /// A response head (not 1xx) has gone out and its end has not: a parse error then gets no 400.
+    private var responseInProgress = false
     /// The connection became a byte tunnel (an upgraded WebSocket); this manager only watches it close.
     private var tunneled = false
 
@@ -188,7 +190,21 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError { connectionStats?.downstreamCxProtocolError.increment() }
+        if error is HTTPParserError {
+            connectionStats?.downstreamCxProtocolError.increment()
+            // As Envoy: a request the decoder cannot parse gets a 400 and the connection closes; one
+            // that comes while a response is under way only closes it. (NIO's
+            // HTTPServerProtocolErrorHandler, which stood in front of this handler, answered without
+            // closing, and was a pipeline hop for every part of every request.)
+            if transport == .http1Connection {
+                if responseInProgress {
+                    context.close(promise: nil)
+                } else {
+                    replyAndClose(.badRequest, body: "Bad Request", serverName: configHolder.load().serverName,
+                                  context: context)
+                }
+            }
+        }
         context.fireErrorCaught(error)
     }
 
@@ -206,6 +222,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     func write(_ part: HTTPServerResponsePart, flush: Bool) {
         guard let context else { return }
+        if case .head(let head) = part, head.status.code >= 200 || head.status == .switchingProtocols {
+            responseInProgress = true
+        }
         context.write(wrapOutboundOut(part), promise: nil)
         if flush { context.flush() }
     }
@@ -215,6 +234,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Writes the final part; closes the connection after it when keep-alive is off.
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
         guard let context else { return }
+        responseInProgress = false
         if close, transport == .http1Connection {
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [context] _ in
                 context.close(promise: nil)
@@ -371,6 +391,22 @@ extension HTTPConnectionManager {
         if let next { ensureTimeoutCheck(by: next) }
     }
 
+    /// A local reply that ends the connection, in Envoy's form: text body, date, server, `connection: close`.
+    private func replyAndClose(_ status: HTTPResponseStatus, body: String, serverName: String,
+                               context: ChannelHandlerContext) {
+        let headers = HTTPHeaders([
+            ("content-length", String(body.utf8.count)), ("content-type", "text/plain"), ("date", dates.current()),
+            ("server", serverName), ("connection", "close"),
+        ])
+        responseInProgress = true
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+                      promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
+            context.close(promise: nil)
+        }
+    }
+
     /// `request_headers_timeout` ran out with part of a head read: Envoy's 408, and the connection closes.
     private func requestHeadersTimedOut() {
         guard let context else { return }
@@ -381,16 +417,7 @@ extension HTTPConnectionManager {
         stats.downstreamRqHeaderTimeout.increment()
         stats.recordResponse(status: 408)
         let body = "request header timeout"
-        let headers = HTTPHeaders([
-            ("content-length", String(body.utf8.count)), ("content-type", "text/plain"), ("date", dates.current()),
-            ("server", config.serverName), ("connection", "close"),
-        ])
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .requestTimeout, headers: headers))),
-                      promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
-            context.close(promise: nil)
-        }
+        replyAndClose(.requestTimeout, body: body, serverName: config.serverName, context: context)
         guard !config.accessLoggers.isEmpty, let started = headStartedAt else { return }
         // Logged as Envoy logs it: a stream with no request line yet.
         var entry = AccessLogEntry(startTime: wallClockNow().addingTimeInterval(

@@ -127,6 +127,36 @@ import XDSAPI
         #expect(upstreamHandler == nil, "the handler of a closed upstream connection is freed")
     }
 
+    /// Envoy's answer to a request the decoder cannot parse: a 400 "Bad Request", and the connection closes.
+    @Test func aRequestTheDecoderCannotParseGets400AndAClose() throws {
+        downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        let (head, body) = try downstreamResponse()
+        #expect(head.status == .badRequest)
+        #expect(head.headers.first(name: "connection") == "close")
+        #expect(head.headers.first(name: "content-length") == "11")
+        #expect(head.headers.first(name: "server") == "envoy")
+        #expect(body == "Bad Request")
+        #expect(!downstream.isActive, "closed after the reply")
+        #expect(counter("http.ingress_http.downstream_cx_protocol_error") == 1)
+    }
+
+    /// Once a response has started, a parse error (a pipelined request, say) cannot be answered: it only closes.
+    @Test func noBadRequestInTheMiddleOfAResponse() throws {
+        try send()
+        _ = try upstreamRequest()
+        let channel = connector.channels[0]
+        try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(
+            version: .http1_1, status: .ok, headers: ["Content-Length": "4"])))
+        guard case .head(let started)? = try downstream.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no response head")
+            return
+        }
+        #expect(started.status == .ok)
+        downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        #expect(try downstream.readOutbound(as: HTTPServerResponsePart.self) == nil, "no 400 inside the response")
+        #expect(!downstream.isActive, "the connection closes")
+    }
+
     @Test func retriesOn5xxWithBackOff() throws {
         let test = try HTTPConnectionManagerTests(route: RouteAction(
             cluster: "web", retryPolicy: RetryPolicy(retryOn: [.fiveXX], numRetries: 2)))

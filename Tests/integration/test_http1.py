@@ -137,3 +137,20 @@ def test_headers_with_underscores_action(binary, name, action, launch):
             assert stats["http1.requests_rejected_with_underscores_in_headers"] == "1"
     finally:
         upstream.close()
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_a_request_that_cannot_be_parsed_gets_400_and_a_close(binary, name, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-malformed-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nno colon in this header\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):  # until the proxy closes (bounded by the socket timeout)
+            data += chunk
+            assert len(data) < 65536
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert b"\r\nconnection: close\r\n" in data.lower(), data
+    assert data.endswith(b"\r\n\r\nBad Request"), data
+    assert not upstream.requests
+    stat = "http.ingress_http.downstream_cx_protocol_error"
+    assert proxy.stats(stat)[stat] == "1"
