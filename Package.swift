@@ -217,7 +217,8 @@ let package = Package(
         ),
         .testTarget(
             name: "XDSResourceTests",
-            dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams")]
+            dependencies: ["XDSResource", "XDSAPI", .product(name: "Yams", package: "Yams"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
         .testTarget(

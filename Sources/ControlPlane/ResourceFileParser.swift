@@ -15,7 +15,7 @@ public struct ResourceFileParser: Sendable {
         var documents: [Node] = []
         do {
             // Parser.nextRoot, not compose_all: the latter's sequence stops quietly at a syntax error.
-            let parser = try Parser(yaml: text)
+            let parser = try Parser(yaml: text, resolver: .basic)
             while let document = try parser.nextRoot() { documents.append(document) }
         } catch let error as YamlError {
             throw ConfigError(file: file, line: Self.line(of: error), reason: "invalid YAML: \(Self.problem(of: error))")

@@ -166,12 +166,12 @@ struct ProtoJSONTranscoder {
             try scalar(node, descriptor.fields[0].type, path: path)
         case "google.protobuf.Struct":
             guard case .mapping = node else { throw error(node, path, "expected a mapping, got \(kind(of: node))") }
-            generic(node)
+            try CoreSchemaJSON.append(node, to: &json, strict: false)
         case "google.protobuf.ListValue":
             guard case .sequence = node else { throw error(node, path, "expected a list, got \(kind(of: node))") }
-            generic(node)
+            try CoreSchemaJSON.append(node, to: &json, strict: false)
         case "google.protobuf.Value":
-            generic(node)
+            try CoreSchemaJSON.append(node, to: &json, strict: false)
         case "google.protobuf.Any":
             try any(node, path: path, extensionName: nil)
         default:
@@ -187,39 +187,6 @@ struct ProtoJSONTranscoder {
         let parts = body.split(separator: ".", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), !parts[0].isEmpty else { return false }
         return parts.allSatisfy { $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) } && (parts.count == 1 || !parts[1].isEmpty)
-    }
-
-    /// YAML 1.2 core-schema typing, for Struct and Value where no schema says what a scalar is.
-    private mutating func generic(_ node: Node) {
-        switch node {
-        case .scalar(let scalar):
-            if scalar.style != .plain { appendString(scalar.string); return }
-            let text = scalar.string
-            if isNull(node) { json += "null" }
-            else if ["true", "True", "TRUE"].contains(text) { json += "true" }
-            else if ["false", "False", "FALSE"].contains(text) { json += "false" }
-            else if Double(text) != nil, text.first != "+", !text.hasPrefix("."), text.lowercased() != "nan",
-                    !text.lowercased().contains("inf") { json += text }
-            else { appendString(text) }
-        case .mapping(let mapping):
-            json += "{"
-            for (index, (key, value)) in mapping.enumerated() {
-                if index > 0 { json += "," }
-                appendString(key.scalar?.string ?? "")
-                json += ":"
-                generic(value)
-            }
-            json += "}"
-        case .sequence(let sequence):
-            json += "["
-            for (index, element) in sequence.enumerated() {
-                if index > 0 { json += "," }
-                generic(element)
-            }
-            json += "]"
-        case .alias:
-            json += "null"
-        }
     }
 
     // MARK: scalars
@@ -281,7 +248,7 @@ struct ProtoJSONTranscoder {
 
     private func isNull(_ node: Node) -> Bool {
         guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
-        return ["~", "null", "Null", "NULL", ""].contains(scalar.string)
+        return CoreSchemaJSON.isNullText(scalar.string)
     }
 
     private func kind(of node: Node) -> String {

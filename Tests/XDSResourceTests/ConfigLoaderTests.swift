@@ -1,3 +1,4 @@
+import SwiftProtobuf
 import Testing
 import Yams
 import XDSAPI
@@ -125,6 +126,66 @@ import XDSAPI
         let cluster = try #require(message as? Envoy_Config_Cluster_V3_Cluster)
         #expect(cluster.name == "web")
         #expect(cluster.connectTimeout.nanos == 250_000_000)
+    }
+
+    // MARK: the fast path
+
+    @Test func goodFilesTakeTheFastPath() throws {
+        let node = try #require(try Yams.compose(yaml: Self.seedYAML))
+        let direct = try #require(loader.decodedDirectly(Envoy_Config_Bootstrap_V3_Bootstrap.self, node: node))
+        var checked = loader
+        checked.checksFirst = true
+        let walked = try checked.decode(Envoy_Config_Bootstrap_V3_Bootstrap.self, node: node, file: "seed.yaml")
+        #expect(try Self.bytes(direct) == Self.bytes(walked))
+    }
+
+    /// Inputs swift-protobuf's JSON decoder and the checked walk might read differently: each must come out of
+    /// `decode` exactly as out of the checked walk alone (the same message, or the same error).
+    @Test(arguments: [
+        "lb_policy: 99", "lb_policy: 1", "lb_policy: LEAST_REQUEST", "lb_policy: round_robin",
+        "per_connection_buffer_limit_bytes: 80.0", "per_connection_buffer_limit_bytes: 1e2",
+        "per_connection_buffer_limit_bytes: \"80\"", "per_connection_buffer_limit_bytes: -1",
+        "per_connection_buffer_limit_bytes: 00012", "per_connection_buffer_limit_bytes: 0x10",
+        "alt_stat_name: 80", "alt_stat_name: on", "alt_stat_name: 2024-01-01", "alt_stat_name: ~",
+        "respect_dns_ttl: yes", "respect_dns_ttl: True", "respect_dns_ttl: \"true\"",
+        "connectTimeout: 6s", "dns_refresh_rate: 5m", "dns_refresh_rate: .5s", "dns_refresh_rate: 1.s",
+        "metadata: {filter_metadata: {x: {a: yes, b: null, c: 1.5, d: \"1\", e: .5, f: [1, x, ~], g_h: 1, gH: 2}}}",
+        "outlier_detection: {consecutive_5xx: 3.5}", "lb_subset_config: {fallback_policy: 9}",
+        "dns_lookup_family: [V4_ONLY]", "name: &n other\nalt_stat_name: *n",
+        "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: "
+            + "{\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
+            + "explicit_http_config: {http2_protocol_options: {}}}}",
+        "typed_extension_protocol_options: {x: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router, "
+            + "suppress_envoy_headers: maybe}}",
+        "typed_extension_protocol_options: {x: {\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener}}",
+    ])
+    func decodesAsTheCheckedWalkDoes(line: String) throws {
+        let yaml = "name: c\nconnect_timeout: 5s\n" + line
+        var checked = ConfigLoader(registry: Self.clusterRegistry)
+        checked.checksFirst = true
+        let walked = Result { try checked.decode(Envoy_Config_Cluster_V3_Cluster.self, yaml: yaml, file: "c.yaml") }
+        let decoded = Result {
+            try ConfigLoader(registry: Self.clusterRegistry).decode(Envoy_Config_Cluster_V3_Cluster.self, yaml: yaml, file: "c.yaml")
+        }
+        switch (walked, decoded) {
+        case (.success(let a), .success(let b)):
+            #expect(try Self.bytes(a) == Self.bytes(b))
+        case (.failure(let a), .failure(let b)):
+            #expect("\(a)" == "\(b)")
+        default:
+            Issue.record("the checked walk gave \(walked), decode gave \(decoded)")
+        }
+    }
+
+    /// Listener is registered process-wide by other registries; this one leaves it out.
+    static let clusterRegistry = AnyTypeRegistry([
+        Envoy_Extensions_Upstreams_Http_V3_HttpProtocolOptions.self, Envoy_Extensions_Filters_Http_Router_V3_Router.self,
+    ])
+
+    static func bytes(_ message: some Message) throws -> [UInt8] {
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        return try message.serializedBytes(options: options)
     }
 
     @Test(arguments: ["5s", "0.25s", "-1.5s", "0s"]) func acceptsDurations(_ text: String) {
