@@ -302,11 +302,15 @@ struct HTTP1Framing {
     init(headers: HTTPHeaders, version: HTTPVersion, body: Body) {
         var hasContentLength = false
         var firstTransferEncoding: String?
+        // By length first: most names are neither, and the two differ in length.
         for (name, value) in headers {
-            if name.isASCIICaseInsensitiveEqual(to: "content-length") {
+            switch name.utf8.count {
+            case 14 where name.isASCIICaseInsensitiveEqual(to: "content-length"):
                 hasContentLength = true
-            } else if firstTransferEncoding == nil, name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
+            case 17 where firstTransferEncoding == nil && name.isASCIICaseInsensitiveEqual(to: "transfer-encoding"):
                 firstTransferEncoding = value
+            default:
+                continue
             }
         }
         let http11 = version.major == 1 && version.minor >= 1
@@ -381,7 +385,30 @@ enum HTTP1HeaderValidation {
     }
 
     static func isValidValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        bytes.allSatisfy(isValueByte)
+        var index = 0
+        if let base = UnsafeRawPointer(bytes.baseAddress) {
+            // Eight bytes at a time while they are printable ASCII, as nearly every value is; the rest
+            // (and a word with a tab or a byte over 0x7F) byte by byte.
+            while index + 8 <= bytes.count, isPrintableASCII(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            guard isValueByte(bytes[index]) else { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// Whether all eight bytes are in 0x20...0x7E. With the high bits clear, `(x - 0x20…) & ~x & 0x80…` is
+    /// non-zero exactly when some byte is below 0x20, and the same test on `x ^ 0x7F…` finds a 0x7F.
+    static func isPrintableASCII(_ word: UInt64) -> Bool {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let del = word ^ (ones &* 0x7F)
+        return word & high == 0
+            && (word &- ones &* 0x20) & ~word & high == 0
+            && (del &- ones) & ~del & high == 0
     }
 
     private static func isValueByte(_ byte: UInt8) -> Bool {

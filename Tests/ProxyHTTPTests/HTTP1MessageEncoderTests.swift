@@ -124,6 +124,25 @@ import Testing
         }
     }
 
+    /// Values are checked eight bytes at a time: every byte value at every position of a 20-byte value (two
+    /// words and a tail) must be judged as a lone byte is.
+    @Test func everyByteIsJudgedAloneAtEveryPositionOfALongValue() {
+        var disagreements = 0
+        for byte in UInt8(0)...UInt8(255) {
+            let allowed = byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
+            for position in 0..<20 {
+                var value = [UInt8](repeating: UInt8(ascii: "a"), count: 20)
+                value[position] = byte
+                let judged = value.withUnsafeBufferPointer(HTTP1HeaderValidation.isValidValue)
+                if judged != allowed { disagreements += 1 }
+            }
+        }
+        #expect(disagreements == 0)
+        #expect(HTTP1HeaderValidation.isPrintableASCII(0x7E20_4142_4344_4546))
+        #expect(!HTTP1HeaderValidation.isPrintableASCII(0x7F20_4142_4344_4546))
+        #expect(!HTTP1HeaderValidation.isPrintableASCII(0x4120_4142_4344_451F))
+    }
+
     @Test func bytesEncodedBeforeRemovalAreHandedOn() throws {
         let encoder = HTTP1ResponseEncoder()
         let channel = EmbeddedChannel(handler: encoder)
