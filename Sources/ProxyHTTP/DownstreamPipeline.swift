@@ -45,13 +45,12 @@ public enum DownstreamPipeline {
                                config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?,
                                tls: DownstreamTLSInfo? = nil) throws {
         // NIO's request decoder, which hands on the bytes it holds when it leaves (WebSocket
-        // upgrades, ignored h2c upgrades), and our encoder, which also validates what it sends.
-        let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls)
+        // upgrades, ignored h2c upgrades); the connection manager encodes (and validates) responses.
+        let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls, encodesResponses: true)
         if config.load().timeouts.requestHeaders != nil {
             try pipeline.addHandler(RequestHeadDetector(manager: manager))
         }
         try pipeline.addHandlers([
-            HTTP1ResponseEncoder(),
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             // The connection manager answers a request the decoder cannot parse with 400, as NIO's
             // HTTPServerProtocolErrorHandler would.

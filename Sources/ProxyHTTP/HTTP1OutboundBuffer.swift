@@ -34,10 +34,15 @@ struct HTTP1OutboundBuffer {
     }
 
     /// Encodes one message part. A head or trailers with a header that may not be sent fail the
-    /// write with `invalidHeaderToken` and every write after it, as NIO's header validators do.
+    /// write with `invalidHeaderToken` and every write after it, as NIO's header validators do; false
+    /// for the part that failed, which the caller reports (once) as an error.
+    @discardableResult
     mutating func write<Head: HTTP1EncodableHead>(_ part: HTTPPart<Head, IOData>, context: ChannelHandlerContext,
-                                                  promise: EventLoopPromise<Void>?) {
-        guard !failed else { return promise?.fail(HTTPParserError.invalidHeaderToken) ?? () }
+                                                  promise: EventLoopPromise<Void>?) -> Bool {
+        guard !failed else {
+            promise?.fail(HTTPParserError.invalidHeaderToken)
+            return true
+        }
         let encoded: Bool
         switch part {
         case .head(let head):
@@ -52,8 +57,8 @@ struct HTTP1OutboundBuffer {
         if !encoded {
             failed = true
             promise?.fail(HTTPParserError.invalidHeaderToken)
-            context.fireErrorCaught(HTTPParserError.invalidHeaderToken)
         }
+        return encoded
     }
 
     private var hasUnsentBytes: Bool { !handedOff && pending.readableBytes > 0 }

@@ -52,6 +52,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var responseInProgress = false
     /// The connection became a byte tunnel (an upgraded WebSocket); this manager only watches it close.
     private var tunneled = false
+    /// On an HTTP/1.1 connection the manager encodes its responses itself, into one buffer per flush:
+    /// an encoder handler of its own cost a pipeline hop and a type cast for every part of every
+    /// response. Nil where the channel takes response parts (an HTTP/2 stream; unit tests).
+    private var encoder: HTTP1OutboundBuffer?
 
     // Timeouts: one lazily re-armed check per connection (or HTTP/2 stream) serves them all, so a
     // keep-alive request schedules no timer of its own; see `checkTimeouts`.
@@ -67,11 +71,13 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var servedRequest = false
     private var maxDurationReached = false
 
+    /// `encodesResponses`: write HTTP/1.x bytes rather than response parts (the channel has no encoder).
     public convenience init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker? = nil,
                             transport: Transport = .http1Connection, connectionID: UInt64 = ConnectionIDs.next(),
-                            tls: DownstreamTLSInfo? = nil) {
+                            tls: DownstreamTLSInfo? = nil, encodesResponses: Bool = false) {
         self.init(config: config, tracker: tracker, transport: transport, connectionID: connectionID, tls: tls,
                   sharedTimeoutCheck: nil)
+        if encodesResponses { encoder = HTTP1OutboundBuffer() }
     }
 
     init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?, transport: Transport,
@@ -225,22 +231,54 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         if case .head(let head) = part, head.status.code >= 200 || head.status == .switchingProtocols {
             responseInProgress = true
         }
-        context.write(wrapOutboundOut(part), promise: nil)
-        if flush { context.flush() }
+        send(part, context: context, promise: nil)
+        if flush { sendFlush(context: context) }
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard let context else { return }
+        sendFlush(context: context)
+    }
+
+    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard encoder != nil else { return context.write(wrapOutboundOut(part), promise: promise) }
+        if !encoder!.write(part, context: context, promise: promise) {
+            // A header that may not be sent: handled as the encoder handler's error was.
+            errorCaught(context: context, error: HTTPParserError.invalidHeaderToken)
+        }
+    }
+
+    private func sendFlush(context: ChannelHandlerContext) {
+        if encoder != nil {
+            encoder!.flush(context: context)
+        } else {
+            context.flush()
+        }
+    }
+
+    /// Sends the last part of a response and flushes; closes the connection once it is written.
+    private func sendLastAndClose(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        send(part, context: context, promise: written)
+        sendFlush(context: context)
+        written.futureResult.assumeIsolated().whenComplete { [context] _ in context.close(promise: nil) }
+    }
+
+    /// The connection becomes a byte tunnel: what is encoded so far goes out ahead of the tunnel's bytes.
+    func handOverEncodedBytes() {
+        guard let context, encoder != nil else { return }
+        encoder!.emit(context: context, promise: nil)
+    }
 
     /// Writes the final part; closes the connection after it when keep-alive is off.
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
         guard let context else { return }
         responseInProgress = false
         if close, transport == .http1Connection {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [context] _ in
-                context.close(promise: nil)
-            }
+            sendLastAndClose(.end(trailers), context: context)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            send(.end(trailers), context: context, promise: nil)
+            sendFlush(context: context)
         }
     }
 
@@ -399,12 +437,9 @@ extension HTTPConnectionManager {
             ("server", serverName), ("connection", "close"),
         ])
         responseInProgress = true
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
-                      promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
-            context.close(promise: nil)
-        }
+        send(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)), context: context, promise: nil)
+        send(.body(.byteBuffer(ByteBuffer(string: body))), context: context, promise: nil)
+        sendLastAndClose(.end(nil), context: context)
     }
 
     /// `request_headers_timeout` ran out with part of a head read: Envoy's 408, and the connection closes.

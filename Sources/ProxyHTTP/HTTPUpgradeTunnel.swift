@@ -28,8 +28,8 @@ enum HTTPUpgradeTunnel {
     private static func spliceDownstream(_ downstream: any Channel, end: TunnelHandler) throws {
         let down = downstream.pipeline.syncOperations
         let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-        // Encoders first: the tunnel writes raw bytes and they must not pass an HTTP encoder.
-        down.removeHandler(try down.handler(type: HTTP1ResponseEncoder.self), promise: nil)
+        // What the connection manager has encoded (the 101) goes before any tunnelled byte.
+        try down.handler(type: HTTPConnectionManager.self).handOverEncodedBytes()
         try down.addHandler(end, position: .after(downDecoder))
         // Removing a decoder hands its left-over bytes to the tunnel end just after it.
         let left = downstream.eventLoop.makePromise(of: Void.self)

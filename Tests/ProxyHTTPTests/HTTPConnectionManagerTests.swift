@@ -19,12 +19,13 @@ import XDSAPI
     let holder: SnapshotHolder<ConnectionManagerConfig>
 
     init(route: RouteAction? = nil, pathPrefix: String = "/", timeouts: ConnectionTimeouts = ConnectionTimeouts(),
-         cluster: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in }) throws {
+         encodesResponses: Bool = false, cluster: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in }) throws {
         connector = EmbeddedUpstreamConnector(loop: loop)
         let config = try TestProxyConfig.make(loop: loop, connector: connector, route: route, pathPrefix: pathPrefix,
                                               store: store, timeouts: timeouts, cluster: cluster)
         holder = SnapshotHolder(config)
-        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder), loop: loop)
+        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder, encodesResponses: encodesResponses),
+                                     loop: loop)
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
@@ -70,6 +71,16 @@ import XDSAPI
         }
         Issue.record("response did not end")
         throw CancellationError()
+    }
+
+    /// What an HTTP/1.1 connection's manager wrote, as bytes.
+    func downstreamBytes() throws -> String {
+        var text = ""
+        while let data = try downstream.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("not a ByteBuffer"); break }
+            text += String(buffer: buffer)
+        }
+        return text
     }
 
     func counter(_ name: String) -> UInt64? {
@@ -155,6 +166,41 @@ import XDSAPI
         downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
         #expect(try downstream.readOutbound(as: HTTPServerResponsePart.self) == nil, "no 400 inside the response")
         #expect(!downstream.isActive, "the connection closes")
+    }
+
+    // MARK: an HTTP/1.1 connection's manager encodes its responses
+
+    @Test func encodesTheResponse() throws {
+        let test = try HTTPConnectionManagerTests(encodesResponses: true)
+        try test.send()
+        _ = try test.upstreamRequest()
+        try test.respond(status: .ok, headers: [("Content-Type", "text/plain")], body: "four")
+        let text = try test.downstreamBytes()
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n"))
+        #expect(text.contains("\r\nserver: envoy\r\n"))
+        #expect(text.hasSuffix("\r\n\r\nfour"))
+        #expect(test.downstream.isActive)
+    }
+
+    @Test func encodesTheBadRequestReplyAndCloses() throws {
+        let test = try HTTPConnectionManagerTests(encodesResponses: true)
+        test.downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        let text = try test.downstreamBytes()
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\ncontent-length: 11\r\ncontent-type: text/plain\r\n"))
+        #expect(text.hasSuffix("connection: close\r\n\r\nBad Request"))
+        #expect(!test.downstream.isActive)
+    }
+
+    /// A header value that may not be sent (a line break would split the message) stops the response and
+    /// closes the connection, counted as a protocol error, as the encoder handler's error was.
+    @Test func aHeaderThatMayNotBeSentClosesTheConnection() throws {
+        let test = try HTTPConnectionManagerTests(encodesResponses: true)
+        try test.send()
+        _ = try test.upstreamRequest()
+        try test.respond(status: .ok, headers: [("x-bad", "a\r\nb")], body: "four")
+        #expect(try test.downstreamBytes() == "", "nothing of the response goes out")
+        #expect(!test.downstream.isActive)
+        #expect(test.counter("http.ingress_http.downstream_cx_protocol_error") == 1)
     }
 
     @Test func retriesOn5xxWithBackOff() throws {
