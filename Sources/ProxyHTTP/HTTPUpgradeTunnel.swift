@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import ProxyCore
+import ProxyUpstream
 
 /// Turns an upgraded exchange (a WebSocket after the upstream's 101, a CONNECT) into a byte tunnel:
 /// the HTTP codecs leave both pipelines and a pair of `TunnelHandler`s joins the two sockets. The
@@ -66,8 +67,9 @@ enum HTTPUpgradeTunnel {
     private static func spliceUpstream(_ upstream: any Channel, end: TunnelHandler,
                                        decoderLeft: EventLoopPromise<Void>? = nil) throws {
         let up = upstream.pipeline.syncOperations
-        let upDecoder = try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-        up.removeHandler(try up.handler(type: HTTP1RequestEncoder.self), promise: nil)
+        let upDecoder = try up.handler(type: ByteToMessageHandler<UpstreamResponseDecoder>.self)
+        // What the connection handler has encoded goes before any tunnelled byte.
+        try up.handler(type: UpstreamConnectionHandler.self).handOverEncodedBytes()
         try up.addHandler(end, position: .after(upDecoder))
         let left = decoderLeft ?? upstream.eventLoop.makePromise(of: Void.self)
         up.removeHandler(upDecoder, promise: left)

@@ -27,12 +27,10 @@ struct NIOUpstreamConnector: UpstreamConnector {
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
         connect(to: host, on: loop, timeout: timeout, forHTTP2: false) { channel in
             // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels). The
-            // decoder sits behind the encoder so that it sees each request's method.
-            try channel.pipeline.syncOperations.addHandlers([
-                HTTP1RequestEncoder(),
-                ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)),
-                handler,
-            ])
+            // handler encodes requests and tells the decoder each one's method.
+            let decoder = UpstreamResponseDecoder(leftOverBytesStrategy: .forwardBytes)
+            handler.encodeRequests(with: HTTP1RequestEncoding.makeEncoder(), for: decoder.decoder)
+            try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(decoder), handler])
         }
     }
 

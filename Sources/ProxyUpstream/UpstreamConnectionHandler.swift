@@ -17,6 +17,16 @@ public protocol UpstreamResponseDelegate: AnyObject {
     func upstreamWritabilityChanged(_ writable: Bool)
 }
 
+/// Encodes request parts into the bytes of an HTTP/1.x connection, on the connection's own pipeline (the
+/// proxy's encoder, in ProxyHTTP, conforms).
+public protocol UpstreamRequestEncoder {
+    /// Encodes one part; false when it may not be sent (a header that would split the message).
+    mutating func encode(_ part: HTTPClientRequestPart, context: ChannelHandlerContext) -> Bool
+    /// Hands what is encoded to the channel, without a flush.
+    mutating func emit(context: ChannelHandlerContext)
+    mutating func flush(context: ChannelHandlerContext)
+}
+
 /// The last handler of an upstream HTTP/1.1 connection: hands response parts to the current
 /// delegate and holds reads back while the downstream cannot take more.
 public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
@@ -35,6 +45,11 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     /// The cluster's `common_http_protocol_options.max_headers_count` for responses.
     private let maxResponseHeaders: Int
     public private(set) var context: ChannelHandlerContext?
+    /// Set on an HTTP/1.1 connection: requests are encoded here, not by an encoder handler (a pipeline hop,
+    /// an `NIOAny` box and a cast for every part), and the response decoder learns each request's method
+    /// (a response to HEAD has no body) from this handler rather than by watching parts go by.
+    private var encoder: (any UpstreamRequestEncoder)?
+    private var responseDecoder: HTTPResponseDecoder?
 
     public init(maxResponseHeaders: Int = 100) {
         self.maxResponseHeaders = maxResponseHeaders
@@ -99,12 +114,36 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
         }
     }
 
-    /// Writes a request part from the connection's own loop, without going through the Channel API.
-    public func write(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    /// Encode requests with `encoder`, telling `responseDecoder` what each one is.
+    public func encodeRequests(with encoder: any UpstreamRequestEncoder, for responseDecoder: HTTPResponseDecoder) {
+        self.encoder = encoder
+        self.responseDecoder = responseDecoder
     }
 
-    public func flush() { context?.flush() }
+    /// Writes a request part from the connection's own loop, without going through the Channel API.
+    public func write(_ part: HTTPClientRequestPart) {
+        guard let context else { return }
+        guard encoder != nil else { return context.write(wrapOutboundOut(part), promise: nil) }
+        if case .head = part { responseDecoder?.write(data: part) }
+        if !encoder!.encode(part, context: context) {
+            errorCaught(context: context, error: HTTPParserError.invalidHeaderToken)
+        }
+    }
+
+    public func flush() {
+        guard let context else { return }
+        if encoder != nil {
+            encoder!.flush(context: context)
+        } else {
+            context.flush()
+        }
+    }
+
+    /// The connection becomes a byte tunnel: what is encoded goes out ahead of the tunnel's bytes.
+    public func handOverEncodedBytes() {
+        guard let context, encoder != nil else { return }
+        encoder!.emit(context: context)
+    }
 
     /// Stops reading the upstream socket until `resumeReading` (the downstream is backed up).
     public func pauseReading() { readsPaused = true }
