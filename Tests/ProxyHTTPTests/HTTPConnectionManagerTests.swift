@@ -73,16 +73,6 @@ import XDSAPI
         throw CancellationError()
     }
 
-    /// What an HTTP/1.1 connection's manager wrote, as bytes.
-    func downstreamBytes() throws -> String {
-        var text = ""
-        while let data = try downstream.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = data else { Issue.record("not a ByteBuffer"); break }
-            text += String(buffer: buffer)
-        }
-        return text
-    }
-
     func counter(_ name: String) -> UInt64? {
         store.snapshot().counters.first { $0.name == name }?.value
     }
@@ -175,7 +165,7 @@ import XDSAPI
         try test.send()
         _ = try test.upstreamRequest()
         try test.respond(status: .ok, headers: [("Content-Type", "text/plain")], body: "four")
-        let text = try test.downstreamBytes()
+        let text = try test.downstream.writtenText()
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n"))
         #expect(text.contains("\r\nserver: envoy\r\n"))
         #expect(text.hasSuffix("\r\n\r\nfour"))
@@ -185,7 +175,7 @@ import XDSAPI
     @Test func encodesTheBadRequestReplyAndCloses() throws {
         let test = try HTTPConnectionManagerTests(encodesResponses: true)
         test.downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
-        let text = try test.downstreamBytes()
+        let text = try test.downstream.writtenText()
         #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\ncontent-length: 11\r\ncontent-type: text/plain\r\n"))
         #expect(text.hasSuffix("connection: close\r\n\r\nBad Request"))
         #expect(!test.downstream.isActive)
@@ -198,7 +188,7 @@ import XDSAPI
         try test.send()
         _ = try test.upstreamRequest()
         try test.respond(status: .ok, headers: [("x-bad", "a\r\nb")], body: "four")
-        #expect(try test.downstreamBytes() == "", "nothing of the response goes out")
+        #expect(try test.downstream.writtenText() == "", "nothing of the response goes out")
         #expect(!test.downstream.isActive)
         #expect(test.counter("http.ingress_http.downstream_cx_protocol_error") == 1)
     }

@@ -31,15 +31,6 @@ import Testing
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
-    func sent() throws -> String {
-        var text = ""
-        while let data = try channel.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = data else { Issue.record("not a ByteBuffer"); break }
-            text += String(buffer: buffer)
-        }
-        return text
-    }
-
     func request(_ method: HTTPMethod, headers: HTTPHeaders = ["host": "web"]) {
         handler.write(.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/x", headers: headers)))
         handler.write(.end(nil))
@@ -48,23 +39,23 @@ import Testing
 
     @Test func encodesTheRequest() throws {
         request(.GET)
-        #expect(try sent() == "GET /x HTTP/1.1\r\nhost: web\r\n\r\n")
+        #expect(try channel.writtenText() == "GET /x HTTP/1.1\r\nhost: web\r\n\r\n")
     }
 
     /// The decoder knows the request was a HEAD: a content-length with no body bytes ends the response.
     @Test func aResponseToHEADHasNoBody() throws {
         request(.HEAD)
-        _ = try sent()
+        _ = try channel.writtenText()
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"))
         request(.GET)
-        _ = try sent()
+        _ = try channel.writtenText()
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
         #expect(recorder.events == ["head 200", "end", "head 200", "body ok", "end"])
     }
 
     @Test func aHeaderThatMayNotBeSentClosesTheConnection() throws {
         request(.GET, headers: ["host": "web", "x-bad": "a\r\nb"])
-        #expect(try sent() == "")
+        #expect(try channel.writtenText() == "")
         #expect(!channel.isActive)
     }
 }
