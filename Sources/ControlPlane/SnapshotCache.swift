@@ -119,15 +119,6 @@ public final class SnapshotCache: Sendable {
         _ = state.withLock { $0.watchers.removeValue(forKey: id) }
     }
 
-    /// Generations as they are published; a slow reader skips to the newest (bounded memory). Until
-    /// `watch(_:isFor:)` names the stream's node, every change wakes it.
-    public func updates() -> (stream: AsyncStream<Int>, id: Int) {
-        let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = addWatcher { continuation.yield($0) }
-        continuation.onTermination = { [weak self] _ in self?.removeWatcher(id) }
-        return (stream, id)
-    }
-
     /// Names the node a watcher serves: changes to other nodes' secrets no longer wake it.
     public func watch(_ id: Int, isFor nodeID: String) {
         state.withLock { $0.watchers[id]?.nodeID = nodeID }

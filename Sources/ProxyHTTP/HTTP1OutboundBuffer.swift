@@ -377,14 +377,6 @@ private struct LineWriter {
 /// RFC 9110's rules for what may be sent as a field name (a token) and a field value (no control
 /// characters but horizontal tab): an invalid one would let a header split the message.
 enum HTTP1HeaderValidation {
-    static func isValidName(_ name: String) -> Bool {
-        name.utf8.withContiguousStorageIfAvailable(isValidName) ?? (!name.isEmpty && name.utf8.allSatisfy(isTokenByte))
-    }
-
-    static func isValidValue(_ value: String) -> Bool {
-        value.utf8.withContiguousStorageIfAvailable(isValidValue) ?? value.utf8.allSatisfy(isValueByte)
-    }
-
     static func isValidName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
     }

@@ -5,8 +5,8 @@ import Yams
 /// Loads Envoy v3 config (bootstrap or resources) from YAML or JSON text into generated messages.
 public struct ConfigLoader: Sendable {
     public var registry: AnyTypeRegistry
-    /// Skips the fast path, so tests can compare the two ways.
-    var checksFirst = false
+    /// Always takes the checked walk (no direct decoding), so tests can compare the two ways.
+    var walksOnly = false
 
     public init(registry: AnyTypeRegistry = .meshproxy) {
         self.registry = registry
@@ -42,7 +42,7 @@ public struct ConfigLoader: Sendable {
     /// Decodes one YAML node as `M`: directly when that is certain to give what the checked walk would, else
     /// checked against the Envoy descriptors, which names the line and field of any error.
     public func decode<M: Message>(_ type: M.Type, node: Node, file: String, path: String = "") throws -> M {
-        if checksFirst == false, let message = decodedDirectly(type, node: node) { return message }
+        if !walksOnly, let message = decodedDirectly(type, node: node) { return message }
         guard let descriptor = EnvoyDescriptors.message(named: M.protoMessageName) else {
             throw ConfigError(file: file, reason: "\(M.protoMessageName) is not part of the generated Envoy API")
         }

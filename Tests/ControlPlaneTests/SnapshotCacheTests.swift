@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import XDSResource
 @testable import ControlPlane
@@ -52,46 +53,28 @@ import XDSResource
         #expect(cache.snapshot(for: node).resources(ofType: ResourceType.endpoint.typeURL).keys.sorted() == ["api", "web"])
     }
 
-    @Test func oneNodesSecretsWakeOnlyItsStreams() async throws {
+    @Test func oneNodesSecretsWakeOnlyItsStreams() {
         let cache = SnapshotCache()
-        let (first, firstID) = cache.updates()
-        let (second, secondID) = cache.updates()
-        let (unnamed, _) = cache.updates()
-        cache.watch(firstID, isFor: "n1")
-        cache.watch(secondID, isFor: "n2")
+        let woken = Mutex<[String: [Int]]>([:])
+        func watcher(_ name: String) -> Int {
+            cache.addWatcher { generation in woken.withLock { $0[name, default: []].append(generation) } }
+        }
+        let first = watcher("n1")
+        let second = watcher("n2")
+        _ = watcher("unnamed")
+        cache.watch(first, isFor: "n1")
+        cache.watch(second, isFor: "n2")
         cache.updateIssued(["n1": [Self.scoped("cert", port: 1, .nodeID("n1"))]])
         // The same secrets again change nothing and wake nobody.
         cache.updateIssued(["n1": [Self.scoped("cert", port: 1, .nodeID("n1"))]])
         cache.update([Self.scoped("web", port: 1, .all)])
-        var woken: [String: [Int]] = [:]
-        for (name, stream) in [("n1", first), ("n2", second), ("unnamed", unnamed)] {
-            // Each stream keeps only the newest generation it has not read.
-            var iterator = stream.makeAsyncIterator()
-            woken[name] = [await iterator.next()].compactMap { $0 }
-        }
-        #expect(woken["n1"] == [2])
-        #expect(woken["n2"] == [2])
-        #expect(woken["unnamed"] == [2])
+        #expect(woken.withLock { $0 } == ["n1": [1, 2], "n2": [2], "unnamed": [1, 2]])
         cache.updateIssued(["n1": [Self.scoped("cert", port: 2, .nodeID("n1"))]])
-        #expect(await Self.next(first, within: .seconds(5)) == 3)
         // n2 is not woken by n1's renewal.
-        #expect(await Self.next(second, within: .milliseconds(100)) == nil)
-    }
-
-    /// The stream's next generation, or nil when none comes within `within`.
-    static func next(_ stream: AsyncStream<Int>, within: Duration) async -> Int? {
-        await withTaskGroup(of: Int?.self) { group in
-            group.addTask {
-                var iterator = stream.makeAsyncIterator()
-                return await iterator.next()
-            }
-            group.addTask {
-                try? await Task.sleep(for: within)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
+        #expect(woken.withLock { $0["n1"] } == [1, 2, 3])
+        #expect(woken.withLock { $0["n2"] } == [2])
+        cache.removeWatcher(first)
+        cache.update([])
+        #expect(woken.withLock { $0["n1"] } == [1, 2, 3], "a removed watcher is not called")
     }
 }

@@ -134,7 +134,7 @@ import XDSAPI
         let node = try #require(try Yams.compose(yaml: Self.seedYAML))
         let direct = try #require(loader.decodedDirectly(Envoy_Config_Bootstrap_V3_Bootstrap.self, node: node))
         var checked = loader
-        checked.checksFirst = true
+        checked.walksOnly = true
         let walked = try checked.decode(Envoy_Config_Bootstrap_V3_Bootstrap.self, node: node, file: "seed.yaml")
         #expect(try Self.bytes(direct) == Self.bytes(walked))
     }
@@ -162,7 +162,7 @@ import XDSAPI
     func decodesAsTheCheckedWalkDoes(line: String) throws {
         let yaml = "name: c\nconnect_timeout: 5s\n" + line
         var checked = ConfigLoader(registry: Self.clusterRegistry)
-        checked.checksFirst = true
+        checked.walksOnly = true
         let walked = Result { try checked.decode(Envoy_Config_Cluster_V3_Cluster.self, yaml: yaml, file: "c.yaml") }
         let decoded = Result {
             try ConfigLoader(registry: Self.clusterRegistry).decode(Envoy_Config_Cluster_V3_Cluster.self, yaml: yaml, file: "c.yaml")
