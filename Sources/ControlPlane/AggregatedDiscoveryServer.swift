@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCProtobuf
 import Logging
 import Synchronization
+import SwiftProtobuf
 import XDSAPI
 import XDSResource
 
@@ -75,18 +76,24 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
     /// (`NodeExtensionsFilter`).
     public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         typealias ADS = Envoy_Service_Discovery_V3_AggregatedDiscoveryService
+        Self.register(ADS.Method.StreamAggregatedResources.descriptor, nodeField: 2, on: &router) { request, context in
+            try await self.streamAggregatedResources(request: request, context: context)
+        }
+        Self.register(ADS.Method.DeltaAggregatedResources.descriptor, nodeField: 1, on: &router) { request, context in
+            try await self.deltaAggregatedResources(request: request, context: context)
+        }
+    }
+
+    private static func register<Transport: ServerTransport, Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ method: MethodDescriptor, nodeField: UInt64, on router: inout RPCRouter<Transport>,
+        handler: @escaping @Sendable (StreamingServerRequest<Request>, ServerContext) async throws
+            -> StreamingServerResponse<Response>
+    ) {
         router.registerHandler(
-            forMethod: ADS.Method.StreamAggregatedResources.descriptor,
-            deserializer: NodeTrimmingDeserializer<Envoy_Service_Discovery_V3_DiscoveryRequest>(
-                filter: NodeExtensionsFilter(nodeField: 2)),
-            serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DiscoveryResponse>(),
-            handler: { request, context in try await self.streamAggregatedResources(request: request, context: context) })
-        router.registerHandler(
-            forMethod: ADS.Method.DeltaAggregatedResources.descriptor,
-            deserializer: NodeTrimmingDeserializer<Envoy_Service_Discovery_V3_DeltaDiscoveryRequest>(
-                filter: NodeExtensionsFilter(nodeField: 1)),
-            serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DeltaDiscoveryResponse>(),
-            handler: { request, context in try await self.deltaAggregatedResources(request: request, context: context) })
+            forMethod: method,
+            deserializer: NodeTrimmingDeserializer<Request>(filter: NodeExtensionsFilter(nodeField: nodeField)),
+            serializer: ProtobufSerializer<Response>(),
+            handler: handler)
     }
 
     public func streamAggregatedResources(
