@@ -1,5 +1,5 @@
 """A small HTTP/1.1 upstream for integration tests: records what the proxy sent and how many
-connections it opened, and serves chunked, streamed, slow (/slow?ms=N) and sink endpoints."""
+connections it opened, and serves chunked, streamed, slow (/slow?ms=N) and sink endpoints, and HEAD."""
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +51,12 @@ class RawUpstream:
                 with upstream.lock:
                     upstream.requests.append((self.requestline, list(self.headers.items()), body_length))
                 path = self.path.split("?")[0]
+                if self.command == "HEAD":
+                    # The length a GET's body would have, and no body.
+                    self.send_response(200)
+                    self.send_header("Content-Length", "10")
+                    self.end_headers()
+                    return
                 if path == "/chunked":
                     self.send_response(200)
                     self.send_header("Transfer-Encoding", "chunked")
@@ -85,7 +91,7 @@ class RawUpstream:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            do_GET = do_POST = do_PUT = handle_any
+            do_GET = do_POST = do_PUT = do_HEAD = handle_any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -43,6 +43,25 @@ def test_upstream_request_bytes_and_keepalive(upstream, launch):
     assert dict(headers)["host"] == "127.0.0.1"
 
 
+@pytest.mark.parametrize("binary", [MESHPROXY, ENVOY], ids=["meshproxy", "envoy"])
+def test_a_response_to_head_has_no_body_and_the_upstream_connection_is_reused(upstream, launch, binary):
+    # The upstream decoder must know the request was a HEAD: its content-length announces a body that never comes.
+    proxy = launch(binary, static_config(upstream.port), "h1-head")
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    for _ in range(2):
+        conn.request("HEAD", "/head")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-length") == "10"
+        assert response.read() == b""
+        conn.request("GET", "/after")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() == b"0"
+    conn.close()
+    assert [line for line, _, _ in upstream.requests] == ["HEAD /head HTTP/1.1", "GET /after HTTP/1.1"] * 2
+    assert upstream.connections == 1, "the HEAD's response ended without a body, so the connection was reused"
+
+
 def test_chunked_both_ways(upstream, launch):
     proxy = launch(MESHPROXY, static_config(upstream.port), "h1-chunked")
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
