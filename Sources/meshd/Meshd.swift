@@ -2,9 +2,6 @@ import ArgumentParser
 import ControlPlane
 import MeshCA
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
@@ -233,13 +230,16 @@ struct Status: AsyncParsableCommand {
     var node: String?
 
     func run() async throws {
-        let host = adminAddress.host.contains(":") ? "[\(adminAddress.host)]" : adminAddress.host
-        guard let url = URL(string: "http://\(host):\(adminAddress.port)/debug/syncz") else { throw ExitCode(2) }
+        let host = adminAddress.host
         let data: Data
         do {
-            (data, _) = try await URLSession.shared.data(from: url)
+            let response = try await AdminClient.get(host: host, port: adminAddress.port, path: "/debug/syncz")
+            guard response.status == .ok else {
+                throw AdminClient.Failure(description: "/debug/syncz answered \(response.status.code)")
+            }
+            data = Data(response.body.readableBytesView)
         } catch {
-            FileHandle.standardError.write(Data("meshd status: cannot reach \(url): \(error.localizedDescription)\n".utf8))
+            FileHandle.standardError.write(Data("meshd status: cannot read /debug/syncz from \(host.contains(":") ? "[\(host)]" : host):\(adminAddress.port): \(error)\n".utf8))
             throw ExitCode(1)
         }
         print(try ProxyStatusTable.render(syncz: data, node: node), terminator: "")
