@@ -396,19 +396,17 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     /// The route's policy, adjusted by `x-envoy-retry-on` and `x-envoy-max-retries` as Envoy allows.
     static func effectivePolicy(_ routePolicy: RetryPolicy?, headers: HTTPHeaders) -> RetryPolicy? {
-        var policy = routePolicy
+        var retryOn = routePolicy?.retryOn ?? []
         for header in ["x-envoy-retry-on", "x-envoy-retry-grpc-on"] {
-            guard let retryOn = headers.first(name: header) else { continue }
-            let conditions = RetryPolicy.Conditions(parsing: retryOn)
-            if !conditions.isEmpty {
-                if policy == nil { policy = RetryPolicy() }
-                policy!.retryOn.formUnion(conditions)
-            }
+            guard let text = headers.first(name: header) else { continue }
+            retryOn.formUnion(RetryPolicy.Conditions(parsing: text))
         }
-        if policy != nil, let max = headers.first(name: "x-envoy-max-retries").flatMap({ Int($0) }), max >= 0 {
-            policy!.numRetries = max
-        }
-        return policy
+        let base = routePolicy ?? (retryOn.isEmpty ? nil : RetryPolicy())
+        guard let base else { return nil }
+        var numRetries = base.numRetries
+        if let max = headers.first(name: "x-envoy-max-retries").flatMap({ Int($0) }), max >= 0 { numRetries = max }
+        guard retryOn != base.retryOn || numRetries != base.numRetries else { return base }
+        return base.with(retryOn: retryOn, numRetries: numRetries)
     }
 
     /// The lower-cased `upgrade` of an HTTP/1.1 request whose `connection` lists `upgrade`.

@@ -1,5 +1,8 @@
 /// A route's retry policy, compiled: which failures retry, how often, and how long each try may take.
-public struct RetryPolicy: Sendable {
+///
+/// Immutable and shared by reference: a request reads it at every step of every attempt, and copies of
+/// a struct holding four collections cost a retain and a release of each, per copy.
+public final class RetryPolicy: Sendable {
     /// Envoy's HTTP `retry_on` conditions.
     public struct Conditions: OptionSet, Sendable, Hashable {
         public let rawValue: UInt32
@@ -52,32 +55,32 @@ public struct RetryPolicy: Sendable {
         }
     }
 
-    public var retryOn: Conditions
-    public var numRetries: Int
+    public let retryOn: Conditions
+    public let numRetries: Int
     /// 0 means no per-try timeout (the route timeout bounds all tries).
-    public var perTryTimeoutMs: Int64
+    public let perTryTimeoutMs: Int64
     /// `per_try_idle_timeout`: an attempt with no upstream activity for this long ends (0: none).
-    public var perTryIdleTimeoutMs: Int64
-    public var retriableStatusCodes: Set<Int>
-    public var backOffBaseMs: Int64
-    public var backOffMaxMs: Int64
+    public let perTryIdleTimeoutMs: Int64
+    public let retriableStatusCodes: Set<Int>
+    public let backOffBaseMs: Int64
+    public let backOffMaxMs: Int64
     /// `retriable_headers`: with `retriable-headers`, a response matching any of these is retried.
-    public var retriableHeaders: [HeaderMatcher] = []
+    public let retriableHeaders: [HeaderMatcher]
     /// `retriable_request_headers`: when set, only requests matching one of these are retried at all.
-    public var retriableRequestHeaders: [HeaderMatcher] = []
+    public let retriableRequestHeaders: [HeaderMatcher]
     /// `retry_host_predicate` previous_hosts: a retry avoids hosts already tried, re-picking up to
     /// `host_selection_retry_max_attempts` times.
-    public var avoidsPreviousHosts = false
-    public var hostSelectionAttempts = 1
+    public let avoidsPreviousHosts: Bool
+    public let hostSelectionAttempts: Int
     /// `rate_limited_retry_back_off`: response headers that say when to try again, in order.
-    public var resetHeaders: [ResetHeader] = []
+    public let resetHeaders: [ResetHeader]
     /// The longest wait a reset header may ask for (`max_interval`, 300 s unless set).
-    public var resetMaxIntervalMs: Int64 = 300_000
+    public let resetMaxIntervalMs: Int64
 
     /// One `reset_headers` entry: `Retry-After: 5` (seconds) or `X-RateLimit-Reset: 1700000000` (a Unix time).
     public struct ResetHeader: Sendable {
-        public var name: String
-        public var isUnixTimestamp: Bool
+        public let name: String
+        public let isUnixTimestamp: Bool
 
         public init(name: String, isUnixTimestamp: Bool) {
             self.name = name
@@ -97,14 +100,33 @@ public struct RetryPolicy: Sendable {
     }
 
     public init(retryOn: Conditions = [], numRetries: Int = 1, perTryTimeoutMs: Int64 = 0, perTryIdleTimeoutMs: Int64 = 0,
-                retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250) {
-        self.perTryIdleTimeoutMs = perTryIdleTimeoutMs
+                retriableStatusCodes: Set<Int> = [], backOffBaseMs: Int64 = 25, backOffMaxMs: Int64 = 250,
+                retriableHeaders: [HeaderMatcher] = [], retriableRequestHeaders: [HeaderMatcher] = [],
+                avoidsPreviousHosts: Bool = false, hostSelectionAttempts: Int = 1, resetHeaders: [ResetHeader] = [],
+                resetMaxIntervalMs: Int64 = 300_000) {
         self.retryOn = retryOn
         self.numRetries = numRetries
         self.perTryTimeoutMs = perTryTimeoutMs
+        self.perTryIdleTimeoutMs = perTryIdleTimeoutMs
         self.retriableStatusCodes = retriableStatusCodes
         self.backOffBaseMs = backOffBaseMs
         self.backOffMaxMs = backOffMaxMs
+        self.retriableHeaders = retriableHeaders
+        self.retriableRequestHeaders = retriableRequestHeaders
+        self.avoidsPreviousHosts = avoidsPreviousHosts
+        self.hostSelectionAttempts = hostSelectionAttempts
+        self.resetHeaders = resetHeaders
+        self.resetMaxIntervalMs = resetMaxIntervalMs
+    }
+
+    /// This policy with other conditions and count (what `x-envoy-retry-on` and `x-envoy-max-retries` ask).
+    public func with(retryOn: Conditions, numRetries: Int) -> RetryPolicy {
+        RetryPolicy(retryOn: retryOn, numRetries: numRetries, perTryTimeoutMs: perTryTimeoutMs,
+                    perTryIdleTimeoutMs: perTryIdleTimeoutMs, retriableStatusCodes: retriableStatusCodes,
+                    backOffBaseMs: backOffBaseMs, backOffMaxMs: backOffMaxMs, retriableHeaders: retriableHeaders,
+                    retriableRequestHeaders: retriableRequestHeaders, avoidsPreviousHosts: avoidsPreviousHosts,
+                    hostSelectionAttempts: hostSelectionAttempts, resetHeaders: resetHeaders,
+                    resetMaxIntervalMs: resetMaxIntervalMs)
     }
 
     /// Whether the request may be retried at all (`retriable_request_headers`).

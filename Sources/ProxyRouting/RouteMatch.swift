@@ -131,8 +131,13 @@ public struct HeaderMatcher: Sendable {
 }
 
 /// A regular expression matched against a whole value, as Envoy's `safe_regex` (RE2) is.
-public struct CompiledRegex: @unchecked Sendable {
-    // Regex values are immutable once built; Regex is not yet marked Sendable on every toolchain.
+///
+/// A class, not a struct: `Regex` is a resilient type of the standard library, whose size is known only
+/// at run time, and a struct holding one would make every route, matcher and retry policy that holds it
+/// one too: each copy of those then went through value witnesses and a generic metadata lookup, several
+/// times per proxied request. A reference keeps them plain, fixed-size values.
+public final class CompiledRegex: @unchecked Sendable {
+    // Immutable once built; Regex is not yet marked Sendable on every toolchain.
     private let regex: Regex<AnyRegexOutput>
     public let pattern: String
 

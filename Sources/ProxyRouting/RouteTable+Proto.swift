@@ -158,7 +158,7 @@ extension HeaderMatcher {
 }
 
 extension CompiledRegex {
-    init(_ pattern: String, path: String) throws {
+    convenience init(_ pattern: String, path: String) throws {
         do {
             try self.init(pattern)
         } catch {
@@ -293,7 +293,7 @@ extension RouteAction {
 }
 
 extension RetryPolicy {
-    init(_ policy: Envoy_Config_Route_V3_RetryPolicy, path: String) throws {
+    convenience init(_ policy: Envoy_Config_Route_V3_RetryPolicy, path: String) throws {
         let unknown = Conditions.unknownNames(in: policy.retryOn)
         guard unknown.isEmpty else {
             throw RouteConfigError(path + ".retry_on", "unknown retry condition \"\(unknown[0])\"")
@@ -308,16 +308,10 @@ extension RetryPolicy {
                 throw RouteConfigError(path + ".retry_back_off.max_interval", "must not be less than base_interval")
             }
         }
-        self.init(retryOn: Conditions(parsing: policy.retryOn),
-                  numRetries: policy.hasNumRetries ? Int(policy.numRetries.value) : 1,
-                  perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
-                  perTryIdleTimeoutMs: policy.hasPerTryIdleTimeout ? policy.perTryIdleTimeout.milliseconds : 0,
-                  retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
-                  backOffBaseMs: base, backOffMaxMs: max)
-        retriableHeaders = try policy.retriableHeaders.enumerated().map {
+        let retriableHeaders = try policy.retriableHeaders.enumerated().map {
             try HeaderMatcher($1, path: "\(path).retriable_headers[\($0)]")
         }
-        retriableRequestHeaders = try policy.retriableRequestHeaders.enumerated().map {
+        let retriableRequestHeaders = try policy.retriableRequestHeaders.enumerated().map {
             try HeaderMatcher($1, path: "\(path).retriable_request_headers[\($0)]")
         }
         for (index, predicate) in policy.retryHostPredicate.enumerated() {
@@ -327,10 +321,10 @@ extension RetryPolicy {
                 throw RouteConfigError("\(path).retry_host_predicate[\(index)]",
                                        "Didn't find a registered implementation for '\(predicate.name)' with type URL: '\(url)'")
             }
-            avoidsPreviousHosts = true
         }
-        hostSelectionAttempts = Swift.max(1, Int(policy.hostSelectionRetryMaxAttempts))
         if policy.hasRetryPriority { throw RouteConfigError(path + ".retry_priority", "not supported yet") }
+        var resetHeaders: [ResetHeader] = []
+        var resetMaxIntervalMs: Int64 = 300_000
         if policy.hasRateLimitedRetryBackOff {
             let backOff = policy.rateLimitedRetryBackOff
             guard !backOff.resetHeaders.isEmpty else {
@@ -344,6 +338,16 @@ extension RetryPolicy {
                 }
             }
         }
+        self.init(retryOn: Conditions(parsing: policy.retryOn),
+                  numRetries: policy.hasNumRetries ? Int(policy.numRetries.value) : 1,
+                  perTryTimeoutMs: policy.hasPerTryTimeout ? policy.perTryTimeout.milliseconds : 0,
+                  perTryIdleTimeoutMs: policy.hasPerTryIdleTimeout ? policy.perTryIdleTimeout.milliseconds : 0,
+                  retriableStatusCodes: Set(policy.retriableStatusCodes.map(Int.init)),
+                  backOffBaseMs: base, backOffMaxMs: max,
+                  retriableHeaders: retriableHeaders, retriableRequestHeaders: retriableRequestHeaders,
+                  avoidsPreviousHosts: !policy.retryHostPredicate.isEmpty,
+                  hostSelectionAttempts: Swift.max(1, Int(policy.hostSelectionRetryMaxAttempts)),
+                  resetHeaders: resetHeaders, resetMaxIntervalMs: resetMaxIntervalMs)
     }
 }
 

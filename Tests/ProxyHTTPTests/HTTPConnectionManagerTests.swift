@@ -331,4 +331,17 @@ import XDSAPI
         #expect(policy?.numRetries == 4)
         #expect(ActiveStream.effectivePolicy(nil, headers: HTTPHeaders()) == nil)
     }
+
+    @Test func headersAdjustARoutesPolicyWithoutChangingIt() throws {
+        let route = RetryPolicy(retryOn: [.fiveXX], numRetries: 1, perTryTimeoutMs: 300,
+                                resetHeaders: [.init(name: "retry-after", isUnixTimestamp: false)])
+        let headers = HTTPHeaders([("x-envoy-retry-on", "reset"), ("x-envoy-max-retries", "3")])
+        let policy = try #require(ActiveStream.effectivePolicy(route, headers: headers))
+        #expect(policy.retryOn == [.fiveXX, .reset])
+        #expect(policy.numRetries == 3)
+        #expect(policy.perTryTimeoutMs == 300 && policy.resetHeaders.map(\.name) == ["retry-after"], "the rest is the route's")
+        #expect(route.retryOn == [.fiveXX] && route.numRetries == 1, "the route's policy is shared, not changed")
+        #expect(ActiveStream.effectivePolicy(route, headers: HTTPHeaders()) === route, "no headers: the route's own")
+        #expect(ActiveStream.effectivePolicy(route, headers: HTTPHeaders([("x-envoy-max-retries", "-1")])) === route)
+    }
 }

@@ -301,10 +301,10 @@ import Foundation
 
 @Suite struct RateLimitedBackOffTests {
     @Test func resetHeadersGiveTheWaitInOrderWithinTheMaximum() {
-        var policy = RetryPolicy(retryOn: [.retriableStatusCodes])
-        policy.resetHeaders = [.init(name: "retry-after", isUnixTimestamp: false),
-                               .init(name: "x-ratelimit-reset", isUnixTimestamp: true)]
-        policy.resetMaxIntervalMs = 10_000
+        let policy = RetryPolicy(retryOn: [.retriableStatusCodes],
+                                 resetHeaders: [.init(name: "retry-after", isUnixTimestamp: false),
+                                                .init(name: "x-ratelimit-reset", isUnixTimestamp: true)],
+                                 resetMaxIntervalMs: 10_000)
         let headers = ["retry-after": "2", "x-ratelimit-reset": "1005"]
         #expect(policy.resetIntervalMs(header: { headers[$0] }, nowSeconds: 1000) == 2000)
         #expect(policy.resetIntervalMs(header: { ["x-ratelimit-reset": "1005"][$0] }, nowSeconds: 1000) == 5000)
