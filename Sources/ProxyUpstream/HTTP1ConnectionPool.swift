@@ -60,8 +60,9 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
                         completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
         loop.preconditionInEventLoop()
         let key = ObjectIdentifier(host)
-        while var list = idle[key], let connection = list.popLast() {
-            idle[key] = list
+        // Popped in place: a copy of the list taken out and written back made the next release's
+        // append copy the whole list into a new buffer.
+        while let connection = idle[key]?.popLast() {
             guard !connection.closed, connection.channel.isActive else { continue }
             if outlivedMaxDuration(connection) { continue }
             connection.handler.delegate = delegate
@@ -153,7 +154,8 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
         }
         connection.idleSince = loop.now
         idle[ObjectIdentifier(connection.host), default: []].append(connection)
-        if let idleTimeout = options.idleTimeout {
+        // Checked before arming: the closure would cost an allocation per released connection.
+        if let idleTimeout = options.idleTimeout, !idleSweep.isArmed {
             idleSweep.arm(on: loop, at: connection.idleSince + idleTimeout) { [weak self] now in
                 self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)
             }

@@ -188,6 +188,7 @@ public final class HTTP2ConnectionPool: @unchecked Sendable {
             connection.channel?.close(promise: nil)
         } else if let idleTimeout = httpOptions.idleTimeout, connection.channel?.isActive == true {
             connection.idleSince = loop.now
+            guard !idleSweep.isArmed else { return }
             idleSweep.arm(on: loop, at: loop.now + idleTimeout) { [weak self] now in
                 self?.closeIdle(since: now - idleTimeout, idleTimeout: idleTimeout)
             }

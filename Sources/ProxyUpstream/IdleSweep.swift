@@ -6,6 +6,9 @@ import NIOCore
 final class IdleSweep {
     private var task: Scheduled<Void>?
 
+    /// A sweep is pending (`arm` would do nothing).
+    var isArmed: Bool { task != nil }
+
     /// Arms the sweep for `deadline` unless one is pending. `sweep` closes what is due at the time
     /// it is given and returns when the next connection will be, if any.
     func arm(on loop: any EventLoop, at deadline: NIODeadline, sweep: @escaping (NIODeadline) -> NIODeadline?) {
