@@ -31,6 +31,22 @@ import Testing
         }
     }
 
+    @Test func comparesWithALowercaseLiteralIgnoringASCIICaseOnly() {
+        #expect("content-length".isASCIICaseInsensitiveEqual(to: "content-length"))
+        #expect("Content-Length".isASCIICaseInsensitiveEqual(to: "content-length"))
+        #expect("TRANSFER-ENCODING".isASCIICaseInsensitiveEqual(to: "transfer-encoding"))
+        #expect(!"content-lengti".isASCIICaseInsensitiveEqual(to: "content-length"))
+        #expect(!"content-length ".isASCIICaseInsensitiveEqual(to: "content-length"), "longer")
+        #expect(!"content-lengt".isASCIICaseInsensitiveEqual(to: "content-length"), "shorter")
+        // Only A-Z fold: '@' and '[' sit next to them, and 0xC4 is not a letter here.
+        #expect(!"@".isASCIICaseInsensitiveEqual(to: "`"))
+        #expect(!"[".isASCIICaseInsensitiveEqual(to: "{"))
+        #expect(!"\u{C4}".isASCIICaseInsensitiveEqual(to: "\u{E4}"))
+        // A long string (not stored inline) takes the same path.
+        let long = String(repeating: "Ab", count: 20)
+        #expect(long.isASCIICaseInsensitiveEqual(to: "abababababababababababababababababababab"))
+    }
+
     @Test func lowercasesASCIILettersOnly() {
         #expect("content-type".asciiLowercased() == "content-type")
         #expect("Content-Type".asciiLowercased() == "content-type")
