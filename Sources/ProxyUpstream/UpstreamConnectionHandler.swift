@@ -34,8 +34,10 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     public typealias OutboundIn = HTTPClientRequestPart
     public typealias OutboundOut = HTTPClientRequestPart
 
-    /// Loop-confined: set by the pool when a request takes the connection, cleared on release.
-    public weak var delegate: (any UpstreamResponseDelegate)?
+    /// Loop-confined: set by the pool when a request takes the connection, cleared on release, on close and
+    /// when the pipeline lets go of this handler. Held strongly: a weak reference to each request's stream
+    /// cost a side-table allocation per request and an atomic load per response part.
+    public var delegate: (any UpstreamResponseDelegate)?
     /// Called once when the connection closes, so the pool can forget it.
     var onClose: (() -> Void)?
     private var readsPaused = false
@@ -58,7 +60,10 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     /// Lets go of the context, which holds this handler: the two would otherwise keep each other.
-    public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        delegate = nil
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }

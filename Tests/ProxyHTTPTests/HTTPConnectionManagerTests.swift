@@ -128,6 +128,35 @@ import XDSAPI
         #expect(upstreamHandler == nil, "the handler of a closed upstream connection is freed")
     }
 
+    /// The upstream handler holds its request's stream strongly: the stream must be let go of when the
+    /// response ends and the connection goes back to the pool, and when the downstream goes away mid-request.
+    @Test func finishedAndAbandonedStreamsAreFreed() throws {
+        let test = try HTTPConnectionManagerTests()
+        weak var stream: AnyObject?
+        do {
+            try test.send()
+            _ = try test.upstreamRequest()
+            let handler = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            stream = handler.delegate
+            #expect(stream != nil)
+            try test.respond(status: .ok, body: "ok")
+            _ = try test.downstreamResponse()
+        }
+        #expect(test.connector.channels[0].isActive, "the upstream connection is pooled, not closed")
+        #expect(stream == nil, "a finished stream is freed")
+
+        do {
+            try test.send()
+            _ = try test.upstreamRequest()
+            let handler = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            stream = handler.delegate
+            #expect(stream != nil)
+            try test.downstream.close().wait()
+            test.loop.run()
+        }
+        #expect(stream == nil, "a stream whose downstream went away mid-request is freed")
+    }
+
     /// Envoy's answer to a request the decoder cannot parse: a 400 "Bad Request", and the connection closes.
     @Test func aRequestTheDecoderCannotParseGets400AndAClose() throws {
         downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
