@@ -40,8 +40,10 @@ public final class RouteEntry: Sendable {
     }
 }
 
-/// The `route` action: where a request goes and the policies on the way.
-public struct RouteAction: Sendable {
+/// The `route` action: where a request goes and the policies on the way. Immutable and shared by
+/// reference: a request reads it from the route it matched, and a copy of a struct with this many strings
+/// and collections cost a retain and a release of each.
+public final class RouteAction: Sendable {
     /// Envoy's default route timeout, 15 s.
     public static let defaultTimeoutMs: Int64 = 15_000
 
@@ -58,28 +60,28 @@ public struct RouteAction: Sendable {
         }
     }
 
-    public var cluster: String
+    public let cluster: String
     /// A canary split; empty when the route names one cluster.
-    public var weightedClusters: [WeightedCluster]
-    public var autoHostRewrite: Bool
-    public var hostRewriteLiteral: String?
-    public var prefixRewrite: String?
+    public let weightedClusters: [WeightedCluster]
+    public let autoHostRewrite: Bool
+    public let hostRewriteLiteral: String?
+    public let prefixRewrite: String?
     /// `regex_rewrite`: every match in the path replaced by the substitution (`\1`... for groups).
-    public var regexRewrite: (regex: CompiledRegex, substitution: String)?
+    public let regexRewrite: (regex: CompiledRegex, substitution: String)?
     /// `cluster_header`: the cluster is named by this request header.
-    public var clusterHeader: String?
+    public let clusterHeader: String?
     /// `host_rewrite_header`: the Host comes from this request header, when the request has it.
-    public var hostRewriteHeader: String?
+    public let hostRewriteHeader: String?
     /// `request_mirror_policies`: clusters that get a copy of the request, whose answers are dropped.
-    public var mirrors: [MirrorPolicy] = []
+    public let mirrors: [MirrorPolicy]
     /// `hash_policy`: what a ring-hash or Maglev cluster hashes for this route's requests.
-    public var hashPolicies: [HashPolicy] = []
+    public let hashPolicies: [HashPolicy]
     /// `upgrade_configs` of the route: upgrade types (lower-cased) it enables or disables, overriding
     /// the connection manager's `upgrade_configs`.
-    public var upgradeOverrides: [String: Bool] = [:]
+    public let upgradeOverrides: [String: Bool]
     /// A `CONNECT` upgrade config with `connect_config`: the proxy answers CONNECT itself and opens a
     /// TCP connection to the cluster, rather than forwarding the CONNECT.
-    public var terminatesConnect = false
+    public let terminatesConnect: Bool
 
     /// One `hash_policy` entry.
     public struct HashPolicy: Sendable {
@@ -192,35 +194,49 @@ public struct RouteAction: Sendable {
         }
     }
     /// 0 disables the timeout.
-    public var timeoutMs: Int64
+    public let timeoutMs: Int64
     /// The route's `idle_timeout`, replacing the connection manager's `stream_idle_timeout` for its
     /// requests (0 disables it); nil keeps the connection manager's.
-    public var idleTimeoutMs: Int64?
-    public var retryPolicy: RetryPolicy?
+    public let idleTimeoutMs: Int64?
+    public let retryPolicy: RetryPolicy?
     /// `max_stream_duration.grpc_timeout_header_max`: when set, a request's `grpc-timeout` becomes its
     /// timeout, capped at this value (0: no cap). Nil: `grpc-timeout` is not looked at.
-    public var grpcTimeoutHeaderMaxMs: Int64?
+    public let grpcTimeoutHeaderMaxMs: Int64?
     /// `max_stream_duration.max_stream_duration`: the stream's longest life, replacing the connection
     /// manager's (0 disables it); nil keeps the connection manager's.
-    public var maxStreamDurationMs: Int64?
+    public let maxStreamDurationMs: Int64?
     /// `max_stream_duration.grpc_timeout_header_offset`, taken off the `grpc-timeout`.
-    public var grpcTimeoutHeaderOffsetMs: Int64
+    public let grpcTimeoutHeaderOffsetMs: Int64
     /// `priority`: the cluster's circuit breaker and connection pools this route's requests use.
-    public var priority: ResourcePriority = .default
+    public let priority: ResourcePriority
 
     public init(cluster: String, weightedClusters: [WeightedCluster] = [], autoHostRewrite: Bool = false,
                 hostRewriteLiteral: String? = nil, prefixRewrite: String? = nil,
-                timeoutMs: Int64 = RouteAction.defaultTimeoutMs, retryPolicy: RetryPolicy? = nil,
-                grpcTimeoutHeaderMaxMs: Int64? = nil, grpcTimeoutHeaderOffsetMs: Int64 = 0) {
-        self.grpcTimeoutHeaderMaxMs = grpcTimeoutHeaderMaxMs
-        self.grpcTimeoutHeaderOffsetMs = grpcTimeoutHeaderOffsetMs
+                regexRewrite: (regex: CompiledRegex, substitution: String)? = nil, clusterHeader: String? = nil,
+                hostRewriteHeader: String? = nil, mirrors: [MirrorPolicy] = [], hashPolicies: [HashPolicy] = [],
+                upgradeOverrides: [String: Bool] = [:], terminatesConnect: Bool = false,
+                timeoutMs: Int64 = RouteAction.defaultTimeoutMs, idleTimeoutMs: Int64? = nil, retryPolicy: RetryPolicy? = nil,
+                grpcTimeoutHeaderMaxMs: Int64? = nil, maxStreamDurationMs: Int64? = nil, grpcTimeoutHeaderOffsetMs: Int64 = 0,
+                priority: ResourcePriority = .default) {
         self.cluster = cluster
         self.weightedClusters = weightedClusters
         self.autoHostRewrite = autoHostRewrite
         self.hostRewriteLiteral = hostRewriteLiteral
         self.prefixRewrite = prefixRewrite
+        self.regexRewrite = regexRewrite
+        self.clusterHeader = clusterHeader
+        self.hostRewriteHeader = hostRewriteHeader
+        self.mirrors = mirrors
+        self.hashPolicies = hashPolicies
+        self.upgradeOverrides = upgradeOverrides
+        self.terminatesConnect = terminatesConnect
         self.timeoutMs = timeoutMs
+        self.idleTimeoutMs = idleTimeoutMs
         self.retryPolicy = retryPolicy
+        self.grpcTimeoutHeaderMaxMs = grpcTimeoutHeaderMaxMs
+        self.maxStreamDurationMs = maxStreamDurationMs
+        self.grpcTimeoutHeaderOffsetMs = grpcTimeoutHeaderOffsetMs
+        self.priority = priority
     }
 
     /// Every cluster this action can send to (none known in advance with `cluster_header`), mirrors included.

@@ -168,7 +168,7 @@ extension CompiledRegex {
 }
 
 extension RouteAction {
-    init(_ action: Envoy_Config_Route_V3_RouteAction, path: String) throws {
+    convenience init(_ action: Envoy_Config_Route_V3_RouteAction, path: String) throws {
         var cluster = ""
         var clusterHeader: String?
         var weighted: [WeightedCluster] = []
@@ -226,20 +226,7 @@ extension RouteAction {
             if duration.hasGrpcTimeoutHeaderMax { grpcTimeoutMax = duration.grpcTimeoutHeaderMax.milliseconds }
             if duration.hasGrpcTimeoutHeaderOffset { grpcTimeoutOffset = duration.grpcTimeoutHeaderOffset.milliseconds }
         }
-        self.init(cluster: cluster,
-                  weightedClusters: weighted,
-                  autoHostRewrite: autoHostRewrite,
-                  hostRewriteLiteral: literal,
-                  prefixRewrite: action.prefixRewrite.isEmpty ? nil : action.prefixRewrite,
-                  timeoutMs: action.hasTimeout ? action.timeout.milliseconds : RouteAction.defaultTimeoutMs,
-                  retryPolicy: retryPolicy, grpcTimeoutHeaderMaxMs: grpcTimeoutMax,
-                  grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset)
-        self.clusterHeader = clusterHeader
-        self.hostRewriteHeader = hostHeader
-        if action.hasIdleTimeout { idleTimeoutMs = action.idleTimeout.milliseconds }
-        maxStreamDurationMs = maxStreamDuration
-        if action.priority == .high { priority = .high }
-        self.hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
+        let hashPolicies = try action.hashPolicy.enumerated().map { index, policy in
             let policyPath = "\(path).hash_policy[\(index)]"
             switch policy.policySpecifier {
             case .header(let header)?:
@@ -258,6 +245,8 @@ extension RouteAction {
                 throw RouteConfigError(policyPath, "only header, cookie, connection_properties.source_ip and query_parameter hash policies are supported")
             }
         }
+        var upgradeOverrides: [String: Bool] = [:]
+        var terminatesConnect = false
         for (index, upgrade) in action.upgradeConfigs.enumerated() {
             let upgradePath = "\(path).upgrade_configs[\(index)]"
             let type = upgrade.upgradeType.lowercased()
@@ -274,7 +263,7 @@ extension RouteAction {
                 terminatesConnect = true
             }
         }
-        self.mirrors = try action.requestMirrorPolicies.enumerated().map { index, policy in
+        let mirrors = try action.requestMirrorPolicies.enumerated().map { index, policy in
             let mirrorPath = "\(path).request_mirror_policies[\(index)]"
             guard !policy.cluster.isEmpty else {
                 throw RouteConfigError(mirrorPath + ".cluster", "a cluster is required (cluster_header is not supported yet)")
@@ -288,7 +277,18 @@ extension RouteAction {
             return MirrorPolicy(cluster: policy.cluster, fraction: fraction,
                                 appendShadowSuffix: !policy.disableShadowHostSuffixAppend)
         }
-        self.regexRewrite = regexRewrite.map { (regex: $0.0, substitution: $0.1) }
+        self.init(cluster: cluster,
+                  weightedClusters: weighted,
+                  autoHostRewrite: autoHostRewrite,
+                  hostRewriteLiteral: literal,
+                  prefixRewrite: action.prefixRewrite.isEmpty ? nil : action.prefixRewrite,
+                  regexRewrite: regexRewrite.map { (regex: $0.0, substitution: $0.1) },
+                  clusterHeader: clusterHeader, hostRewriteHeader: hostHeader, mirrors: mirrors,
+                  hashPolicies: hashPolicies, upgradeOverrides: upgradeOverrides, terminatesConnect: terminatesConnect,
+                  timeoutMs: action.hasTimeout ? action.timeout.milliseconds : RouteAction.defaultTimeoutMs,
+                  idleTimeoutMs: action.hasIdleTimeout ? action.idleTimeout.milliseconds : nil,
+                  retryPolicy: retryPolicy, grpcTimeoutHeaderMaxMs: grpcTimeoutMax, maxStreamDurationMs: maxStreamDuration,
+                  grpcTimeoutHeaderOffsetMs: grpcTimeoutOffset, priority: action.priority == .high ? .high : .default)
     }
 }
 

@@ -56,9 +56,7 @@ extension HTTPConnectionManagerTests {
     }
 
     @Test func aRoutesIdleTimeoutReplacesTheConnectionManagers() throws {
-        var action = RouteAction(cluster: "web")
-        action.idleTimeoutMs = 200
-        let test = try HTTPConnectionManagerTests(route: action)
+        let test = try HTTPConnectionManagerTests(route: RouteAction(cluster: "web", idleTimeoutMs: 200))
         try test.send()
         _ = try test.upstreamRequest()
         test.loop.advanceTime(by: .milliseconds(200))
