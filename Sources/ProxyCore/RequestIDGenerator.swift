@@ -43,25 +43,38 @@ public struct RequestIDGenerator: Sendable {
         var low = nextWord()
         high = (high & ~0xF000) | 0x4000  // version 4
         low = (low & ~(0xC << 60)) | (0x8 << 60)  // RFC 4122 variant
-        return String(unsafeUninitializedCapacity: 36) { buffer in
-            let hex: StaticString = "0123456789abcdef"
-            var position = 0
-            func put(_ value: UInt64, nibbles: Int) {
-                for shift in stride(from: (nibbles - 1) * 4, through: 0, by: -4) {
-                    buffer[position] = hex.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
-                    position += 1
-                }
-            }
-            func dash() {
-                buffer[position] = UInt8(ascii: "-")
-                position += 1
-            }
-            put(high >> 32, nibbles: 8); dash()
-            put(high >> 16, nibbles: 4); dash()
-            put(high, nibbles: 4); dash()
-            put(low >> 48, nibbles: 4); dash()
-            put(low, nibbles: 12)
+        return Self.uuidText(high: high, low: low)
+    }
+
+    /// The two words as `8-4-4-4-12` lower-case hex digits, most significant first.
+    static func uuidText(high: UInt64, low: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 36) { buffer in
+            let out = UnsafeMutableRawPointer(buffer.baseAddress!)
+            let second = hexDigits(UInt32(truncatingIfNeeded: high))
+            let third = hexDigits(UInt32(truncatingIfNeeded: low >> 32))
+            out.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: high >> 32)), toByteOffset: 0, as: UInt64.self)
+            out.storeBytes(of: UInt32(truncatingIfNeeded: second), toByteOffset: 9, as: UInt32.self)
+            out.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32), toByteOffset: 14, as: UInt32.self)
+            out.storeBytes(of: UInt32(truncatingIfNeeded: third), toByteOffset: 19, as: UInt32.self)
+            out.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32), toByteOffset: 24, as: UInt32.self)
+            out.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: low)), toByteOffset: 28, as: UInt64.self)
+            buffer[8] = UInt8(ascii: "-")
+            buffer[13] = UInt8(ascii: "-")
+            buffer[18] = UInt8(ascii: "-")
+            buffer[23] = UInt8(ascii: "-")
             return 36
         }
+    }
+
+    /// The eight hex digits of `value` as eight bytes, the most significant digit first in memory: the
+    /// nibbles spread one to a byte, then each turned into its digit without a branch.
+    static func hexDigits(_ value: UInt32) -> UInt64 {
+        var x = UInt64(value)
+        x = ((x & 0xFFFF_0000) << 16) | (x & 0x0000_FFFF)
+        x = ((x & 0x0000_FF00_0000_FF00) << 8) | (x & 0x0000_00FF_0000_00FF)
+        x = ((x & 0x00F0_00F0_00F0_00F0) << 4) | (x & 0x000F_000F_000F_000F)
+        let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        x = x &+ 0x3030_3030_3030_3030 &+ letters &* 39
+        return UInt64(bigEndian: x)
     }
 }

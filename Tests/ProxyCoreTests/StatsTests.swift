@@ -55,6 +55,9 @@ import Testing
         #expect(seen.count == 1000)
         var other = RequestIDGenerator()
         #expect(other.next() != generator.next(), "generators are seeded apart")
+        #expect(RequestIDGenerator.uuidText(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210)
+                == "01234567-89ab-cdef-fedc-ba9876543210")
+        #expect(RequestIDGenerator.uuidText(high: 0, low: .max) == "00000000-0000-0000-ffff-ffffffffffff")
     }
 
     @Test func dateHeaderIsIMFFixdate() {
