@@ -133,12 +133,15 @@ import XDSAPI
     @Test func finishedAndAbandonedStreamsAreFreed() throws {
         let test = try HTTPConnectionManagerTests()
         weak var stream: AnyObject?
-        do {
+        /// Sends a request to the pooled connection and notes the stream its handler now serves.
+        func startRequest() throws {
             try test.send()
             _ = try test.upstreamRequest()
-            let handler = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
-            stream = handler.delegate
+            stream = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self).delegate
             #expect(stream != nil)
+        }
+        do {
+            try startRequest()
             try test.respond(status: .ok, body: "ok")
             _ = try test.downstreamResponse()
         }
@@ -146,11 +149,7 @@ import XDSAPI
         #expect(stream == nil, "a finished stream is freed")
 
         do {
-            try test.send()
-            _ = try test.upstreamRequest()
-            let handler = try test.connector.channels[0].pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
-            stream = handler.delegate
-            #expect(stream != nil)
+            try startRequest()
             try test.downstream.close().wait()
             test.loop.run()
         }
