@@ -632,34 +632,45 @@ final class ActiveStream: UpstreamResponseDelegate {
         }
         let pool = cluster.pool(on: loop, host: host, downstreamHTTP2: manager.isHTTP2, priority: resources.priority)
         self.pool = pool
+        // An idle connection is taken synchronously, without the completion closure the general path allocates.
+        if let connection = pool.takeIdle(host: host, delegate: self) {
+            acquired(.success(connection), waited: false, attempt: thisAttempt, cluster: cluster, host: host, pool: pool)
+            return
+        }
         pool.acquire(host: host, delegate: self) { [self] result, waited in
-            if waited { cluster.stats.upstreamRqPendingTotal.increment() }
-            guard thisAttempt == attempt, !responseComplete else {
-                // The attempt was abandoned while connecting (timeout, downstream gone).
-                if case .success(let connection) = result { pool.release(connection) }
-                return
-            }
-            switch result {
-            case .success(let connection):
-                self.connection = connection
-                reportLocalOrigin(host, failed: false, status: 0)
-                send(on: connection, host: host)
-            case .failure(let error) where error is CircuitBreakerOverflow:
-                endAttempt(discard: false)
-                finish(localReply: .overflow)
-            case .failure(let error) where error is ALPNMismatch && !alpnRedispatched:
-                // The host told its protocol by ALPN: the same attempt goes to that protocol's pool.
-                alpnRedispatched = true
-                endAttempt(discard: false)
-                startAttempt()
-            case .failure(let error):
-                cluster.stats.upstreamRqPendingFailureEject.increment()
-                host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
-                reportLocalOrigin(host, failed: true, status: 503)
-                endAttempt(discard: false)
-                transportFailureReason = TransportFailure.reason(error)
-                attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
-            }
+            acquired(result, waited: waited, attempt: thisAttempt, cluster: cluster, host: host, pool: pool)
+        }
+    }
+
+    /// The pool's answer for one attempt: a connection to send on, or why there is none.
+    private func acquired(_ result: Result<UpstreamConnection, any Error>, waited: Bool, attempt thisAttempt: Int,
+                          cluster: Cluster, host: Host, pool: ConnectionPool) {
+        if waited { cluster.stats.upstreamRqPendingTotal.increment() }
+        guard thisAttempt == attempt, !responseComplete else {
+            // The attempt was abandoned while connecting (timeout, downstream gone).
+            if case .success(let connection) = result { pool.release(connection) }
+            return
+        }
+        switch result {
+        case .success(let connection):
+            self.connection = connection
+            reportLocalOrigin(host, failed: false, status: 0)
+            send(on: connection, host: host)
+        case .failure(let error) where error is CircuitBreakerOverflow:
+            endAttempt(discard: false)
+            finish(localReply: .overflow)
+        case .failure(let error) where error is ALPNMismatch && !alpnRedispatched:
+            // The host told its protocol by ALPN: the same attempt goes to that protocol's pool.
+            alpnRedispatched = true
+            endAttempt(discard: false)
+            startAttempt()
+        case .failure(let error):
+            cluster.stats.upstreamRqPendingFailureEject.increment()
+            host.stats.rqError.wrappingAdd(1, ordering: .relaxed)
+            reportLocalOrigin(host, failed: true, status: 503)
+            endAttempt(discard: false)
+            transportFailureReason = TransportFailure.reason(error)
+            attemptFailed(.connectFailure, reason: "remote connection failure", flags: .upstreamConnectionFailure)
         }
     }
 

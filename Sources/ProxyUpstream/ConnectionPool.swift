@@ -25,6 +25,15 @@ public enum ConnectionPool {
         }
     }
 
+    /// An idle HTTP/1.1 connection to `host`, now serving `delegate`, if the pool has one; nil otherwise
+    /// (and always for HTTP/2), when `acquire` is the way.
+    public func takeIdle(host: Host, delegate: any UpstreamResponseDelegate) -> UpstreamConnection? {
+        switch self {
+        case .http1(let pool): pool.takeIdle(host: host, delegate: delegate)
+        case .http2: nil
+        }
+    }
+
     /// The response is complete: the connection (or stream) can serve the next request.
     public func release(_ connection: UpstreamConnection) {
         switch self {

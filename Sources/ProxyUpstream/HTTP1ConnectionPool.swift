@@ -58,14 +58,7 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
     /// request has to wait for a connect (Envoy's pending request).
     public func acquire(host: Host, delegate: any UpstreamResponseDelegate,
                         completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
-        loop.preconditionInEventLoop()
-        let key = ObjectIdentifier(host)
-        // Popped in place: a copy of the list taken out and written back made the next release's
-        // append copy the whole list into a new buffer.
-        while let connection = idle[key]?.popLast() {
-            guard !connection.closed, connection.channel.isActive else { continue }
-            if outlivedMaxDuration(connection) { continue }
-            connection.handler.delegate = delegate
+        if let connection = takeIdle(host: host, delegate: delegate) {
             completion(.success(connection), false)
             return
         }
@@ -82,6 +75,21 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             return
         }
         connect(host: host, delegate: delegate, completion: completion)
+    }
+
+    /// The most recently released open connection to `host`, now serving `delegate`; nil when there is none.
+    public func takeIdle(host: Host, delegate: any UpstreamResponseDelegate) -> UpstreamConnection? {
+        loop.preconditionInEventLoop()
+        let key = ObjectIdentifier(host)
+        // Popped in place: a copy of the list taken out and written back made the next release's
+        // append copy the whole list into a new buffer.
+        while let connection = idle[key]?.popLast() {
+            guard !connection.closed, connection.channel.isActive else { continue }
+            if outlivedMaxDuration(connection) { continue }
+            connection.handler.delegate = delegate
+            return connection
+        }
+        return nil
     }
 
     /// Opens a connection (its budget slot is already taken).
