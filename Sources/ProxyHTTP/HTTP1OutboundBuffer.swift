@@ -439,8 +439,7 @@ extension String {
     private static func foldedEqual(_ bytes: some Collection<UInt8>, _ expected: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         for byte in bytes {
-            let folded = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
-            if folded != expected[index] { return false }
+            if lowercasedASCII(byte) != expected[index] { return false }
             index += 1
         }
         return true

@@ -74,7 +74,7 @@ extension String {
         byte &- UInt8(ascii: "A") < 26
     }
 
-    private static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
+    static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
         isUppercaseASCII(byte) ? byte | 0x20 : byte
     }
 }
