@@ -256,7 +256,8 @@ let package = Package(
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: ["ControlPlane", "XDSAPI", "XDSResource", "MeshCA",
-                           .product(name: "GRPCCore", package: "grpc-swift-2")]
+                           .product(name: "GRPCCore", package: "grpc-swift-2"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "MeshCATests",

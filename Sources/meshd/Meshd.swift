@@ -140,7 +140,8 @@ struct Serve: AsyncParsableCommand {
                                                      keyPath: xdsKey, ca: authority, trustDomain: ca.trustDomain,
                                                      host: xdsAddress.host)
         let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: security)
+            address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: security,
+            config: .defaults { $0.channelDebuggingCallbacks.onAcceptTCPConnection = ADSReadBuffer.limit })
         let onNode: (@Sendable (Envoy_Config_Core_V3_Node, [String]) -> Void)? = issuer.map { issuer in
             { @Sendable node, peerURIs in issuer.nodeConnected(node, peerURIs: peerURIs) }
         }
