@@ -100,6 +100,7 @@ struct Serve: AsyncParsableCommand {
     var xdsKey: String?
 
     func run() async throws {
+        MallocTuning.apply()
         var logger = Logger(label: "meshd")
         logger.logLevel = Logger.Level(rawValue: logLevel == "warn" ? "warning" : logLevel) ?? .info
         let cache = SnapshotCache()
