@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyCore
 
 /// The bytes an HTTP/1.x encoder has produced for a connection but not yet handed to the channel,
 /// in one buffer the connection keeps from message to message.
@@ -371,78 +372,6 @@ private struct LineWriter {
     mutating func append(_ byte: UInt8) {
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
         count += 1
-    }
-}
-
-/// RFC 9110's rules for what may be sent as a field name (a token) and a field value (no control
-/// characters but horizontal tab): an invalid one would let a header split the message.
-enum HTTP1HeaderValidation {
-    static func isValidName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
-    }
-
-    static func isValidValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var index = 0
-        if let base = UnsafeRawPointer(bytes.baseAddress) {
-            // Eight bytes at a time while they are printable ASCII, as nearly every value is; the rest
-            // (and a word with a tab or a byte over 0x7F) byte by byte.
-            while index + 8 <= bytes.count, isPrintableASCII(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                index += 8
-            }
-        }
-        while index < bytes.count {
-            guard isValueByte(bytes[index]) else { return false }
-            index += 1
-        }
-        return true
-    }
-
-    /// Whether all eight bytes are in 0x20...0x7E. With the high bits clear, `(x - 0x20…) & ~x & 0x80…` is
-    /// non-zero exactly when some byte is below 0x20, and the same test on `x ^ 0x7F…` finds a 0x7F.
-    static func isPrintableASCII(_ word: UInt64) -> Bool {
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let del = word ^ (ones &* 0x7F)
-        return word & high == 0
-            && (word &- ones &* 0x20) & ~word & high == 0
-            && (del &- ones) & ~del & high == 0
-    }
-
-    private static func isValueByte(_ byte: UInt8) -> Bool {
-        byte >= 0x20 ? byte != 0x7F : byte == UInt8(ascii: "\t")
-    }
-
-    /// RFC 9110's tchar as bits: ! # $ % & ' * + - . 0-9 in the first 64 code points, A-Z ^ _ ` a-z | ~
-    /// in the next 64.
-    private static let tokenLow: UInt64 = 0x03FF_6CFA_0000_0000
-    private static let tokenHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
-
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0..<64: (tokenLow >> UInt64(byte)) & 1 == 1
-        case 64..<128: (tokenHigh >> UInt64(byte - 64)) & 1 == 1
-        default: false
-        }
-    }
-}
-
-extension String {
-    /// Compares with a lowercase ASCII literal, ignoring the case of this string's ASCII letters.
-    func isASCIICaseInsensitiveEqual(to lowercase: StaticString) -> Bool {
-        guard utf8.count == lowercase.utf8CodeUnitCount else { return false }
-        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        // Over the bytes in place: String's UTF-8 iterator cost ~25 instructions a byte.
-        if let equal = utf8.withContiguousStorageIfAvailable({ Self.foldedEqual($0, expected) }) { return equal }
-        return Self.foldedEqual(Array(utf8), expected)
-    }
-
-    private static func foldedEqual(_ bytes: some Collection<UInt8>, _ expected: UnsafeBufferPointer<UInt8>) -> Bool {
-        var index = 0
-        for byte in bytes {
-            if lowercasedASCII(byte) != expected[index] { return false }
-            index += 1
-        }
-        return true
     }
 }
 

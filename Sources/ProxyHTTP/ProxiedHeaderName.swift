@@ -1,3 +1,4 @@
+import ProxyCore
 /// What the router does with a header it forwards, decided from the lower-case name by its length
 /// first: most names are then settled by one comparison or none, where a `Set` lookup hashed every
 /// name of every request and response.
@@ -68,13 +69,5 @@ extension String {
         case .some(let lowered?): return lowered
         case nil: return String(decoding: utf8.map(Self.lowercasedASCII), as: UTF8.self)
         }
-    }
-
-    private static func isUppercaseASCII(_ byte: UInt8) -> Bool {
-        byte &- UInt8(ascii: "A") < 26
-    }
-
-    static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
-        isUppercaseASCII(byte) ? byte | 0x20 : byte
     }
 }

@@ -1,3 +1,4 @@
+import ProxyCore
 import Testing
 @testable import ProxyHTTP
 
