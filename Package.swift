@@ -291,7 +291,7 @@ let package = Package(
         .testTarget(
             name: "ProxyUpstreamTests",
             dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                           .product(name: "NIOCore", package: "swift-nio")]
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         .testTarget(
             name: "ProxyHTTPTests",

@@ -223,7 +223,6 @@ final class ActiveStream: UpstreamResponseDelegate {
         let stats = config.stats
         let headers = downstreamHead.headers
         let uri = downstreamHead.uri
-        let hostHeader = headers.first(name: "host") ?? ""
         guard let route else {
             stats.noRoute.increment()
             finish(localReply: .noRoute)
@@ -251,7 +250,8 @@ final class ActiveStream: UpstreamResponseDelegate {
             } else if case .redirect(let redirect) = route.kind {
                 stats.rqRedirect.increment()
                 let scheme = headers.first(name: "x-forwarded-proto") ?? "http"
-                redirectLocation = redirect.location(requestScheme: scheme, requestHost: hostHeader, uri: uri,
+                let host = headers.first(name: "host") ?? ""
+                redirectLocation = redirect.location(requestScheme: scheme, requestHost: host, uri: uri,
                                                      matched: route.match.path)
                 finish(localReply: LocalReply(status: HTTPResponseStatus(statusCode: redirect.status), body: "", flags: []))
             }
@@ -1108,8 +1108,9 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private func downstreamResponseHead(from upstream: HTTPResponseHead) -> HTTPResponseHead {
         lastStatus = upstream.status.code
-        // An HTTP/2 stream is not a connection to keep: it ends with its response.
-        keepAliveUpstream = upstream.version.major >= 2 || upstream.isKeepAlive
+        // As the connection's handler read the head (an HTTP/2 stream is not a connection to keep: it
+        // ends with its response).
+        keepAliveUpstream = connection?.handler.responseKeepsConnection ?? (upstream.version.major >= 2 || upstream.isKeepAlive)
         // A list wrapped once, as for the upstream request.
         var headers: [(String, String)] = []
         headers.reserveCapacity(upstream.headers.count + 4)

@@ -55,8 +55,8 @@ enum HTTPUpgradeTunnel {
         let frames = HTTP2StreamBytes()
         try down.addHandler(frames, position: .after(translator))
         try down.addHandler(downEnd, position: .after(frames))
-        // The response decoder watches what is written past it and leaves on a later tick; the
-        // bytes the client sent early may go upstream only once it has gone.
+        // The response parser leaves once the read it is parsing is done (it may be the one that
+        // brought the 101); the bytes the client sent early may go upstream only once it has gone.
         if let decoderLeft {
             decoderLeft.futureResult.assumeIsolated().whenComplete { _ in translator.startTunnel() }
         } else {
@@ -67,7 +67,7 @@ enum HTTPUpgradeTunnel {
     private static func spliceUpstream(_ upstream: any Channel, end: TunnelHandler,
                                        decoderLeft: EventLoopPromise<Void>? = nil) throws {
         let up = upstream.pipeline.syncOperations
-        let upDecoder = try up.handler(type: ByteToMessageHandler<UpstreamResponseDecoder>.self)
+        let upDecoder = try up.handler(type: UpstreamResponseParserHandler.self)
         // What the connection handler has encoded goes before any tunnelled byte.
         try up.handler(type: UpstreamConnectionHandler.self).handOverEncodedBytes()
         try up.addHandler(end, position: .after(upDecoder))

@@ -26,11 +26,11 @@ struct NIOUpstreamConnector: UpstreamConnector {
     func connect(to host: Host, on loop: any EventLoop, timeout: TimeAmount,
                  handler: UpstreamConnectionHandler) -> EventLoopFuture<any Channel> {
         connect(to: host, on: loop, timeout: timeout, forHTTP2: false) { channel in
-            // Left-over bytes after a 101 belong to the upgraded protocol (WebSocket tunnels). The
-            // handler encodes requests and tells the decoder each one's method.
-            let decoder = UpstreamResponseDecoder(leftOverBytesStrategy: .forwardBytes)
-            handler.encodeRequests(with: HTTP1RequestEncoding.makeEncoder(), for: decoder.decoder)
-            try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(decoder), handler])
+            // The handler encodes requests and tells the parser each one's method; the parser hands
+            // it the response parts (and, when removed for a tunnel, the bytes past the 101).
+            let parser = UpstreamResponseParserHandler(connection: handler)
+            handler.encodeRequests(with: HTTP1RequestEncoding.makeEncoder(), for: parser)
+            try channel.pipeline.syncOperations.addHandlers([parser, handler])
         }
     }
 

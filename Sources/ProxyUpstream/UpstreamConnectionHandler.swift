@@ -40,6 +40,8 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     public var delegate: (any UpstreamResponseDelegate)?
     /// Called once when the connection closes, so the pool can forget it.
     var onClose: (() -> Void)?
+    /// Whether the current response leaves the connection reusable, as its head said.
+    public private(set) var responseKeepsConnection = true
     private var readsPaused = false
     private var pendingRead = false
     /// Set once a response broke a codec rule: nothing more is read from this connection.
@@ -48,10 +50,11 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     private let maxResponseHeaders: Int
     public private(set) var context: ChannelHandlerContext?
     /// Set on an HTTP/1.1 connection: requests are encoded here, not by an encoder handler (a pipeline hop,
-    /// an `NIOAny` box and a cast for every part), and the response decoder learns each request's method
-    /// (a response to HEAD has no body) from this handler rather than by watching parts go by.
+    /// an `NIOAny` box and a cast for every part), and the response parser learns each request's method
+    /// (a response to HEAD has no body) from this handler. The parser holds this handler too: the two
+    /// let go of each other when the pipeline removes this one.
     private var encoder: (any UpstreamRequestEncoder)?
-    private var responseDecoder: HTTPResponseDecoder?
+    private var responseParser: UpstreamResponseParserHandler?
 
     public init(maxResponseHeaders: Int = 100) {
         self.maxResponseHeaders = maxResponseHeaders
@@ -63,12 +66,24 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     public func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         delegate = nil
+        responseParser = nil
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !failed else { return }
         switch unwrapInboundIn(data) {
-        case .head(let head):
+        case .head(let head): receive(.head(head, keepsConnection: head.version.major >= 2 || head.isKeepAlive))
+        case .body(let body): receive(.body(body))
+        case .end(let trailers): receive(.end(trailers))
+        }
+    }
+
+    /// One part of the current response, from NIO's codec (HTTP/2 streams) through `channelRead`, or
+    /// straight from the HTTP/1.x connection's parser.
+    func receive(_ part: HTTP1ResponseParser.Part) {
+        guard !failed, let context else { return }
+        switch part {
+        case .head(let head, let keepsConnection):
+            responseKeepsConnection = keepsConnection
             if head.headers.count > maxResponseHeaders {
                 failed = true
                 let delegate = self.delegate
@@ -119,17 +134,17 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
         }
     }
 
-    /// Encode requests with `encoder`, telling `responseDecoder` what each one is.
-    public func encodeRequests(with encoder: any UpstreamRequestEncoder, for responseDecoder: HTTPResponseDecoder) {
+    /// Encode requests with `encoder`, telling `responseParser` what each one is.
+    public func encodeRequests(with encoder: any UpstreamRequestEncoder, for responseParser: UpstreamResponseParserHandler) {
         self.encoder = encoder
-        self.responseDecoder = responseDecoder
+        self.responseParser = responseParser
     }
 
     /// Writes a request part from the connection's own loop, without going through the Channel API.
     public func write(_ part: HTTPClientRequestPart) {
         guard let context else { return }
         guard encoder != nil else { return context.write(wrapOutboundOut(part), promise: nil) }
-        if case .head = part { responseDecoder?.write(data: part) }
+        if case .head(let head) = part { responseParser?.expectResponse(to: head.method) }
         if !encoder!.encode(part, context: context) {
             errorCaught(context: context, error: HTTPParserError.invalidHeaderToken)
         }

@@ -1,0 +1,184 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+@testable import ProxyUpstream
+
+@Suite struct HTTP1ResponseParserTests {
+    /// What the parser emitted, as text: bodies joined, so any split of the input reads the same.
+    struct Transcript: Equatable, CustomStringConvertible {
+        var events: [String] = []
+
+        mutating func record(_ part: HTTP1ResponseParser.Part) {
+            switch part {
+            case .head(let head, let keeps):
+                let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+                events.append("head \(head.version.major).\(head.version.minor) \(head.status.code) [\(fields)]\(keeps ? "" : " close")")
+            case .body(let body):
+                if let last = events.last, last.hasPrefix("body ") {
+                    events[events.count - 1] = last + String(buffer: body)
+                } else {
+                    events.append("body " + String(buffer: body))
+                }
+            case .end(let trailers):
+                events.append("end" + (trailers.map { " [" + $0.map { "\($0.name)=\($0.value)" }.joined(separator: ",") + "]" } ?? ""))
+            }
+        }
+
+        var description: String { events.joined(separator: " | ") }
+    }
+
+    /// Parses `text` in one piece, or split into pieces of `chunk` bytes; what is left unparsed at the end too.
+    func parse(_ text: String, requests: [HTTPMethod] = [.GET], chunk: Int? = nil, closeAfter: Bool = false) throws
+        -> (transcript: Transcript, left: String)
+    {
+        var parser = HTTP1ResponseParser()
+        var requests = requests.map(HTTP1ResponseParser.RequestKind.init)
+        var transcript = Transcript()
+        // As the connection's handler keeps them: each end answers the oldest request.
+        let record = { (part: HTTP1ResponseParser.Part) in
+            if case .end = part, !requests.isEmpty { requests.removeFirst() }
+            transcript.record(part)
+        }
+        var pending = ByteBuffer()
+        let bytes = Array(text.utf8)
+        let size = chunk ?? max(bytes.count, 1)
+        var offset = 0
+        repeat {
+            let end = min(offset + size, bytes.count)
+            pending.writeBytes(bytes[offset..<end])
+            offset = end
+            try parser.parse(&pending, request: { requests.first ?? .other }, emit: record)
+        } while offset < bytes.count
+        if closeAfter { _ = parser.inputClosed(emit: record) }
+        return (transcript, String(buffer: pending))
+    }
+
+    func transcript(_ text: String, requests: [HTTPMethod] = [.GET], closeAfter: Bool = false) throws -> String {
+        let whole = try parse(text, requests: requests, closeAfter: closeAfter)
+        // The same bytes a byte at a time, and in threes: a head or chunk line cut anywhere parses the same.
+        for chunk in [1, 3] {
+            let split = try parse(text, requests: requests, chunk: chunk, closeAfter: closeAfter)
+            #expect(split.transcript == whole.transcript, "split into \(chunk)-byte reads")
+            #expect(split.left == whole.left)
+        }
+        return whole.transcript.description
+    }
+
+    @Test func aResponseWithContentLength() throws {
+        let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+            + "Connection: keep-alive\r\n\r\nhello, world\n"
+        #expect(try transcript(text) == "head 1.1 200 [Server=nginx,Content-Type=text/plain,Content-Length=13,"
+            + "Connection=keep-alive] | body hello, world\n | end")
+    }
+
+    @Test func headerValuesLoseTheirSurroundingWhitespace() throws {
+        #expect(try transcript("HTTP/1.1 204 No Content\r\nx-a:  \t spaced out \t\r\nx-b:\r\n\r\n")
+            == "head 1.1 204 [x-a=spaced out,x-b=] | end")
+    }
+
+    @Test func bareLineFeedsEndLines() throws {
+        #expect(try transcript("HTTP/1.1 200 OK\nContent-Length: 2\n\nok") == "head 1.1 200 [Content-Length=2] | body ok | end")
+    }
+
+    @Test func aStatusLineWithoutReason() throws {
+        #expect(try transcript("HTTP/1.1 404\r\ncontent-length: 0\r\n\r\n") == "head 1.1 404 [content-length=0] | end")
+    }
+
+    @Test func chunkedBodiesWithExtensionsAndTrailers() throws {
+        let text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "5;name=value\r\nhello\r\nB \r\n, world!!!\n\r\n0\r\nGrpc-Status: 0\r\nx-t: 1\r\n\r\n"
+        #expect(try transcript(text) == "head 1.1 200 [Transfer-Encoding=chunked] | body hello, world!!!\n"
+            + " | end [Grpc-Status=0,x-t=1]")
+        let plain = "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        #expect(try transcript(plain) == "head 1.1 200 [transfer-encoding=gzip, Chunked] | body ok | end")
+    }
+
+    @Test func responsesWithoutBodies() throws {
+        // HEAD's response has no body whatever it says; nor have 204 and 304. The next response follows.
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+        #expect(try transcript(text, requests: [.HEAD, .GET, .GET])
+            == "head 1.1 200 [Content-Length=10] | end | head 1.1 304 [Content-Length=7] | end | head 1.1 200 [Content-Length=1] | body x | end")
+    }
+
+    @Test func interimResponsesAreDropped() throws {
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+        #expect(try transcript(text) == "head 1.1 201 [Content-Length=0] | end")
+    }
+
+    @Test func switchingProtocolsLeavesTheRestForTheTunnel() throws {
+        let text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi"
+        let whole = try parse(text)
+        // Not kept for HTTP: the connection is the tunnel's now.
+        #expect(whole.transcript.description == "head 1.1 101 [Upgrade=websocket,Connection=Upgrade] close | end")
+        #expect(whole.left == "\u{81}\u{02}hi")
+        let connect = try parse("HTTP/1.1 200 Connection Established\r\n\r\nraw bytes", requests: [.CONNECT])
+        #expect(connect.transcript.description == "head 1.1 200 [] close | end")
+        #expect(connect.left == "raw bytes")
+    }
+
+    @Test func aBodyWithoutFramingEndsWithTheConnection() throws {
+        #expect(try transcript("HTTP/1.0 200 OK\r\n\r\nall of it", closeAfter: true)
+            == "head 1.0 200 [] close | body all of it | end")
+        // Cut short, a framed body does not end.
+        #expect(try transcript("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", closeAfter: true)
+            == "head 1.1 200 [Content-Length=10] | body abc")
+    }
+
+    @Test func whetherTheConnectionIsKept() throws {
+        #expect(try transcript("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n")
+            == "head 1.1 200 [Connection=keep-alive, Close,Content-Length=0] close | end")
+        #expect(try transcript("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n") == "head 1.0 200 [Content-Length=0] close | end")
+        #expect(try transcript("HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+            == "head 1.0 200 [connection=Keep-Alive,Content-Length=0] | end")
+    }
+
+    @Test(arguments: [
+        ("HTTP/2.0 200 OK\r\n\r\n", "invalid status line"),
+        ("HTTP/1.1 20 OK\r\n\r\n", "invalid status line"),
+        ("HTTP/1.1 200OK\r\n\r\n", "invalid status line"),
+        ("HTTP/1.1 099 Low\r\n\r\n", "invalid status code"),
+        ("HTTP/1.1 200 O\u{7}K\r\n\r\n", "invalid reason phrase"),
+        ("HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\n\r\n", "obsolete line folding"),
+        ("HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "header without a colon"),
+        ("HTTP/1.1 200 OK\r\nx-a : 1\r\n\r\n", "invalid header name"),
+        ("HTTP/1.1 200 OK\r\n: 1\r\n\r\n", "invalid header name"),
+        ("HTTP/1.1 200 OK\r\nx-a: 1\r2\r\n\r\n", "invalid header value"),
+        ("HTTP/1.1 200 OK\r\nx-a: 1\u{0}\r\n\r\n", "invalid header value"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", "invalid content-length"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "invalid content-length"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "invalid content-length"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", "invalid content-length"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "both content-length and transfer-encoding"),
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n", "invalid chunk size"),
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\n", "invalid chunk size"),
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\n", "invalid chunk size"),
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", "chunk size too large"),
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokxx", "missing CRLF after chunk data"),
+    ])
+    func malformedResponsesFail(text: String, reason: String) throws {
+        #expect(throws: HTTP1ResponseParser.ParseError(description: reason)) { _ = try parse(text) }
+        // Once failed, the parser reads nothing more.
+        var parser = HTTP1ResponseParser()
+        var buffer = ByteBuffer(string: text)
+        _ = try? parser.parse(&buffer, request: { .other }) { _ in }
+        var next = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        var emitted = 0
+        try parser.parse(&next, request: { .other }) { _ in emitted += 1 }
+        #expect(emitted == 0)
+    }
+
+    @Test func headsAndTrailersAreBounded() throws {
+        let big = "HTTP/1.1 200 OK\r\nx-big: " + String(repeating: "a", count: HTTP1ResponseParser.maximumHeadSize)
+        #expect(throws: HTTP1ResponseParser.ParseError(description: "response headers too large")) { _ = try parse(big) }
+        // Whole in one read, and too large all the same.
+        #expect(throws: HTTP1ResponseParser.ParseError(description: "response headers too large")) {
+            _ = try parse(big + "\r\n\r\n")
+        }
+        // Just under the bound, still incomplete: waits for more.
+        let partial = try parse(String(decoding: big.utf8.prefix(HTTP1ResponseParser.maximumHeadSize), as: UTF8.self))
+        #expect(partial.transcript.events.isEmpty)
+        let line = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + String(repeating: "e", count: 5000)
+        #expect(throws: HTTP1ResponseParser.ParseError(description: "chunk size line too long")) { _ = try parse(line) }
+    }
+}
