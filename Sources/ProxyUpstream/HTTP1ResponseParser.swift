@@ -207,14 +207,13 @@ struct HTTP1ResponseParser {
                 transferEncoding = true
                 chunked = HTTP1ResponseParser.lastCodingIsChunked(value)
             case 10 where String.isASCIICaseInsensitiveEqual(name, to: "connection"):
-                // Token by token, without splitting into an array.
-                var start = value.startIndex
-                while start < value.endIndex {
-                    let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.endIndex
-                    let token = HTTP1ResponseParser.trimmingWhitespace(value[start..<end])
+                // Token by token over the bytes, without splitting them into an array.
+                var tokenStart = 0
+                for index in 0...value.count where index == value.count || value[index] == UInt8(ascii: ",") {
+                    let token = HTTP1ResponseParser.trimmingWhitespace(value, tokenStart..<index)
                     if String.isASCIICaseInsensitiveEqual(token, to: "close") { close = true }
                     if String.isASCIICaseInsensitiveEqual(token, to: "keep-alive") { keepAliveToken = true }
-                    start = end + 1
+                    tokenStart = index + 1
                 }
             default:
                 break
@@ -283,11 +282,7 @@ struct HTTP1ResponseParser {
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw ParseError(description: "header without a colon") }
             let name = UnsafeBufferPointer(rebasing: line[..<colon])
             guard HTTP1HeaderValidation.isValidName(name) else { throw ParseError(description: "invalid header name") }
-            var valueStart = colon + 1
-            var valueEnd = line.count
-            while valueStart < valueEnd, line[valueStart] == space || line[valueStart] == tab { valueStart += 1 }
-            while valueEnd > valueStart, line[valueEnd - 1] == space || line[valueEnd - 1] == tab { valueEnd -= 1 }
-            let value = UnsafeBufferPointer(rebasing: line[valueStart..<valueEnd])
+            let value = trimmingWhitespace(line, (colon + 1)..<line.count)
             guard HTTP1HeaderValidation.isValidValue(value) else { throw ParseError(description: "invalid header value") }
             try framing.note(name: name, value: value)
             fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
@@ -373,13 +368,15 @@ struct HTTP1ResponseParser {
     /// Whether the last coding of a `transfer-encoding` value is `chunked`.
     static func lastCodingIsChunked(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
         let start = value.lastIndex(of: UInt8(ascii: ",")).map { $0 + 1 } ?? 0
-        return String.isASCIICaseInsensitiveEqual(trimmingWhitespace(value[start...]), to: "chunked")
+        return String.isASCIICaseInsensitiveEqual(trimmingWhitespace(value, start..<value.count), to: "chunked")
     }
 
-    static func trimmingWhitespace(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Slice<UnsafeBufferPointer<UInt8>> {
-        var trimmed = bytes
-        while let first = trimmed.first, first == space || first == tab { trimmed = trimmed.dropFirst() }
-        while let last = trimmed.last, last == space || last == tab { trimmed = trimmed.dropLast() }
-        return trimmed
+    /// `bytes[range]` without the spaces and tabs around it.
+    static func trimmingWhitespace(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+        var start = range.lowerBound
+        var end = range.upperBound
+        while start < end, bytes[start] == space || bytes[start] == tab { start += 1 }
+        while end > start, bytes[end - 1] == space || bytes[end - 1] == tab { end -= 1 }
+        return UnsafeBufferPointer(rebasing: bytes[start..<end])
     }
 }
