@@ -65,11 +65,6 @@ struct HTTP1ResponseParser {
 
     private var state = State.head
 
-    var isTunnel: Bool {
-        if case .tunnel = state { return true }
-        return false
-    }
-
     /// Parses what `buffer` holds, handing each part to `emit`; what is left in `buffer` is an
     /// incomplete head or chunk line (to be parsed with the next bytes), or the bytes after a tunnel
     /// began. `request` tells what the oldest unanswered request was; each `.end` answers it. (The
