@@ -637,7 +637,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             acquired(.success(connection), waited: false, attempt: thisAttempt, cluster: cluster, host: host, pool: pool)
             return
         }
-        pool.acquire(host: host, delegate: self) { [self] result, waited in
+        pool.connectOrWait(host: host, delegate: self) { [self] result, waited in
             acquired(result, waited: waited, attempt: thisAttempt, cluster: cluster, host: host, pool: pool)
         }
     }
@@ -1108,9 +1108,8 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     private func downstreamResponseHead(from upstream: HTTPResponseHead) -> HTTPResponseHead {
         lastStatus = upstream.status.code
-        // As the connection's handler read the head (an HTTP/2 stream is not a connection to keep: it
-        // ends with its response).
-        keepAliveUpstream = connection?.handler.responseKeepsConnection ?? (upstream.version.major >= 2 || upstream.isKeepAlive)
+        keepAliveUpstream = connection?.handler.responseKeepsConnection
+            ?? UpstreamConnectionHandler.keepsConnection(after: upstream)
         // A list wrapped once, as for the upstream request.
         var headers: [(String, String)] = []
         headers.reserveCapacity(upstream.headers.count + 4)

@@ -1,3 +1,5 @@
+import ProxyCore
+
 /// The HTTP connection manager's path normalization, as Envoy applies it before routing (and sends
 /// the result upstream): `normalize_path` turns backslashes into slashes, decodes percent-encoded
 /// unreserved characters and removes `.` and `..` segments (RFC 3986 5.2.4); `merge_slashes` folds
@@ -31,7 +33,7 @@ public struct PathNormalizer: Sendable, Equatable {
         var index = 0
         while index < path.count {
             if path[index] == UInt8(ascii: "%"), index + 2 < path.count,
-               let high = hexValue(path[index + 1]), let low = hexValue(path[index + 2]) {
+               let high = path[index + 1].asciiHexDigitValue, let low = path[index + 2].asciiHexDigitValue {
                 let byte = high << 4 | low
                 if isUnreserved(byte) {
                     out.append(byte)
@@ -75,15 +77,6 @@ public struct PathNormalizer: Sendable, Equatable {
         out.reserveCapacity(path.count)
         for byte in path where !(byte == UInt8(ascii: "/") && out.last == UInt8(ascii: "/")) { out.append(byte) }
         return out
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     private static func isUnreserved(_ byte: UInt8) -> Bool {

@@ -25,8 +25,17 @@ public enum ConnectionPool {
         }
     }
 
+    /// After `takeIdle` found nothing: a new HTTP/1.1 connection or a wait for one; HTTP/2 as `acquire`.
+    public func connectOrWait(host: Host, delegate: any UpstreamResponseDelegate,
+                              completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
+        switch self {
+        case .http1(let pool): pool.connectOrWait(host: host, delegate: delegate, completion: completion)
+        case .http2(let pool): pool.acquire(host: host, delegate: delegate, completion: completion)
+        }
+    }
+
     /// An idle HTTP/1.1 connection to `host`, now serving `delegate`, if the pool has one; nil otherwise
-    /// (and always for HTTP/2), when `acquire` is the way.
+    /// (and always for HTTP/2), when `connectOrWait` is the way.
     public func takeIdle(host: Host, delegate: any UpstreamResponseDelegate) -> UpstreamConnection? {
         switch self {
         case .http1(let pool): pool.takeIdle(host: host, delegate: delegate)

@@ -41,7 +41,7 @@ public final class FireAndForgetRequest: UpstreamResponseDelegate {
     }
 
     public func upstreamResponseHead(_ head: HTTPResponseHead) {
-        keepAlive = connection?.handler.responseKeepsConnection ?? (head.version.major >= 2 || head.isKeepAlive)
+        keepAlive = connection?.handler.responseKeepsConnection ?? UpstreamConnectionHandler.keepsConnection(after: head)
         stats.responseCodes.record(status: Int(head.status.code))
     }
 

@@ -62,6 +62,14 @@ public final class HTTP1ConnectionPool: @unchecked Sendable {
             completion(.success(connection), false)
             return
         }
+        connectOrWait(host: host, delegate: delegate, completion: completion)
+    }
+
+    /// A new connection to `host`, or a place among the requests waiting for one (at
+    /// `max_connections`), for a caller that found no idle connection with `takeIdle`.
+    public func connectOrWait(host: Host, delegate: any UpstreamResponseDelegate,
+                              completion: @escaping (Result<UpstreamConnection, any Error>, _ waited: Bool) -> Void) {
+        loop.preconditionInEventLoop()
         guard resources.tryAcquireConnection() else {
             // At max_connections: wait for one to come back, unless max_pending_requests are waiting.
             guard resources.tryEnterPending() else {

@@ -319,9 +319,9 @@ struct HTTP1ResponseParser {
             let text = bytes[0..<line.contentLength]
             var size = 0
             var index = text.startIndex
-            while index < text.endIndex, let digit = hexValue(text[index]) {
+            while index < text.endIndex, let digit = text[index].asciiHexDigitValue {
                 guard size <= (Int.max >> 4) else { throw ParseError(description: "chunk size too large") }
-                size = size << 4 | digit
+                size = size << 4 | Int(digit)
                 index += 1
             }
             // Then nothing, or extensions after `;` (with whitespace before it allowed).
@@ -334,15 +334,6 @@ struct HTTP1ResponseParser {
         }
         buffer.moveReaderIndex(forwardBy: line.length)
         return size
-    }
-
-    private static func hexValue(_ byte: UInt8) -> Int? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): Int(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): Int(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): Int(byte - UInt8(ascii: "A") + 10)
-        default: nil
-        }
     }
 
     private static func isDigit(_ byte: UInt8) -> Bool {

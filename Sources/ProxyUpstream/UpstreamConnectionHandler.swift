@@ -42,6 +42,12 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     var onClose: (() -> Void)?
     /// Whether the current response leaves the connection reusable, as its head said.
     public private(set) var responseKeepsConnection = true
+
+    /// What a head from NIO's codec says of the connection (our HTTP/1 parser works it out as it
+    /// reads): an HTTP/2 stream ends with its response and its connection stays.
+    public static func keepsConnection(after head: HTTPResponseHead) -> Bool {
+        head.version.major >= 2 || head.isKeepAlive
+    }
     private var readsPaused = false
     private var pendingRead = false
     /// Set once a response broke a codec rule: nothing more is read from this connection.
@@ -71,7 +77,7 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): receive(.head(head, keepsConnection: head.version.major >= 2 || head.isKeepAlive))
+        case .head(let head): receive(.head(head, keepsConnection: Self.keepsConnection(after: head)))
         case .body(let body): receive(.body(body))
         case .end(let trailers): receive(.end(trailers))
         }
