@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOHTTP1
 import ProxyCore
@@ -24,10 +21,6 @@ struct HTTP1ResponseParser {
         case end(HTTPHeaders?)
     }
 
-    struct ParseError: Error, Equatable, CustomStringConvertible {
-        let description: String
-    }
-
     /// What a request asked for, as far as its response's framing goes.
     enum RequestKind {
         /// A response to HEAD has no body, whatever its headers say.
@@ -45,19 +38,14 @@ struct HTTP1ResponseParser {
         }
     }
 
-    /// Envoy's default `max_response_headers_kb`: the status line and headers, or the trailers.
-    static let maximumHeadSize = 60 * 1024
-    /// Longest chunk-size line (with extensions) taken.
-    static let maximumChunkLineSize = 4 * 1024
+    /// Envoy's default `max_response_headers_kb`: the status line and headers.
+    static let maximumHeadSize = HTTP1Syntax.maximumHeadSize
+
+    typealias ParseError = HTTP1ParseError
 
     private enum State {
         case head
-        case fixedBody(remaining: Int)
-        case chunkSize
-        case chunkData(remaining: Int)
-        case chunkDataEnd
-        case trailers
-        case untilClose
+        case body(HTTP1BodyReader)
         /// After a 101 or a CONNECT's 2xx: the rest of the bytes are not HTTP.
         case tunnel
         case failed
@@ -90,40 +78,17 @@ struct HTTP1ResponseParser {
                 }
                 buffer.moveReaderIndex(forwardBy: parsed.length)
                 begin(parsed, request: request(), emit: emit)
-            case .fixedBody(let remaining):
-                let length = min(remaining, buffer.readableBytes)
-                emit(.body(buffer.readSlice(length: length)!))
-                if length == remaining {
-                    finish(trailers: nil, emit: emit)
-                } else {
-                    state = .fixedBody(remaining: remaining - length)
-                }
-            case .chunkSize:
-                guard let size = try Self.readChunkSize(&buffer) else { return }
-                state = size == 0 ? .trailers : .chunkData(remaining: size)
-            case .chunkData(let remaining):
-                let length = min(remaining, buffer.readableBytes)
-                emit(.body(buffer.readSlice(length: length)!))
-                state = length == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - length)
-            case .chunkDataEnd:
-                guard let lineEnd = Self.lineEnd(in: buffer, limit: 2) else {
-                    if buffer.readableBytes >= 2 { try fail("missing CRLF after chunk data") }
+            case .body(var reader):
+                // The reader is taken out of the state while it reads, so it is not copied on write.
+                state = .failed
+                let progress = try reader.read(&buffer) { emit(.body($0)) }
+                switch progress {
+                case .needMore:
+                    state = .body(reader)
                     return
+                case .complete(let trailers):
+                    finish(trailers: trailers.map(HTTPHeaders.init), emit: emit)
                 }
-                guard lineEnd.contentLength == 0 else { try fail("missing CRLF after chunk data") }
-                buffer.moveReaderIndex(forwardBy: lineEnd.length)
-                state = .chunkSize
-            case .trailers:
-                var ignored = Framing()
-                let parsed = try buffer.withUnsafeReadableBytes { try Self.parseFields($0, from: 0, framing: &ignored) }
-                guard let parsed, parsed.length <= Self.maximumHeadSize else {
-                    if buffer.readableBytes > Self.maximumHeadSize { try fail("response trailers too large") }
-                    return
-                }
-                buffer.moveReaderIndex(forwardBy: parsed.length)
-                finish(trailers: parsed.fields.isEmpty ? nil : HTTPHeaders(parsed.fields), emit: emit)
-            case .untilClose:
-                emit(.body(buffer.readSlice(length: buffer.readableBytes)!))
             case .tunnel, .failed:
                 return
             }
@@ -133,7 +98,7 @@ struct HTTP1ResponseParser {
     /// The connection's input ended. A body read until the close is complete (true, and its end is
     /// emitted); anything else cut short is not.
     mutating func inputClosed(emit: (Part) -> Void) -> Bool {
-        guard case .untilClose = state else { return false }
+        guard case .body(let reader) = state, reader.endsWithConnection else { return false }
         finish(trailers: nil, emit: emit)
         return true
     }
@@ -155,14 +120,14 @@ struct HTTP1ResponseParser {
             emit(.end(nil))
             return
         }
-        if request == .head || code == 204 || code == 304 {
+        if request == .head || code == 204 || code == 304 || parsed.framing.contentLength == 0 {
             finish(trailers: nil, emit: emit)
         } else if parsed.framing.transferEncoding {
-            state = parsed.framing.chunked ? .chunkSize : .untilClose
+            state = .body(HTTP1BodyReader(parsed.framing.chunked ? .chunked : .untilClose))
         } else if let length = parsed.framing.contentLength {
-            if length == 0 { finish(trailers: nil, emit: emit) } else { state = .fixedBody(remaining: length) }
+            state = .body(HTTP1BodyReader(.length(length)))
         } else {
-            state = .untilClose
+            state = .body(HTTP1BodyReader(.untilClose))
         }
     }
 
@@ -177,64 +142,23 @@ struct HTTP1ResponseParser {
 
     // MARK: the head
 
-    struct Framing {
-        var contentLength: Int?
-        var transferEncoding = false
-        /// `chunked` is the last transfer coding.
-        var chunked = false
-        /// The `connection` tokens that decide whether the connection stays open.
-        var close = false
-        var keepAliveToken = false
-
-        /// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when told to keep it.
-        func keepAlive(minorVersion: Int) -> Bool {
-            !close && (minorVersion >= 1 || keepAliveToken)
-        }
-
-        mutating func note(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) throws {
-            switch name.count {
-            case 14 where String.isASCIICaseInsensitiveEqual(name, to: "content-length"):
-                guard let length = HTTP1ResponseParser.contentLength(value), contentLength ?? length == length else {
-                    throw ParseError(description: "invalid content-length")
-                }
-                contentLength = length
-            case 17 where String.isASCIICaseInsensitiveEqual(name, to: "transfer-encoding"):
-                transferEncoding = true
-                chunked = HTTP1ResponseParser.lastCodingIsChunked(value)
-            case 10 where String.isASCIICaseInsensitiveEqual(name, to: "connection"):
-                // Token by token over the bytes, without splitting them into an array.
-                var tokenStart = 0
-                for index in 0...value.count where index == value.count || value[index] == UInt8(ascii: ",") {
-                    let token = HTTP1ResponseParser.trimmingWhitespace(value, tokenStart..<index)
-                    if String.isASCIICaseInsensitiveEqual(token, to: "close") { close = true }
-                    if String.isASCIICaseInsensitiveEqual(token, to: "keep-alive") { keepAliveToken = true }
-                    tokenStart = index + 1
-                }
-            default:
-                break
-            }
-        }
-    }
-
     struct ParsedHead {
         var head: HTTPResponseHead
-        var framing: Framing
+        var framing: HTTP1HeadFraming
         /// Bytes of the status line, the headers and the empty line after them.
         var length: Int
     }
 
-    private static let lf = UInt8(ascii: "\n")
-    private static let cr = UInt8(ascii: "\r")
     private static let space = UInt8(ascii: " ")
-    private static let tab = UInt8(ascii: "\t")
     /// "HTTP" as four bytes loaded from memory.
     private static let httpPrefix = UInt32(littleEndian: 0x5054_5448)
 
     /// The head at the start of `bytes`, or nil while its empty line has not arrived.
     static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> ParsedHead? {
-        guard let statusEnd = lineEnd(in: bytes, from: 0) else { return nil }
+        guard let statusEnd = HTTP1Syntax.lineEnd(in: bytes, from: 0) else { return nil }
         let line = UnsafeRawBufferPointer(rebasing: bytes[0..<statusEnd.contentEnd])
         // HTTP/1.x SP 3DIGIT [SP reason]
+        let isDigit = HTTP1Syntax.isDigit
         guard line.count >= 12, line.loadUnaligned(as: UInt32.self) == httpPrefix, line[4] == UInt8(ascii: "/"),
               line[5] == UInt8(ascii: "1"), line[6] == UInt8(ascii: "."), isDigit(line[7]), line[8] == space,
               isDigit(line[9]), isDigit(line[10]), isDigit(line[11]), line.count == 12 || line[12] == space
@@ -248,8 +172,8 @@ struct HTTP1ResponseParser {
             guard HTTP1HeaderValidation.isValidValue(text) else { throw ParseError(description: "invalid reason phrase") }
             reason = String(decoding: text, as: UTF8.self)
         }
-        var framing = Framing()
-        guard let fields = try parseFields(bytes, from: statusEnd.next, framing: &framing) else { return nil }
+        var framing = HTTP1HeadFraming()
+        guard let fields = try HTTP1Syntax.parseFields(bytes, from: statusEnd.next, framing: &framing) else { return nil }
         if framing.transferEncoding, framing.contentLength != nil {
             throw ParseError(description: "both content-length and transfer-encoding")
         }
@@ -257,112 +181,5 @@ struct HTTP1ResponseParser {
                                     status: HTTPResponseStatus(statusCode: code, reasonPhrase: reason),
                                     headers: HTTPHeaders(fields.fields))
         return ParsedHead(head: head, framing: framing, length: fields.length)
-    }
-
-    /// Header (or trailer) lines from `start` up to and including the empty line that ends them;
-    /// nil while that line has not arrived. `length` counts from the start of `bytes`. What the
-    /// lines say about the body's framing goes into `framing`.
-    static func parseFields(_ bytes: UnsafeRawBufferPointer, from start: Int, framing: inout Framing) throws
-        -> (fields: [(String, String)], length: Int)?
-    {
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(16)
-        var position = start
-        while true {
-            guard let end = lineEnd(in: bytes, from: position) else { return nil }
-            if end.contentEnd == position { return (fields, end.next) }
-            let first = bytes[position]
-            if first == space || first == tab { throw ParseError(description: "obsolete line folding") }
-            let line = UnsafeRawBufferPointer(rebasing: bytes[position..<end.contentEnd]).assumingMemoryBound(to: UInt8.self)
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw ParseError(description: "header without a colon") }
-            let name = UnsafeBufferPointer(rebasing: line[..<colon])
-            guard HTTP1HeaderValidation.isValidName(name) else { throw ParseError(description: "invalid header name") }
-            let value = trimmingWhitespace(line, (colon + 1)..<line.count)
-            guard HTTP1HeaderValidation.isValidValue(value) else { throw ParseError(description: "invalid header value") }
-            try framing.note(name: name, value: value)
-            fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
-            position = end.next
-        }
-    }
-
-    /// A line ends at LF, or CRLF; a CR anywhere else in it is left for the caller's checks to reject.
-    struct LineEnd {
-        /// Where the line's content ends (its CR or LF).
-        var contentEnd: Int
-        /// Where the next line starts.
-        var next: Int
-    }
-
-    static func lineEnd(in bytes: UnsafeRawBufferPointer, from start: Int) -> LineEnd? {
-        guard start < bytes.count, let base = bytes.baseAddress,
-              let found = memchr(base + start, Int32(lf), bytes.count - start) else { return nil }
-        let lf = base.distance(to: UnsafeRawPointer(found))
-        let contentEnd = lf > start && bytes[lf - 1] == cr ? lf - 1 : lf
-        return LineEnd(contentEnd: contentEnd, next: lf + 1)
-    }
-
-    /// The first line in `buffer`'s readable bytes, looking no further than `limit` bytes.
-    static func lineEnd(in buffer: ByteBuffer, limit: Int) -> (contentLength: Int, length: Int)? {
-        buffer.withUnsafeReadableBytes { bytes in
-            let window = UnsafeRawBufferPointer(rebasing: bytes.prefix(limit))
-            return lineEnd(in: window, from: 0).map { ($0.contentEnd, $0.next) }
-        }
-    }
-
-    /// A chunk-size line (hex digits, then extensions after `;`, ignored); nil until it has arrived.
-    static func readChunkSize(_ buffer: inout ByteBuffer) throws -> Int? {
-        guard let line = lineEnd(in: buffer, limit: maximumChunkLineSize) else {
-            if buffer.readableBytes >= maximumChunkLineSize { throw ParseError(description: "chunk size line too long") }
-            return nil
-        }
-        let size = try buffer.withUnsafeReadableBytes { bytes -> Int in
-            let text = bytes[0..<line.contentLength]
-            var size = 0
-            var index = text.startIndex
-            while index < text.endIndex, let digit = text[index].asciiHexDigitValue {
-                guard size <= (Int.max >> 4) else { throw ParseError(description: "chunk size too large") }
-                size = size << 4 | Int(digit)
-                index += 1
-            }
-            // Then nothing, or extensions after `;` (with whitespace before it allowed).
-            let digitsEnd = index
-            while index < text.endIndex, text[index] == space || text[index] == tab { index += 1 }
-            guard digitsEnd > text.startIndex, index == text.endIndex || text[index] == UInt8(ascii: ";") else {
-                throw ParseError(description: "invalid chunk size")
-            }
-            return size
-        }
-        buffer.moveReaderIndex(forwardBy: line.length)
-        return size
-    }
-
-    private static func isDigit(_ byte: UInt8) -> Bool {
-        byte &- UInt8(ascii: "0") < 10
-    }
-
-    /// A content-length: digits only (no sign, no list), and no more than fit.
-    static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
-        guard !value.isEmpty, value.count <= 18 else { return nil }
-        var length = 0
-        for byte in value {
-            guard isDigit(byte) else { return nil }
-            length = length * 10 + Int(byte - UInt8(ascii: "0"))
-        }
-        return length
-    }
-
-    /// Whether the last coding of a `transfer-encoding` value is `chunked`.
-    static func lastCodingIsChunked(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
-        let start = value.lastIndex(of: UInt8(ascii: ",")).map { $0 + 1 } ?? 0
-        return String.isASCIICaseInsensitiveEqual(trimmingWhitespace(value, start..<value.count), to: "chunked")
-    }
-
-    /// `bytes[range]` without the spaces and tabs around it.
-    static func trimmingWhitespace(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
-        var start = range.lowerBound
-        var end = range.upperBound
-        while start < end, bytes[start] == space || bytes[start] == tab { start += 1 }
-        while end > start, bytes[end - 1] == space || bytes[end - 1] == tab { end -= 1 }
-        return UnsafeBufferPointer(rebasing: bytes[start..<end])
     }
 }
