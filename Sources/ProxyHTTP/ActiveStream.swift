@@ -97,15 +97,16 @@ final class ActiveStream: UpstreamResponseDelegate {
 
     /// - Parameter draining: the connection's listener changed its filter chain: answer this request
     ///   with `connection: close` and close the connection after it, as Envoy drains.
-    init(manager: HTTPConnectionManager, config: ConnectionManagerConfig, head: HTTPRequestHead, loop: any EventLoop,
-         draining: Bool = false) {
+    /// - Parameter keepAlive: the request lets the connection stay open (its version and `connection`).
+    init(manager: HTTPConnectionManager, config: ConnectionManagerConfig, head: HTTPRequestHead, keepAlive: Bool,
+         loop: any EventLoop, draining: Bool = false) {
         self.manager = manager
         self.config = config
         self.loop = loop
         self.downstreamHead = head
         self.upstreamHead = head
         // An HTTP/2 stream never closes its connection; the connection drains with GOAWAY.
-        self.keepAlive = manager.isHTTP2 || (head.isKeepAlive && !draining)
+        self.keepAlive = manager.isHTTP2 || (keepAlive && !draining)
         let now = loop.now
         self.startTime = now
         self.lastActivity = now
@@ -1230,7 +1231,7 @@ final class ActiveStream: UpstreamResponseDelegate {
             grpcCall = nil
         }
         emitLog(trailers: trailers)
-        if upgradeAsked, keepAlive, !manager.isHTTP2 { manager.restartRequestDecoder() }
+        if upgradeAsked, keepAlive, !manager.isHTTP2 { manager.resumeAfterUpgrade() }
         if requestEnded { manager.streamFinished(self) }
     }
 

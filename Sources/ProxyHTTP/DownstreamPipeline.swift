@@ -44,18 +44,12 @@ public enum DownstreamPipeline {
     static func configureHTTP1(_ pipeline: ChannelPipeline.SynchronousOperations,
                                config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?,
                                tls: DownstreamTLSInfo? = nil) throws {
-        // NIO's request decoder, which hands on the bytes it holds when it leaves (WebSocket
-        // upgrades, ignored h2c upgrades); the connection manager encodes (and validates) responses.
+        // Our request parser calls the connection manager directly, and hands on the bytes it holds
+        // when it leaves for a tunnel; the connection manager encodes (and validates) responses.
         let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls, encodesResponses: true)
-        if config.load().timeouts.requestHeaders != nil {
-            try pipeline.addHandler(RequestHeadDetector(manager: manager))
-        }
-        try pipeline.addHandlers([
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-            // The connection manager answers a request the decoder cannot parse with 400, as NIO's
-            // HTTPServerProtocolErrorHandler would.
-            manager,
-        ])
+        let parser = HTTP1RequestParserHandler(manager: manager,
+                                               reportsReads: config.load().timeouts.requestHeaders != nil)
+        try pipeline.addHandlers([parser, manager])
     }
 
     static func configureHTTP2(_ channel: any Channel, config: SnapshotHolder<ConnectionManagerConfig>,

@@ -38,7 +38,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Whether the current stream has received its whole request.
     private var requestEnded = false
     /// Pipelined request parts that arrived while the current stream still owed its response.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var queued = CircularBuffer<HTTP1RequestParser.Part>()
     private var draining = false
     private static let maxQueuedParts = 64
     private var connectionStats: ConnectionManagerStats?
@@ -56,6 +56,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// an encoder handler of its own cost a pipeline hop and a type cast for every part of every
     /// response. Nil where the channel takes response parts (an HTTP/2 stream; unit tests).
     private var encoder: HTTP1OutboundBuffer?
+    /// The HTTP/1.1 connection's request parser, in front of this manager; it hands parts to `receive`.
+    weak var requestParser: HTTP1RequestParserHandler?
 
     // Timeouts: one lazily re-armed check per connection (or HTTP/2 stream) serves them all, so a
     // keep-alive request schedules no timer of its own; see `checkTimeouts`.
@@ -148,8 +150,22 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         context.fireChannelInactive()
     }
 
+    /// Request parts from a codec in the pipeline (an HTTP/2 stream's; unit tests').
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // An HTTP/2 stream never closes its connection: its keep-alive is not asked.
+            receive(.head(head, keepAlive: transport == .http2Stream || head.isKeepAlive))
+        case .body(let body):
+            receive(.body(body))
+        case .end(let trailers):
+            receive(.end(trailers))
+        }
+    }
+
+    /// A request part, from the HTTP/1.1 request parser directly or from `channelRead`.
+    func receive(_ part: HTTP1RequestParser.Part) {
+        guard let context else { return }
         if waitingForResponse || !queued.isEmpty {
             queued.append(part)
             if queued.count >= Self.maxQueuedParts { pauseReading() }
@@ -160,15 +176,15 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     private var waitingForResponse: Bool { stream != nil && requestEnded }
 
-    private func deliver(_ part: HTTPServerRequestPart, loop: any EventLoop) {
+    private func deliver(_ part: HTTP1RequestParser.Part, loop: any EventLoop) {
         switch part {
-        case .head(let head):
+        case .head(let head, let keepAlive):
             requestEnded = false
             idleSince = nil
             headStartedAt = nil
             servedRequest = true
             let config = configHolder.load()
-            let stream = ActiveStream(manager: self, config: config, head: head, loop: loop,
+            let stream = ActiveStream(manager: self, config: config, head: head, keepAlive: keepAlive, loop: loop,
                                       draining: drainRequested || config.filterChainGeneration != filterChainGeneration)
             self.stream = stream
             stream.start()
@@ -196,22 +212,23 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError {
-            connectionStats?.downstreamCxProtocolError.increment()
-            // As Envoy: a request the decoder cannot parse gets a 400 and the connection closes; one
-            // that comes while a response is under way only closes it. (NIO's
-            // HTTPServerProtocolErrorHandler, which stood in front of this handler, answered without
-            // closing, and was a pipeline hop for every part of every request.)
-            if transport == .http1Connection {
-                if responseInProgress {
-                    context.close(promise: nil)
-                } else {
-                    replyAndClose(.badRequest, body: "Bad Request", serverName: configHolder.load().serverName,
-                                  context: context)
-                }
-            }
-        }
+        if error is HTTPParserError { requestParseFailed(error) }
         context.fireErrorCaught(error)
+    }
+
+    /// As Envoy: a request that cannot be parsed gets a 400 (a head too large, 431; a transfer
+    /// coding other than chunked, 501) and the connection closes; one that comes while a response
+    /// is under way only closes it.
+    func requestParseFailed(_ error: any Error) {
+        connectionStats?.downstreamCxProtocolError.increment()
+        guard transport == .http1Connection, let context else { return }
+        if responseInProgress { return context.close(promise: nil) }
+        let status: HTTPResponseStatus = switch error as? HTTP1ParseError {
+        case HTTP1RequestParser.headersTooLarge?: .requestHeaderFieldsTooLarge
+        case HTTP1RequestParser.unsupportedTransferEncoding?: .notImplemented
+        default: .badRequest
+        }
+        replyAndClose(status, body: status.reasonPhrase, serverName: configHolder.load().serverName, context: context)
     }
 
     public func read(context: ChannelHandlerContext) {
@@ -312,17 +329,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         resumeReading()
     }
 
-    /// A request asked for an upgrade that did not happen: NIO's decoder stopped at it, so a new
-    /// one takes over (on the next tick, outside the old decoder's call stack).
-    func restartRequestDecoder() {
-        guard let channel = context?.channel else { return }
-        channel.eventLoop.assumeIsolated().execute {
-            do {
-                try HTTPUpgradeTunnel.restartRequestDecoder(on: channel)
-            } catch {
-                channel.close(promise: nil)
-            }
-        }
+    /// A request asked for an upgrade that did not happen: the parser, which stopped after it,
+    /// reads on as HTTP/1.1.
+    func resumeAfterUpgrade() {
+        requestParser?.resumeAfterUpgrade()
     }
 
     /// The stream is done in both directions: the next pipelined request may start.
@@ -348,7 +358,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 // MARK: timeouts
 
 extension HTTPConnectionManager {
-    /// Bytes of a request arrived before its head was complete (`RequestHeadDetector` reports every read).
+    /// Bytes of a request arrived before its head was complete (the request parser reports every read).
     func requestBytesArrived() {
         guard stream == nil, queued.isEmpty, headStartedAt == nil, let limit = timeouts.requestHeaders,
               let now = context?.eventLoop.now else { return }
@@ -467,24 +477,5 @@ extension HTTPConnectionManager {
         entry.connectionID = connectionID
         entry.downstreamTLS = tls
         for logger in config.accessLoggers { logger.log(entry) }
-    }
-}
-
-/// Tells the connection manager when request bytes arrive, so `request_headers_timeout` can start
-/// at a head's first byte (NIO's decoder says nothing until the head is whole). Installed before the
-/// decoder only when that timeout is configured.
-final class RequestHeadDetector: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    weak var manager: HTTPConnectionManager?
-
-    init(manager: HTTPConnectionManager) {
-        self.manager = manager
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        manager?.requestBytesArrived()
-        context.fireChannelRead(data)
     }
 }

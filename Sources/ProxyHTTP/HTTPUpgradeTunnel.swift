@@ -28,11 +28,11 @@ enum HTTPUpgradeTunnel {
 
     private static func spliceDownstream(_ downstream: any Channel, end: TunnelHandler) throws {
         let down = downstream.pipeline.syncOperations
-        let downDecoder = try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        let downDecoder = try down.handler(type: HTTP1RequestParserHandler.self)
         // What the connection manager has encoded (the 101) goes before any tunnelled byte.
         try down.handler(type: HTTPConnectionManager.self).handOverEncodedBytes()
         try down.addHandler(end, position: .after(downDecoder))
-        // Removing a decoder hands its left-over bytes to the tunnel end just after it.
+        // Removing the parser hands the bytes it holds past the request to the tunnel end just after it.
         let left = downstream.eventLoop.makePromise(of: Void.self)
         down.removeHandler(downDecoder, promise: left)
         left.futureResult.assumeIsolated().whenSuccess { end.flushPartner() }
@@ -74,16 +74,5 @@ enum HTTPUpgradeTunnel {
         let left = decoderLeft ?? upstream.eventLoop.makePromise(of: Void.self)
         up.removeHandler(upDecoder, promise: left)
         left.futureResult.assumeIsolated().whenSuccess { end.flushPartner() }
-    }
-
-    /// After a request that asked for an upgrade the proxy did not make (`Upgrade: h2c`, or an
-    /// upstream that did not answer 101), NIO's decoder has stopped parsing: a fresh decoder takes
-    /// over the bytes it held, so the connection keeps serving HTTP/1.1 as Envoy's does.
-    static func restartRequestDecoder(on channel: any Channel) throws {
-        let pipeline = channel.pipeline.syncOperations
-        let old = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-                                position: .after(old))
-        pipeline.removeHandler(old, promise: nil)
     }
 }

@@ -173,3 +173,47 @@ def test_a_request_that_cannot_be_parsed_gets_400_and_a_close(binary, name, upst
     assert not upstream.requests
     stat = "http.ingress_http.downstream_cx_protocol_error"
     assert proxy.stats(stat)[stat] == "1"
+
+
+def read_until_closed(sock):
+    data = b""
+    while chunk := sock.recv(4096):  # until the proxy closes (bounded by the socket timeout)
+        data += chunk
+        assert len(data) < 65536
+    return data
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_request_headers_over_60_kb_get_431_and_a_close(binary, name, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-big-head-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nx-big: " + b"a" * (61 * 1024) + b"\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), data
+    assert b"\r\nconnection: close\r\n" in data.lower(), data
+    assert not upstream.requests
+    stat = "http.ingress_http.downstream_cx_protocol_error"
+    assert proxy.stats(stat)[stat] == "1"
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+@pytest.mark.parametrize("framing,status", [
+    (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"400 Bad Request"),
+    (b"Content-Length: 5\r\nContent-Length: 6\r\n", b"400 Bad Request"),
+    # Envoy takes no transfer coding but chunked alone.
+    (b"Transfer-Encoding: chunked, identity\r\n", b"501 Not Implemented"),
+    (b"Transfer-Encoding: gzip, chunked\r\n", b"501 Not Implemented"),
+    (b"Transfer-Encoding: identity\r\n", b"501 Not Implemented"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"501 Not Implemented"),
+])
+def test_ambiguous_request_framing_is_refused_and_nothing_goes_upstream(binary, name, framing, status, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-smuggle-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 " + status + b"\r\n"), data
+    assert b"\r\nconnection: close\r\n" in data.lower(), data
+    assert data.count(b"HTTP/1.1") == 1, data
+    assert not upstream.requests
+    stat = "http.ingress_http.downstream_cx_protocol_error"
+    assert proxy.stats(stat)[stat] == "1"

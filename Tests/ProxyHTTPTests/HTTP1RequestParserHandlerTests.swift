@@ -1,0 +1,65 @@
+import MeshTestSupport
+import NIOCore
+import NIOEmbedded
+import ProxyCore
+import Testing
+@testable import ProxyHTTP
+
+/// The request parser in front of the connection manager, on an EmbeddedChannel: bytes in, bytes out.
+@Suite struct HTTP1RequestParserHandlerTests {
+    let loop = EmbeddedEventLoop()
+    let store = StatsStore()
+    let channel: EmbeddedChannel
+
+    /// Requests outside `/api` have no route: they get a 404 at once, while their parse is under way.
+    init() throws {
+        let connector = EmbeddedUpstreamConnector(loop: loop)
+        let config = try TestProxyConfig.make(loop: loop, connector: connector, pathPrefix: "/api", store: store)
+        channel = EmbeddedChannel(loop: loop)
+        try DownstreamPipeline.configureHTTP1(channel.pipeline.syncOperations, config: SnapshotHolder(config), tracker: nil)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    }
+
+    func written() throws -> String {
+        var text = ""
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    func statusLines(_ text: String) -> [Substring] {
+        text.split(separator: "\r\n").filter { $0.hasPrefix("HTTP/1.1 ") }
+    }
+
+    @Test func anUpgradeThatEndsInsideTheParseLetsTheNextRequestBeRead() throws {
+        // The h2c upgrade is ignored and the first request answered before its read is parsed to the
+        // end: the parser must go on with the pipelined request after it, once its parse has returned.
+        try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n"
+            + "Connection: Upgrade, HTTP2-Settings\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"))
+        let text = try written()
+        #expect(statusLines(text) == ["HTTP/1.1 404 Not Found", "HTTP/1.1 404 Not Found"], "\(text)")
+        #expect(channel.isActive)
+    }
+
+    @Test(arguments: [
+        ("GET / HTTP/1.1\r\nno colon\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501 Not Implemented"),
+        ("GET / HTTP/1.1\r\nx-big: " + String(repeating: "a", count: 61 * 1024) + "\r\n\r\n",
+         "HTTP/1.1 431 Request Header Fields Too Large"),
+    ])
+    func aRequestThatCannotBeParsedIsAnsweredAndTheConnectionCloses(request: String, status: String) throws {
+        try channel.writeInbound(ByteBuffer(string: request))
+        let text = try written()
+        #expect(text.hasPrefix(status + "\r\n"), "\(text)")
+        #expect(text.contains("\r\nconnection: close\r\n"))
+        #expect(!channel.isActive)
+        #expect(store.snapshot().counters.first { $0.name == "http.ingress_http.downstream_cx_protocol_error" }?.value == 1)
+    }
+
+    @Test func anErrorAfterAResponseBeganOnlyCloses() throws {
+        // The first request's 404 went out whole; the second is malformed: 400, then close.
+        try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/9.9\r\n\r\n"))
+        let text = try written()
+        #expect(statusLines(text) == ["HTTP/1.1 404 Not Found", "HTTP/1.1 400 Bad Request"], "\(text)")
+        #expect(!channel.isActive)
+    }
+}

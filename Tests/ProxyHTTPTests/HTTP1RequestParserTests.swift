@@ -1,0 +1,167 @@
+import NIOCore
+import NIOHTTP1
+import ProxyCore
+import Testing
+@testable import ProxyHTTP
+
+@Suite struct HTTP1RequestParserTests {
+    /// What the parser emitted, as text: bodies joined, so any split of the input reads the same.
+    struct Transcript: Equatable, CustomStringConvertible {
+        var events: [String] = []
+
+        mutating func record(_ part: HTTP1RequestParser.Part) {
+            switch part {
+            case .head(let head, let keepAlive):
+                let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+                events.append("\(head.method.rawValue) \(head.uri) \(head.version.major).\(head.version.minor) [\(fields)]"
+                    + (keepAlive ? "" : " close"))
+            case .body(let body):
+                if let last = events.last, last.hasPrefix("body ") {
+                    events[events.count - 1] = last + String(buffer: body)
+                } else {
+                    events.append("body " + String(buffer: body))
+                }
+            case .end(let trailers):
+                events.append("end" + (trailers.map { " [" + $0.map { "\($0.name)=\($0.value)" }.joined(separator: ",") + "]" } ?? ""))
+            }
+        }
+
+        var description: String { events.joined(separator: " | ") }
+    }
+
+    /// Parses `text` in one piece, or split into pieces of `chunk` bytes; returns what is left unparsed too.
+    func parse(_ text: String, chunk: Int? = nil) throws -> (transcript: Transcript, left: String) {
+        var parser = HTTP1RequestParser()
+        var transcript = Transcript()
+        var pending = ByteBuffer()
+        let bytes = Array(text.utf8)
+        let size = chunk ?? max(bytes.count, 1)
+        var offset = 0
+        repeat {
+            let end = min(offset + size, bytes.count)
+            pending.writeBytes(bytes[offset..<end])
+            offset = end
+            try parser.parse(&pending) { transcript.record($0) }
+        } while offset < bytes.count
+        return (transcript, String(buffer: pending))
+    }
+
+    func transcript(_ text: String) throws -> String {
+        let whole = try parse(text)
+        // The same bytes a byte at a time, and in threes: a head or chunk line cut anywhere parses the same.
+        for chunk in [1, 3] {
+            let split = try parse(text, chunk: chunk)
+            #expect(split.transcript == whole.transcript, "split into \(chunk)-byte reads")
+            #expect(split.left == whole.left)
+        }
+        return whole.transcript.description
+    }
+
+    @Test func aRequestWithoutBody() throws {
+        #expect(try transcript("GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n")
+            == "GET /a?b=c 1.1 [Host=x,Accept=*/*] | end")
+    }
+
+    @Test func pipelinedRequestsAndBareLineFeeds() throws {
+        #expect(try transcript("GET /1 HTTP/1.1\nHost: x\n\nPOST /2 HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcHEAD /3 HTTP/1.1\r\n\r\n")
+            == "GET /1 1.1 [Host=x] | end | POST /2 1.1 [content-length=3] | body abc | end | HEAD /3 1.1 [] | end")
+    }
+
+    @Test func emptyLinesBeforeARequestAreSkipped() throws {
+        #expect(try transcript("\r\n\r\nGET / HTTP/1.1\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+            == "GET / 1.1 [] | end | GET /b 1.1 [] | end")
+    }
+
+    @Test func chunkedBodiesWithExtensionsAndTrailers() throws {
+        #expect(try transcript("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n")
+            == "POST / 1.1 [Transfer-Encoding=Chunked] | body abcde | end [x-t=1]")
+    }
+
+    @Test func whetherTheConnectionIsKept() throws {
+        #expect(try transcript("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n") == "GET / 1.1 [Connection=keep-alive, Close] close | end")
+        #expect(try transcript("GET / HTTP/1.0\r\n\r\n") == "GET / 1.0 [] close | end")
+        #expect(try transcript("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n") == "GET / 1.0 [connection=Keep-Alive] | end")
+    }
+
+    @Test func methodsLlhttpKnowsAndOnlyThose() throws {
+        #expect(try transcript("PROPFIND / HTTP/1.1\r\n\r\n") == "PROPFIND / 1.1 [] | end")
+        #expect(try transcript("M-SEARCH * HTTP/1.1\r\n\r\n") == "M-SEARCH * 1.1 [] | end")
+        #expect(throws: HTTP1ParseError(description: "invalid method")) { _ = try parse("FETCH / HTTP/1.1\r\n\r\n") }
+        #expect(throws: HTTP1ParseError(description: "invalid method")) { _ = try parse("get / HTTP/1.1\r\n\r\n") }
+    }
+
+    @Test func anUpgradeRequestStopsTheParserUntilResumed() throws {
+        let text = "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\u{1}\u{2}GET /next HTTP/1.1\r\n\r\n"
+        let first = try parse(text)
+        #expect(first.transcript.description == "GET /ws 1.1 [Connection=Upgrade,Upgrade=websocket] | end")
+        #expect(first.left == "\u{1}\u{2}GET /next HTTP/1.1\r\n\r\n")
+        // CONNECT too, with no body whatever its headers say.
+        let connect = try parse("CONNECT a:443 HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello")
+        #expect(connect.transcript.description == "CONNECT a:443 1.1 [content-length=5] | end")
+        #expect(connect.left == "hello")
+        // An upgrade header without `upgrade` in connection is no upgrade.
+        #expect(try transcript("GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+            == "GET / 1.1 [Upgrade=h2c] | end | GET /b 1.1 [] | end")
+
+        var parser = HTTP1RequestParser()
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        var events = Transcript()
+        try parser.parse(&buffer) { events.record($0) }
+        #expect(parser.isWaitingForUpgrade)
+        try parser.parse(&buffer) { events.record($0) }
+        #expect(events.events.count == 2)
+        parser.resumeAfterUpgrade()
+        try parser.parse(&buffer) { events.record($0) }
+        #expect(events.events.suffix(2) == ["GET /b 1.1 []", "end"])
+        #expect(buffer.readableBytes == 0)
+    }
+
+    @Test(arguments: [
+        ("GET  / HTTP/1.1\r\n\r\n", "invalid request line"),
+        ("GET / HTTP/1.1 \r\n\r\n", "invalid request line"),
+        ("GET /\u{1} HTTP/1.1\r\n\r\n", "invalid request target"),
+        ("GET /a b HTTP/1.1\r\n\r\n", "invalid request line"),
+        ("GET / HTTP/2.0\r\n\r\n", "invalid request line"),
+        ("GET / HTTP/1.2\r\n\r\n", "unsupported HTTP version"),
+        ("GET / http/1.1\r\n\r\n", "invalid request line"),
+        ("GET /\r\n\r\n", "invalid request line"),
+        ("G(T / HTTP/1.1\r\n\r\n", "invalid method"),
+        ("GET / HTTP/1.1\r\nx-a: 1\r\n folded\r\n\r\n", "obsolete line folding"),
+        ("GET / HTTP/1.1\r\nno colon\r\n\r\n", "header without a colon"),
+        ("GET / HTTP/1.1\r\nx-a : 1\r\n\r\n", "invalid header name"),
+        ("GET / HTTP/1.1\r\nx-a: 1\r2\r\n\r\n", "invalid header value"),
+        ("POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", "invalid content-length"),
+        ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "invalid content-length"),
+        ("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", "invalid content-length"),
+        ("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "both content-length and transfer-encoding"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "unsupported transfer-encoding"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported transfer-encoding"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "unsupported transfer-encoding"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n", "invalid chunk size"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd", "missing CRLF after chunk data"),
+    ])
+    func malformedRequestsFail(text: String, reason: String) throws {
+        #expect(throws: HTTP1ParseError(description: reason)) { _ = try parse(text) }
+        // Cut anywhere, the same.
+        #expect(throws: HTTP1ParseError(description: reason)) { _ = try parse(text, chunk: 1) }
+        // Once failed, the parser reads nothing more.
+        var parser = HTTP1RequestParser()
+        var buffer = ByteBuffer(string: text)
+        _ = try? parser.parse(&buffer) { _ in }
+        var next = ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")
+        var emitted = 0
+        try parser.parse(&next) { _ in emitted += 1 }
+        #expect(emitted == 0)
+    }
+
+    @Test func headsAreBounded() throws {
+        let big = "GET / HTTP/1.1\r\nx-big: " + String(repeating: "a", count: HTTP1Syntax.maximumHeadSize)
+        #expect(throws: HTTP1RequestParser.headersTooLarge) { _ = try parse(big) }
+        #expect(throws: HTTP1RequestParser.headersTooLarge) { _ = try parse(big + "\r\n\r\n") }
+        // Arriving in pieces, too large all the same once past the bound.
+        #expect(throws: HTTP1RequestParser.headersTooLarge) { _ = try parse(big + "\r\n\r\n", chunk: 1000) }
+        // Just under the bound, incomplete: waits for more.
+        let partial = try parse(String(decoding: big.utf8.prefix(HTTP1Syntax.maximumHeadSize), as: UTF8.self))
+        #expect(partial.transcript.events.isEmpty)
+    }
+}
