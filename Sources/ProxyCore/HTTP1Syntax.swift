@@ -114,7 +114,8 @@ public enum HTTP1Syntax {
 
     /// Header (or trailer) lines from `start` up to and including the empty line that ends them;
     /// nil while that line has not arrived. `length` counts from the start of `bytes`. What the
-    /// lines say about the message's framing goes into `framing`.
+    /// lines say about the message's framing goes into `framing`. Names are lower-cased, as Envoy's
+    /// codec keeps them: the proxy sends them so, and lowering them here costs no string of its own.
     public static func parseFields(_ bytes: UnsafeRawBufferPointer, from start: Int, framing: inout HTTP1HeadFraming) throws
         -> (fields: [(String, String)], length: Int)?
     {
@@ -135,8 +136,17 @@ public enum HTTP1Syntax {
             let value = trimmingWhitespace(line, (colon + 1)..<line.count)
             guard HTTP1HeaderValidation.isValidValue(value) else { throw HTTP1ParseError(description: "invalid header value") }
             try framing.note(name: name, value: value)
-            fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            fields.append((lowercasedName(name), String(decoding: value, as: UTF8.self)))
             position = end.next
+        }
+    }
+
+    /// A (valid, so ASCII) header name as a lower-case string.
+    static func lowercasedName(_ name: UnsafeBufferPointer<UInt8>) -> String {
+        guard name.contains(where: String.isUppercaseASCII) else { return String(decoding: name, as: UTF8.self) }
+        return String(unsafeUninitializedCapacity: name.count) { out in
+            for index in 0..<name.count { out[index] = String.lowercasedASCII(name[index]) }
+            return name.count
         }
     }
 

@@ -103,9 +103,8 @@ struct HTTP1OutboundBuffer {
             pending.writeString(reason)
             pending.writeStaticString("\r\n")
         }
-        let framing = HTTP1Framing(headers: head.headers, version: head.version,
-                                   body: head.status.mayHaveResponseBody ? .yes : .no)
-        return finishHead(head.headers, framing: framing, start: start)
+        return finishHead(head.headers, version: head.version, body: head.status.mayHaveResponseBody ? .yes : .no,
+                          start: start)
     }
 
     /// Encodes a request head; false (and nothing kept) when a header is not valid to send.
@@ -136,16 +135,27 @@ struct HTTP1OutboundBuffer {
             pending.writeHTTPVersion(head.version)
             pending.writeStaticString("\r\n")
         }
-        let framing = HTTP1Framing(headers: head.headers, version: head.version, body: .expected(by: head.method))
-        return finishHead(head.headers, framing: framing, start: start)
+        return finishHead(head.headers, version: head.version, body: .expected(by: head.method), start: start)
     }
 
-    private mutating func finishHead(_ headers: HTTPHeaders, framing: HTTP1Framing, start: Int) -> Bool {
-        for (name, value) in headers where !framing.drops(name) {
+    /// Writes the header fields, noting what they say about framing on the way: one pass over the
+    /// headers (each step of which copies out a name and a value) where a scan first took two. In
+    /// the rare head that needs a framing header left out, the fields are written again without it.
+    private mutating func finishHead(_ headers: HTTPHeaders, version: HTTPVersion, body: HTTP1Framing.Body,
+                                     start: Int) -> Bool {
+        let fieldsStart = pending.writerIndex
+        var framingHeaders = HTTP1Framing.Headers()
+        for (name, value) in headers {
+            framingHeaders.note(name: name, value: value)
             guard writeField(name, value) else {
                 pending.moveWriterIndex(to: start)
                 return false
             }
+        }
+        let framing = HTTP1Framing(framingHeaders, version: version, body: body)
+        if framing.dropsAny {
+            pending.moveWriterIndex(to: fieldsStart)
+            for (name, value) in headers where !framing.drops(name) { _ = writeField(name, value) }
         }
         if framing.addsChunked { pending.writeStaticString("transfer-encoding: chunked\r\n") }
         pending.writeStaticString("\r\n")
@@ -300,25 +310,32 @@ struct HTTP1Framing {
         }
     }
 
-    private(set) var chunked = false
-    private(set) var addsChunked = false
-    private var dropsContentLength = false
-    private var dropsTransferEncoding = false
-
-    init(headers: HTTPHeaders, version: HTTPVersion, body: Body) {
+    /// The framing headers a head has, noted as its fields are written.
+    struct Headers {
         var hasContentLength = false
         var firstTransferEncoding: String?
-        // By length first: most names are neither, and the two differ in length.
-        for (name, value) in headers {
+
+        mutating func note(name: String, value: String) {
+            // By length first: most names are neither, and the two differ in length.
             switch name.utf8.count {
             case 14 where name.isASCIICaseInsensitiveEqual(to: "content-length"):
                 hasContentLength = true
             case 17 where firstTransferEncoding == nil && name.isASCIICaseInsensitiveEqual(to: "transfer-encoding"):
                 firstTransferEncoding = value
             default:
-                continue
+                break
             }
         }
+    }
+
+    private(set) var chunked = false
+    private(set) var addsChunked = false
+    private var dropsContentLength = false
+    private var dropsTransferEncoding = false
+
+    init(_ headers: Headers, version: HTTPVersion, body: Body) {
+        let hasContentLength = headers.hasContentLength
+        let firstTransferEncoding = headers.firstTransferEncoding
         let http11 = version.major == 1 && version.minor >= 1
         defer {
             // Only headers that are there need looking for again as the head is written.
@@ -341,6 +358,9 @@ struct HTTP1Framing {
             }
         }
     }
+
+    /// A header the head has must be left out.
+    var dropsAny: Bool { dropsContentLength || dropsTransferEncoding }
 
     func drops(_ name: String) -> Bool {
         guard dropsContentLength || dropsTransferEncoding else { return false }

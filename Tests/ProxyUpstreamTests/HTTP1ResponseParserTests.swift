@@ -67,8 +67,8 @@ import Testing
     @Test func aResponseWithContentLength() throws {
         let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
             + "Connection: keep-alive\r\n\r\nhello, world\n"
-        #expect(try transcript(text) == "head 1.1 200 [Server=nginx,Content-Type=text/plain,Content-Length=13,"
-            + "Connection=keep-alive] | body hello, world\n | end")
+        #expect(try transcript(text) == "head 1.1 200 [server=nginx,content-type=text/plain,content-length=13,"
+            + "connection=keep-alive] | body hello, world\n | end")
     }
 
     @Test func headerValuesLoseTheirSurroundingWhitespace() throws {
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func bareLineFeedsEndLines() throws {
-        #expect(try transcript("HTTP/1.1 200 OK\nContent-Length: 2\n\nok") == "head 1.1 200 [Content-Length=2] | body ok | end")
+        #expect(try transcript("HTTP/1.1 200 OK\nContent-Length: 2\n\nok") == "head 1.1 200 [content-length=2] | body ok | end")
     }
 
     @Test func aStatusLineWithoutReason() throws {
@@ -87,8 +87,8 @@ import Testing
     @Test func chunkedBodiesWithExtensionsAndTrailers() throws {
         let text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "5;name=value\r\nhello\r\nB \r\n, world!!!\n\r\n0\r\nGrpc-Status: 0\r\nx-t: 1\r\n\r\n"
-        #expect(try transcript(text) == "head 1.1 200 [Transfer-Encoding=chunked] | body hello, world!!!\n"
-            + " | end [Grpc-Status=0,x-t=1]")
+        #expect(try transcript(text) == "head 1.1 200 [transfer-encoding=chunked] | body hello, world!!!\n"
+            + " | end [grpc-status=0,x-t=1]")
         let plain = "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
         #expect(try transcript(plain) == "head 1.1 200 [transfer-encoding=gzip, Chunked] | body ok | end")
     }
@@ -98,19 +98,19 @@ import Testing
         let text = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
             + "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
         #expect(try transcript(text, requests: [.HEAD, .GET, .GET])
-            == "head 1.1 200 [Content-Length=10] | end | head 1.1 304 [Content-Length=7] | end | head 1.1 200 [Content-Length=1] | body x | end")
+            == "head 1.1 200 [content-length=10] | end | head 1.1 304 [content-length=7] | end | head 1.1 200 [content-length=1] | body x | end")
     }
 
     @Test func interimResponsesAreDropped() throws {
         let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
-        #expect(try transcript(text) == "head 1.1 201 [Content-Length=0] | end")
+        #expect(try transcript(text) == "head 1.1 201 [content-length=0] | end")
     }
 
     @Test func switchingProtocolsLeavesTheRestForTheTunnel() throws {
         let text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi"
         let whole = try parse(text)
         // Not kept for HTTP: the connection is the tunnel's now.
-        #expect(whole.transcript.description == "head 1.1 101 [Upgrade=websocket,Connection=Upgrade] close | end")
+        #expect(whole.transcript.description == "head 1.1 101 [upgrade=websocket,connection=Upgrade] close | end")
         #expect(whole.left == "\u{81}\u{02}hi")
         let connect = try parse("HTTP/1.1 200 Connection Established\r\n\r\nraw bytes", requests: [.CONNECT])
         #expect(connect.transcript.description == "head 1.1 200 [] close | end")
@@ -122,15 +122,15 @@ import Testing
             == "head 1.0 200 [] close | body all of it | end")
         // Cut short, a framed body does not end.
         #expect(try transcript("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", closeAfter: true)
-            == "head 1.1 200 [Content-Length=10] | body abc")
+            == "head 1.1 200 [content-length=10] | body abc")
     }
 
     @Test func whetherTheConnectionIsKept() throws {
         #expect(try transcript("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n")
-            == "head 1.1 200 [Connection=keep-alive, Close,Content-Length=0] close | end")
-        #expect(try transcript("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n") == "head 1.0 200 [Content-Length=0] close | end")
+            == "head 1.1 200 [connection=keep-alive, Close,content-length=0] close | end")
+        #expect(try transcript("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n") == "head 1.0 200 [content-length=0] close | end")
         #expect(try transcript("HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
-            == "head 1.0 200 [connection=Keep-Alive,Content-Length=0] | end")
+            == "head 1.0 200 [connection=Keep-Alive,content-length=0] | end")
     }
 
     @Test(arguments: [
