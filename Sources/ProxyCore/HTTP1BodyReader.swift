@@ -27,8 +27,11 @@ public struct HTTP1BodyReader {
     }
 
     private var state: State
+    /// Longest trailers taken (Envoy bounds them as it bounds a head).
+    private let maximumTrailersSize: Int
 
-    public init(_ framing: Framing) {
+    public init(_ framing: Framing, maximumTrailersSize: Int = HTTP1Syntax.maximumHeadSize) {
+        self.maximumTrailersSize = maximumTrailersSize
         switch framing {
         case .length(let length): state = .fixed(remaining: length)
         case .chunked: state = .chunkSize
@@ -72,8 +75,8 @@ public struct HTTP1BodyReader {
             case .trailers:
                 var ignored = HTTP1HeadFraming()
                 let parsed = try buffer.withUnsafeReadableBytes { try HTTP1Syntax.parseFields($0, from: 0, framing: &ignored) }
-                guard let parsed, parsed.length <= HTTP1Syntax.maximumHeadSize else {
-                    if buffer.readableBytes > HTTP1Syntax.maximumHeadSize {
+                guard let parsed, parsed.length <= maximumTrailersSize else {
+                    if buffer.readableBytes > maximumTrailersSize {
                         throw HTTP1ParseError(description: "trailers too large")
                     }
                     return .needMore

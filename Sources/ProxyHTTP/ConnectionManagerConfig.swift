@@ -39,6 +39,8 @@ public final class ConnectionManagerConfig: Sendable {
     public let timeouts: ConnectionTimeouts
     /// `common_http_protocol_options.max_headers_count`: a request with more headers is refused (431).
     public let maxRequestHeadersCount: Int
+    /// `max_request_headers_kb` in bytes (60 KB unless set): a longer request head gets 431.
+    public let maxRequestHeadersBytes: Int
     /// `common_http_protocol_options.headers_with_underscores_action`.
     public enum UnderscoreHeaders: Sendable { case allow, reject, drop }
     public let underscoreHeaders: UnderscoreHeaders
@@ -53,13 +55,15 @@ public final class ConnectionManagerConfig: Sendable {
                 upgradeTypes: [String: Bool] = [:], accessLoggers: [AccessLogger] = [], tracer: (any HTTPTracer)? = nil,
                 forwardClientCert: ForwardClientCert = ForwardClientCert(), filters: [any HTTPFilter] = [],
                 grpcStats: GRPCStatsFilter? = nil, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
-                maxRequestHeadersCount: Int = 100, pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false),
+                maxRequestHeadersCount: Int = 100, maxRequestHeadersBytes: Int = HTTP1Syntax.maximumHeadSize,
+                pathNormalizer: PathNormalizer = PathNormalizer(normalize: false, mergeSlashes: false),
                 underscoreHeaders: UnderscoreHeaders = .allow, forwardedFor: ForwardedFor = ForwardedFor()) {
         self.forwardedFor = forwardedFor
         self.underscoreHeaders = underscoreHeaders
         self.pathNormalizer = pathNormalizer
         self.timeouts = timeouts
         self.maxRequestHeadersCount = maxRequestHeadersCount
+        self.maxRequestHeadersBytes = maxRequestHeadersBytes
         self.tracer = tracer
         self.grpcStats = grpcStats
         self.filters = filters

@@ -47,8 +47,9 @@ public enum DownstreamPipeline {
         // Our request parser calls the connection manager directly, and hands on the bytes it holds
         // when it leaves for a tunnel; the connection manager encodes (and validates) responses.
         let manager = HTTPConnectionManager(config: config, tracker: tracker, tls: tls, encodesResponses: true)
-        let parser = HTTP1RequestParserHandler(manager: manager,
-                                               reportsReads: config.load().timeouts.requestHeaders != nil)
+        let current = config.load()
+        let parser = HTTP1RequestParserHandler(manager: manager, reportsReads: current.timeouts.requestHeaders != nil,
+                                               maximumHeadSize: current.maxRequestHeadersBytes)
         try pipeline.addHandlers([parser, manager])
     }
 
@@ -61,8 +62,7 @@ public enum DownstreamPipeline {
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: options.maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: options.initialStreamWindowSize),
-            // Envoy's default max_request_headers_kb.
-            HTTP2Setting(parameter: .maxHeaderListSize, value: 60 * 1024),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: current.maxRequestHeadersBytes),
         ] + (options.allowConnect ? [HTTP2Setting(parameter: .enableConnectProtocol, value: 1)] : [])
         connection.targetWindowSize = options.initialConnectionWindowSize
         var stream = NIOHTTP2Handler.StreamConfiguration()

@@ -37,9 +37,15 @@ struct HTTP1RequestParser {
     }
 
     private var state = State.head
+    /// The connection manager's `max_request_headers_kb`, in bytes: a longer head (or trailers) gets 431.
+    private let maximumHeadSize: Int
     /// How far an incomplete head has been searched for its end: a head that arrives a few bytes
     /// at a time is parsed once it is whole, not again on every read.
     private var headScanned = 0
+
+    init(maximumHeadSize: Int = HTTP1Syntax.maximumHeadSize) {
+        self.maximumHeadSize = maximumHeadSize
+    }
 
     /// An upgrade request has been read whole and the bytes after it are left unparsed.
     var isWaitingForUpgrade: Bool {
@@ -71,20 +77,20 @@ struct HTTP1RequestParser {
                 if headScanned > 0 {
                     let end = buffer.withUnsafeReadableBytes { Self.headEnd(in: $0, from: headScanned - 2) }
                     guard end != nil else {
-                        if buffer.readableBytes > HTTP1Syntax.maximumHeadSize { throw Self.headersTooLarge }
+                        if buffer.readableBytes > maximumHeadSize { throw Self.headersTooLarge }
                         headScanned = buffer.readableBytes
                         return
                     }
                 }
                 let parsed = try buffer.withUnsafeReadableBytes { try Self.parseHead($0) }
                 guard let parsed else {
-                    if buffer.readableBytes > HTTP1Syntax.maximumHeadSize { throw Self.headersTooLarge }
+                    if buffer.readableBytes > maximumHeadSize { throw Self.headersTooLarge }
                     headScanned = buffer.readableBytes
                     return
                 }
                 headScanned = 0
                 buffer.moveReaderIndex(forwardBy: parsed.length)
-                if parsed.length - parsed.skipped > HTTP1Syntax.maximumHeadSize { throw Self.headersTooLarge }
+                if parsed.length - parsed.skipped > maximumHeadSize { throw Self.headersTooLarge }
                 guard let head = parsed.head else { continue }
                 begin(head, framing: parsed.framing, emit: emit)
             case .body(var reader, let upgrade):
@@ -109,7 +115,7 @@ struct HTTP1RequestParser {
         if head.method == .CONNECT { return finish(trailers: nil, upgrade: true, emit: emit) }
         let upgrade = framing.asksForUpgrade
         if framing.transferEncoding {
-            state = .body(HTTP1BodyReader(.chunked), upgrade: upgrade)
+            state = .body(HTTP1BodyReader(.chunked, maximumTrailersSize: maximumHeadSize), upgrade: upgrade)
         } else if let length = framing.contentLength, length > 0 {
             state = .body(HTTP1BodyReader(.length(length)), upgrade: upgrade)
         } else {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyCore
 
 /// Reads a downstream HTTP/1.x connection's bytes with `HTTP1RequestParser` and hands each part
 /// straight to the connection manager behind it: no pipeline hop, `NIOAny` box or cast per part,
@@ -13,7 +14,7 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private var parser = HTTP1RequestParser()
+    private var parser: HTTP1RequestParser
     /// Bytes read but not parsed yet (a head or chunk line cut by the read, or what follows an upgrade request).
     private var held: ByteBuffer?
     private var parsing = false
@@ -27,7 +28,8 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     private let reportsReads: Bool
     private var context: ChannelHandlerContext?
 
-    init(manager: HTTPConnectionManager, reportsReads: Bool) {
+    init(manager: HTTPConnectionManager, reportsReads: Bool, maximumHeadSize: Int = HTTP1Syntax.maximumHeadSize) {
+        parser = HTTP1RequestParser(maximumHeadSize: maximumHeadSize)
         self.manager = manager
         self.reportsReads = reportsReads
     }

@@ -36,6 +36,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     let filters: HTTPFilters
     let timeouts: ConnectionTimeouts
     let maxRequestHeadersCount: Int
+    let maxRequestHeadersBytes: Int
     let pathNormalizer: PathNormalizer
     let underscoreHeaders: ConnectionManagerConfig.UnderscoreHeaders
     let forwardedFor: ForwardedFor
@@ -123,11 +124,21 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
             tracer: hcm.hasTracing ? try HTTPTracers.compile(
                 hcm.tracing, path: path + ".tracing", outbound: outbound, context: ServerContext.tracing) : nil,
             forwardClientCert: forwardClientCert, filters: filters, timeouts: timeouts,
-            maxRequestHeadersCount: maxHeaders,
+            maxRequestHeadersCount: maxHeaders, maxRequestHeadersBytes: try Self.maxRequestHeadersBytes(hcm, path: path),
             pathNormalizer: PathNormalizer(normalize: hcm.hasNormalizePath && hcm.normalizePath.value,
                                            mergeSlashes: hcm.mergeSlashes),
             underscoreHeaders: try Self.underscoreHeaders(hcm, path: path),
             forwardedFor: try Self.forwardedFor(hcm, path: path))
+    }
+
+    /// `max_request_headers_kb`: 60 unless set, at most 8192 (Envoy's bounds).
+    static func maxRequestHeadersBytes(_ hcm: HCMProto, path: String) throws -> Int {
+        guard hcm.hasMaxRequestHeadersKb else { return HTTP1Syntax.maximumHeadSize }
+        let kilobytes = hcm.maxRequestHeadersKb.value
+        guard kilobytes >= 1, kilobytes <= 8192 else {
+            throw ListenerConfigError(path + ".max_request_headers_kb", "value must be in [1, 8192], not \(kilobytes)")
+        }
+        return Int(kilobytes) * 1024
     }
 
     /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append` and `internal_address_config`.
@@ -219,7 +230,8 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
                                        codec: codec, http2Options: http2Options, upgradeTypes: upgradeTypes,
                                        accessLoggers: accessLoggers, tracer: tracer, forwardClientCert: forwardClientCert,
                                        filters: filters.chain, grpcStats: filters.grpcStats, timeouts: timeouts,
-                                       maxRequestHeadersCount: maxRequestHeadersCount, pathNormalizer: pathNormalizer,
+                                       maxRequestHeadersCount: maxRequestHeadersCount,
+                                       maxRequestHeadersBytes: maxRequestHeadersBytes, pathNormalizer: pathNormalizer,
                                        underscoreHeaders: underscoreHeaders, forwardedFor: forwardedFor)
     }
 }

@@ -217,3 +217,19 @@ def test_ambiguous_request_framing_is_refused_and_nothing_goes_upstream(binary, 
     assert not upstream.requests
     stat = "http.ingress_http.downstream_cx_protocol_error"
     assert proxy.stats(stat)[stat] == "1"
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_max_request_headers_kb_bounds_the_head(binary, name, upstream, launch):
+    def config(listener_port, admin_port):
+        return static_config(upstream.port)(listener_port, admin_port).replace(
+            "stat_prefix: ingress_http", "stat_prefix: ingress_http\n          max_request_headers_kb: 2", 1)
+
+    proxy = launch(binary, config, f"h1-head-kb-{name}")
+    status, _, _ = get(proxy.port, "/get", headers={"x-fill": "a" * 1500})
+    assert status == 200
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET /get HTTP/1.1\r\nHost: x\r\nx-fill: " + b"a" * 2500 + b"\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), data
+    assert len(upstream.requests) == 1
