@@ -1,11 +1,13 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 
 /// On an HTTP/2 stream, turns response HEADERS followed by an empty final DATA frame into one HEADERS
 /// frame with END_STREAM, as Envoy sends headers-only responses. gRPC needs it: a trailers-only
 /// reply (`grpc-status` in the headers) must end on its HEADERS frame. NIO's HTTP/1-style codec
 /// writes the end of a bodiless response as an empty DATA frame, so the headers are held until the
-/// next write or flush.
+/// next write or flush. Headers whose values change with every response leave unindexed
+/// (`HTTP2ResponseHeaderIndexing`).
 final class HeadersOnlyResponseCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -13,7 +15,11 @@ final class HeadersOnlyResponseCoalescer: ChannelOutboundHandler, RemovableChann
     private var held: (headers: HTTP2Frame.FramePayload.Headers, promise: EventLoopPromise<Void>?)?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let payload = unwrapOutboundIn(data)
+        var payload = unwrapOutboundIn(data)
+        if case .headers(var headers) = payload {
+            headers.headers = HTTP2ResponseHeaderIndexing.volatileValuesUnindexed(headers.headers)
+            payload = .headers(headers)
+        }
         if let (headers, heldPromise) = held {
             held = nil
             if case .data(let frame) = payload, frame.endStream, case .byteBuffer(let bytes) = frame.data,
@@ -31,7 +37,7 @@ final class HeadersOnlyResponseCoalescer: ChannelOutboundHandler, RemovableChann
             held = (headers, promise)
             return
         }
-        context.write(data, promise: promise)
+        context.write(wrapOutboundOut(payload), promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {
