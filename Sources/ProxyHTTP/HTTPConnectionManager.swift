@@ -50,6 +50,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var pendingRead = false
     /// A response head (not 1xx) has gone out and its end has not: a parse error then gets no 400.
     private var responseInProgress = false
+    /// A pipelined request could not be parsed: its answer, due once the requests before it are answered.
+    private var failedRequest: HTTPResponseStatus?
+    /// A response said `connection: close`: the connection ends once it is written.
+    private var closingAfterResponse = false
     /// The connection became a byte tunnel (an upgraded WebSocket); this manager only watches it close.
     private var tunneled = false
     /// On an HTTP/1.1 connection the manager encodes its responses itself, into one buffer per flush:
@@ -217,18 +221,23 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     /// As Envoy: a request that cannot be parsed gets a 400 (a head too large, 431; a transfer
-    /// coding other than chunked, 501) and the connection closes; one that comes while a response
-    /// is under way only closes it.
+    /// coding other than chunked, 501) and the connection closes. A pipelined request that cannot be
+    /// parsed is answered once the requests before it have been (Envoy parses the next request only
+    /// then); an error in the request under way while its response is going out only closes.
     func requestParseFailed(_ error: any Error) {
         connectionStats?.downstreamCxProtocolError.increment()
-        guard transport == .http1Connection, let context else { return }
-        if responseInProgress { return context.close(promise: nil) }
+        guard transport == .http1Connection, context != nil else { return }
         let status: HTTPResponseStatus = switch error as? HTTP1ParseError {
         case HTTP1RequestParser.headersTooLarge?: .requestHeaderFieldsTooLarge
         case HTTP1RequestParser.unsupportedTransferEncoding?: .notImplemented
         default: .badRequest
         }
-        replyAndClose(status, body: status.reasonPhrase, serverName: configHolder.load().serverName, context: context)
+        failedRequest = status
+        if waitingForResponse || !queued.isEmpty {
+            pauseReading()
+            return
+        }
+        answerFailedRequest()
     }
 
     public func read(context: ChannelHandlerContext) {
@@ -292,6 +301,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         guard let context else { return }
         responseInProgress = false
         if close, transport == .http1Connection {
+            closingAfterResponse = true
             sendLastAndClose(.end(trailers), context: context)
         } else {
             send(.end(trailers), context: context, promise: nil)
@@ -339,8 +349,22 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     func streamFinished(_ finished: ActiveStream) {
         if stream === finished { stream = nil }
         drainQueue()
+        if failedRequest != nil, queued.isEmpty, !waitingForResponse {
+            answerFailedRequest()
+            return
+        }
         if stream == nil, queued.isEmpty, let context { idleSince = context.eventLoop.now }
         if queued.count < Self.maxQueuedParts { resumeReading() }
+    }
+
+    /// The requests before the one that could not be parsed are done (or the one under way is that
+    /// request, cut short): its answer goes out, unless the last response closes the connection anyway.
+    private func answerFailedRequest() {
+        guard let status = failedRequest, let context else { return }
+        failedRequest = nil
+        if closingAfterResponse { return }
+        if responseInProgress { return context.close(promise: nil) }
+        replyAndClose(status, body: status.reasonPhrase, serverName: configHolder.load().serverName, context: context)
     }
 
     func pauseReading() { readsPaused = true }

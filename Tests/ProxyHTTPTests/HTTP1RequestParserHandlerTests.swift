@@ -1,6 +1,7 @@
 import MeshTestSupport
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import ProxyCore
 import Testing
 @testable import ProxyHTTP
@@ -9,11 +10,13 @@ import Testing
 @Suite struct HTTP1RequestParserHandlerTests {
     let loop = EmbeddedEventLoop()
     let store = StatsStore()
+    let connector: EmbeddedUpstreamConnector
     let channel: EmbeddedChannel
 
-    /// Requests outside `/api` have no route: they get a 404 at once, while their parse is under way.
+    /// Requests outside `/api` have no route: they get a 404 at once, while their parse is under way;
+    /// those under it go to an in-memory upstream.
     init() throws {
-        let connector = EmbeddedUpstreamConnector(loop: loop)
+        connector = EmbeddedUpstreamConnector(loop: loop)
         let config = try TestProxyConfig.make(loop: loop, connector: connector, pathPrefix: "/api", store: store)
         channel = EmbeddedChannel(loop: loop)
         try DownstreamPipeline.configureHTTP1(channel.pipeline.syncOperations, config: SnapshotHolder(config), tracker: nil)
@@ -26,8 +29,11 @@ import Testing
         return text
     }
 
+    /// Each response's status line (a body may run straight into the next response's).
     func statusLines(_ text: String) -> [Substring] {
-        text.split(separator: "\r\n").filter { $0.hasPrefix("HTTP/1.1 ") }
+        text.ranges(of: "HTTP/1.1 ").map { start in
+            text[start.lowerBound...].prefix { $0 != "\r\n" }
+        }
     }
 
     @Test func anUpgradeThatEndsInsideTheParseLetsTheNextRequestBeRead() throws {
@@ -55,11 +61,26 @@ import Testing
         #expect(store.snapshot().counters.first { $0.name == "http.ingress_http.downstream_cx_protocol_error" }?.value == 1)
     }
 
-    @Test func anErrorAfterAResponseBeganOnlyCloses() throws {
-        // The first request's 404 went out whole; the second is malformed: 400, then close.
+    @Test func aMalformedRequestAfterAnAnsweredOneGets400() throws {
+        // The first request's 404 went out whole, inside the parse; the second is malformed: 400, then close.
         try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/9.9\r\n\r\n"))
         let text = try written()
         #expect(statusLines(text) == ["HTTP/1.1 404 Not Found", "HTTP/1.1 400 Bad Request"], "\(text)")
+        #expect(!channel.isActive)
+    }
+
+    @Test func aPipelinedRequestThatCannotBeParsedIsAnsweredAfterTheOnesBeforeIt() throws {
+        try channel.writeInbound(ByteBuffer(string: "GET /api/a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/9.9\r\n\r\n"))
+        // The first request is with the upstream: nothing is answered yet, and the connection stays.
+        #expect(try written().isEmpty)
+        #expect(channel.isActive)
+        let upstream = try #require(connector.channels.first)
+        try upstream.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(
+            version: .http1_1, status: .ok, headers: ["content-length": "2"])))
+        try upstream.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: "ok")))
+        try upstream.writeInbound(HTTPClientResponsePart.end(nil))
+        let text = try written()
+        #expect(statusLines(text) == ["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"], "\(text)")
         #expect(!channel.isActive)
     }
 }

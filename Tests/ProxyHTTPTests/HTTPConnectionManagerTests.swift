@@ -169,8 +169,9 @@ import XDSAPI
         #expect(counter("http.ingress_http.downstream_cx_protocol_error") == 1)
     }
 
-    /// Once a response has started, a parse error (a pipelined request, say) cannot be answered: it only closes.
-    @Test func noBadRequestInTheMiddleOfAResponse() throws {
+    /// A parse error after a whole request (a pipelined one's) waits for that request's response,
+    /// even one under way, and is answered after it, as Envoy parses the next request only then.
+    @Test func aBadPipelinedRequestIsAnsweredAfterTheResponseUnderWay() throws {
         try send()
         _ = try upstreamRequest()
         let channel = connector.channels[0]
@@ -182,6 +183,31 @@ import XDSAPI
         }
         #expect(started.status == .ok)
         downstream.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        #expect(try downstream.readOutbound(as: HTTPServerResponsePart.self) == nil, "no 400 inside the response")
+        #expect(downstream.isActive)
+        try channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: "done")))
+        try channel.writeInbound(HTTPClientResponsePart.end(nil))
+        var statuses: [UInt] = []
+        while let part = try downstream.readOutbound(as: HTTPServerResponsePart.self) {
+            if case .head(let head) = part { statuses.append(head.status.code) }
+        }
+        #expect(statuses == [400], "the 200 ended, then the 400")
+        #expect(!downstream.isActive, "the connection closes")
+    }
+
+    /// An error in the request whose response has started (its body, say) cannot be answered: it only closes.
+    @Test func noBadRequestInTheMiddleOfAResponse() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/post",
+                                   headers: ["Host": "example.com", "Transfer-Encoding": "chunked"])
+        try downstream.writeInbound(HTTPServerRequestPart.head(head))
+        _ = try upstreamRequest()
+        try connector.channels[0].writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(
+            version: .http1_1, status: .ok, headers: ["Content-Length": "4"])))
+        guard case .head? = try downstream.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no response head")
+            return
+        }
+        downstream.pipeline.fireErrorCaught(HTTPParserError.invalidChunkSize)
         #expect(try downstream.readOutbound(as: HTTPServerResponsePart.self) == nil, "no 400 inside the response")
         #expect(!downstream.isActive, "the connection closes")
     }

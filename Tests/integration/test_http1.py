@@ -233,3 +233,15 @@ def test_max_request_headers_kb_bounds_the_head(binary, name, upstream, launch):
         data = read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), data
     assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_a_bad_pipelined_request_is_answered_after_the_one_before_it(binary, name, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-pipeline-bad-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET /get HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nno colon\r\n\r\n")
+        data = read_until_closed(sock)
+    # The 200 whole first (its body may run straight into the next status line), then the 400.
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    assert data.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 Bad Request\r\n" in data, data
+    assert len(upstream.requests) == 1
