@@ -291,7 +291,8 @@ let package = Package(
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "ProxyAccessLog", "XDSResource", "XDSAPI"]),
         .testTarget(
             name: "ProxyUpstreamTests",
-            dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", "MeshTestSupport",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         .testTarget(

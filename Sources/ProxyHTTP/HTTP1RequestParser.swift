@@ -9,11 +9,11 @@ import ProxyCore
 /// It keeps NIO's parser's (llhttp's) rules, which the proxy used before: a method it does not
 /// know, a request target with a space or control byte, a version other than HTTP/1.0 and 1.1, a
 /// malformed header, an obsolete line fold, a `content-length` that is not a number or disagrees
-/// with another, or `content-length` with `transfer-encoding` fail the connection, and so does,
-/// as in Envoy, any `transfer-encoding` but `chunked` alone (request smuggling lives in those gaps). Empty lines
-/// before a request line are skipped. After an upgrade request (CONNECT, or `upgrade` named in
-/// `connection`) nothing more is read as HTTP until `resumeAfterUpgrade`: the bytes after it belong
-/// to a tunnel if the upgrade happens.
+/// with another, or `content-length` with `transfer-encoding` fail the connection; so does, as in
+/// Envoy, any `transfer-encoding` but `chunked` alone (request smuggling lives in those gaps).
+/// Empty lines before a request line are skipped. After an upgrade request (CONNECT, or `upgrade`
+/// named in `connection`) nothing more is read as HTTP until `resumeAfterUpgrade`: the bytes after
+/// it belong to a tunnel if the upgrade happens.
 struct HTTP1RequestParser {
     enum Part {
         /// `keepAlive`: the request lets the connection stay open after it (the version's default,
@@ -173,9 +173,7 @@ struct HTTP1RequestParser {
             throw HTTP1ParseError(description: "unsupported HTTP version")
         }
         var framing = HTTP1HeadFraming()
-        guard let fields = try HTTP1Syntax.parseFields(UnsafeRawBufferPointer(bytes), from: lineEnd.next,
-                                                       framing: &framing)
-        else { return nil }
+        guard let fields = try HTTP1Syntax.parseFields(bytes, from: lineEnd.next, framing: &framing) else { return nil }
         if framing.transferEncoding {
             if framing.contentLength != nil {
                 throw HTTP1ParseError(description: "both content-length and transfer-encoding")

@@ -15,13 +15,11 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     typealias InboundOut = ByteBuffer
 
     private var parser: HTTP1RequestParser
-    /// Bytes read but not parsed yet (a head or chunk line cut by the read, or what follows an upgrade request).
-    private var held: ByteBuffer?
-    private var parsing = false
+    /// What is held between reads (a head cut by a read, what follows an upgrade request), and a
+    /// removal that waits for a parse.
+    private var input = ParserInput()
     private var closed = false
     private var resumePending = false
-    /// A removal asked for while a parse ran: done once it returns.
-    private var pendingRemoval: ChannelHandlerContext.RemovalToken?
     private let manager: HTTPConnectionManager
     /// `request_headers_timeout` is configured: the manager hears of every read, as a head's first
     /// bytes start that timeout.
@@ -44,35 +42,24 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
         if reportsReads { manager.requestBytesArrived() }
-        if var earlier = held {
-            held = nil
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
-        parse(&bytes, context: context)
+        parse(unwrapInboundIn(data), context: context)
     }
 
-    private func parse(_ bytes: inout ByteBuffer, context: ChannelHandlerContext) {
-        parsing = true
+    private func parse(_ read: ByteBuffer, context: ChannelHandlerContext) {
+        var bytes = input.beginParse(read)
         do {
             try parser.parse(&bytes, emit: deliver)
         } catch {
-            parsing = false
-            held = nil
             if !closed { manager.requestParseFailed(error) }
+            _ = input.endParse(unparsed: nil, context: context)
             return
         }
-        parsing = false
-        if bytes.readableBytes > 0 { held = bytes }
-        if let token = pendingRemoval {
-            pendingRemoval = nil
-            leave(context: context, removalToken: token)
-        } else if resumePending {
+        if input.endParse(unparsed: bytes, context: context) { return }
+        if resumePending {
             resumePending = false
             resumeAfterUpgrade(context: context)
-        } else if parser.isWaitingForUpgrade, held != nil {
+        } else if parser.isWaitingForUpgrade, input.held != nil {
             // Bytes past an upgrade request wait for its outcome; no more are read meanwhile.
             manager.pauseReading()
         }
@@ -92,7 +79,7 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     /// did not answer 101): the bytes after it are parsed as HTTP/1.1, as Envoy's connection goes on.
     func resumeAfterUpgrade() {
         guard let context else { return }
-        if parsing {
+        if input.isParsing {
             resumePending = true
         } else {
             resumeAfterUpgrade(context: context)
@@ -102,26 +89,10 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
     private func resumeAfterUpgrade(context: ChannelHandlerContext) {
         guard parser.isWaitingForUpgrade else { return }
         parser.resumeAfterUpgrade()
-        if var bytes = held {
-            held = nil
-            parse(&bytes, context: context)
-        }
+        if input.held != nil { parse(ByteBuffer(), context: context) }
     }
 
     func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if parsing {
-            pendingRemoval = removalToken
-        } else {
-            leave(context: context, removalToken: removalToken)
-        }
-    }
-
-    /// Hands on what is held (the tunnel's first bytes) to the handler after this one, and leaves.
-    private func leave(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if let held, held.readableBytes > 0 {
-            self.held = nil
-            context.fireChannelRead(wrapInboundOut(held))
-        }
-        context.leavePipeline(removalToken: removalToken)
+        input.remove(context: context, removalToken: removalToken)
     }
 }

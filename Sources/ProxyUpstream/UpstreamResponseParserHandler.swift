@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyCore
 
 /// Reads an upstream HTTP/1.x connection's bytes with `HTTP1ResponseParser` and hands each part
 /// straight to the connection handler behind it: no pipeline hop, `NIOAny` box or cast per part,
@@ -16,11 +17,8 @@ public final class UpstreamResponseParserHandler: ChannelInboundHandler, Removab
     private var parser = HTTP1ResponseParser()
     /// The requests sent and not yet answered, oldest first.
     private var requests = CircularBuffer<HTTP1ResponseParser.RequestKind>(initialCapacity: 2)
-    /// Bytes read but not parsed yet (a head or chunk line cut by the read, or a tunnel's first bytes).
-    private var held: ByteBuffer?
-    private var parsing = false
-    /// A removal asked for while a parse ran: done once it returns.
-    private var pendingRemoval: ChannelHandlerContext.RemovalToken?
+    /// What is held between reads, and a removal that waits for a parse.
+    private var input = ParserInput()
     private let connection: UpstreamConnectionHandler
 
     public init(connection: UpstreamConnectionHandler) {
@@ -34,26 +32,15 @@ public final class UpstreamResponseParserHandler: ChannelInboundHandler, Removab
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        if var earlier = held {
-            held = nil
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
-        parsing = true
+        var bytes = input.beginParse(unwrapInboundIn(data))
         do {
             try parser.parse(&bytes, request: { requests.first ?? .other }, emit: deliver)
         } catch {
-            parsing = false
+            _ = input.endParse(unparsed: nil, context: context)
             context.fireErrorCaught(error)
             return
         }
-        parsing = false
-        if bytes.readableBytes > 0 { held = bytes }
-        if let token = pendingRemoval {
-            pendingRemoval = nil
-            leave(context: context, removalToken: token)
-        }
+        _ = input.endParse(unparsed: bytes, context: context)
     }
 
     private func deliver(_ part: HTTP1ResponseParser.Part) {
@@ -64,24 +51,11 @@ public final class UpstreamResponseParserHandler: ChannelInboundHandler, Removab
     public func channelInactive(context: ChannelHandlerContext) {
         // A body read until the close ends with it. A close that a part handed on set off (while
         // parsing) is this proxy's own: that response is abandoned, not complete.
-        if !parsing { _ = parser.inputClosed(emit: deliver) }
+        if !input.isParsing { _ = parser.inputClosed(emit: deliver) }
         context.fireChannelInactive()
     }
 
     public func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if parsing {
-            pendingRemoval = removalToken
-        } else {
-            leave(context: context, removalToken: removalToken)
-        }
-    }
-
-    /// Hands on what is held (the tunnel's first bytes) to the handler after this one, and leaves.
-    private func leave(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if let held, held.readableBytes > 0 {
-            self.held = nil
-            context.fireChannelRead(wrapInboundOut(held))
-        }
-        context.leavePipeline(removalToken: removalToken)
+        input.remove(context: context, removalToken: removalToken)
     }
 }

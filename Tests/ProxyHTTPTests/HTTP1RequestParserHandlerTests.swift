@@ -1,4 +1,3 @@
-import MeshTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -6,21 +5,15 @@ import ProxyCore
 import Testing
 @testable import ProxyHTTP
 
-/// The request parser in front of the connection manager, on an EmbeddedChannel: bytes in, bytes out.
+/// The request parser in front of the connection manager, on an EmbeddedChannel: bytes in, bytes
+/// out. Requests outside `/api` have no route: they get a 404 at once, while their parse is under
+/// way; those under it go to an in-memory upstream.
 @Suite struct HTTP1RequestParserHandlerTests {
-    let loop = EmbeddedEventLoop()
-    let store = StatsStore()
-    let connector: EmbeddedUpstreamConnector
-    let channel: EmbeddedChannel
+    let test: HTTPConnectionManagerTests
+    var channel: EmbeddedChannel { test.downstream }
 
-    /// Requests outside `/api` have no route: they get a 404 at once, while their parse is under way;
-    /// those under it go to an in-memory upstream.
     init() throws {
-        connector = EmbeddedUpstreamConnector(loop: loop)
-        let config = try TestProxyConfig.make(loop: loop, connector: connector, pathPrefix: "/api", store: store)
-        channel = EmbeddedChannel(loop: loop)
-        try DownstreamPipeline.configureHTTP1(channel.pipeline.syncOperations, config: SnapshotHolder(config), tracker: nil)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        test = try HTTPConnectionManagerTests(pathPrefix: "/api", parsesBytes: true)
     }
 
     func written() throws -> String {
@@ -58,7 +51,7 @@ import Testing
         #expect(text.hasPrefix(status + "\r\n"), "\(text)")
         #expect(text.contains("\r\nconnection: close\r\n"))
         #expect(!channel.isActive)
-        #expect(store.snapshot().counters.first { $0.name == "http.ingress_http.downstream_cx_protocol_error" }?.value == 1)
+        #expect(test.counter("http.ingress_http.downstream_cx_protocol_error") == 1)
     }
 
     @Test func aMalformedRequestAfterAnAnsweredOneGets400() throws {
@@ -74,7 +67,7 @@ import Testing
         // The first request is with the upstream: nothing is answered yet, and the connection stays.
         #expect(try written().isEmpty)
         #expect(channel.isActive)
-        let upstream = try #require(connector.channels.first)
+        let upstream = try #require(test.connector.channels.first)
         try upstream.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(
             version: .http1_1, status: .ok, headers: ["content-length": "2"])))
         try upstream.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: "ok")))

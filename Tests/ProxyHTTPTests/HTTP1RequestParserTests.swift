@@ -1,3 +1,4 @@
+import MeshTestSupport
 import NIOCore
 import NIOHTTP1
 import ProxyCore
@@ -5,56 +6,31 @@ import Testing
 @testable import ProxyHTTP
 
 @Suite struct HTTP1RequestParserTests {
-    /// What the parser emitted, as text: bodies joined, so any split of the input reads the same.
-    struct Transcript: Equatable, CustomStringConvertible {
-        var events: [String] = []
-
-        mutating func record(_ part: HTTP1RequestParser.Part) {
-            switch part {
-            case .head(let head, let keepAlive):
-                let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
-                events.append("\(head.method.rawValue) \(head.uri) \(head.version.major).\(head.version.minor) [\(fields)]"
-                    + (keepAlive ? "" : " close"))
-            case .body(let body):
-                if let last = events.last, last.hasPrefix("body ") {
-                    events[events.count - 1] = last + String(buffer: body)
-                } else {
-                    events.append("body " + String(buffer: body))
-                }
-            case .end(let trailers):
-                events.append("end" + (trailers.map { " [" + $0.map { "\($0.name)=\($0.value)" }.joined(separator: ",") + "]" } ?? ""))
-            }
+    /// Records a part: heads with their request line and whether they keep the connection.
+    static func record(_ part: HTTP1RequestParser.Part, into transcript: inout PartTranscript) {
+        switch part {
+        case .head(let head, let keepAlive):
+            transcript.head("\(head.method.rawValue) \(head.uri) \(head.version.major).\(head.version.minor) "
+                + "[\(PartTranscript.fields(head.headers))]" + (keepAlive ? "" : " close"))
+        case .body(let body): transcript.body(body)
+        case .end(let trailers): transcript.end(trailers)
         }
-
-        var description: String { events.joined(separator: " | ") }
     }
 
     /// Parses `text` in one piece, or split into pieces of `chunk` bytes; returns what is left unparsed too.
-    func parse(_ text: String, chunk: Int? = nil) throws -> (transcript: Transcript, left: String) {
+    func parse(_ text: String, chunk: Int? = nil) throws -> (transcript: PartTranscript, left: String) {
         var parser = HTTP1RequestParser()
-        var transcript = Transcript()
-        var pending = ByteBuffer()
-        let bytes = Array(text.utf8)
-        let size = chunk ?? max(bytes.count, 1)
-        var offset = 0
-        repeat {
-            let end = min(offset + size, bytes.count)
-            pending.writeBytes(bytes[offset..<end])
-            offset = end
-            try parser.parse(&pending) { transcript.record($0) }
-        } while offset < bytes.count
-        return (transcript, String(buffer: pending))
+        var transcript = PartTranscript()
+        let left = try PartTranscript.feed(text, chunk: chunk) { pending in
+            try parser.parse(&pending) { Self.record($0, into: &transcript) }
+        }
+        return (transcript, left)
     }
 
     func transcript(_ text: String) throws -> String {
-        let whole = try parse(text)
-        // The same bytes a byte at a time, and in threes: a head or chunk line cut anywhere parses the same.
-        for chunk in [1, 3] {
-            let split = try parse(text, chunk: chunk)
-            #expect(split.transcript == whole.transcript, "split into \(chunk)-byte reads")
-            #expect(split.left == whole.left)
-        }
-        return whole.transcript.description
+        let parsed = try PartTranscript.everySplit { try parse(text, chunk: $0) }
+        #expect(parsed.differingSplit == nil, "reads of \(parsed.differingSplit ?? 0) bytes parse otherwise")
+        return parsed.transcript
     }
 
     @Test func aRequestWithoutBody() throws {
@@ -105,13 +81,13 @@ import Testing
 
         var parser = HTTP1RequestParser()
         var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
-        var events = Transcript()
-        try parser.parse(&buffer) { events.record($0) }
+        var events = PartTranscript()
+        try parser.parse(&buffer) { Self.record($0, into: &events) }
         #expect(parser.isWaitingForUpgrade)
-        try parser.parse(&buffer) { events.record($0) }
+        try parser.parse(&buffer) { Self.record($0, into: &events) }
         #expect(events.events.count == 2)
         parser.resumeAfterUpgrade()
-        try parser.parse(&buffer) { events.record($0) }
+        try parser.parse(&buffer) { Self.record($0, into: &events) }
         #expect(events.events.suffix(2) == ["GET /b 1.1 []", "end"])
         #expect(buffer.readableBytes == 0)
     }

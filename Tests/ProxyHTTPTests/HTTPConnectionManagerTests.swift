@@ -18,14 +18,22 @@ import XDSAPI
     let downstream: EmbeddedChannel
     let holder: SnapshotHolder<ConnectionManagerConfig>
 
+    /// - Parameter parsesBytes: the connection's whole HTTP/1.1 pipeline, bytes in and out (the
+    ///   request parser in front of the manager), rather than the manager alone taking request parts.
     init(route: RouteAction? = nil, pathPrefix: String = "/", timeouts: ConnectionTimeouts = ConnectionTimeouts(),
-         encodesResponses: Bool = false, cluster: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in }) throws {
+         encodesResponses: Bool = false, parsesBytes: Bool = false,
+         cluster: (inout Envoy_Config_Cluster_V3_Cluster) -> Void = { _ in }) throws {
         connector = EmbeddedUpstreamConnector(loop: loop)
         let config = try TestProxyConfig.make(loop: loop, connector: connector, route: route, pathPrefix: pathPrefix,
                                               store: store, timeouts: timeouts, cluster: cluster)
         holder = SnapshotHolder(config)
-        downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder, encodesResponses: encodesResponses),
-                                     loop: loop)
+        if parsesBytes {
+            downstream = EmbeddedChannel(loop: loop)
+            try DownstreamPipeline.configureHTTP1(downstream.pipeline.syncOperations, config: holder, tracker: nil)
+        } else {
+            downstream = EmbeddedChannel(handler: HTTPConnectionManager(config: holder, encodesResponses: encodesResponses),
+                                         loop: loop)
+        }
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
