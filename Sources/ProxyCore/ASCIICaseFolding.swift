@@ -34,3 +34,22 @@ extension String {
         return true
     }
 }
+
+extension String {
+    /// Lower-cases ASCII letters. A name already in lower case comes back as it is, and one of up to
+    /// 15 bytes (most header names) is built as a small string: no allocation either way.
+    public func asciiLowercased() -> String {
+        let result = utf8.withContiguousStorageIfAvailable { bytes -> String? in
+            guard bytes.contains(where: Self.isUppercaseASCII) else { return nil }
+            return String(unsafeUninitializedCapacity: bytes.count) { out in
+                for index in 0..<bytes.count { out[index] = Self.lowercasedASCII(bytes[index]) }
+                return bytes.count
+            }
+        }
+        switch result {
+        case .some(nil): return self
+        case .some(let lowered?): return lowered
+        case nil: return String(decoding: utf8.map(Self.lowercasedASCII), as: UTF8.self)
+        }
+    }
+}

@@ -6,17 +6,19 @@ import NIOCore
 /// waits for it, and the bytes past what was parsed (the tunnel's first) go to the handler after it.
 public struct ParserInput {
     /// Bytes read but not parsed yet: a head or chunk line cut by the read, or a tunnel's first bytes.
-    public private(set) var held: ByteBuffer?
-    public private(set) var isParsing = false
-    private var pendingRemoval: ChannelHandlerContext.RemovalToken?
+    @inlinable public var held: ByteBuffer? { heldBytes }
+    @inlinable public var isParsing: Bool { parsing }
+    @usableFromInline var heldBytes: ByteBuffer?
+    @usableFromInline var parsing = false
+    @usableFromInline var pendingRemoval: ChannelHandlerContext.RemovalToken?
 
-    public init() {}
+    @inlinable public init() {}
 
     /// A parse begins: what it parses is what was held, then `bytes`.
-    public mutating func beginParse(_ bytes: ByteBuffer) -> ByteBuffer {
-        isParsing = true
-        guard var earlier = held else { return bytes }
-        held = nil
+    @inlinable public mutating func beginParse(_ bytes: ByteBuffer) -> ByteBuffer {
+        parsing = true
+        guard var earlier = heldBytes else { return bytes }
+        heldBytes = nil
         var bytes = bytes
         earlier.writeBuffer(&bytes)
         return earlier
@@ -24,9 +26,9 @@ public struct ParserInput {
 
     /// The parse returned, leaving `unparsed` (nothing, after an error). A removal that waited for
     /// it is done now; then the handler has left the pipeline (true).
-    public mutating func endParse(unparsed: ByteBuffer?, context: ChannelHandlerContext) -> Bool {
-        isParsing = false
-        if let unparsed, unparsed.readableBytes > 0 { held = unparsed }
+    @inlinable public mutating func endParse(unparsed: ByteBuffer?, context: ChannelHandlerContext) -> Bool {
+        parsing = false
+        if let unparsed, unparsed.readableBytes > 0 { heldBytes = unparsed }
         guard let token = pendingRemoval else { return false }
         pendingRemoval = nil
         leave(context: context, removalToken: token)
@@ -34,8 +36,8 @@ public struct ParserInput {
     }
 
     /// The handler's `removeHandler`: leaves now, or once the running parse returns.
-    public mutating func remove(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if isParsing {
+    @inlinable public mutating func remove(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if parsing {
             pendingRemoval = removalToken
         } else {
             leave(context: context, removalToken: removalToken)
@@ -43,9 +45,9 @@ public struct ParserInput {
     }
 
     /// Hands on what is held to the handler after this one, and leaves the pipeline.
-    private mutating func leave(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if let bytes = held, bytes.readableBytes > 0 { context.fireChannelRead(NIOAny(bytes)) }
-        held = nil
+    @usableFromInline mutating func leave(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if let bytes = heldBytes, bytes.readableBytes > 0 { context.fireChannelRead(NIOAny(bytes)) }
+        heldBytes = nil
         context.leavePipeline(removalToken: removalToken)
     }
 }

@@ -435,8 +435,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         var sawForwardedProto = false
         var sawRequestID = false
         let clientCert = config.forwardClientCert.action(tls: manager.tls)
-        for (name, value) in downstreamHead.headers {
-            let lower = name.asciiLowercased()
+        // Names arrive in lower case: from the HTTP/1 parser so, from other codecs through the
+        // connection manager's `channelRead`, which lower-cases them.
+        for (lower, value) in downstreamHead.headers {
             switch ProxiedRequestHeader(lowercased: lower) {
             case .consumed:
                 continue
@@ -1116,8 +1117,9 @@ final class ActiveStream: UpstreamResponseDelegate {
         headers.reserveCapacity(upstream.headers.count + 4)
         var sawServer = false
         var sawDate = false
-        for (name, value) in upstream.headers {
-            let lower = name.asciiLowercased()
+        // Names arrive in lower case, as for requests (`UpstreamConnectionHandler.channelRead` sees to
+        // heads from NIO's codecs).
+        for (lower, value) in upstream.headers {
             switch ProxiedResponseHeader(lowercased: lower) {
             case .hopByHop:
                 continue

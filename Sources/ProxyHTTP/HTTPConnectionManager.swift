@@ -157,7 +157,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Request parts from a codec in the pipeline (an HTTP/2 stream's; unit tests').
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head):
+        case .head(var head):
+            head.headers = head.headers.withLowercasedNames()
             // An HTTP/2 stream never closes its connection: its keep-alive is not asked.
             receive(.head(head, keepAlive: transport == .http2Stream || head.isKeepAlive))
         case .body(let body):

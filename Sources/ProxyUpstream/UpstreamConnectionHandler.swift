@@ -77,7 +77,9 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): receive(.head(head, keepsConnection: Self.keepsConnection(after: head)))
+        case .head(var head):
+            head.headers = head.headers.withLowercasedNames()
+            receive(.head(head, keepsConnection: Self.keepsConnection(after: head)))
         case .body(let body): receive(.body(body))
         case .end(let trailers): receive(.end(trailers))
         }
