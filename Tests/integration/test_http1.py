@@ -2,6 +2,7 @@
 chunked streaming both ways, Expect: 100-continue, pipelining, and large bodies in bounded memory."""
 import http.client
 import socket
+import time
 
 import pytest
 
@@ -245,3 +246,22 @@ def test_a_bad_pipelined_request_is_answered_after_the_one_before_it(binary, nam
     assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
     assert data.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 Bad Request\r\n" in data, data
     assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_a_request_sent_a_few_bytes_at_a_time_is_served(binary, name, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-trickle-{name}")
+    request = b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(request), 3):  # ~30 writes, 5 ms apart: each a read of its own
+            sock.sendall(request[start:start + 3])
+            time.sleep(0.005)
+        data = b""
+        while not data.endswith(b"\r\n\r\n3"):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+            assert len(data) < 65536
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    assert upstream.requests[0][2] == 3
