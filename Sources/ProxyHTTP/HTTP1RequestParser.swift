@@ -7,7 +7,7 @@ import ProxyCore
 /// request's (none, `content-length`, or chunked). Bodies are handed on as slices of what was read.
 ///
 /// It keeps NIO's parser's (llhttp's) rules, which the proxy used before: a method it does not
-/// know, a request target with a space or control byte, a version other than HTTP/1.0 and 1.1, a
+/// know, a request target with a space or control byte (or, as Envoy, a fragment), a version other than HTTP/1.0 and 1.1, a
 /// malformed header, an obsolete line fold, a `content-length` that is not a number or disagrees
 /// with another, or `content-length` with `transfer-encoding` fail the connection; so does, as in
 /// Envoy, any `transfer-encoding` but `chunked` alone (request smuggling lives in those gaps).
@@ -201,12 +201,14 @@ struct HTTP1RequestParser {
         return nil
     }
 
-    /// A request target's bytes: anything visible (obs-text too), no space or control byte.
+    /// A request target's bytes: anything visible (obs-text too), no space or control byte, and no
+    /// `#`: Envoy refuses a fragment in a request's path (400).
     private static func isTargetByte(_ byte: UInt8) -> Bool {
-        byte > 0x20 && byte != 0x7F
+        byte > 0x20 && byte != 0x7F && byte != UInt8(ascii: "#")
     }
 
-    /// The methods llhttp knows; the common ones matched on their bytes.
+    /// The methods NIO's `HTTPMethod` names (Envoy 1.40 refuses others, `QUERY` too, with 400);
+    /// the common ones matched on their bytes.
     static func method(_ bytes: UnsafeBufferPointer<UInt8>) throws -> HTTPMethod {
         switch bytes.count {
         case 3 where bytes[0] == UInt8(ascii: "G") && bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "T"):
@@ -219,9 +221,7 @@ struct HTTP1RequestParser {
         guard HTTP1HeaderValidation.isValidName(bytes) else { throw HTTP1ParseError(description: "invalid method") }
         let text = String(decoding: bytes, as: UTF8.self)
         let method = HTTPMethod(rawValue: text)
-        if case .RAW = method, text != "M-SEARCH", text != "QUERY" {
-            throw HTTP1ParseError(description: "invalid method")
-        }
+        if case .RAW = method { throw HTTP1ParseError(description: "invalid method") }
         return method
     }
 }

@@ -265,3 +265,14 @@ def test_a_request_sent_a_few_bytes_at_a_time_is_served(binary, name, upstream, 
             assert len(data) < 65536
     assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
     assert upstream.requests[0][2] == 3
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+@pytest.mark.parametrize("request_line", [b"GET /a#b HTTP/1.1", b"QUERY /get HTTP/1.1", b"FETCH /get HTTP/1.1"])
+def test_a_fragment_or_an_unknown_method_gets_400(binary, name, request_line, upstream, launch):
+    proxy = launch(binary, static_config(upstream.port), f"h1-bad-line-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert not upstream.requests
