@@ -40,16 +40,20 @@ extension String {
     /// 15 bytes (most header names) is built as a small string: no allocation either way.
     public func asciiLowercased() -> String {
         let result = utf8.withContiguousStorageIfAvailable { bytes -> String? in
-            guard bytes.contains(where: Self.isUppercaseASCII) else { return nil }
-            return String(unsafeUninitializedCapacity: bytes.count) { out in
-                for index in 0..<bytes.count { out[index] = Self.lowercasedASCII(bytes[index]) }
-                return bytes.count
-            }
+            bytes.contains(where: Self.isUppercaseASCII) ? String(asciiLowercasing: bytes) : nil
         }
         switch result {
         case .some(nil): return self
         case .some(let lowered?): return lowered
         case nil: return String(decoding: utf8.map(Self.lowercasedASCII), as: UTF8.self)
+        }
+    }
+
+    /// ASCII bytes (a header name) as a string with their letters in lower case.
+    public init(asciiLowercasing bytes: UnsafeBufferPointer<UInt8>) {
+        self.init(unsafeUninitializedCapacity: bytes.count) { out in
+            for index in 0..<bytes.count { out[index] = Self.lowercasedASCII(bytes[index]) }
+            return bytes.count
         }
     }
 }

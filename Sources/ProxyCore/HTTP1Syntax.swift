@@ -143,11 +143,8 @@ public enum HTTP1Syntax {
 
     /// A (valid, so ASCII) header name as a lower-case string.
     static func lowercasedName(_ name: UnsafeBufferPointer<UInt8>) -> String {
-        guard name.contains(where: String.isUppercaseASCII) else { return String(decoding: name, as: UTF8.self) }
-        return String(unsafeUninitializedCapacity: name.count) { out in
-            for index in 0..<name.count { out[index] = String.lowercasedASCII(name[index]) }
-            return name.count
-        }
+        name.contains(where: String.isUppercaseASCII)
+            ? String(asciiLowercasing: name) : String(decoding: name, as: UTF8.self)
     }
 
     /// A chunk-size line (hex digits, then extensions after `;`, ignored); nil until it has arrived.
