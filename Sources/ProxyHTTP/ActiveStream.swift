@@ -435,8 +435,8 @@ final class ActiveStream: UpstreamResponseDelegate {
         var sawForwardedProto = false
         var sawRequestID = false
         let clientCert = config.forwardClientCert.action(tls: manager.tls)
-        // Names arrive in lower case: from the HTTP/1 parser so, from other codecs through the
-        // connection manager's `channelRead`, which lower-cases them.
+        // Names arrive in lower case: from the HTTP/1 parser so, on HTTP/2 so (NIO refuses others), and
+        // from unit tests' parts through the connection manager's `channelRead`, which lower-cases them.
         for (lower, value) in downstreamHead.headers {
             switch ProxiedRequestHeader(lowercased: lower) {
             case .consumed:

@@ -80,12 +80,12 @@ public enum DownstreamPipeline {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 let sync = streamChannel.pipeline.syncOperations
-                try sync.addHandler(HeadersOnlyResponseCoalescer())
                 if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect()) }
-                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try sync.addHandler(HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
-                                                          connectionID: connectionID, tls: tls,
-                                                          sharedTimeoutCheck: sharedTimeoutCheck))
+                // The reader hands request parts to the manager, which writes the response's frames.
+                let manager = HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
+                                                    connectionID: connectionID, tls: tls,
+                                                    sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
+                try sync.addHandlers([HTTP2StreamRequestReader(manager: manager), manager])
             }
         }
         try pipeline.addHandler(management)

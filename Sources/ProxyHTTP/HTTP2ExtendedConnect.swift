@@ -4,7 +4,7 @@ import NIOHTTP2
 import ProxyCore
 
 /// WebSocket over HTTP/2 (RFC 8441) and CONNECT on one downstream stream, when `allow_connect` is
-/// set. Sits before NIO's HTTP/2-to-HTTP/1 codec, which knows nothing of `:protocol`: an extended
+/// set. Sits before the stream's request reader, which knows nothing of `:protocol`: an extended
 /// CONNECT (`:method CONNECT`, `:protocol websocket`) reaches the connection manager as the HTTP/1.1
 /// upgrade Envoy makes of it upstream (`GET` with `upgrade` and `connection: upgrade`), a plain
 /// CONNECT as HTTP/1.1 writes one. The stream's DATA is held back until the upstream has answered:
@@ -108,7 +108,7 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
 
     /// The HTTP/1.1 form of a CONNECT's headers, or nil for any other request. An extended CONNECT
     /// becomes an upgrade `GET`; a plain CONNECT (RFC 9113 §8.5) has no `:path` or `:scheme`, which
-    /// NIO's codec requires, so its authority stands in as the path, as HTTP/1.1 writes its target.
+    /// the request reader requires, so its authority stands in as the path, as HTTP/1.1 writes its target.
     static func upgradeRequest(_ headers: HPACKHeaders) -> HPACKHeaders? {
         guard headers.first(name: ":method") == "CONNECT" else { return nil }
         var translated = HPACKHeaders()

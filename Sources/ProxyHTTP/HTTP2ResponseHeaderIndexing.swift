@@ -6,16 +6,6 @@ import NIOHPACK
 /// took a table entry and pushed the stable ones (`server`, `content-type`) further down a table that
 /// the encoder searches linearly, name by name, for every header of every response.
 enum HTTP2ResponseHeaderIndexing {
-    static func volatileValuesUnindexed(_ headers: HPACKHeaders) -> HPACKHeaders {
-        guard headers.contains(where: { isVolatile($0.name) && $0.indexable == .indexable }) else { return headers }
-        var shaped = HPACKHeaders()
-        shaped.reserveCapacity(headers.count)
-        for (name, value, indexing) in headers {
-            shaped.add(name: name, value: value, indexing: indexing == .indexable && isVolatile(name) ? .nonIndexable : indexing)
-        }
-        return shaped
-    }
-
     /// Names as HTTP/2 sends them, lower-case.
     static func isVolatile(_ name: String) -> Bool {
         switch name.utf8.count {

@@ -4,7 +4,7 @@ import ProxyAccessLog
 import ProxyCore
 
 /// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
-/// handler of the pipeline, after NIO's HTTP/1 codec or its HTTP/2-to-HTTP/1 stream codec. It serves
+/// handler of the pipeline, after the HTTP/1.1 request parser or an HTTP/2 stream's request reader. It serves
 /// one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
 /// handler would do that by withholding reads, which costs two epoll_ctl calls per request:
 /// PERFORMANCE.md counts system calls.)
@@ -58,8 +58,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var tunneled = false
     /// On an HTTP/1.1 connection the manager encodes its responses itself, into one buffer per flush:
     /// an encoder handler of its own cost a pipeline hop and a type cast for every part of every
-    /// response. Nil where the channel takes response parts (an HTTP/2 stream; unit tests).
+    /// response. Nil where the channel takes response parts (unit tests) or frames.
     private var encoder: HTTP1OutboundBuffer?
+    /// On an HTTP/2 stream the manager writes its responses as the stream's frames, for the same reason.
+    private var framer: HTTP2ResponseFramer?
     /// The HTTP/1.1 connection's request parser, in front of this manager; it hands parts to `receive`.
     weak var requestParser: HTTP1RequestParserHandler?
 
@@ -86,8 +88,11 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         if encodesResponses { encoder = HTTP1OutboundBuffer() }
     }
 
+    /// `framesResponses`: on an HTTP/2 stream, write frames rather than response parts.
     init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?, transport: Transport,
-         connectionID: UInt64, tls: DownstreamTLSInfo?, sharedTimeoutCheck: SharedTimeoutCheck?) {
+         connectionID: UInt64, tls: DownstreamTLSInfo?, sharedTimeoutCheck: SharedTimeoutCheck?,
+         framesResponses: Bool = false) {
+        if framesResponses { framer = HTTP2ResponseFramer() }
         self.sharedTimeoutCheck = sharedTimeoutCheck
         self.tls = tls
         self.configHolder = config
@@ -105,6 +110,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// The context keeps this handler alive and this handler kept the context: without letting go
     /// here every connection (and on HTTP/2 every stream, with its channel and pipeline) stayed in memory.
     public func handlerRemoved(context: ChannelHandlerContext) {
+        framer?.fail()
         self.context = nil
     }
 
@@ -154,13 +160,12 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         context.fireChannelInactive()
     }
 
-    /// Request parts from a codec in the pipeline (an HTTP/2 stream's; unit tests').
+    /// Request parts from a codec in the pipeline (unit tests').
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(var head):
             head.headers = head.headers.withLowercasedNames()
-            // An HTTP/2 stream never closes its connection: its keep-alive is not asked.
-            receive(.head(head, keepAlive: transport == .http2Stream || head.isKeepAlive))
+            receive(.head(head, keepAlive: head.isKeepAlive))
         case .body(let body):
             receive(.body(body))
         case .end(let trailers):
@@ -268,6 +273,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        if framer != nil { return framer!.write(part, context: context, promise: promise) }
         guard encoder != nil else { return context.write(wrapOutboundOut(part), promise: promise) }
         if !encoder!.write(part, context: context, promise: promise) {
             // A header that may not be sent: handled as the encoder handler's error was.
@@ -276,6 +282,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     private func sendFlush(context: ChannelHandlerContext) {
+        framer?.release(context: context)
         if encoder != nil {
             encoder!.flush(context: context)
         } else {
@@ -324,7 +331,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     func closeConnection() {
-        context?.close(promise: nil)
+        guard let context else { return }
+        // A stream's held head goes out before its reset, as it would have with the next flush.
+        framer?.release(context: context)
+        context.close(promise: nil)
     }
 
     var channel: (any Channel)? { context?.channel }

@@ -1,0 +1,121 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import Testing
+@testable import ProxyHTTP
+
+/// Writes response parts through an `HTTP2ResponseFramer`, as the connection manager of a stream does.
+private final class FramerHarness: ChannelOutboundHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    private var framer = HTTP2ResponseFramer()
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        framer.write(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        framer.release(context: context)
+        context.flush()
+    }
+}
+
+@Suite struct HTTP2ResponseFramerTests {
+    private func frames(_ parts: [HTTPServerResponsePart], flushAfterHead: Bool = false) throws -> [HTTP2Frame.FramePayload] {
+        let channel = EmbeddedChannel(handler: FramerHarness())
+        for part in parts {
+            channel.write(part, promise: nil)
+            if flushAfterHead, case .head = part { channel.flush() }
+        }
+        channel.flush()
+        var out: [HTTP2Frame.FramePayload] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { out.append(frame) }
+        return out
+    }
+
+    private func head(_ headers: [(String, String)]) -> HTTPServerResponsePart {
+        .head(HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders(headers)))
+    }
+
+    @Test func aHeadersOnlyResponseIsOneHeadersFrameThatEndsTheStream() throws {
+        let out = try frames([head([("Server", "envoy"), ("date", "Mon, 07 Dec 2026 10:00:00 GMT"),
+                                    ("connection", "close, x-hop"), ("x-hop", "1"), ("keep-alive", "timeout=5"),
+                                    ("transfer-encoding", "chunked"), ("x-request-id", "abc"), ("grpc-status", "0")]),
+                              .end(nil)])
+        guard out.count == 1, case .headers(let frame) = out[0] else { Issue.record("\(out)"); return }
+        #expect(frame.endStream)
+        #expect(frame.headers.map(\.name) == [":status", "server", "date", "x-request-id", "grpc-status"])
+        #expect(frame.headers.map(\.value) == ["200", "envoy", "Mon, 07 Dec 2026 10:00:00 GMT", "abc", "0"])
+        #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, .nonIndexable, .indexable])
+    }
+
+    @Test func aBodyFollowsItsHeadAndAnEmptyDataFrameEndsTheStream() throws {
+        let out = try frames([head([("content-length", "5")]), .body(.byteBuffer(ByteBuffer(string: "hello"))), .end(nil)])
+        guard out.count == 3, case .headers(let headers) = out[0], case .data(let body) = out[1],
+              case .data(let end) = out[2] else { Issue.record("\(out)"); return }
+        #expect(!headers.endStream && headers.headers.first(name: "content-length") == "5")
+        #expect(body.data.readableBytes == 5 && !body.endStream)
+        #expect(end.data.readableBytes == 0 && end.endStream)
+    }
+
+    @Test func aFlushSendsTheHeadAlone() throws {
+        let out = try frames([head([]), .end(nil)], flushAfterHead: true)
+        guard out.count == 2, case .headers(let headers) = out[0], case .data(let end) = out[1] else {
+            Issue.record("\(out)"); return
+        }
+        #expect(!headers.endStream)
+        #expect(end.endStream)
+    }
+
+    @Test func trailersEndTheStreamWithoutAStatus() throws {
+        let out = try frames([head([]), .body(.byteBuffer(ByteBuffer(string: "x"))),
+                              .end(HTTPHeaders([("Grpc-Status", "0")]))])
+        guard out.count == 3, case .headers(let trailers) = out[2] else { Issue.record("\(out)"); return }
+        #expect(trailers.endStream)
+        #expect(trailers.headers.map(\.name) == ["grpc-status"])
+    }
+}
+
+@Suite struct HTTP2StreamRequestReaderTests {
+    private func block(_ fields: [(String, String)]) -> HPACKHeaders { HPACKHeaders(fields) }
+
+    @Test func aRequestBecomesHTTP1WithHostFromTheAuthority() throws {
+        let head = try HTTP2StreamRequestReader.requestHead(
+            block([(":method", "GET"), (":scheme", "http"), (":authority", "example.com"), (":path", "/a?b"),
+                   ("accept", "*/*")]), endStream: true)
+        #expect(head.method == .GET)
+        #expect(head.uri == "/a?b")
+        #expect(head.version == HTTPVersion(major: 2, minor: 0))
+        #expect(head.headers.map(\.name) == ["host", "accept"])
+        #expect(head.headers.first(name: "host") == "example.com")
+    }
+
+    @Test func aHostFieldIsKeptAndStandsInForAMissingAuthority() throws {
+        let head = try HTTP2StreamRequestReader.requestHead(
+            block([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "h.example")]), endStream: true)
+        #expect(head.headers.map(\.name) == ["host"])
+        #expect(throws: HTTP2StreamRequestReader.TranslationError.missingPseudoHeader(":authority")) {
+            try HTTP2StreamRequestReader.requestHead(block([(":method", "GET"), (":scheme", "http"), (":path", "/")]),
+                                                     endStream: true)
+        }
+    }
+
+    @Test func aBodyWithoutContentLengthIsChunkedAndNoBodyIsLengthZero() throws {
+        let fields = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
+        let open = try HTTP2StreamRequestReader.requestHead(block(fields), endStream: false)
+        #expect(open.headers.first(name: "transfer-encoding") == "chunked")
+        let ended = try HTTP2StreamRequestReader.requestHead(block(fields), endStream: true)
+        #expect(ended.headers.first(name: "content-length") == "0")
+        let sized = try HTTP2StreamRequestReader.requestHead(block(fields + [("content-length", "3")]), endStream: false)
+        #expect(sized.headers.map(\.name) == ["host", "content-length"])
+        let get = try HTTP2StreamRequestReader.requestHead(
+            block([(":method", "DELETE"), (":scheme", "http"), (":authority", "a"), (":path", "/")]), endStream: false)
+        #expect(get.headers.map(\.name) == ["host"])
+    }
+
+    @Test func trailersLoseNothingButPseudoHeaders() {
+        let trailers = HTTP2StreamRequestReader.regularHeaders(block([("grpc-status", "0"), ("x-a", "b")]))
+        #expect(trailers.map(\.name) == ["grpc-status", "x-a"])
+    }
+}
