@@ -56,16 +56,30 @@ struct HTTP2ResponseFramer {
     static func headerBlock(status: UInt?, _ headers: HTTPHeaders) -> HPACKHeaders {
         var block = HPACKHeaders()
         block.reserveCapacity(headers.count + 1)
-        if let status { block.add(name: ":status", value: String(status)) }
-        let named = headers.contains(name: "connection") ? Set(headers[canonicalForm: "connection"].map { $0.lowercased() }) : []
+        if let status { block.add(name: ":status", value: status < 600 ? statusTexts[Int(status)] : String(status)) }
+        var connection: [String] = []
         for (name, value) in headers {
+            // Lower case already from every source the proxy has; NIO traps on an upper-case name.
             let lowered = name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) ? name.lowercased() : name
-            if isConnectionSpecific(lowered) || named.contains(lowered) { continue }
+            if isConnectionSpecific(lowered) {
+                if lowered == "connection" { connection.append(value) }
+                continue
+            }
             let indexing: HPACKIndexing = HTTP2ResponseHeaderIndexing.isVolatile(lowered) ? .nonIndexable : .indexable
             block.add(name: lowered, value: value, indexing: indexing)
         }
-        return block
+        guard !connection.isEmpty else { return block }
+        // The fields `connection` names are the hop's own too.
+        let named = Set(connection.flatMap { $0.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }) }
+            .map { $0.lowercased() })
+        guard block.contains(where: { named.contains($0.name) }) else { return block }
+        var kept = HPACKHeaders()
+        for (name, value, indexing) in block where !named.contains(name) { kept.add(name: name, value: value, indexing: indexing) }
+        return kept
     }
+
+    /// `:status` values, made once.
+    private static let statusTexts = (0..<600).map { String($0) }
 
     private static func isConnectionSpecific(_ name: String) -> Bool {
         switch name.utf8.count {

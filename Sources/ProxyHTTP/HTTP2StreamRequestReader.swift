@@ -6,7 +6,7 @@ import NIOHTTP2
 /// The request side of one downstream HTTP/2 stream: its frames become request parts handed to the
 /// stream's connection manager directly, as the HTTP/1.1 parser hands its parts. In place of NIO's
 /// HTTP/2-to-HTTP/1 codec, whose parts each took a pipeline hop, a box and a dynamic cast, and whose
-/// head was rebuilt from the header block by name lookups (PERFORMANCE.md: h2c costs). The request
+/// head was rebuilt from the header block by name lookups (BENCHMARKS.md, h2c). The request
 /// is what NIO's codec made of it: `host` from `:authority`, and a request of a method that carries
 /// a body and has no `content-length` is `transfer-encoding: chunked` (or `content-length: 0` when
 /// its HEADERS end the stream), so the rest of the proxy sees HTTP/1.1's framing.
