@@ -107,8 +107,8 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// The HTTP/1.1 form of a CONNECT's headers, or nil for any other request. An extended CONNECT
-    /// becomes an upgrade `GET`; a plain CONNECT (RFC 9113 §8.5) has no `:path` or `:scheme`, which
-    /// the request reader requires, so its authority stands in as the path, as HTTP/1.1 writes its target.
+    /// becomes an upgrade `GET`; a plain CONNECT (RFC 9113 §8.5) has no `:path`, which the request
+    /// reader requires, so its authority stands in as the path, as HTTP/1.1 writes its target.
     static func upgradeRequest(_ headers: HPACKHeaders) -> HPACKHeaders? {
         guard headers.first(name: ":method") == "CONNECT" else { return nil }
         var translated = HPACKHeaders()

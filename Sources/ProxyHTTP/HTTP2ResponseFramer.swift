@@ -59,7 +59,7 @@ struct HTTP2ResponseFramer {
         if let status { block.add(name: ":status", value: status < 600 ? statusTexts[Int(status)] : String(status)) }
         var connection: [String] = []
         for (name, value) in headers {
-            // Lower case already from every source the proxy has; NIO traps on an upper-case name.
+            // Lower case already from every source the proxy has; NIO's validation would reset the stream.
             let lowered = name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) ? name.lowercased() : name
             if isConnectionSpecific(lowered) {
                 if lowered == "connection" { connection.append(value) }

@@ -4,8 +4,8 @@ import ProxyAccessLog
 import ProxyCore
 
 /// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
-/// handler of the pipeline, after the HTTP/1.1 request parser or an HTTP/2 stream's request reader. It serves
-/// one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
+/// handler of the pipeline, after the HTTP/1.1 request parser or the stream's request reader. It
+/// serves one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
 /// handler would do that by withholding reads, which costs two epoll_ctl calls per request:
 /// PERFORMANCE.md counts system calls.)
 public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnection, @unchecked Sendable {

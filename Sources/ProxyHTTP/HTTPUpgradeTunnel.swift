@@ -39,7 +39,7 @@ enum HTTPUpgradeTunnel {
     }
 
     /// WebSocket or CONNECT over HTTP/2: the downstream is one stream, whose DATA frames carry the
-    /// bytes. The tunnel's end goes in front of the stream's request reader, which then sees nothing more.
+    /// bytes. The tunnel's end goes in front of the stream's request reader, which then sees nothing.
     /// `upstream` speaks HTTP/1.1 after a 101, or is a plain TCP connection (`raw`).
     static func splice(downstreamStream stream: any Channel, upstream: any Channel, raw: Bool = false) throws {
         let down = stream.pipeline.syncOperations

@@ -24,6 +24,8 @@ class H2Client:
         self.headers = {}
         self.trailers = {}
         self.ended = set()
+        # Streams whose response ended on its HEADERS frame (a headers-only response).
+        self.ended_on_headers = set()
         self.reset = set()
         self.goaway = None
         self.pending = bytearray()
@@ -71,6 +73,8 @@ class H2Client:
                     self.trailers[event.stream_id] = dict(event.headers)
                 elif isinstance(event, h2.events.ResponseReceived):
                     self.headers[event.stream_id] = dict(event.headers)
+                    if event.stream_ended is not None:
+                        self.ended_on_headers.add(event.stream_id)
                 elif isinstance(event, h2.events.DataReceived):
                     self.data[event.stream_id] += event.data
                     self.unacked[event.stream_id] += event.flow_controlled_length

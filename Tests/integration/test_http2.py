@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
+from h2client import H2Client
 
 
 def config(upstream_port, codec="AUTO"):
@@ -40,6 +41,32 @@ def test_h2c_request_reaches_an_http1_upstream_as_the_same_request(binary, name,
     assert stats["http.ingress_http.downstream_cx_http1_total"] == "1"
     assert stats["http.ingress_http.downstream_cx_http2_total"] == "2"
     assert stats["http.ingress_http.downstream_rq_http2_total"] == "2"
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_h2c_requests_and_responses_take_http1_framing_as_envoy_gives_them(binary, name, raw, launch):
+    proxy = launch(binary, config(raw.port), f"h2c-framing-{name}")
+    client = H2Client(proxy.port)
+    try:
+        head = client.request("/head", method="HEAD")
+        get = client.request("/get")
+        post = client.request("/post", method="POST", body=b"hello")
+        empty = client.request("/empty", method="POST")
+        streams = (head, get, post, empty)
+        assert client.pump(lambda: all(stream in client.ended for stream in streams))
+    finally:
+        client.close()
+    # A response without a body is one HEADERS frame that ends the stream; one with a body ends on DATA.
+    assert head in client.ended_on_headers and client.headers[head]["content-length"] == "10"
+    assert get not in client.ended_on_headers and bytes(client.data[get]) == b"0"
+    assert bytes(client.data[post]) == b"5" and bytes(client.data[empty]) == b"0"
+    assert all(client.headers[stream][":status"] == "200" for stream in streams)
+    requests = {line.split()[1]: (dict((n.lower(), v) for n, v in headers), length)
+                for line, headers, length in raw.requests}
+    # A body whose length the client did not give goes upstream chunked; no body at all, as length 0.
+    assert requests["/post"][0].get("transfer-encoding") == "chunked" and requests["/post"][1] == 5
+    assert requests["/empty"][0].get("content-length") == "0"
+    assert "content-length" not in requests["/get"][0] and "transfer-encoding" not in requests["/get"][0]
 
 
 def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):
