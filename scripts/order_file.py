@@ -69,41 +69,38 @@ def get(url, data=None):
         return response.read()
 
 
-def static_bootstrap(listener, admin, upstream):
+def listener(port, routes, resource_type=""):
+    """The profile's listener, in YAML's flow style: an HCM with the router, its routes `routes` (a
+    `route_config` or `rds` entry); `resource_type` makes it a resource of meshd's files."""
+    typed = "'@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    router = ("{ name: envoy.filters.http.router, typed_config: "
+              "{ '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }")
+    hcm = f"{{ {typed}, stat_prefix: ingress_http, codec_type: AUTO, {routes}, http_filters: [{router}] }}"
+    return (f"{{ {resource_type}name: listener_profile, "
+            f"address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, "
+            f"filter_chains: [{{ filters: [{{ name: envoy.filters.network.http_connection_manager, "
+            f"typed_config: {hcm} }}] }}] }}")
+
+
+def virtual_hosts(route):
+    return f"virtual_hosts: [{{ name: backend, domains: ['*'], routes: [{{ match: {{ prefix: / }}, route: {route} }}] }}]"
+
+
+def assignment(cluster, port):
+    """A ClusterLoadAssignment's fields, for one endpoint on 127.0.0.1."""
+    return (f"cluster_name: {cluster}, endpoints: [{{ lb_endpoints: [{{ endpoint: "
+            f"{{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]")
+
+
+def static_bootstrap(listener_port, admin, upstream):
+    routes = virtual_hosts("{ cluster: upstream, retry_policy: { retry_on: 5xx, num_retries: 2 } }")
     return f"""admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 static_resources:
   listeners:
-  - name: listener_profile
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          codec_type: AUTO
-          route_config:
-            name: local_route
-            virtual_hosts:
-            - name: backend
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream, retry_policy: {{ retry_on: 5xx, num_retries: 2 }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  - {listener(listener_port, f"route_config: {{ name: local_route, {routes} }}")}
   clusters:
-  - name: upstream
-    connect_timeout: 5s
-    type: STATIC
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+  - {{ name: upstream, connect_timeout: 5s, type: STATIC, load_assignment: {{ {assignment("upstream", upstream)} }} }}
 """
 
 
@@ -127,50 +124,19 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds_cluster
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds} }} }} }}
+    load_assignment: {{ {assignment("xds_cluster", xds)} }}
 """
 
 
-def ads_resources(directory, listener, upstream):
+def ads_resources(directory, listener_port, upstream):
     """A listener with an RDS route and an EDS cluster: what a sidecar gets from meshd."""
+    ads = "{ ads: {}, resource_api_version: V3 }"
+    api = "'@type': type.googleapis.com/envoy.config"
     (directory / "resources.yaml").write_text(f"""resources:
-- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-  name: listener_profile
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-  filter_chains:
-  - filters:
-    - name: envoy.filters.network.http_connection_manager
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        stat_prefix: ingress_http
-        codec_type: AUTO
-        rds: {{ route_config_name: local_route, config_source: {{ ads: {{}}, resource_api_version: V3 }} }}
-        http_filters:
-        - name: envoy.filters.http.router
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
-  name: local_route
-  virtual_hosts:
-  - name: backend
-    domains: ["*"]
-    routes:
-    - match: {{ prefix: "/" }}
-      route: {{ cluster: upstream }}
-- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-  name: upstream
-  connect_timeout: 5s
-  type: EDS
-  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
-- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-  cluster_name: upstream
-  endpoints:
-  - lb_endpoints:
-    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+- {listener(listener_port, f"rds: {{ route_config_name: local_route, config_source: {ads} }}", f"{api}.listener.v3.Listener, ")}
+- {{ {api}.route.v3.RouteConfiguration, name: local_route, {virtual_hosts("{ cluster: upstream }")} }}
+- {{ {api}.cluster.v3.Cluster, name: upstream, connect_timeout: 5s, type: EDS, eds_cluster_config: {{ eds_config: {ads} }} }}
+- {{ {api}.endpoint.v3.ClusterLoadAssignment, {assignment("upstream", upstream)} }}
 """)
 
 
