@@ -34,9 +34,13 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
                 if frame.endStream { manager.receive(.end(nil)) }
             } catch {
                 // NIO's state machine has checked the pseudo-header fields; what it lets through and
-                // this cannot read (a request with neither `:authority` nor `host`) resets the stream.
+                // this cannot read (a request with neither `:authority` nor `host`) resets the stream
+                // as NIO resets a malformed one. After this read: NIO's connection management counts
+                // the stream open only once its first frames are delivered (debug builds assert).
                 context.fireErrorCaught(error)
-                context.close(promise: nil)
+                context.eventLoop.assumeIsolated().execute {
+                    context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.protocolError)), promise: nil)
+                }
             }
         case .data(let frame):
             guard case .byteBuffer(let bytes) = frame.data else { return }

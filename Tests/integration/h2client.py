@@ -27,6 +27,7 @@ class H2Client:
         # Streams whose response ended on its HEADERS frame (a headers-only response).
         self.ended_on_headers = set()
         self.reset = set()
+        self.reset_codes = {}
         self.goaway = None
         self.pending = bytearray()
 
@@ -84,6 +85,7 @@ class H2Client:
                     self.ended.add(event.stream_id)
                 elif isinstance(event, h2.events.StreamReset):
                     self.reset.add(event.stream_id)
+                    self.reset_codes[event.stream_id] = event.error_code
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     self.goaway = event
             self.flush()

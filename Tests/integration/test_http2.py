@@ -4,6 +4,7 @@ the outcome can be compared."""
 import re
 import subprocess
 
+import h2.errors
 import pytest
 
 from conftest import ENVOY, MESHPROXY, http_bootstrap, static_cluster
@@ -67,6 +68,26 @@ def test_h2c_requests_and_responses_take_http1_framing_as_envoy_gives_them(binar
     assert requests["/post"][0].get("transfer-encoding") == "chunked" and requests["/post"][1] == 5
     assert requests["/empty"][0].get("content-length") == "0"
     assert "content-length" not in requests["/get"][0] and "transfer-encoding" not in requests["/get"][0]
+
+
+def test_h2c_request_without_authority_or_host_resets_only_its_stream(raw, launch):
+    """meshproxy resets such a stream with PROTOCOL_ERROR, as it resets other malformed HTTP/2 requests, and the
+    connection goes on. (Envoy 1.40 closes the whole connection instead unless
+    `stream_error_on_invalid_http_message` is set, which meshproxy does not read yet.)"""
+    proxy = launch(MESHPROXY, config(raw.port), "h2c-no-authority")
+    client = H2Client(proxy.port)
+    try:
+        client.conn.config.validate_outbound_headers = False
+        bad = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(bad, [(":method", "GET"), (":path", "/x"), (":scheme", "http")], end_stream=True)
+        client.flush()
+        good = client.request("/after")
+        assert client.pump(lambda: bad in client.reset and good in client.ended)
+    finally:
+        client.close()
+    assert client.reset_codes[bad] == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert client.headers[good][":status"] == "200"
+    assert [line.split()[1] for line, _, _ in raw.requests] == ["/after"]
 
 
 def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):
