@@ -61,7 +61,7 @@ struct HTTP2ResponseFramer {
         for (name, value) in headers {
             // Lower case already from every source the proxy has; NIO's validation would reset the stream.
             let lowered = name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) ? name.lowercased() : name
-            if isConnectionSpecific(lowered) {
+            if ProxiedResponseHeader(lowercased: lowered) == .hopByHop {
                 if lowered == "connection" { connection.append(value) }
                 continue
             }
@@ -80,14 +80,4 @@ struct HTTP2ResponseFramer {
 
     /// `:status` values, made once.
     private static let statusTexts = (0..<600).map { String($0) }
-
-    private static func isConnectionSpecific(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 7: name == "upgrade"
-        case 10: name == "connection" || name == "keep-alive"
-        case 16: name == "proxy-connection"
-        case 17: name == "transfer-encoding"
-        default: false
-        }
-    }
 }

@@ -87,9 +87,7 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
         if !hasContentLength, Self.mayHaveBody(httpMethod) {
             headers.append(endStream ? ("content-length", "0") : ("transfer-encoding", "chunked"))
         }
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
-            headers.append((name, value))
-        }
+        appendRegularFields(of: block, to: &headers)
         return HTTPRequestHead(version: .http2, method: httpMethod, uri: path, headers: HTTPHeaders(headers))
     }
 
@@ -97,10 +95,14 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
     static func regularHeaders(_ block: HPACKHeaders) -> HTTPHeaders {
         var headers: [(String, String)] = []
         headers.reserveCapacity(block.count)
+        appendRegularFields(of: block, to: &headers)
+        return HTTPHeaders(headers)
+    }
+
+    private static func appendRegularFields(of block: HPACKHeaders, to headers: inout [(String, String)]) {
         for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
             headers.append((name, value))
         }
-        return HTTPHeaders(headers)
     }
 
     /// Methods whose requests are expected to carry a body unless they say otherwise.
