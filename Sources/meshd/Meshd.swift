@@ -142,7 +142,10 @@ struct Serve: AsyncParsableCommand {
                                                      host: xdsAddress.host)
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: xdsAddress.host, port: xdsAddress.port), transportSecurity: security,
-            config: .defaults { $0.channelDebuggingCallbacks.onAcceptTCPConnection = ADSReadBuffer.limit })
+            config: .defaults {
+                $0.channelDebuggingCallbacks.onAcceptTCPConnection = ADSReadBuffer.limit
+                $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = ADSStreamDataCopier.install
+            })
         let onNode: (@Sendable (Envoy_Config_Core_V3_Node, [String]) -> Void)? = issuer.map { issuer in
             { @Sendable node, peerURIs in issuer.nodeConnected(node, peerURIs: peerURIs) }
         }
