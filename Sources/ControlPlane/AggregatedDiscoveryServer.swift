@@ -2,7 +2,6 @@ import Foundation
 import GRPCCore
 import GRPCProtobuf
 import Logging
-import Synchronization
 import SwiftProtobuf
 import XDSAPI
 import XDSResource
@@ -30,46 +29,6 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         self.logger = logger
         self.nodeConnected = nodeConnected
         self.peerURIs = peerURIs
-    }
-
-    private enum Event<Request: Sendable>: Sendable {
-        case request(Request)
-        case snapshotChanged
-    }
-
-    /// Set while a snapshot change waits to be handled, so a stream that cannot keep up queues at
-    /// most one (the latest snapshot wins).
-    private final class PendingFlag: Sendable {
-        let value = Atomic<Bool>(false)
-    }
-
-    /// Runs one stream: requests and snapshot changes are merged into one sequence and handled in
-    /// order. The cache's change callback feeds the sequence directly; one child task reads requests.
-    private func run<Request: Sendable>(
-        requests: RPCAsyncSequence<Request, any Error>,
-        handle: @escaping (Event<Request>, _ watcher: Int) async throws -> Void
-    ) async throws {
-        let (events, continuation) = AsyncStream<Event<Request>>.makeStream()
-        let pending = PendingFlag()
-        let watcher = cache.addWatcher { _ in
-            if !pending.value.exchange(true, ordering: .acquiringAndReleasing) { continuation.yield(.snapshotChanged) }
-        }
-        defer { cache.removeWatcher(watcher) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { continuation.finish() }
-                do {
-                    for try await request in requests { continuation.yield(.request(request)) }
-                } catch {
-                    // The proxy went away; the stream ends.
-                }
-            }
-            for await event in events {
-                if case .snapshotChanged = event { pending.value.store(false, ordering: .releasing) }
-                try await handle(event, watcher)
-            }
-            group.cancelAll()
-        }
     }
 
     /// As the generated registration, with requests decoded without their node's extension list
@@ -112,64 +71,43 @@ public final class AggregatedDiscoveryServer: Envoy_Service_Discovery_V3_Aggrega
         try await serve(DeltaStreamState.self, requests: request, responses: response, peer: peerURIs(context))
     }
 
-    /// One stream of either protocol: the state machine decides, this loop writes and keeps the books.
+    /// One stream of either protocol: the state machine decides what to send, the session sends it.
     private func serve<State: ADSStreamProtocol>(
         _: State.Type, requests: RPCAsyncSequence<State.Request, any Error>, responses: RPCWriter<State.Response>,
         peer: [String]
     ) async throws {
-        let id = registry.open(protocolName: State.protocolName)
+        let session = ADSStreamSession<State>(server: self, responses: responses, peer: peer)
+        let id = registry.open(protocolName: State.protocolName) { [weak session] in session?.status }
         defer { registry.close(id) }
-        var state = State()
-        /// Secret names this stream asked for that its node is not served, each logged once.
-        var refusedSecrets = Set<String>()
-        try await run(requests: requests) { [registry, metrics] event, watcher in
-            // The work is done outside this async closure: its frame is kept for the stream's life,
-            // and what lived in it (requests, snapshots, responses) cost ~10 KB per proxy.
-            let out = self.respond(to: event, state: &state, refusedSecrets: &refusedSecrets, watcher: watcher, peer: peer)
-            for message in out {
-                try await responses.write(message)
-                if let type = ResourceType(typeURL: State.typeURL(of: message)) { metrics.pushed(type) }
-            }
-            registry.update(id, node: state.node, types: state.syncStatus)
-        }
+        try await session.run(requests: requests)
     }
 
-    /// What one event of a stream is answered with; records the node, ACKs and NACKs on the way.
-    private func respond<State: ADSStreamProtocol>(
-        to event: Event<State.Request>, state: inout State, refusedSecrets: inout Set<String>, watcher: Int,
-        peer: [String]
+    /// What a request is answered with; records ACKs and NACKs on the way.
+    func respond<State: ADSStreamProtocol>(
+        to request: State.Request, state: inout State, refusedSecrets: inout Set<String>
     ) -> [State.Response] {
-        switch event {
-        case .request(let request):
-            if state.node == nil, let first = State.node(of: request) {
-                cache.watch(watcher, isFor: first.id)
-                nodeConnected?(first, peer)
+        let node = state.node ?? State.node(of: request)
+        let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
+        let type = ResourceType(typeURL: State.typeURL(of: request))
+        let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
+        let snapshot = cache.snapshot(for: identity)
+        if type == .secret {
+            // Another proxy's certificate (or a secret no file defines) is never served; say so once.
+            let served = snapshot.resources(ofType: TypeURL.secret)
+            for name in State.subscribedNames(of: request) where served[name] == nil && refusedSecrets.insert(name).inserted {
+                logger.warning("node \(identity.id) (\(identity.cluster)) asked for secret '\(name)', which is not served to it")
             }
-            let node = state.node ?? State.node(of: request)
-            let identity = NodeIdentity(id: node?.id ?? "", cluster: node?.cluster ?? "")
-            let type = ResourceType(typeURL: State.typeURL(of: request))
-            let ackedBefore = type.flatMap { state.delivery(of: $0)?.ackedVersion }
-            let snapshot = cache.snapshot(for: identity)
-            if type == .secret {
-                // Another proxy's certificate (or a secret no file defines) is never served; say so once.
-                let served = snapshot.resources(ofType: TypeURL.secret)
-                for name in State.subscribedNames(of: request) where served[name] == nil && refusedSecrets.insert(name).inserted {
-                    logger.warning("node \(identity.id) (\(identity.cluster)) asked for secret '\(name)', which is not served to it")
-                }
-            }
-            let out = state.handle(request, snapshot: snapshot, now: Date())
-            if let type {
-                if let message = State.errorMessage(of: request) {
-                    metrics.nacked(type)
-                    logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
-                } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
-                          let latency = delivery.ackLatency {
-                    metrics.acked(type, latency: latency)
-                }
-            }
-            return out
-        case .snapshotChanged:
-            return state.snapshotChanged(cache.snapshot(for: state.identity), now: Date())
         }
+        let out = state.handle(request, snapshot: snapshot, now: Date())
+        if let type {
+            if let message = State.errorMessage(of: request) {
+                metrics.nacked(type)
+                logger.warning("\(type.shortName) NACK from \(identity.id) (\(identity.cluster)): \(message)")
+            } else if let delivery = state.delivery(of: type), delivery.ackedVersion != ackedBefore,
+                      let latency = delivery.ackLatency {
+                metrics.acked(type, latency: latency)
+            }
+        }
+        return out
     }
 }

@@ -25,7 +25,7 @@ public struct ControlPlaneAdmin: Sendable {
         case "/ready":
             return lastReload() == nil ? (503, "text/plain", "loading\n") : (200, "text/plain", "ready\n")
         case "/metrics":
-            return (200, "text/plain; version=0.0.4", metrics.prometheus(connectedProxies: registry.all().count))
+            return (200, "text/plain; version=0.0.4", metrics.prometheus(connectedProxies: registry.count))
         case "/debug/syncz":
             return (200, "application/json", syncz())
         case "/debug/config_dump":

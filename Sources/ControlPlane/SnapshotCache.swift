@@ -105,8 +105,8 @@ public final class SnapshotCache: Sendable {
     }
 
     /// Calls `notify` with each new generation that concerns the watcher (every change until
-    /// `watch(_:isFor:)` names its node), on the publishing thread. An ADS stream merges this
-    /// into its own event sequence: no task or stream of its own per proxy.
+    /// `watch(_:isFor:)` names its node), on the publishing thread, outside the cache's lock. An
+    /// ADS stream answers it on a short-lived task, or leaves it to the task already writing.
     public func addWatcher(_ notify: @escaping @Sendable (Int) -> Void) -> Int {
         state.withLock { state -> Int in
             state.nextWatcher += 1

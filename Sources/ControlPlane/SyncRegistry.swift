@@ -22,14 +22,26 @@ public final class SyncRegistry: Sendable {
         public var types: [ResourceType: TypeStatus] = [:]
     }
 
-    private let entries = Mutex<[Int: ProxyStatus]>([:])
+    /// What the registry keeps of a stream: the status is read from the stream when asked for, not
+    /// copied into the registry on every request (a copy per proxy, rebuilt on every ACK).
+    private struct Entry {
+        var protocolName: String
+        var connectedSince: Date
+        var status: @Sendable () -> (node: Envoy_Config_Core_V3_Node?, types: [ResourceType: TypeStatus])?
+    }
+
+    private let entries = Mutex<[Int: Entry]>([:])
     private let nextID = Atomic<Int>(0)
 
     public init() {}
 
-    public func open(protocolName: String) -> Int {
+    /// Registers a stream; `status` reads its node and per-type status (nil once it is gone).
+    public func open(protocolName: String,
+                     status: @escaping @Sendable () -> (node: Envoy_Config_Core_V3_Node?, types: [ResourceType: TypeStatus])?)
+        -> Int
+    {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        entries.withLock { $0[id] = ProxyStatus(streamID: id, protocolName: protocolName, connectedSince: Date()) }
+        entries.withLock { $0[id] = Entry(protocolName: protocolName, connectedSince: Date(), status: status) }
         return id
     }
 
@@ -37,14 +49,15 @@ public final class SyncRegistry: Sendable {
         _ = entries.withLock { $0.removeValue(forKey: id) }
     }
 
-    public func update(_ id: Int, node: Envoy_Config_Core_V3_Node?, types: [ResourceType: TypeStatus]) {
-        entries.withLock { entries in
-            entries[id]?.node = node
-            entries[id]?.types = types
-        }
-    }
+    public var count: Int { entries.withLock { $0.count } }
 
     public func all() -> [ProxyStatus] {
-        entries.withLock { Array($0.values) }.sorted { $0.streamID < $1.streamID }
+        // The streams are asked outside the registry's lock: each answers under a lock of its own.
+        let entries = entries.withLock { Array($0) }
+        return entries.sorted { $0.key < $1.key }.compactMap { id, entry in
+            guard let status = entry.status() else { return nil }
+            return ProxyStatus(streamID: id, protocolName: entry.protocolName, node: status.node,
+                               connectedSince: entry.connectedSince, types: status.types)
+        }
     }
 }
