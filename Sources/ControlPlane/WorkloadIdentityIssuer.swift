@@ -40,7 +40,7 @@ public final class WorkloadIdentityIssuer: Sendable {
         var bundle = ""
         /// `ROOTCA` as packed for the current bundle: the same bytes for every node, kept once.
         var root: (resource: Google_Protobuf_Any, version: String)?
-        var byNode: [String: (serialNumber: String, resources: [VersionedResource])] = [:]
+        var byNode: [String: (serialNumber: [UInt8], resources: [VersionedResource])] = [:]
     }
 
     public init(ca: CertificateAuthority, trustDomain: String, ttl: TimeInterval, cache: SnapshotCache,
@@ -179,12 +179,12 @@ public final class WorkloadIdentityIssuer: Sendable {
             }
             var byNode: [String: [VersionedResource]] = [:]
             for (node, certificate) in all {
-                if let done = packed.byNode[node], done.serialNumber == certificate.serialNumber {
+                if let done = packed.byNode[node], done.serialNumber == certificate.serialNumberBytes {
                     byNode[node] = done.resources
                     continue
                 }
                 let resources = Self.secrets(certificate, root: packed.root, node: node)
-                packed.byNode[node] = (certificate.serialNumber, resources)
+                packed.byNode[node] = (certificate.serialNumberBytes, resources)
                 byNode[node] = resources
             }
             packed.byNode = packed.byNode.filter { all[$0.key] != nil }

@@ -62,9 +62,12 @@ public struct CertificateAuthority: Sendable {
             issuer: rootCertificate.subject, subject: DistinguishedName(), signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Self.workloadExtensions(identity: identity, dnsNames: dnsNames, issuer: rootCertificate.publicKey),
             issuerPrivateKey: rootKey)
-        return IssuedCertificate(identity: identity, certificateChainPEM: try certificate.serializeAsPEM().pemString,
-                                 privateKeyPEM: key.pemRepresentation, notBefore: now, notAfter: notAfter,
-                                 serialNumber: certificate.serialNumber.description)
+        var der = DER.Serializer()
+        try der.serialize(certificate)
+        // A copy of exactly its length: the serializer's array has room for a kilobyte.
+        return IssuedCertificate(identity: identity, certificateDER: Array(der.serializedBytes[...]),
+                                 privateKeyRaw: Array(key.rawRepresentation), notBefore: now, notAfter: notAfter,
+                                 serialNumber: certificate.serialNumber.bytes)
     }
 
     /// A workload certificate's extensions: not a CA, server and client authentication, the SPIFFE ID
@@ -87,14 +90,40 @@ public struct CertificateAuthority: Sendable {
     }
 }
 
-/// A workload certificate and its key, in PEM, with when it should be renewed.
+/// A workload certificate and its key, with when it should be renewed. meshd keeps one for every
+/// proxy it has seen, so they are held as DER and the raw key (~0.5 KB) and made PEM when asked
+/// (~2 KB held as PEM and the serial's text).
 public struct IssuedCertificate: Sendable, Equatable {
     public var identity: SPIFFEID
-    public var certificateChainPEM: String
-    public var privateKeyPEM: String
+    public var certificateDER: [UInt8]
+    /// The P-256 private key's raw scalar.
+    public var privateKeyRaw: [UInt8]
     public var notBefore: Date
     public var notAfter: Date
-    public var serialNumber: String
+    public var serialNumberBytes: [UInt8]
+
+    public init(identity: SPIFFEID, certificateDER: [UInt8], privateKeyRaw: [UInt8], notBefore: Date, notAfter: Date,
+                serialNumber: ArraySlice<UInt8>) {
+        self.identity = identity
+        self.certificateDER = certificateDER
+        self.privateKeyRaw = privateKeyRaw
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.serialNumberBytes = Array(serialNumber)
+    }
+
+    /// The certificate (the whole chain: meshd's CA signs workloads with its root), PEM.
+    public var certificateChainPEM: String {
+        PEMDocument(type: "CERTIFICATE", derBytes: certificateDER).pemString
+    }
+
+    /// The private key, PEM (PKCS #8, as `P256.Signing.PrivateKey.pemRepresentation` writes it).
+    public var privateKeyPEM: String {
+        ((try? P256.Signing.PrivateKey(rawRepresentation: privateKeyRaw))?.pemRepresentation ?? "")
+    }
+
+    /// The serial number as X509 prints it: hex bytes joined by colons.
+    public var serialNumber: String { Certificate.SerialNumber(bytes: serialNumberBytes).description }
 
     /// Renewal is due at half of the lifetime, as Istio's agents renew.
     public var renewAt: Date { notBefore.addingTimeInterval(notAfter.timeIntervalSince(notBefore) / 2) }

@@ -47,6 +47,20 @@ struct SPIFFEPolicy: VerifierPolicy {
         #expect(try leaf.extensions.basicConstraints == .notCertificateAuthority)
     }
 
+    /// Issued certificates are kept as DER and the raw key; the PEM made from them is what a proxy
+    /// loads: the key is the certificate's, the serial is the certificate's.
+    @Test func theKeptCertificateAndKeyComeBackAsPEM() throws {
+        let ca = try CertificateAuthority(trustDomain: "cluster.local", now: now)
+        let issued = try ca.issue(for: identity, ttl: 3600, now: now)
+        #expect(issued.certificateChainPEM.hasPrefix("-----BEGIN CERTIFICATE-----\n"))
+        #expect(issued.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        let leaf = try Certificate(pemEncoded: issued.certificateChainPEM)
+        let key = try Certificate.PrivateKey(pemEncoded: issued.privateKeyPEM)
+        #expect(key.publicKey == leaf.publicKey)
+        #expect(issued.serialNumber == leaf.serialNumber.description)
+        #expect(issued.serialNumber.count > 20)
+    }
+
     @Test func renewalIsDueAtHalfLife() throws {
         let ca = try CertificateAuthority(trustDomain: "cluster.local", now: now)
         let issued = try ca.issue(for: identity, ttl: 86_400, now: now)
