@@ -13,7 +13,7 @@ public struct DeltaStreamState: Sendable {
         public var delivery = DeliveryState()
     }
 
-    public private(set) var types: [ResourceType: TypeState] = [:]
+    public private(set) var types = ResourceTypeTable<TypeState>()
     public private(set) var node: Envoy_Config_Core_V3_Node?
     private var nonceCounter = 0
 
@@ -58,9 +58,10 @@ public struct DeltaStreamState: Sendable {
         var responses: [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] = []
         var changedClusters: [String] = []
         for type in ResourceType.allCases where types[type] != nil {
-            if type == .endpoint, !changedClusters.isEmpty {
+            if type == .endpoint, !changedClusters.isEmpty, var state = types[type] {
                 // A changed cluster must see its endpoints again before it leaves warming.
-                for name in changedClusters { types[type]!.clientVersions[name] = nil }
+                for name in changedClusters { state.clientVersions[name] = nil }
+                types[type] = state
             }
             if let response = diff(type, snapshot: snapshot, now: now, force: false) {
                 if type == .cluster { changedClusters = response.resources.map(\.name) }

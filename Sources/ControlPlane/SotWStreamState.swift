@@ -12,7 +12,7 @@ public struct SotWStreamState: Sendable {
         public var delivery = DeliveryState()
     }
 
-    public private(set) var types: [ResourceType: TypeState] = [:]
+    public private(set) var types = ResourceTypeTable<TypeState>()
     public private(set) var node: Envoy_Config_Core_V3_Node?
     private var nonceCounter = 0
 
