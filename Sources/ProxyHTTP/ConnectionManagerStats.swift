@@ -12,6 +12,8 @@ public final class ConnectionManagerStats: Sendable {
         downstreamCxMaxDurationReached, downstreamRqTxReset: Counter
     /// The codecs' `http1.*` / `http2.*` counters for headers with underscores (root scope, as Envoy's).
     public let droppedUnderscoreHeaders, rejectedUnderscoreHeaders: (http1: Counter, http2: Counter)
+    /// `http2.rx_messaging_error`: malformed HTTP/2 requests (root scope, as Envoy's).
+    public let http2RxMessagingError: Counter
     public let downstreamRqActive, downstreamCxActive, downstreamCxHttp1Active, downstreamCxHttp2Active,
         downstreamCxUpgradesActive: Gauge
     public let downstreamRqTime, downstreamCxLengthMs: Histogram
@@ -51,6 +53,8 @@ public final class ConnectionManagerStats: Sendable {
         }
         droppedUnderscoreHeaders = codec("dropped_headers_with_underscores")
         rejectedUnderscoreHeaders = codec("requests_rejected_with_underscores_in_headers")
+        http2RxMessagingError = store.counter("http2.rx_messaging_error",
+                                              StatTags(extractedName: "http2.rx_messaging_error", tags: []))
         downstreamCxUpgradesTotal = counter("downstream_cx_upgrades_total")
         downstreamCxUpgradesActive = gauge("downstream_cx_upgrades_active")
         downstreamRqWsOnNonWsRoute = counter("downstream_rq_ws_on_non_ws_route")

@@ -65,6 +65,12 @@ public enum DownstreamPipeline {
             HTTP2Setting(parameter: .maxHeaderListSize, value: current.maxRequestHeadersBytes),
         ] + (options.allowConnect ? [HTTP2Setting(parameter: .enableConnectProtocol, value: 1)] : [])
         connection.targetWindowSize = options.initialConnectionWindowSize
+        // The request reader checks what a client sends (`HTTP2RequestHeaderValidation`); NIO's
+        // check would look at every response meshproxy sends too.
+        connection.headerBlockValidation = .disabled
+        let malformed = HTTP2MalformedRequestPolicy(streamError: options.streamErrorOnInvalidHTTPMessage,
+                                                    extendedConnect: options.allowConnect,
+                                                    messagingErrors: current.stats.http2RxMessagingError)
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = options.initialStreamWindowSize
         // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
@@ -80,12 +86,13 @@ public enum DownstreamPipeline {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 let sync = streamChannel.pipeline.syncOperations
-                if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect()) }
+                if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect(malformed: malformed)) }
                 // The reader hands request parts to the manager, which writes the response's frames.
                 let manager = HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
                                                     connectionID: connectionID, tls: tls,
                                                     sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
-                try sync.addHandlers([HTTP2StreamRequestReader(manager: manager), manager])
+                try sync.addHandlers([HTTP2StreamRequestReader(manager: manager, malformed: malformed,
+                                                               validatesRequestHead: !options.allowConnect), manager])
             }
         }
         try pipeline.addHandler(management)

@@ -27,12 +27,22 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
         case discarding
         /// The tunnel owns the stream's DATA.
         case tunnel
+        /// The request was malformed; nothing more of it is read.
+        case refused
     }
 
     /// More than this held before the upstream answers resets the stream.
     static let holdLimit = 1 << 20
     private var state = State.passThrough
     private var context: ChannelHandlerContext?
+    private let malformed: HTTP2MalformedRequestPolicy
+    /// The request's own HEADERS were checked (this handler checks them, before it translates a
+    /// CONNECT's into fields HTTP/2 forbids; the request reader checks trailers).
+    private var headChecked = false
+
+    init(malformed: HTTP2MalformedRequestPolicy) {
+        self.malformed = malformed
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -45,8 +55,19 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = unwrapInboundIn(data)
+        if malformed.connectionClosing { state = .refused }
         switch state {
         case .passThrough:
+            if !headChecked, case .headers(let frame) = payload {
+                headChecked = true
+                do {
+                    try HTTP2RequestHeaderValidation.validateRequest(frame.headers, extendedConnect: malformed.extendedConnect)
+                } catch {
+                    state = .refused
+                    malformed.refuse(context: context, error)
+                    return
+                }
+            }
             if case .headers(let frame) = payload, let upgrade = Self.upgradeRequest(frame.headers) {
                 state = .holding(held: [], bytes: 0, ended: frame.endStream)
                 var translated = frame
@@ -81,6 +102,8 @@ final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
             }
         case .tunnel:
             context.fireChannelRead(data)
+        case .refused:
+            break
         }
     }
 

@@ -14,33 +14,42 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
     typealias InboundIn = HTTP2Frame.FramePayload
 
     private let manager: HTTPConnectionManager
+    private let malformed: HTTP2MalformedRequestPolicy
+    /// False behind `HTTP2ExtendedConnect`, which checks the block it translates itself.
+    private let validatesRequestHead: Bool
     private var headReceived = false
+    private var refused = false
 
-    init(manager: HTTPConnectionManager) {
+    init(manager: HTTPConnectionManager, malformed: HTTP2MalformedRequestPolicy, validatesRequestHead: Bool = true) {
         self.manager = manager
+        self.malformed = malformed
+        self.validatesRequestHead = validatesRequestHead
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused, !malformed.connectionClosing else { return }
         switch unwrapInboundIn(data) {
         case .headers(let frame):
             if headReceived {
+                do {
+                    try HTTP2RequestHeaderValidation.validateTrailers(frame.headers)
+                } catch {
+                    refuse(context: context, error)
+                    return
+                }
                 manager.receive(.end(Self.regularHeaders(frame.headers)))
                 return
             }
             headReceived = true
             do {
+                if validatesRequestHead {
+                    try HTTP2RequestHeaderValidation.validateRequest(frame.headers, extendedConnect: malformed.extendedConnect)
+                }
                 let head = try Self.requestHead(frame.headers, endStream: frame.endStream)
                 manager.receive(.head(head, keepAlive: true))
                 if frame.endStream { manager.receive(.end(nil)) }
             } catch {
-                // NIO's state machine has checked the pseudo-header fields; what it lets through and
-                // this cannot read (a request with neither `:authority` nor `host`) resets the stream
-                // as NIO resets a malformed one. After this read: NIO's connection management counts
-                // the stream open only once its first frames are delivered (debug builds assert).
-                context.fireErrorCaught(error)
-                context.eventLoop.assumeIsolated().execute {
-                    context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.protocolError)), promise: nil)
-                }
+                refuse(context: context, error)
             }
         case .data(let frame):
             guard case .byteBuffer(let bytes) = frame.data else { return }
@@ -49,6 +58,11 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
         default:
             break
         }
+    }
+
+    private func refuse(context: ChannelHandlerContext, _ error: any Error) {
+        refused = true
+        malformed.refuse(context: context, error)
     }
 
     enum TranslationError: Error, Equatable {

@@ -47,6 +47,18 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         var grpcStats: GRPCStatsFilter?
     }
 
+    /// `http2_protocol_options`, with the connection manager's `stream_error_on_invalid_http_message`
+    /// where the options' `override_stream_error_on_invalid_http_message` does not decide (as Envoy:
+    /// the override, else the connection manager's field, else the deprecated
+    /// `stream_error_on_invalid_http_messaging`).
+    static func http2Options(_ hcm: HCMProto, path: String) throws -> HTTP2Options {
+        var options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
+        if !options.streamErrorOverridden, hcm.hasStreamErrorOnInvalidHTTPMessage {
+            options.streamErrorOnInvalidHTTPMessage = hcm.streamErrorOnInvalidHTTPMessage.value
+        }
+        return options
+    }
+
     static func compile(_ hcm: HCMProto, path: String, listenerStatScope: String, store: StatsStore,
                         outbound: Bool = false) throws -> Self {
         guard !hcm.statPrefix.isEmpty else { throw ListenerConfigError(path + ".stat_prefix", "stat_prefix is required") }
@@ -57,7 +69,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
         case .http2: codec = .http2
         default: throw ListenerConfigError(path + ".codec_type", "codec_type \(hcm.codecType) is not supported")
         }
-        let http2Options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
+        let http2Options = try Self.http2Options(hcm, path: path)
         var upgradeTypes: [String: Bool] = [:]
         for (index, upgrade) in hcm.upgradeConfigs.enumerated() {
             let upgradePath = "\(path).upgrade_configs[\(index)]"

@@ -29,5 +29,11 @@ extension HTTP2Options {
             initialConnectionWindowSize = value
         }
         allowConnect = proto.allowConnect
+        if proto.hasOverrideStreamErrorOnInvalidHTTPMessage {
+            streamErrorOnInvalidHTTPMessage = proto.overrideStreamErrorOnInvalidHTTPMessage.value
+            streamErrorOverridden = true
+        } else {
+            streamErrorOnInvalidHTTPMessage = proto.streamErrorOnInvalidHTTPMessaging
+        }
     }
 }

@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
+import ProxyCore
 import Testing
 @testable import ProxyHTTP
 
@@ -10,6 +11,12 @@ import Testing
 @Suite struct HTTP2ExtendedConnectTests {
     static let connect: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https",
                                         ":path": "/chat", ":authority": "ws.test", "sec-websocket-version": "13"]
+
+    static func translator(streamError: Bool = true) -> HTTP2ExtendedConnect {
+        HTTP2ExtendedConnect(malformed: HTTP2MalformedRequestPolicy(
+            streamError: streamError, extendedConnect: true,
+            messagingErrors: Counter(name: "http2.rx_messaging_error", tags: StatTags(extractedName: "http2.rx_messaging_error", tags: []))))
+    }
 
     func inboundPayloads(_ channel: EmbeddedChannel) throws -> [HTTP2Frame.FramePayload] {
         var payloads: [HTTP2Frame.FramePayload] = []
@@ -37,8 +44,8 @@ import Testing
 
     @Test func otherRequestsPassUntouched() throws {
         #expect(HTTP2ExtendedConnect.upgradeRequest([":method": "GET", ":path": "/", ":scheme": "http"]) == nil)
-        let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
-        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: [":method": "POST", ":path": "/"])))
+        let channel = EmbeddedChannel(handler: Self.translator())
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: [":method": "POST", ":path": "/", ":scheme": "http"])))
         try channel.writeInbound(Self.data("body"))
         #expect(try inboundPayloads(channel).count == 2)
     }
@@ -52,7 +59,7 @@ import Testing
     }
 
     @Test func earlyBytesWaitForTheTunnel() throws {
-        let handler = HTTP2ExtendedConnect()
+        let handler = Self.translator()
         let channel = EmbeddedChannel(handler: handler)
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
         #expect(try inboundPayloads(channel).count == 1)
@@ -74,7 +81,7 @@ import Testing
     @Test func aClosedStreamLetsGoOfItsHandler() throws {
         weak var released: HTTP2ExtendedConnect?
         do {
-            let handler = HTTP2ExtendedConnect()
+            let handler = Self.translator()
             released = handler
             let channel = EmbeddedChannel(handler: handler)
             try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
@@ -85,7 +92,7 @@ import Testing
     }
 
     @Test func aRefusedUpgradeDropsTheBytesButKeepsTheEnd() throws {
-        let channel = EmbeddedChannel(handler: HTTP2ExtendedConnect())
+        let channel = EmbeddedChannel(handler: Self.translator())
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.connect)))
         _ = try inboundPayloads(channel)
         try channel.writeInbound(Self.data("early", end: true))
@@ -97,5 +104,26 @@ import Testing
             return
         }
         #expect(end.endStream && end.data.readableBytes == 0)
+    }
+
+    /// The translator checks the request as the client sent it, before it adds `connection` and
+    /// `upgrade`: a CONNECT with a `:path` (not an extended one) is malformed and goes no further;
+    /// the stream is reset after the read and what follows is dropped.
+    @Test func aMalformedConnectIsRefusedBeforeTranslation() throws {
+        let handler = Self.translator()
+        let channel = EmbeddedChannel(handler: handler)
+        // The reset policy passes the error on as NIO passes a stream error; EmbeddedChannel rethrows it.
+        #expect(throws: HTTP2RequestHeaderValidation.Failure.pseudoHeaderNotAllowed(":path")) {
+            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(
+                headers: [":method": "CONNECT", ":authority": "a:443", ":path": "/"])))
+        }
+        try channel.writeInbound(Self.data("bytes", end: true))
+        #expect(try inboundPayloads(channel).isEmpty)
+        channel.embeddedEventLoop.run()
+        guard case .rstStream(let code)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("expected RST_STREAM")
+            return
+        }
+        #expect(code == .protocolError)
     }
 }

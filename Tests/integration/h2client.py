@@ -14,6 +14,8 @@ import h2.exceptions
 class H2Client:
     def __init__(self, port, connection_window=16 << 20):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        # The server closed the connection (with or without a GOAWAY).
+        self.closed = False
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
         # A large connection window, so one stalled stream cannot starve the others of it.
@@ -34,7 +36,11 @@ class H2Client:
     def flush(self):
         pending = self.conn.data_to_send()
         if pending:
-            self.sock.sendall(pending)
+            try:
+                self.sock.sendall(pending)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server closed the connection; what it sent before is still read by pump.
+                self.closed = True
 
     def request(self, path, method="GET", headers=(), body=None):
         stream = self.conn.get_next_available_stream_id()
@@ -65,8 +71,12 @@ class H2Client:
             readable, _, _ = select.select([self.sock], [], [], min(remaining, 0.2))
             if not readable:
                 continue
-            chunk = self.sock.recv(1 << 16)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
+                self.closed = True
                 return until()
             self.pending += chunk
             for event in self.frames():

@@ -70,24 +70,71 @@ def test_h2c_requests_and_responses_take_http1_framing_as_envoy_gives_them(binar
     assert "content-length" not in requests["/get"][0] and "transfer-encoding" not in requests["/get"][0]
 
 
-def test_h2c_request_without_authority_or_host_resets_only_its_stream(raw, launch):
-    """meshproxy resets such a stream with PROTOCOL_ERROR, as it resets other malformed HTTP/2 requests, and the
-    connection goes on. (Envoy 1.40 closes the whole connection instead unless
-    `stream_error_on_invalid_http_message` is set, which meshproxy does not read yet.)"""
-    proxy = launch(MESHPROXY, config(raw.port), "h2c-no-authority")
-    client = H2Client(proxy.port)
+BASE = [(":method", "GET"), (":path", "/bad"), (":scheme", "http"), (":authority", "test")]
+MALFORMED = {
+    "upper-case name": BASE + [("X-Upper", "1")],
+    "name not a token": BASE + [("bad name", "1")],
+    "connection-specific field": BASE + [("connection", "keep-alive")],
+    "transfer-encoding": BASE + [("transfer-encoding", "chunked")],
+    "te other than trailers": BASE + [("te", "gzip")],
+    "cr in a value": BASE + [("x-split", "a\rb")],
+    "pseudo-header after a regular field": BASE[:3] + [("x-a", "1"), (":authority", "test")],
+    "unknown pseudo-header": BASE + [(":foo", "1")],
+    "response pseudo-header": BASE + [(":status", "200")],
+    "duplicate :path": BASE + [(":path", "/again")],
+    "empty :path": [(":method", "GET"), (":path", ""), (":scheme", "http"), (":authority", "test")],
+    "no :scheme": [(":method", "GET"), (":path", "/bad"), (":authority", "test")],
+    "no :method": [(":path", "/bad"), (":scheme", "http"), (":authority", "test")],
+    "space in :path": [(":method", "GET"), (":path", "/a b"), (":scheme", "http"), (":authority", "test")],
+    "CONNECT with :path": [(":method", "CONNECT"), (":authority", "test:443"), (":path", "/")],
+    ":protocol without extended CONNECT": BASE + [(":protocol", "websocket")],
+    "no :authority or host": [(":method", "GET"), (":path", "/bad"), (":scheme", "http")],
+}
+
+
+def send_malformed(port, fields):
+    """A malformed request and a good one after it on a new connection; the client once the bad one was reset and
+    the good one answered, or the connection closed."""
+    client = H2Client(port)
     try:
         client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
         bad = client.conn.get_next_available_stream_id()
-        client.conn.send_headers(bad, [(":method", "GET"), (":path", "/x"), (":scheme", "http")], end_stream=True)
+        client.conn.send_headers(bad, fields, end_stream=True)
         client.flush()
-        good = client.request("/after")
-        assert client.pump(lambda: bad in client.reset and good in client.ended)
+        good = client.request("/after", headers=[("te", "trailers")])
+        client.pump(lambda: (bad in client.reset and good in client.ended) or client.closed, timeout=5)
     finally:
         client.close()
-    assert client.reset_codes[bad] == h2.errors.ErrorCodes.PROTOCOL_ERROR
-    assert client.headers[good][":status"] == "200"
-    assert [line.split()[1] for line, _, _ in raw.requests] == ["/after"]
+    return client, bad, good
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_a_malformed_h2c_request_closes_its_connection_by_default(binary, name, raw, launch):
+    """RFC 9113 § 8.2-8.3 make these requests malformed; Envoy (without `stream_error_on_invalid_http_message`)
+    closes the connection, the request after them unanswered, and nothing of them goes upstream."""
+    proxy = launch(binary, config(raw.port), f"h2c-malformed-{name}")
+    for case, fields in MALFORMED.items():
+        client, bad, good = send_malformed(proxy.port, fields)
+        assert client.closed and good not in client.headers, case
+    assert raw.requests == []
+    assert proxy.stats().get("http2.rx_messaging_error") == str(len(MALFORMED))
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_with_stream_error_on_invalid_http_message_a_malformed_h2c_request_resets_only_its_stream(
+        binary, name, raw, launch):
+    def make(listener, admin):
+        return http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: raw } }\n",
+                              [static_cluster("raw", raw.port)],
+                              hcm_extra="          codec_type: AUTO\n          stream_error_on_invalid_http_message: true\n")
+    proxy = launch(binary, make, f"h2c-malformed-stream-error-{name}")
+    for case, fields in MALFORMED.items():
+        client, bad, good = send_malformed(proxy.port, fields)
+        assert client.reset_codes.get(bad) == h2.errors.ErrorCodes.PROTOCOL_ERROR, case
+        assert client.headers[good][":status"] == "200", case
+    assert [line.split()[1] for line, _, _ in raw.requests] == ["/after"] * len(MALFORMED)
+    assert proxy.stats().get("http2.rx_messaging_error") == str(len(MALFORMED))
 
 
 def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):

@@ -1,0 +1,40 @@
+import NIOCore
+import NIOHTTP2
+import ProxyCore
+
+/// What a malformed downstream HTTP/2 request does, as Envoy's `stream_error_on_invalid_http_message`
+/// says: by default the whole connection closes, as Envoy 1.40 closes it, and no later request of
+/// that connection is served (not even one that came in the same read); with the option set only
+/// the stream is reset (PROTOCOL_ERROR) and the connection serves the rest. Either way
+/// `http2.rx_messaging_error` counts it. One per connection, used on its event loop only.
+final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
+    let streamError: Bool
+    /// The connection offered extended CONNECT (RFC 8441): `:protocol` is allowed.
+    let extendedConnect: Bool
+    private let messagingErrors: Counter
+    /// A malformed request is closing the connection: its streams read nothing more.
+    private(set) var connectionClosing = false
+
+    init(streamError: Bool, extendedConnect: Bool, messagingErrors: Counter) {
+        self.streamError = streamError
+        self.extendedConnect = extendedConnect
+        self.messagingErrors = messagingErrors
+    }
+
+    /// Refuses the request on `context`'s stream. Both the reset and the close wait until after
+    /// the read that brought the request: NIO's connection management counts a stream open only
+    /// once its first frames are delivered, and closing it inside that read trips its assertion.
+    func refuse(context: ChannelHandlerContext, _ error: any Error) {
+        messagingErrors.increment()
+        guard streamError else {
+            connectionClosing = true
+            let connection = context.channel.parent
+            context.eventLoop.assumeIsolated().execute { connection?.close(promise: nil) }
+            return
+        }
+        context.fireErrorCaught(error)
+        context.eventLoop.assumeIsolated().execute {
+            context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.protocolError)), promise: nil)
+        }
+    }
+}
