@@ -84,8 +84,8 @@ public enum DownstreamPipeline {
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
-            streamChannel.eventLoop.makeCompletedFuture {
-                let sync = streamChannel.pipeline.syncOperations
+            let sync = streamChannel.pipeline.syncOperations
+            do {
                 if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect(malformed: malformed)) }
                 // The reader hands request parts to the manager, which writes the response's frames.
                 let manager = HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
@@ -93,7 +93,11 @@ public enum DownstreamPipeline {
                                                     sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
                 try sync.addHandlers([HTTP2StreamRequestReader(manager: manager, malformed: malformed,
                                                                validatesRequestHead: !options.allowConnect), manager])
+            } catch {
+                return streamChannel.eventLoop.makeFailedFuture(error)
             }
+            // The event loop's one succeeded future, where a new one per stream cost an allocation.
+            return streamChannel.eventLoop.makeSucceededVoidFuture()
         }
         try pipeline.addHandler(management)
         try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
