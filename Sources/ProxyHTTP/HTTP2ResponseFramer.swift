@@ -59,7 +59,8 @@ struct HTTP2ResponseFramer {
         if let status { block.add(name: ":status", value: status < 600 ? statusTexts[Int(status)] : String(status)) }
         var connection: [String] = []
         for (name, value) in headers {
-            // Lower case already from every source the proxy has; NIO's validation would reset the stream.
+            // Lower case already from every source the proxy has; HTTP/2 requires it, and nothing after
+            // this looks (NIO's header block check is off on downstream connections).
             let lowered = name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) ? name.lowercased() : name
             if ProxiedResponseHeader(lowercased: lowered) == .hopByHop {
                 if lowered == "connection" { connection.append(value) }

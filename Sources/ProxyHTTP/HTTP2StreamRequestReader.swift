@@ -9,7 +9,10 @@ import NIOHTTP2
 /// head was rebuilt from the header block by name lookups (BENCHMARKS.md, h2c). The request
 /// is what NIO's codec made of it: `host` from `:authority`, and a request of a method that carries
 /// a body and has no `content-length` is `transfer-encoding: chunked` (or `content-length: 0` when
-/// its HEADERS end the stream), so the rest of the proxy sees HTTP/1.1's framing.
+/// its HEADERS end the stream), so the rest of the proxy sees HTTP/1.1's framing. It checks the
+/// trailers, and the request's header block unless `HTTP2ExtendedConnect` sits before it (which
+/// checks the block before translating it), with `HTTP2RequestHeaderValidation`; a malformed
+/// request is refused as `malformed` says.
 final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
 
