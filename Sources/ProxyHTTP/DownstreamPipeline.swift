@@ -101,7 +101,7 @@ public enum DownstreamPipeline {
         }
         try pipeline.addHandler(management)
         try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
-                                                               timeouts: current.timeouts))
+                                                               timeouts: current.timeouts, malformed: malformed))
     }
 }
 

@@ -16,15 +16,19 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     private var draining = false
     private var openedAt = NIODeadline.now()
     private let timeouts: ConnectionTimeouts
+    /// The connection's streams stop reading once it is closing for an error.
+    private let malformed: HTTP2MalformedRequestPolicy?
     private var openStreams = 0
     /// Since when the connection has had no stream; nil while it has one.
     private var idleSince: NIODeadline?
     private var timeoutCheck: Scheduled<Void>?
 
-    init(stats: ConnectionManagerStats, tracker: ConnectionTracker?, timeouts: ConnectionTimeouts = ConnectionTimeouts()) {
+    init(stats: ConnectionManagerStats, tracker: ConnectionTracker?, timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+         malformed: HTTP2MalformedRequestPolicy? = nil) {
         self.stats = stats
         self.tracker = tracker
         self.timeouts = timeouts
+        self.malformed = malformed
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -109,11 +113,15 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         }
     }
 
+    /// A protocol error closes the connection, as Envoy closes it. NIO has written its GOAWAY (or a
+    /// stream's RST_STREAM), which leaves with the flush at the end of the read; the close waits
+    /// for that, and meanwhile no stream of the connection reads anything more.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is any NIOHTTP2Error {
             stats.downstreamCxProtocolError.increment()
         }
-        context.close(promise: nil)
+        malformed?.connectionFailed()
+        context.eventLoop.assumeIsolated().execute { context.close(promise: nil) }
     }
 
     /// GOAWAY now (NIO's connection management handler sends it and closes once the streams are

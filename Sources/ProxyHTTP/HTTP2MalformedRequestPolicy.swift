@@ -12,13 +12,18 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
     /// The connection offered extended CONNECT (RFC 8441): `:protocol` is allowed.
     let extendedConnect: Bool
     private let messagingErrors: Counter
-    /// A malformed request is closing the connection: its streams read nothing more.
+    /// A malformed request or a protocol error is closing the connection: its streams read nothing more.
     private(set) var connectionClosing = false
 
     init(streamError: Bool, extendedConnect: Bool, messagingErrors: Counter) {
         self.streamError = streamError
         self.extendedConnect = extendedConnect
         self.messagingErrors = messagingErrors
+    }
+
+    /// The connection is closing for a protocol error NIO found: its streams read nothing more.
+    func connectionFailed() {
+        connectionClosing = true
     }
 
     /// Refuses the request on `context`'s stream. Both the reset and the close wait until after

@@ -2,7 +2,9 @@
 upstream side (HTTP/2 clusters), with curl and h2load on loopback, compared with Envoy 1.40 where
 the outcome can be compared."""
 import re
+import socket
 import subprocess
+import time
 
 import h2.errors
 import pytest
@@ -135,6 +137,36 @@ def test_with_stream_error_on_invalid_http_message_a_malformed_h2c_request_reset
         assert client.headers[good][":status"] == "200", case
     assert [line.split()[1] for line, _, _ in raw.requests] == ["/after"] * len(MALFORMED)
     assert proxy.stats().get("http2.rx_messaging_error") == str(len(MALFORMED))
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_an_http2_connection_error_sends_goaway_before_the_close(binary, name, raw, launch):
+    """DATA on stream 0 is a connection error of type PROTOCOL_ERROR (RFC 9113 § 6.1): a GOAWAY with that code,
+    then the close (meshproxy closed at once, its GOAWAY unsent)."""
+    proxy = launch(binary, config(raw.port), f"h2c-connection-error-{name}")
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+    data_on_stream_0 = bytes.fromhex("00000400" "00" "00000000") + b"abcd"
+    received = b""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(preface + data_on_stream_0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(1 << 16)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    frames = []
+    while len(received) >= 9:
+        length = int.from_bytes(received[:3], "big")
+        frames.append((received[3], received[9:9 + length]))
+        received = received[9 + length:]
+    goaways = [payload for kind, payload in frames if kind == 7]
+    assert goaways, frames
+    assert int.from_bytes(goaways[0][4:8], "big") == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert raw.requests == []
 
 
 def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):
