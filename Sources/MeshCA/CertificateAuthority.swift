@@ -119,7 +119,7 @@ public struct IssuedCertificate: Sendable, Equatable {
 
     /// The private key, PEM (PKCS #8, as `P256.Signing.PrivateKey.pemRepresentation` writes it).
     public var privateKeyPEM: String {
-        ((try? P256.Signing.PrivateKey(rawRepresentation: privateKeyRaw))?.pemRepresentation ?? "")
+        (try? P256.Signing.PrivateKey(rawRepresentation: privateKeyRaw))?.pemRepresentation ?? ""
     }
 
     /// The serial number as X509 prints it: hex bytes joined by colons.
