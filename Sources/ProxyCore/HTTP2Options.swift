@@ -7,9 +7,6 @@ public struct HTTP2Options: Sendable, Equatable {
     public var allowConnect = false
     /// A malformed request resets only its stream; by default (as Envoy) it closes the connection.
     public var streamErrorOnInvalidHTTPMessage = false
-    /// `override_stream_error_on_invalid_http_message` was given, which wins over the connection
-    /// manager's `stream_error_on_invalid_http_message`.
-    public var streamErrorOverridden = false
 
     public init() {}
 }

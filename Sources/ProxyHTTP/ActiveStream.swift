@@ -435,7 +435,7 @@ final class ActiveStream: UpstreamResponseDelegate {
         var sawForwardedProto = false
         var sawRequestID = false
         let clientCert = config.forwardClientCert.action(tls: manager.tls)
-        // Names arrive in lower case: from the HTTP/1 parser so, on HTTP/2 so (NIO refuses others), and
+        // Names arrive in lower case: from the HTTP/1 parser so, on HTTP/2 so (the stream reader refuses others), and
         // from unit tests' parts through the connection manager's `channelRead`, which lower-cases them.
         for (lower, value) in downstreamHead.headers {
             switch ProxiedRequestHeader(lowercased: lower) {

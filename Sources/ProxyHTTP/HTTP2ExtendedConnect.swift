@@ -10,8 +10,9 @@ import ProxyCore
 /// CONNECT as HTTP/1.1 writes one. The stream's DATA is held back until the upstream has answered:
 /// on its 101 (or the connection a terminated CONNECT opens) the stream becomes a byte tunnel
 /// (`startTunnel`), on any other answer the held bytes are dropped as the request body of a refused
-/// upgrade. NIO refuses `connection` and `upgrade` on HTTP/2, so only this handler can put them on
-/// an HTTP/2 request.
+/// upgrade. A client's `connection` and `upgrade` are malformed on HTTP/2
+/// (`HTTP2RequestHeaderValidation`, which this handler runs on the request before translating it),
+/// so only this handler can put them on an HTTP/2 request.
 final class HTTP2ExtendedConnect: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload

@@ -97,13 +97,7 @@ enum HTTP2RequestHeaderValidation {
 
     private static func validateRegularField(_ name: String, _ value: String) throws(Failure) {
         guard isValidName(name) else { throw .invalidFieldName(name) }
-        switch name.utf8.count {
-        case 7 where name == "upgrade", 10 where name == "connection" || name == "keep-alive",
-             16 where name == "proxy-connection", 17 where name == "transfer-encoding":
-            throw .connectionSpecificField(name)
-        default:
-            break
-        }
+        guard ProxiedResponseHeader(lowercased: name) != .hopByHop else { throw .connectionSpecificField(name) }
         guard isValidValue(value) else { throw .invalidFieldValue(name: name) }
     }
 

@@ -34,7 +34,8 @@ enum ProxiedRequestHeader: Equatable {
 
 /// The same for a response header on its way downstream.
 enum ProxiedResponseHeader: Equatable {
-    /// Hop-by-hop: not forwarded.
+    /// Hop-by-hop: not forwarded. The same five names are RFC 9113 § 8.2.2's connection-specific
+    /// fields, which an HTTP/2 message may not carry.
     case hopByHop
     case server
     case date

@@ -53,7 +53,7 @@ struct ConnectionManagerTemplate: @unchecked Sendable {
     /// `stream_error_on_invalid_http_messaging`).
     static func http2Options(_ hcm: HCMProto, path: String) throws -> HTTP2Options {
         var options = try HTTP2Options(hcm.http2ProtocolOptions, path: path + ".http2_protocol_options")
-        if !options.streamErrorOverridden, hcm.hasStreamErrorOnInvalidHTTPMessage {
+        if !hcm.http2ProtocolOptions.hasOverrideStreamErrorOnInvalidHTTPMessage, hcm.hasStreamErrorOnInvalidHTTPMessage {
             options.streamErrorOnInvalidHTTPMessage = hcm.streamErrorOnInvalidHTTPMessage.value
         }
         return options

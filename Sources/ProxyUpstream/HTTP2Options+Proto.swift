@@ -29,11 +29,7 @@ extension HTTP2Options {
             initialConnectionWindowSize = value
         }
         allowConnect = proto.allowConnect
-        if proto.hasOverrideStreamErrorOnInvalidHTTPMessage {
-            streamErrorOnInvalidHTTPMessage = proto.overrideStreamErrorOnInvalidHTTPMessage.value
-            streamErrorOverridden = true
-        } else {
-            streamErrorOnInvalidHTTPMessage = proto.streamErrorOnInvalidHTTPMessaging
-        }
+        streamErrorOnInvalidHTTPMessage = proto.hasOverrideStreamErrorOnInvalidHTTPMessage
+            ? proto.overrideStreamErrorOnInvalidHTTPMessage.value : proto.streamErrorOnInvalidHTTPMessaging
     }
 }
