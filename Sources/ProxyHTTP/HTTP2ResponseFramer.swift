@@ -6,50 +6,64 @@ import NIOHTTP2
 /// The response side of one downstream HTTP/2 stream: the connection manager's response parts
 /// written as the stream's frames, with no codec handler in between.
 ///
-/// A headers-only response leaves as one HEADERS frame with END_STREAM, as Envoy sends it (gRPC's
-/// trailers-only replies must end on their HEADERS): a head is held until the next part, and a bare
-/// end merges into it. Connection-specific fields (`connection` and the fields it names, `keep-alive`,
-/// `proxy-connection`, `transfer-encoding`, `upgrade`) are not sent on HTTP/2. Fields whose values
-/// change with every response go out unindexed (`HTTP2ResponseHeaderIndexing`).
+/// A response's last frame carries END_STREAM: a headers-only response is one HEADERS frame, as
+/// Envoy sends it (gRPC's trailers-only replies must end on their HEADERS), and a body's last DATA
+/// frame ends the stream. Envoy 1.40 sends an empty DATA frame after the body instead; merging the
+/// end saves a frame a response, each a trip through NIO's HTTP/2 state machine and encoder
+/// (BENCHMARKS.md, h2c). So the last head or body part is held until the next part, which an end
+/// merges into, or until a flush or close. Connection-specific fields (`connection` and the fields
+/// it names, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`) are not sent on
+/// HTTP/2. Fields whose values change with every response go out unindexed
+/// (`HTTP2ResponseHeaderIndexing`).
 struct HTTP2ResponseFramer {
-    private var held: (headers: HPACKHeaders, promise: EventLoopPromise<Void>?)?
+    private enum Held {
+        case head(HPACKHeaders)
+        case body(IOData)
+    }
+
+    private var held: (part: Held, promise: EventLoopPromise<Void>?)?
 
     mutating func write(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(let head):
             release(context: context)
-            held = (Self.headerBlock(status: head.status.code, head.headers), promise)
+            held = (.head(Self.headerBlock(status: head.status.code, head.headers)), promise)
         case .body(let body):
             release(context: context)
-            context.write(NIOAny(HTTP2Frame.FramePayload.data(.init(data: body))), promise: promise)
+            held = (.body(body), promise)
         case .end(let trailers?):
             release(context: context)
             let block = Self.headerBlock(status: nil, trailers)
             context.write(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: block, endStream: true))), promise: promise)
         case .end(nil):
-            if let (headers, heldPromise) = held {
-                held = nil
-                if let heldPromise, let promise { heldPromise.futureResult.cascade(to: promise) }
-                let frame = HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true))
-                context.write(NIOAny(frame), promise: heldPromise ?? promise)
-            } else {
+            guard let (part, heldPromise) = held else {
                 let end = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))
-                context.write(NIOAny(end), promise: promise)
+                return context.write(NIOAny(end), promise: promise)
             }
+            held = nil
+            if let heldPromise, let promise { heldPromise.futureResult.cascade(to: promise) }
+            context.write(NIOAny(Self.frame(part, endStream: true)), promise: heldPromise ?? promise)
         }
     }
 
-    /// Writes a held head: before a flush or a close, or when something other than a bare end follows.
+    /// Writes a held part: before a flush or a close, or when something other than a bare end follows.
     mutating func release(context: ChannelHandlerContext) {
-        guard let (headers, promise) = held else { return }
+        guard let (part, promise) = held else { return }
         held = nil
-        context.write(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers))), promise: promise)
+        context.write(NIOAny(Self.frame(part, endStream: false)), promise: promise)
     }
 
-    /// The stream went away with a head unwritten.
+    /// The stream went away with a part unwritten.
     mutating func fail() {
         held?.promise?.fail(ChannelError.ioOnClosedChannel)
         held = nil
+    }
+
+    private static func frame(_ part: Held, endStream: Bool) -> HTTP2Frame.FramePayload {
+        switch part {
+        case .head(let headers): .headers(.init(headers: headers, endStream: endStream))
+        case .body(let body): .data(.init(data: body, endStream: endStream))
+        }
     }
 
     /// `:status` (for a head) and the fields HTTP/2 may carry, names lower-cased.

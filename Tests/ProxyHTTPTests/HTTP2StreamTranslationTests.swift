@@ -50,13 +50,50 @@ private final class FramerHarness: ChannelOutboundHandler {
         #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, .nonIndexable, .indexable])
     }
 
-    @Test func aBodyFollowsItsHeadAndAnEmptyDataFrameEndsTheStream() throws {
-        let out = try frames([head([("content-length", "5")]), .body(.byteBuffer(ByteBuffer(string: "hello"))), .end(nil)])
-        guard out.count == 3, case .headers(let headers) = out[0], case .data(let body) = out[1],
-              case .data(let end) = out[2] else { Issue.record("\(out)"); return }
-        #expect(!headers.endStream && headers.headers.first(name: "content-length") == "5")
+    @Test func theLastBodyFrameEndsTheStream() throws {
+        let out = try frames([head([("content-length", "10")]), .body(.byteBuffer(ByteBuffer(string: "hello"))),
+                              .body(.byteBuffer(ByteBuffer(string: "world"))), .end(nil)])
+        guard out.count == 3, case .headers(let headers) = out[0], case .data(let first) = out[1],
+              case .data(let last) = out[2] else { Issue.record("\(out)"); return }
+        #expect(!headers.endStream && headers.headers.first(name: "content-length") == "10")
+        #expect(first.data.readableBytes == 5 && !first.endStream)
+        #expect(last.data.readableBytes == 5 && last.endStream)
+    }
+
+    @Test func aFlushSendsAHeldBodyAndALaterEndIsAnEmptyDataFrame() throws {
+        let channel = EmbeddedChannel(handler: FramerHarness())
+        let bodyWritten = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(head([]), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "hello"))), promise: bodyWritten)
+        channel.flush()
+        var out: [HTTP2Frame.FramePayload] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { out.append(frame) }
+        guard out.count == 2, case .data(let body) = out[1] else { Issue.record("\(out)"); return }
         #expect(body.data.readableBytes == 5 && !body.endStream)
+        try bodyWritten.futureResult.wait()
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+        guard case .data(let end)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no end"); return
+        }
         #expect(end.data.readableBytes == 0 && end.endStream)
+    }
+
+    @Test func anEndMergedIntoAHeldBodyCompletesBothPromises() throws {
+        let channel = EmbeddedChannel(handler: FramerHarness())
+        let bodyWritten = channel.eventLoop.makePromise(of: Void.self)
+        let endWritten = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(head([]), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "hello"))), promise: bodyWritten)
+        channel.write(HTTPServerResponsePart.end(nil), promise: endWritten)
+        channel.flush()
+        try bodyWritten.futureResult.wait()
+        try endWritten.futureResult.wait()
+        _ = try channel.readOutbound(as: HTTP2Frame.FramePayload.self)
+        guard case .data(let last)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no data"); return
+        }
+        #expect(last.endStream && last.data.readableBytes == 5)
+        #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
     }
 
     @Test func aFlushSendsTheHeadAlone() throws {
