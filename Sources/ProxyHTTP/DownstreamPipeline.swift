@@ -73,16 +73,11 @@ public enum DownstreamPipeline {
                                                     messagingErrors: current.stats.http2RxMessagingError)
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = options.initialStreamWindowSize
-        // Quiescing and GOAWAY; the drain time bounds it, so no grace timer of its own.
         try pipeline.addHandler(FlushCoalescer())
         let connectionID = ConnectionIDs.next()
         let sharedTimeoutCheck = SharedTimeoutCheck(loop: channel.eventLoop)
-        let management = NIOHTTP2ServerConnectionManagementHandler(
-            eventLoop: channel.eventLoop,
-            configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
         _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
-            streamDelegate: management.http2StreamDelegate
+            mode: .server, connectionConfiguration: connection, streamConfiguration: stream
         ) { streamChannel in
             let sync = streamChannel.pipeline.syncOperations
             do {
@@ -99,7 +94,6 @@ public enum DownstreamPipeline {
             // The event loop's one succeeded future, where a new one per stream cost an allocation.
             return streamChannel.eventLoop.makeSucceededVoidFuture()
         }
-        try pipeline.addHandler(management)
         try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
                                                                timeouts: current.timeouts, malformed: malformed))
     }

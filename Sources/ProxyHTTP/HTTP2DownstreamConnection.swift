@@ -2,10 +2,12 @@ import NIOCore
 import NIOHTTP2
 import ProxyCore
 
-/// Sits on an HTTP/2 downstream connection (after NIO's HTTP/2 handler and its connection
-/// management handler): counts the connection in the HCM's stats and drains it when the
-/// listener asks, after `idle_timeout` without streams, or at `max_connection_duration`: GOAWAY,
-/// and then, after the drain time, a close.
+/// Sits on an HTTP/2 downstream connection (after NIO's HTTP/2 handler): counts the connection in
+/// the HCM's stats and drains it when the listener asks, after `idle_timeout` without streams, or at
+/// `max_connection_duration`: a GOAWAY that refuses nothing yet and a PING; when the PING's ack is
+/// back, a GOAWAY naming the last stream the client opened; a close when the streams are done or
+/// the drain time is up. (NIO's connection management handler does the same, but a stream delegate
+/// of its own cost every stream ~4.6k instructions in NIO's multiplexer: BENCHMARKS.md, h2c.)
 final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnection, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
 
@@ -19,6 +21,12 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     /// The connection's streams stop reading once it is closing for an error.
     private let malformed: HTTP2MalformedRequestPolicy?
     private var openStreams = 0
+    /// The highest stream ID the client opened: a drain's last GOAWAY names it.
+    private var lastStreamID = HTTP2StreamID(0)
+    /// A drain's PING, until its ack is back.
+    private var drainPing: HTTP2PingData?
+    /// A drain's last GOAWAY is out: the connection closes when its last stream does.
+    private var finalGoAwaySent = false
     /// Since when the connection has had no stream; nil while it has one.
     private var idleSince: NIODeadline?
     private var timeoutCheck: Scheduled<Void>?
@@ -75,16 +83,29 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
-        case is NIOHTTP2StreamCreatedEvent:
+        case let created as NIOHTTP2StreamCreatedEvent:
             openStreams += 1
             idleSince = nil
+            if created.streamID > lastStreamID { lastStreamID = created.streamID }
         case is StreamClosedEvent:
             openStreams -= 1
-            if openStreams == 0 { idleSince = context.eventLoop.now }
+            if openStreams == 0 {
+                idleSince = context.eventLoop.now
+                if finalGoAwaySent { context.close(promise: nil) }
+            }
         default:
             break
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Connection-level frames (stream frames go to the streams' channels): a drain's PING ack.
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let ping = drainPing, case .ping(let answered, ack: true) = unwrapInboundIn(data).payload, answered == ping {
+            drainPing = nil
+            sendFinalGoAway(context: context)
+        }
+        context.fireChannelRead(data)
     }
 
     private var connectionCheckInterval: TimeAmount? {
@@ -124,14 +145,28 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         context.eventLoop.assumeIsolated().execute { context.close(promise: nil) }
     }
 
-    /// GOAWAY now (NIO's connection management handler sends it and closes once the streams are
-    /// done); a connection whose streams outlive the drain time is closed then.
+    /// A GOAWAY that names the highest stream ID possible, so that no request on its way is refused,
+    /// and a PING: once the ack is back the client has seen the GOAWAY, and the next one names the
+    /// last stream it opened. A connection whose streams outlive the drain time is closed then.
     func startDraining(closeAfter drainTime: TimeAmount) {
         guard let context, !draining else { return }
         draining = true
-        context.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let ping = HTTP2PingData(withInteger: UInt64(truncatingIfNeeded: context.eventLoop.now.uptimeNanoseconds))
+        drainPing = ping
+        context.write(NIOAny(HTTP2Frame(streamID: .rootStream,
+                                        payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil))),
+                      promise: nil)
+        context.writeAndFlush(NIOAny(HTTP2Frame(streamID: .rootStream, payload: .ping(ping, ack: false))), promise: nil)
         context.eventLoop.assumeIsolated().scheduleTask(in: drainTime) { [weak self] in
             self?.context?.close(promise: nil)
         }
+    }
+
+    private func sendFinalGoAway(context: ChannelHandlerContext) {
+        finalGoAwaySent = true
+        let goAway = HTTP2Frame(streamID: .rootStream,
+                                payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
+        context.writeAndFlush(NIOAny(goAway), promise: nil)
+        if openStreams == 0 { context.close(promise: nil) }
     }
 }

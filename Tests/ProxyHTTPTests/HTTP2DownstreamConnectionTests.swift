@@ -1,10 +1,11 @@
 import NIOCore
 import NIOEmbedded
+import NIOHTTP2
 import ProxyCore
 import Testing
 @testable import ProxyHTTP
 
-/// The HTTP/2 connection handler's books: connection stats, and that a closed connection frees it.
+/// The HTTP/2 connection handler's books (connection stats, and that a closed connection frees it) and its drain.
 @Suite struct HTTP2DownstreamConnectionTests {
     let store = StatsStore()
 
@@ -31,5 +32,34 @@ import Testing
         #expect(gauge("http.ingress_http.downstream_cx_http2_active") == 0)
         #expect(counter("http.ingress_http.downstream_cx_destroy") == 1)
         #expect(released == nil, "the HTTP/2 connection handler of a closed connection is freed")
+    }
+
+    @Test func aDrainRefusesNothingUntilItsPingIsAnsweredThenNamesTheLastStreamAndClosesAfterIt() throws {
+        let stats = ConnectionManagerStats(statPrefix: "ingress_http", listenerScope: nil, store: store)
+        let handler = HTTP2DownstreamConnection(stats: stats, tracker: nil)
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        for id in [1, 3, 5] {
+            channel.pipeline.fireUserInboundEventTriggered(
+                NIOHTTP2StreamCreatedEvent(streamID: HTTP2StreamID(id), localInitialWindowSize: nil, remoteInitialWindowSize: nil))
+        }
+        for id in [1, 5] {
+            channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(id), reason: nil))
+        }
+        handler.startDraining(closeAfter: .seconds(60))
+        guard case .goAway(let first, .noError, _)? = try channel.readOutbound(as: HTTP2Frame.self)?.payload,
+              case .ping(let ping, ack: false)? = try channel.readOutbound(as: HTTP2Frame.self)?.payload else {
+            Issue.record("no GOAWAY and PING"); return
+        }
+        #expect(first == .maxID)
+        try channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .ping(ping, ack: true)))
+        guard case .goAway(let last, .noError, _)? = try channel.readOutbound(as: HTTP2Frame.self)?.payload else {
+            Issue.record("no last GOAWAY"); return
+        }
+        #expect(last == HTTP2StreamID(5))
+        #expect(channel.isActive, "stream 3 is still open")
+        channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(3), reason: nil))
+        #expect(!channel.isActive, "closed with its last stream")
+        _ = try channel.finish(acceptAlreadyClosed: true)
     }
 }
