@@ -76,23 +76,36 @@ public enum DownstreamPipeline {
         try pipeline.addHandler(FlushCoalescer())
         let connectionID = ConnectionIDs.next()
         let sharedTimeoutCheck = SharedTimeoutCheck(loop: channel.eventLoop)
-        _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: stream
-        ) { streamChannel in
-            let sync = streamChannel.pipeline.syncOperations
-            do {
-                if options.allowConnect { try sync.addHandler(HTTP2ExtendedConnect(malformed: malformed)) }
-                // The reader hands request parts to the manager, which writes the response's frames.
-                let manager = HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream,
-                                                    connectionID: connectionID, tls: tls,
-                                                    sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
-                try sync.addHandlers([HTTP2StreamRequestReader(manager: manager, malformed: malformed,
-                                                               validatesRequestHead: !options.allowConnect), manager])
-            } catch {
-                return streamChannel.eventLoop.makeFailedFuture(error)
+        let makeManager: @Sendable () -> HTTPConnectionManager = {
+            HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream, connectionID: connectionID,
+                                  tls: tls, sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
+        }
+        if options.allowConnect {
+            // Extended CONNECT turns a stream into a byte tunnel, which needs the stream as a channel.
+            _ = try pipeline.configureHTTP2Pipeline(
+                mode: .server, connectionConfiguration: connection, streamConfiguration: stream
+            ) { streamChannel in
+                do {
+                    // The reader hands request parts to the manager, which writes the response's frames.
+                    let manager = makeManager()
+                    try streamChannel.pipeline.syncOperations.addHandlers([
+                        HTTP2ExtendedConnect(malformed: malformed),
+                        HTTP2StreamRequestReader(manager: manager, malformed: malformed, validatesRequestHead: false),
+                        manager,
+                    ])
+                } catch {
+                    return streamChannel.eventLoop.makeFailedFuture(error)
+                }
+                // The event loop's one succeeded future, where a new one per stream cost an allocation.
+                return streamChannel.eventLoop.makeSucceededVoidFuture()
             }
-            // The event loop's one succeeded future, where a new one per stream cost an allocation.
-            return streamChannel.eventLoop.makeSucceededVoidFuture()
+        } else {
+            try pipeline.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: connection,
+                                                    streamConfiguration: stream))
+            try pipeline.addHandler(HTTP2StreamDemultiplexer(
+                eventLoop: channel.eventLoop, connectionWindowTarget: Int(options.initialConnectionWindowSize),
+                streamWindowTarget: Int(options.initialStreamWindowSize), malformed: malformed,
+                makeManager: makeManager))
         }
         try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
                                                                timeouts: current.timeouts, malformed: malformed))

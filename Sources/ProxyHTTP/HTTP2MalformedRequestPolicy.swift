@@ -21,6 +21,11 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
         self.messagingErrors = messagingErrors
     }
 
+    /// A malformed request NIO found (and reset) itself.
+    func countMessagingError() {
+        messagingErrors.increment()
+    }
+
     /// The connection is closing for a protocol error NIO found: its streams read nothing more.
     func connectionFailed() {
         connectionClosing = true
@@ -41,5 +46,16 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
         context.eventLoop.assumeIsolated().execute {
             context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.protocolError)), promise: nil)
         }
+    }
+
+    /// Refuses the request of `stream`, a stream without a channel of its own.
+    func refuse(stream: HTTP2DownstreamStream, connection: HTTP2StreamDemultiplexer, _ error: any Error) {
+        messagingErrors.increment()
+        guard streamError else {
+            connectionClosing = true
+            connection.closeConnectionLater()
+            return
+        }
+        stream.reset(.protocolError)
     }
 }

@@ -23,34 +23,34 @@ struct HTTP2ResponseFramer {
 
     private var held: (part: Held, promise: EventLoopPromise<Void>?)?
 
-    mutating func write(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    mutating func write<Sink: HTTP2StreamFrameSink>(_ part: HTTPServerResponsePart, to sink: Sink,
+                                                    promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(let head):
-            release(context: context)
+            release(to: sink)
             held = (.head(Self.headerBlock(status: head.status.code, head.headers)), promise)
         case .body(let body):
-            release(context: context)
+            release(to: sink)
             held = (.body(body), promise)
         case .end(let trailers?):
-            release(context: context)
+            release(to: sink)
             let block = Self.headerBlock(status: nil, trailers)
-            context.write(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: block, endStream: true))), promise: promise)
+            sink.write(.headers(.init(headers: block, endStream: true)), promise: promise)
         case .end(nil):
             guard let (part, heldPromise) = held else {
-                let end = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))
-                return context.write(NIOAny(end), promise: promise)
+                return sink.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)), promise: promise)
             }
             held = nil
             if let heldPromise, let promise { heldPromise.futureResult.cascade(to: promise) }
-            context.write(NIOAny(Self.frame(part, endStream: true)), promise: heldPromise ?? promise)
+            sink.write(Self.frame(part, endStream: true), promise: heldPromise ?? promise)
         }
     }
 
     /// Writes a held part: before a flush or a close, or when something other than a bare end follows.
-    mutating func release(context: ChannelHandlerContext) {
+    mutating func release<Sink: HTTP2StreamFrameSink>(to sink: Sink) {
         guard let (part, promise) = held else { return }
         held = nil
-        context.write(NIOAny(Self.frame(part, endStream: false)), promise: promise)
+        sink.write(Self.frame(part, endStream: false), promise: promise)
     }
 
     /// The stream went away with a part unwritten.
@@ -95,4 +95,16 @@ struct HTTP2ResponseFramer {
 
     /// `:status` values, made once.
     private static let statusTexts = (0..<600).map { String($0) }
+}
+
+/// Where a downstream stream's frames go: its channel, or, for a stream without one, its
+/// connection (`HTTP2DownstreamStream`).
+protocol HTTP2StreamFrameSink {
+    func write(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?)
+}
+
+extension ChannelHandlerContext: HTTP2StreamFrameSink {
+    func write(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?) {
+        write(NIOAny(payload), promise: promise)
+    }
 }

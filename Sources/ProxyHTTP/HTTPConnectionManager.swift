@@ -4,8 +4,9 @@ import ProxyAccessLog
 import ProxyCore
 
 /// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
-/// handler of the pipeline, after the HTTP/1.1 request parser or the stream's request reader. It
-/// serves one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
+/// handler of the pipeline, after the HTTP/1.1 request parser or the stream channel's request
+/// reader; or, for an HTTP/2 stream without a channel of its own, no handler at all but the
+/// stream's (`HTTP2DownstreamStream`), which it reads from and writes to. It serves one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
 /// handler would do that by withholding reads, which costs two epoll_ctl calls per request:
 /// PERFORMANCE.md counts system calls.)
 public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnection, @unchecked Sendable {
@@ -34,6 +35,10 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Set when the listener drains this connection: the next response closes it.
     private var drainRequested = false
     private var context: ChannelHandlerContext?
+    /// The HTTP/2 stream this manager serves when the stream has no channel (and so no `context`).
+    private var directStream: HTTP2DownstreamStream?
+    /// Inside `writeEnd` on a `directStream`: the stream may close cleanly before the write returns.
+    private var writingEnd = false
     private var stream: ActiveStream?
     /// Whether the current stream has received its whole request.
     private var requestEnded = false
@@ -46,7 +51,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var filterChainGeneration = 0
     var requestIDs = RequestIDGenerator()
     var dates = HTTPDateCache()
-    private var readsPaused = false
+    private(set) var readsPaused = false
     private var pendingRead = false
     /// A response head (not 1xx) has gone out and its end has not: a parse error then gets no 400.
     private var responseInProgress = false
@@ -104,7 +109,14 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         // Added by the codec detector after the connection became active.
-        if context.channel.isActive { activate(context: context) }
+        if context.channel.isActive { activate(loop: context.eventLoop) }
+    }
+
+    /// Serves `stream`, an HTTP/2 stream without a channel of its own; it hands request parts to
+    /// `receive`, and `downstreamClosed` when it is gone.
+    func attach(_ stream: HTTP2DownstreamStream) {
+        directStream = stream
+        activate(loop: stream.eventLoop)
     }
 
     /// The context keeps this handler alive and this handler kept the context: without letting go
@@ -115,23 +127,23 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        activate(context: context)
+        activate(loop: context.eventLoop)
         context.fireChannelActive()
     }
 
-    private func activate(context: ChannelHandlerContext) {
+    private func activate(loop: any EventLoop) {
         guard !activated else { return }
         activated = true
         let config = configHolder.load()
         filterChainGeneration = config.filterChainGeneration
         timeouts = config.timeouts
-        openedAt = context.eventLoop.now
+        openedAt = loop.now
         if let interval = timeouts.checkInterval { ensureTimeoutCheck(by: openedAt + interval) }
         guard transport == .http1Connection else { return }
         idleSince = openedAt
         let stats = config.stats
         connectionStats = stats
-        tracker?.register(self, loop: context.eventLoop)
+        tracker?.register(self, loop: loop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp1Total.increment()
         stats.downstreamCxActive.increment()
@@ -139,6 +151,12 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        downstreamClosed(now: context.eventLoop.now)
+        context.fireChannelInactive()
+    }
+
+    /// The connection, or the HTTP/2 stream, is gone: a request under way is reset.
+    func downstreamClosed(now: NIODeadline) {
         if tunneled {
             tunneled = false
             configHolder.load().stats.downstreamCxUpgradesActive.decrement()
@@ -152,12 +170,35 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
             stats.downstreamCxDestroy.increment()
-            stats.downstreamCxLengthMs.record(milliseconds: Double((context.eventLoop.now - openedAt).nanoseconds) / 1_000_000)
+            stats.downstreamCxLengthMs.record(milliseconds: Double((now - openedAt).nanoseconds) / 1_000_000)
             connectionStats = nil
         }
         stream?.downstreamReset()
         stream = nil
-        context.fireChannelInactive()
+        if directStream != nil {
+            framer?.fail()
+            // The stream held this manager and this manager the stream.
+            directStream = nil
+        }
+    }
+
+    /// The HTTP/2 stream (without a channel) closed cleanly, both ends done. NIO says so while it
+    /// writes the response's last frame, inside `writeEnd`, so only what cannot reach back into the
+    /// response is done now; the active stream finishes as it would have.
+    func downstreamEnded() {
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
+        sharedTimeoutCheck?.remove(self)
+        timeoutCheckAt = .distantFuture
+        let loop = directStream?.eventLoop
+        directStream = nil
+        guard stream != nil, !(writingEnd && requestEnded), let loop else { return }
+        // A request whose end the stream still held (its reads paused) is reset, as closing its
+        // stream channel reset it.
+        loop.assumeIsolated().execute { [self] in
+            stream?.downstreamReset()
+            stream = nil
+        }
     }
 
     /// Request parts from a codec in the pipeline (unit tests').
@@ -175,14 +216,16 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     /// A request part, from the HTTP/1.1 request parser directly or from `channelRead`.
     func receive(_ part: HTTP1RequestParser.Part) {
-        guard let context else { return }
+        guard let loop = eventLoop else { return }
         if waitingForResponse || !queued.isEmpty {
             queued.append(part)
             if queued.count >= Self.maxQueuedParts { pauseReading() }
             return
         }
-        deliver(part, loop: context.eventLoop)
+        deliver(part, loop: loop)
     }
+
+    private var eventLoop: (any EventLoop)? { context?.eventLoop ?? directStream?.eventLoop }
 
     private var waitingForResponse: Bool { stream != nil && requestEnded }
 
@@ -208,7 +251,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     /// Starts the queued pipelined requests, in order, until one has to wait for its response.
     private func drainQueue() {
-        guard !draining, let loop = context?.eventLoop else { return }
+        guard !draining, let loop = eventLoop else { return }
         draining = true
         defer { draining = false }
         while !waitingForResponse, let part = queued.popFirst() {
@@ -217,8 +260,13 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        stream?.downstreamWritabilityChanged(context.channel.isWritable)
+        writabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The connection's writability, or the HTTP/2 stream's, changed.
+    func writabilityChanged(_ writable: Bool) {
+        stream?.downstreamWritabilityChanged(writable)
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -256,9 +304,14 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     // MARK: called by the active stream
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { directStream?.isWritable ?? context?.channel.isWritable ?? false }
 
     func write(_ part: HTTPServerResponsePart, flush: Bool) {
+        if let directStream {
+            framer!.write(part, to: directStream, promise: nil)
+            if flush { sendFlush(directStream) }
+            return
+        }
         guard let context else { return }
         if case .head(let head) = part, head.status.code >= 200 || head.status == .switchingProtocols {
             responseInProgress = true
@@ -268,12 +321,18 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     func flush() {
+        if let directStream { return sendFlush(directStream) }
         guard let context else { return }
         sendFlush(context: context)
     }
 
+    private func sendFlush(_ directStream: HTTP2DownstreamStream) {
+        framer!.release(to: directStream)
+        directStream.flush()
+    }
+
     private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        if framer != nil { return framer!.write(part, context: context, promise: promise) }
+        if framer != nil { return framer!.write(part, to: context, promise: promise) }
         guard encoder != nil else { return context.write(wrapOutboundOut(part), promise: promise) }
         if !encoder!.write(part, context: context, promise: promise) {
             // A header that may not be sent: handled as the encoder handler's error was.
@@ -282,7 +341,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     private func sendFlush(context: ChannelHandlerContext) {
-        framer?.release(context: context)
+        framer?.release(to: context)
         if encoder != nil {
             encoder!.flush(context: context)
         } else {
@@ -306,6 +365,12 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     /// Writes the final part; closes the connection after it when keep-alive is off.
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
+        if let directStream {
+            writingEnd = true
+            framer!.write(.end(trailers), to: directStream, promise: nil)
+            writingEnd = false
+            return sendFlush(directStream)
+        }
         guard let context else { return }
         responseInProgress = false
         if close, transport == .http1Connection {
@@ -331,13 +396,18 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     }
 
     func closeConnection() {
+        if let directStream {
+            framer!.release(to: directStream)
+            return directStream.reset(.cancel)
+        }
         guard let context else { return }
         // A stream's held head goes out before its reset, as it would have with the next flush.
-        framer?.release(context: context)
+        framer?.release(to: context)
         context.close(promise: nil)
     }
 
-    var channel: (any Channel)? { context?.channel }
+    /// The downstream connection's channel (an HTTP/2 stream's own, when it has one).
+    var channel: (any Channel)? { context?.channel ?? directStream?.connectionChannel }
 
     /// The stream's upgrade succeeded and the tunnel takes the connection over.
     func tunnelEstablished(_ finished: ActiveStream) {
@@ -364,7 +434,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             answerFailedRequest()
             return
         }
-        if stream == nil, queued.isEmpty, let context { idleSince = context.eventLoop.now }
+        if stream == nil, queued.isEmpty, let loop = eventLoop { idleSince = loop.now }
         if queued.count < Self.maxQueuedParts { resumeReading() }
     }
 
@@ -383,6 +453,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     func resumeReading() {
         guard readsPaused else { return }
         readsPaused = false
+        if let directStream { return directStream.deliverHeld() }
         if pendingRead, let context {
             pendingRead = false
             context.read()
@@ -404,16 +475,16 @@ extension HTTPConnectionManager {
     /// Makes sure the timeout check runs no later than `deadline` (a stream whose route has a shorter
     /// idle timeout than the connection manager's asks for this).
     func ensureTimeoutCheck(by deadline: NIODeadline) {
-        guard deadline < timeoutCheckAt, let context else { return }
+        guard deadline < timeoutCheckAt, let loop = eventLoop else { return }
         if let sharedTimeoutCheck {
-            guard context.channel.isActive else { return }
+            guard directStream?.isOpen ?? context?.channel.isActive ?? false else { return }
             timeoutCheckAt = deadline
             sharedTimeoutCheck.register(self, by: deadline)
             return
         }
         timeoutCheck?.cancel()
         timeoutCheckAt = deadline
-        timeoutCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+        timeoutCheck = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             self?.checkTimeouts()
         }
     }
@@ -433,7 +504,7 @@ extension HTTPConnectionManager {
     private func checkTimeouts() {
         timeoutCheck = nil
         timeoutCheckAt = .distantFuture
-        guard let now = context?.eventLoop.now, !tunneled else { return }
+        guard let now = eventLoop?.now, !tunneled else { return }
         var next = timeouts.checkInterval.map { now + $0 }
         func consider(_ deadline: NIODeadline) {
             if next.map({ deadline < $0 }) ?? true { next = deadline }

@@ -12,11 +12,11 @@ private final class FramerHarness: ChannelOutboundHandler {
     private var framer = HTTP2ResponseFramer()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        framer.write(unwrapOutboundIn(data), context: context, promise: promise)
+        framer.write(unwrapOutboundIn(data), to: context, promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {
-        framer.release(context: context)
+        framer.release(to: context)
         context.flush()
     }
 }
@@ -114,11 +114,11 @@ private final class FramerHarness: ChannelOutboundHandler {
     }
 }
 
-@Suite struct HTTP2StreamRequestReaderTests {
+@Suite struct HTTP2RequestTranslationTests {
     private func block(_ fields: [(String, String)]) -> HPACKHeaders { HPACKHeaders(fields) }
 
     @Test func aRequestBecomesHTTP1WithHostFromTheAuthority() throws {
-        let head = try HTTP2StreamRequestReader.requestHead(
+        let head = try HTTP2RequestTranslation.requestHead(
             block([(":method", "GET"), (":scheme", "http"), (":authority", "example.com"), (":path", "/a?b"),
                    ("accept", "*/*")]), endStream: true)
         #expect(head.method == .GET)
@@ -129,30 +129,30 @@ private final class FramerHarness: ChannelOutboundHandler {
     }
 
     @Test func aHostFieldIsKeptAndStandsInForAMissingAuthority() throws {
-        let head = try HTTP2StreamRequestReader.requestHead(
+        let head = try HTTP2RequestTranslation.requestHead(
             block([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "h.example")]), endStream: true)
         #expect(head.headers.map(\.name) == ["host"])
-        #expect(throws: HTTP2StreamRequestReader.TranslationError.missingPseudoHeader(":authority")) {
-            try HTTP2StreamRequestReader.requestHead(block([(":method", "GET"), (":scheme", "http"), (":path", "/")]),
+        #expect(throws: HTTP2RequestTranslation.TranslationError.missingPseudoHeader(":authority")) {
+            try HTTP2RequestTranslation.requestHead(block([(":method", "GET"), (":scheme", "http"), (":path", "/")]),
                                                      endStream: true)
         }
     }
 
     @Test func aBodyWithoutContentLengthIsChunkedAndNoBodyIsLengthZero() throws {
         let fields = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
-        let open = try HTTP2StreamRequestReader.requestHead(block(fields), endStream: false)
+        let open = try HTTP2RequestTranslation.requestHead(block(fields), endStream: false)
         #expect(open.headers.first(name: "transfer-encoding") == "chunked")
-        let ended = try HTTP2StreamRequestReader.requestHead(block(fields), endStream: true)
+        let ended = try HTTP2RequestTranslation.requestHead(block(fields), endStream: true)
         #expect(ended.headers.first(name: "content-length") == "0")
-        let sized = try HTTP2StreamRequestReader.requestHead(block(fields + [("content-length", "3")]), endStream: false)
+        let sized = try HTTP2RequestTranslation.requestHead(block(fields + [("content-length", "3")]), endStream: false)
         #expect(sized.headers.map(\.name) == ["host", "content-length"])
-        let get = try HTTP2StreamRequestReader.requestHead(
+        let get = try HTTP2RequestTranslation.requestHead(
             block([(":method", "DELETE"), (":scheme", "http"), (":authority", "a"), (":path", "/")]), endStream: false)
         #expect(get.headers.map(\.name) == ["host"])
     }
 
     @Test func trailersLoseNothingButPseudoHeaders() {
-        let trailers = HTTP2StreamRequestReader.regularHeaders(block([("grpc-status", "0"), ("x-a", "b")]))
+        let trailers = HTTP2RequestTranslation.regularHeaders(block([("grpc-status", "0"), ("x-a", "b")]))
         #expect(trailers.map(\.name) == ["grpc-status", "x-a"])
     }
 }

@@ -91,6 +91,7 @@ MALFORMED = {
     "CONNECT with :path": [(":method", "CONNECT"), (":authority", "test:443"), (":path", "/")],
     ":protocol without extended CONNECT": BASE + [(":protocol", "websocket")],
     "no :authority or host": [(":method", "GET"), (":path", "/bad"), (":scheme", "http")],
+    "content-length without the body": BASE + [("content-length", "5")],
 }
 
 

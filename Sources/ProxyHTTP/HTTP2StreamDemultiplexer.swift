@@ -1,0 +1,154 @@
+import NIOCore
+import NIOHTTP2
+
+/// Serves a downstream HTTP/2 connection's streams without a channel each. NIO's HTTP/2 handler,
+/// installed without a multiplexer, passes up every frame and stream event; this hands each
+/// stream's frames to its `HTTP2DownstreamStream` (made, with its connection manager, at the
+/// stream's first HEADERS), writes what the streams send with their IDs, and keeps the receive
+/// windows open, the connection's and each stream's (what NIO's multiplexer did). Connection-level
+/// frames and all events go on to `HTTP2DownstreamConnection`.
+final class HTTP2StreamDemultiplexer: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    let malformed: HTTP2MalformedRequestPolicy
+    private let makeManager: () -> HTTPConnectionManager
+    private let streamWindowTarget: Int
+    private let validatesRequestHead: Bool
+    private var connectionWindow: HTTP2InboundWindow
+    private var streams: [HTTP2StreamID: HTTP2DownstreamStream] = [:]
+    /// Client stream IDs only grow: HEADERS on a lower one belong to a stream that is gone.
+    private var lastOpened = HTTP2StreamID(0)
+    private var context: ChannelHandlerContext?
+    let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop, connectionWindowTarget: Int, streamWindowTarget: Int,
+         malformed: HTTP2MalformedRequestPolicy, validatesRequestHead: Bool = true,
+         makeManager: @escaping () -> HTTPConnectionManager) {
+        self.eventLoop = eventLoop
+        self.malformed = malformed
+        self.makeManager = makeManager
+        self.streamWindowTarget = streamWindowTarget
+        self.validatesRequestHead = validatesRequestHead
+        connectionWindow = HTTP2InboundWindow(target: connectionWindowTarget)
+    }
+
+    var channel: (any Channel)? { context?.channel }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// Lets go of the context, which holds this handler, and of the streams, which hold it too.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closeAll()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard frame.streamID != .rootStream else { return context.fireChannelRead(data) }
+        switch frame.payload {
+        case .headers:
+            if let stream = streams[frame.streamID] {
+                stream.receive(frame.payload)
+            } else if frame.streamID > lastOpened {
+                open(frame.streamID).receive(frame.payload)
+            }
+        case .data:
+            streams[frame.streamID]?.receive(frame.payload)
+        default:
+            // RST_STREAM closes the stream (a StreamClosedEvent follows); NIO handles the rest.
+            break
+        }
+    }
+
+    private func open(_ id: HTTP2StreamID) -> HTTP2DownstreamStream {
+        let manager = makeManager()
+        let stream = HTTP2DownstreamStream(id: id, connection: self, manager: manager, windowTarget: streamWindowTarget,
+                                           validatesRequestHead: validatesRequestHead)
+        streams[id] = stream
+        lastOpened = id
+        manager.attach(stream)
+        return stream
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let window as NIOHTTP2WindowUpdatedEvent:
+            guard let size = window.inboundWindowSize else { break }
+            if window.streamID == .rootStream {
+                if let increment = connectionWindow.reported(size: size) {
+                    sendWindowUpdate(stream: .rootStream, increment: increment)
+                }
+            } else {
+                streams[window.streamID]?.inboundWindowReported(size)
+            }
+        case let closed as StreamClosedEvent:
+            streams.removeValue(forKey: closed.streamID)?.closed(reason: closed.reason)
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// NIO found a request's `content-length` and its body disagree: it has reset the stream
+    /// (PROTOCOL_ERROR) and passes the error on, which `HTTP2DownstreamConnection` answers by closing
+    /// the connection, as Envoy does by default; with `stream_error_on_invalid_http_message` only the
+    /// stream ends. A malformed request either way, counted as Envoy counts one.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOHTTP2Errors.ContentLengthViolated {
+            malformed.countMessagingError()
+            if malformed.streamError { return }
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        for stream in streams.values { stream.connectionWritabilityChanged() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closeAll()
+        context.fireChannelInactive()
+    }
+
+    private func closeAll() {
+        let open = streams.values
+        streams = [:]
+        for stream in open { stream.closed(reason: .cancel) }
+    }
+
+    // MARK: for the streams
+
+    func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        context.write(wrapOutboundOut(frame), promise: promise)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    func sendWindowUpdate(stream: HTTP2StreamID, increment: Int) {
+        write(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
+        flush()
+    }
+
+    /// A stream that ended itself (a reset) leaves at once; NIO's StreamClosedEvent then finds nothing.
+    func remove(_ stream: HTTP2DownstreamStream) {
+        streams.removeValue(forKey: stream.id)
+    }
+
+    /// Closes the connection after the current read (`HTTP2MalformedRequestPolicy`).
+    func closeConnectionLater() {
+        guard let context else { return }
+        context.eventLoop.assumeIsolated().execute { context.close(promise: nil) }
+    }
+}
