@@ -6,7 +6,7 @@ import NIOHTTP2
 /// stream's frames to its `HTTP2DownstreamStream` (made, with its connection manager, at the
 /// stream's first HEADERS), writes what the streams send with their IDs, and keeps the receive
 /// windows open, the connection's and each stream's (what NIO's multiplexer did). Connection-level
-/// frames and all events go on to `HTTP2DownstreamConnection`.
+/// frames and the events but window updates go on to `HTTP2DownstreamConnection`.
 final class HTTP2StreamDemultiplexer: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
@@ -78,7 +78,7 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler, @unchecked Sendable
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case let window as NIOHTTP2WindowUpdatedEvent:
-            guard let size = window.inboundWindowSize else { break }
+            guard let size = window.inboundWindowSize else { return }
             if window.streamID == .rootStream {
                 if let increment = connectionWindow.reported(size: size) {
                     sendWindowUpdate(stream: .rootStream, increment: increment)
@@ -86,24 +86,14 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler, @unchecked Sendable
             } else {
                 streams[window.streamID]?.inboundWindowReported(size)
             }
+            // Windows are this handler's business; three of these come with every request.
+            return
         case let closed as StreamClosedEvent:
             streams.removeValue(forKey: closed.streamID)?.closed(reason: closed.reason)
         default:
             break
         }
         context.fireUserInboundEventTriggered(event)
-    }
-
-    /// NIO found a request's `content-length` and its body disagree: it has reset the stream
-    /// (PROTOCOL_ERROR) and passes the error on, which `HTTP2DownstreamConnection` answers by closing
-    /// the connection, as Envoy does by default; with `stream_error_on_invalid_http_message` only the
-    /// stream ends. A malformed request either way, counted as Envoy counts one.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOHTTP2Errors.ContentLengthViolated {
-            malformed.countMessagingError()
-            if malformed.streamError { return }
-        }
-        context.fireErrorCaught(error)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -37,7 +37,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var context: ChannelHandlerContext?
     /// The HTTP/2 stream this manager serves when the stream has no channel (and so no `context`).
     private var directStream: HTTP2DownstreamStream?
-    /// Inside `writeEnd` on a `directStream`: the stream may close cleanly before the write returns.
+    /// Inside `writeEnd` on a `directStream`: the stream may close cleanly before it returns.
     private var writingEnd = false
     private var stream: ActiveStream?
     /// Whether the current stream has received its whole request.
@@ -184,20 +184,24 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
 
     /// The HTTP/2 stream (without a channel) closed cleanly, both ends done. NIO says so while it
     /// writes the response's last frame, inside `writeEnd`, so only what cannot reach back into the
-    /// response is done now; the active stream finishes as it would have.
+    /// response is done now; the active stream finishes as it would have (its access log still
+    /// reads the connection's addresses through the stream), and `streamFinished` lets go of it.
     func downstreamEnded() {
         timeoutCheck?.cancel()
         timeoutCheck = nil
         sharedTimeoutCheck?.remove(self)
         timeoutCheckAt = .distantFuture
-        let loop = directStream?.eventLoop
-        directStream = nil
-        guard stream != nil, !(writingEnd && requestEnded), let loop else { return }
+        guard stream != nil, let loop = directStream?.eventLoop else {
+            directStream = nil
+            return
+        }
+        if writingEnd, requestEnded { return }
         // A request whose end the stream still held (its reads paused) is reset, as closing its
         // stream channel reset it.
         loop.assumeIsolated().execute { [self] in
             stream?.downstreamReset()
             stream = nil
+            directStream = nil
         }
     }
 
@@ -366,10 +370,12 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Writes the final part; closes the connection after it when keep-alive is off.
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool) {
         if let directStream {
+            // NIO closes the stream as the last frame goes out: when it is written (HEADERS) or flushed (DATA).
             writingEnd = true
             framer!.write(.end(trailers), to: directStream, promise: nil)
+            sendFlush(directStream)
             writingEnd = false
-            return sendFlush(directStream)
+            return
         }
         guard let context else { return }
         responseInProgress = false
@@ -435,6 +441,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             return
         }
         if stream == nil, queued.isEmpty, let loop = eventLoop { idleSince = loop.now }
+        // A stream that closed while its response was being finished (`downstreamEnded`).
+        if directStream?.isOpen == false { directStream = nil }
         if queued.count < Self.maxQueuedParts { resumeReading() }
     }
 

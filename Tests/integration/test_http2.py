@@ -141,6 +141,31 @@ def test_with_stream_error_on_invalid_http_message_a_malformed_h2c_request_reset
 
 
 @pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_an_h2c_request_is_logged_with_its_connection_addresses(binary, name, raw, launch, workdir):
+    """The access log line of an h2c stream, written after its response ended, names the downstream
+    connection's addresses (meshproxy's streams have no channel of their own to ask)."""
+    log = workdir / f"h2c-access-{name}.log"
+
+    def make(listener, admin):
+        access_log = (
+            "          access_log:\n"
+            "          - name: envoy.access_loggers.file\n"
+            "            typed_config:\n"
+            '              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n'
+            f"              path: {log}\n"
+            "              log_format: { text_format_source: { inline_string: \"%PROTOCOL% %RESPONSE_CODE% "
+            "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_ADDRESS%\\n\" } }\n")
+        return http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: raw } }\n",
+                              [static_cluster("raw", raw.port)], hcm_extra="          codec_type: AUTO\n" + access_log)
+    proxy = launch(binary, make, f"h2c-log-{name}", extra_args=("--file-flush-interval-msec", "50"))
+    assert curl(proxy.port, "/logged", "--http2-prior-knowledge") == "200 2"
+    deadline = time.monotonic() + 5
+    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().splitlines() == [f"HTTP/2 200 127.0.0.1 127.0.0.1:{proxy.port}"]
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
 def test_an_http2_connection_error_sends_goaway_before_the_close(binary, name, raw, launch):
     """DATA on stream 0 is a connection error of type PROTOCOL_ERROR (RFC 9113 § 6.1): a GOAWAY with that code,
     then the close (meshproxy closed at once, its GOAWAY unsent)."""
