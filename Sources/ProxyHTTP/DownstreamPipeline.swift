@@ -65,9 +65,10 @@ public enum DownstreamPipeline {
             HTTP2Setting(parameter: .maxHeaderListSize, value: current.maxRequestHeadersBytes),
         ] + (options.allowConnect ? [HTTP2Setting(parameter: .enableConnectProtocol, value: 1)] : [])
         connection.targetWindowSize = options.initialConnectionWindowSize
-        // The request reader checks what a client sends (`HTTP2RequestHeaderValidation`); NIO's
-        // check would look at every response meshproxy sends too.
+        // The request translation checks what a client sends (`HTTP2RequestHeaderValidation`, and
+        // the body against its `content-length`); NIO's checks would look at every response too.
         connection.headerBlockValidation = .disabled
+        connection.contentLengthValidation = .disabled
         let malformed = HTTP2MalformedRequestPolicy(streamError: options.streamErrorOnInvalidHTTPMessage,
                                                     extendedConnect: options.allowConnect,
                                                     messagingErrors: current.stats.http2RxMessagingError)

@@ -136,14 +136,8 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
 
     /// A protocol error closes the connection, as Envoy closes it. NIO has written its GOAWAY (or a
     /// stream's RST_STREAM), which leaves with the flush at the end of the read; the close waits
-    /// for that, and meanwhile no stream of the connection reads anything more. A request whose
-    /// `content-length` its body contradicts is a malformed request, counted as Envoy counts one;
-    /// with `stream_error_on_invalid_http_message` NIO's reset of its stream is all that happens.
+    /// for that, and meanwhile no stream of the connection reads anything more.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOHTTP2Errors.ContentLengthViolated, let malformed {
-            malformed.countMessagingError()
-            if malformed.streamError { return }
-        }
         if error is any NIOHTTP2Error {
             stats.downstreamCxProtocolError.increment()
         }

@@ -21,19 +21,14 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
         self.messagingErrors = messagingErrors
     }
 
-    /// A malformed request NIO found (and reset) itself.
-    func countMessagingError() {
-        messagingErrors.increment()
-    }
-
     /// The connection is closing for a protocol error NIO found: its streams read nothing more.
     func connectionFailed() {
         connectionClosing = true
     }
 
-    /// Refuses the request on `context`'s stream. Both the reset and the close wait until after
-    /// the read that brought the request: NIO's connection management counts a stream open only
-    /// once its first frames are delivered, and closing it inside that read trips its assertion.
+    /// Refuses the request on `context`'s stream (a stream channel, with `allow_connect`). Both the
+    /// reset and the close wait until after the read that brought the request, which is still
+    /// setting up the stream's channel.
     func refuse(context: ChannelHandlerContext, _ error: any Error) {
         messagingErrors.increment()
         guard streamError else {

@@ -11,13 +11,18 @@ import NIOHTTP2
 /// a body and has no `content-length` is `transfer-encoding: chunked` (or `content-length: 0` when
 /// its HEADERS end the stream), so the rest of the proxy sees HTTP/1.1's framing. It checks the
 /// trailers, and the request's header block unless `HTTP2ExtendedConnect` has checked it (before
-/// translating it), with `HTTP2RequestHeaderValidation`. Used by a stream with a channel of its own
-/// (`HTTP2StreamRequestReader`) and by one without (`HTTP2DownstreamStream`).
+/// translating it), with `HTTP2RequestHeaderValidation`, and that the body is as long as its
+/// `content-length` says (RFC 9113 § 8.1.1; NIO's own check, off on downstream connections, ran on
+/// every response too). Used by a stream with a channel of its own (`HTTP2StreamRequestReader`) and
+/// by one without (`HTTP2DownstreamStream`).
 struct HTTP2RequestTranslation {
     /// False behind `HTTP2ExtendedConnect`, which checks the block it translates itself.
     private let validatesRequestHead: Bool
     private let extendedConnect: Bool
     private var headReceived = false
+    /// The request's `content-length`, and the body bytes received so far.
+    private var declaredLength: Int?
+    private var receivedLength = 0
 
     init(validatesRequestHead: Bool, extendedConnect: Bool) {
         self.validatesRequestHead = validatesRequestHead
@@ -30,6 +35,7 @@ struct HTTP2RequestTranslation {
         case .headers(let frame):
             if headReceived {
                 try HTTP2RequestHeaderValidation.validateTrailers(frame.headers)
+                try checkLength(ended: true)
                 manager.receive(.end(Self.regularHeaders(frame.headers)))
                 return
             }
@@ -37,11 +43,14 @@ struct HTTP2RequestTranslation {
             if validatesRequestHead {
                 try HTTP2RequestHeaderValidation.validateRequest(frame.headers, extendedConnect: extendedConnect)
             }
-            let head = try Self.requestHead(frame.headers, endStream: frame.endStream)
+            let head = try Self.requestHead(frame.headers, endStream: frame.endStream, contentLength: &declaredLength)
+            try checkLength(ended: frame.endStream)
             manager.receive(.head(head, keepAlive: true))
             if frame.endStream { manager.receive(.end(nil)) }
         case .data(let frame):
             guard case .byteBuffer(let bytes) = frame.data else { return }
+            receivedLength += bytes.readableBytes
+            try checkLength(ended: frame.endStream)
             if bytes.readableBytes > 0 { manager.receive(.body(bytes)) }
             if frame.endStream { manager.receive(.end(nil)) }
         default:
@@ -49,12 +58,29 @@ struct HTTP2RequestTranslation {
         }
     }
 
+    /// More body than `content-length` says, or, once the request ended, less.
+    private func checkLength(ended: Bool) throws {
+        guard let declaredLength else { return }
+        if receivedLength > declaredLength || (ended && receivedLength != declaredLength) {
+            throw TranslationError.contentLengthMismatch
+        }
+    }
+
     enum TranslationError: Error, Equatable {
         case missingPseudoHeader(String)
+        /// Not a decimal number, or two that differ.
+        case invalidContentLength
+        case contentLengthMismatch
     }
 
     /// The HTTP/1.1 form of a request's header block, as NIO's codec makes it (version 2.0).
     static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
+        var contentLength: Int?
+        return try requestHead(block, endStream: endStream, contentLength: &contentLength)
+    }
+
+    /// The same, and the block's `content-length`.
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool, contentLength: inout Int?) throws -> HTTPRequestHead {
         var method: String?
         var path: String?
         var authority: String?
@@ -73,6 +99,9 @@ struct HTTP2RequestTranslation {
                 hasHost = true
             } else if name == "content-length" {
                 hasContentLength = true
+                let length = try Self.contentLength(value)
+                if let contentLength, contentLength != length { throw TranslationError.invalidContentLength }
+                contentLength = length
             }
         }
         guard let method else { throw TranslationError.missingPseudoHeader(":method") }
@@ -87,6 +116,25 @@ struct HTTP2RequestTranslation {
         }
         appendRegularFields(of: block, to: &headers)
         return HTTPRequestHead(version: .http2, method: httpMethod, uri: path, headers: HTTPHeaders(headers))
+    }
+
+    /// A `content-length` value: digits, or a list of the same number (RFC 9110 § 8.6).
+    static func contentLength(_ value: String) throws -> Int {
+        var length: Int?
+        for item in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+            let digits = item.drop(while: isSpace).reversed().drop(while: isSpace)
+            guard !digits.isEmpty, digits.count <= 18 else { throw TranslationError.invalidContentLength }
+            var number = 0
+            for byte in digits.reversed() {
+                guard byte &- UInt8(ascii: "0") < 10 else { throw TranslationError.invalidContentLength }
+                number = number * 10 + Int(byte &- UInt8(ascii: "0"))
+            }
+            guard length == nil || length == number else { throw TranslationError.invalidContentLength }
+            length = number
+        }
+        guard let length else { throw TranslationError.invalidContentLength }
+        return length
     }
 
     /// Trailers: the block without pseudo-header fields.

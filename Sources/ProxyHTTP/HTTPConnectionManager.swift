@@ -5,10 +5,10 @@ import ProxyCore
 
 /// The connection manager of one downstream HTTP/1.1 connection, or of one HTTP/2 stream: the last
 /// handler of the pipeline, after the HTTP/1.1 request parser or the stream channel's request
-/// reader; or, for an HTTP/2 stream without a channel of its own, no handler at all but the
-/// stream's (`HTTP2DownstreamStream`), which it reads from and writes to. It serves one request at a time; pipelined HTTP/1.1 requests wait in a short queue. (NIO's pipelining
-/// handler would do that by withholding reads, which costs two epoll_ctl calls per request:
-/// PERFORMANCE.md counts system calls.)
+/// reader; or, for an HTTP/2 stream without a channel of its own, no handler at all, reading from
+/// and writing to the stream (`HTTP2DownstreamStream`). It serves one request at a time; pipelined
+/// HTTP/1.1 requests wait in a short queue. (NIO's pipelining handler would do that by withholding
+/// reads, which costs two epoll_ctl calls per request: PERFORMANCE.md counts system calls.)
 public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnection, @unchecked Sendable {
     /// What the channel under this manager is.
     public enum Transport: Sendable {

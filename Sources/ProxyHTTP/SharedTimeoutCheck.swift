@@ -15,6 +15,11 @@ final class SharedTimeoutCheck: @unchecked Sendable {
         self.loop = loop
     }
 
+    /// The connection is gone: its wake-up is not left waiting in the event loop's task queue.
+    deinit {
+        scheduled?.cancel()
+    }
+
     /// `manager` wants to be checked no later than `deadline`.
     func register(_ manager: HTTPConnectionManager, by deadline: NIODeadline) {
         members[ObjectIdentifier(manager)] = manager
@@ -24,13 +29,11 @@ final class SharedTimeoutCheck: @unchecked Sendable {
         scheduled = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in self?.fire() }
     }
 
-    /// The stream ended: it is not checked again.
+    /// The stream ended: it is not checked again. The wake-up stays armed when the last stream
+    /// leaves: the next stream, usually right behind, would arm it again (cancelling and scheduling
+    /// a task each take the event loop's task-queue lock), and a check with no one to check is cheap.
     func remove(_ manager: HTTPConnectionManager) {
         members.removeValue(forKey: ObjectIdentifier(manager))
-        guard members.isEmpty else { return }
-        scheduled?.cancel()
-        scheduled = nil
-        scheduledAt = .distantFuture
     }
 
     private func fire() {

@@ -1,8 +1,10 @@
+import MeshTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
+import ProxyCore
 import Testing
 @testable import ProxyHTTP
 
@@ -149,6 +151,50 @@ private final class FramerHarness: ChannelOutboundHandler {
         let get = try HTTP2RequestTranslation.requestHead(
             block([(":method", "DELETE"), (":scheme", "http"), (":authority", "a"), (":path", "/")]), endStream: false)
         #expect(get.headers.map(\.name) == ["host"])
+    }
+
+    @Test func contentLengthValuesAreDigitsOrAListOfOneNumber() throws {
+        #expect(try HTTP2RequestTranslation.contentLength("5") == 5)
+        #expect(try HTTP2RequestTranslation.contentLength(" 12 ") == 12)
+        #expect(try HTTP2RequestTranslation.contentLength("7, 7") == 7)
+        for bad in ["", "-1", "1 2", "5, 6", "0x10", "5,", "99999999999999999999"] {
+            #expect(throws: HTTP2RequestTranslation.TranslationError.invalidContentLength) {
+                try HTTP2RequestTranslation.contentLength(bad)
+            }
+        }
+        var length: Int?
+        #expect(throws: HTTP2RequestTranslation.TranslationError.invalidContentLength) {
+            try HTTP2RequestTranslation.requestHead(
+                block([(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/"),
+                       ("content-length", "3"), ("content-length", "4")]), endStream: false, contentLength: &length)
+        }
+    }
+
+    @Test func aBodyMustBeAsLongAsItsContentLengthSays() throws {
+        let store = StatsStore()
+        let config = try TestProxyConfig.make(loop: EmbeddedEventLoop(),
+                                              connector: EmbeddedUpstreamConnector(loop: EmbeddedEventLoop()), store: store)
+        let manager = HTTPConnectionManager(config: SnapshotHolder(config))
+        let head = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/"),
+                                 ("content-length", "4")])
+        func body(_ text: String, end: Bool) -> HTTP2Frame.FramePayload {
+            .data(.init(data: .byteBuffer(ByteBuffer(string: text)), endStream: end))
+        }
+        var short = HTTP2RequestTranslation(validatesRequestHead: true, extendedConnect: false)
+        try short.receive(.headers(.init(headers: head)), manager: manager)
+        try short.receive(body("ab", end: false), manager: manager)
+        #expect(throws: HTTP2RequestTranslation.TranslationError.contentLengthMismatch) {
+            try short.receive(body("c", end: true), manager: manager)
+        }
+        var long = HTTP2RequestTranslation(validatesRequestHead: true, extendedConnect: false)
+        try long.receive(.headers(.init(headers: head)), manager: manager)
+        #expect(throws: HTTP2RequestTranslation.TranslationError.contentLengthMismatch) {
+            try long.receive(body("abcde", end: false), manager: manager)
+        }
+        var none = HTTP2RequestTranslation(validatesRequestHead: true, extendedConnect: false)
+        #expect(throws: HTTP2RequestTranslation.TranslationError.contentLengthMismatch) {
+            try none.receive(.headers(.init(headers: head, endStream: true)), manager: manager)
+        }
     }
 
     @Test func trailersLoseNothingButPseudoHeaders() {
