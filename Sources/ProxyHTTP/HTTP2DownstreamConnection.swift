@@ -99,7 +99,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// Connection-level frames (stream frames go to the streams' channels): a drain's PING ack.
+    /// Connection-level frames (the streams' frames go to their streams): a drain's PING ack.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if let ping = drainPing, case .ping(let answered, ack: true) = unwrapInboundIn(data).payload, answered == ping {
             drainPing = nil

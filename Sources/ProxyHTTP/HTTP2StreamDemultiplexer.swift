@@ -7,7 +7,7 @@ import NIOHTTP2
 /// stream's first HEADERS), writes what the streams send with their IDs, and keeps the receive
 /// windows open, the connection's and each stream's (what NIO's multiplexer did). Connection-level
 /// frames and the events but window updates go on to `HTTP2DownstreamConnection`.
-final class HTTP2StreamDemultiplexer: ChannelInboundHandler, @unchecked Sendable {
+final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
