@@ -81,20 +81,20 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         context.fireChannelInactive()
     }
 
+    /// Events are told apart by type before any cast (`HTTP2StreamDemultiplexer` says why).
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let created as NIOHTTP2StreamCreatedEvent:
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self) {
             openStreams += 1
             idleSince = nil
+            let created = event as! NIOHTTP2StreamCreatedEvent
             if created.streamID > lastStreamID { lastStreamID = created.streamID }
-        case is StreamClosedEvent:
+        } else if type == ObjectIdentifier(StreamClosedEvent.self) {
             openStreams -= 1
             if openStreams == 0 {
                 idleSince = context.eventLoop.now
                 if finalGoAwaySent { context.close(promise: nil) }
             }
-        default:
-            break
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -77,6 +77,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     private var timeoutCheckAt = NIODeadline.distantFuture
     /// An HTTP/2 stream's check is its connection's, shared by all its streams.
     private let sharedTimeoutCheck: SharedTimeoutCheck?
+    /// This manager's place among the shared check's members, while it is one.
+    var sharedTimeoutCheckSlot: Int?
     /// Since when an HTTP/1.1 connection has had no stream (`idle_timeout`); nil while it has one.
     private var idleSince: NIODeadline?
     /// When the first bytes of a request whose head has not been read yet arrived (`request_headers_timeout`).

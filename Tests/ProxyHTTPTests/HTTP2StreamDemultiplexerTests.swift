@@ -182,3 +182,23 @@ struct Weak<Object: AnyObject> {
     weak var object: Object?
     init(_ object: Object) { self.object = object }
 }
+
+@Suite struct SharedTimeoutCheckTests {
+    @Test func membersKeepTheirPlacesAsOthersLeave() throws {
+        let loop = EmbeddedEventLoop()
+        let config = try TestProxyConfig.make(loop: loop, connector: EmbeddedUpstreamConnector(loop: loop))
+        let check = SharedTimeoutCheck(loop: loop)
+        let managers = (0..<3).map { _ in HTTPConnectionManager(config: SnapshotHolder(config)) }
+        for manager in managers { check.register(manager, by: loop.now + .seconds(60)) }
+        check.register(managers[1], by: loop.now + .seconds(30))
+        #expect(managers.map(\.sharedTimeoutCheckSlot) == [0, 1, 2], "a second registration keeps the place")
+        check.remove(managers[0])
+        #expect(managers.map(\.sharedTimeoutCheckSlot) == [nil, 1, 0], "the last member took the leaver's place")
+        check.remove(managers[0])
+        check.remove(managers[2])
+        #expect(managers.map(\.sharedTimeoutCheckSlot) == [nil, 0, nil])
+        check.remove(managers[1])
+        check.register(managers[2], by: loop.now + .seconds(60))
+        #expect(managers.map(\.sharedTimeoutCheckSlot) == [nil, nil, 0])
+    }
+}
