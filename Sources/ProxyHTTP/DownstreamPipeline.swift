@@ -91,7 +91,7 @@ public enum DownstreamPipeline {
                     let manager = makeManager()
                     try streamChannel.pipeline.syncOperations.addHandlers([
                         HTTP2ExtendedConnect(malformed: malformed),
-                        HTTP2StreamRequestReader(manager: manager, malformed: malformed, validatesRequestHead: false),
+                        HTTP2StreamRequestReader(manager: manager, malformed: malformed),
                         manager,
                     ])
                 } catch {

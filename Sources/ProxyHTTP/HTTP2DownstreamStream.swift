@@ -27,12 +27,12 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
     static let highWatermark = 8196
     static let lowWatermark = 4092
 
-    init(id: HTTP2StreamID, connection: HTTP2StreamDemultiplexer, manager: HTTPConnectionManager, windowTarget: Int,
-         validatesRequestHead: Bool) {
+    init(id: HTTP2StreamID, connection: HTTP2StreamDemultiplexer, manager: HTTPConnectionManager, windowTarget: Int) {
         self.id = id
         self.connection = connection
         self.manager = manager
-        translation = HTTP2RequestTranslation(validatesRequestHead: validatesRequestHead,
+        // Without extended CONNECT (which keeps stream channels) nothing has checked the block before.
+        translation = HTTP2RequestTranslation(validatesRequestHead: true,
                                               extendedConnect: connection.malformed.extendedConnect)
         window = HTTP2InboundWindow(target: windowTarget)
     }
@@ -70,7 +70,11 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
         } catch {
             refused = true
             held.removeAll()
-            connection.malformed.refuse(stream: self, connection: connection, error)
+            if connection.malformed.refusalResetsOnlyTheStream() {
+                reset(.protocolError)
+            } else {
+                connection.closeConnectionLater()
+            }
         }
     }
 

@@ -30,9 +30,7 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
     /// reset and the close wait until after the read that brought the request, which is still
     /// setting up the stream's channel.
     func refuse(context: ChannelHandlerContext, _ error: any Error) {
-        messagingErrors.increment()
-        guard streamError else {
-            connectionClosing = true
+        guard refusalResetsOnlyTheStream() else {
             let connection = context.channel.parent
             context.eventLoop.assumeIsolated().execute { connection?.close(promise: nil) }
             return
@@ -43,14 +41,11 @@ final class HTTP2MalformedRequestPolicy: @unchecked Sendable {
         }
     }
 
-    /// Refuses the request of `stream`, a stream without a channel of its own.
-    func refuse(stream: HTTP2DownstreamStream, connection: HTTP2StreamDemultiplexer, _ error: any Error) {
+    /// Counts a malformed request; false when the connection is to close for it (its streams then
+    /// read nothing more), true when only its stream is reset.
+    func refusalResetsOnlyTheStream() -> Bool {
         messagingErrors.increment()
-        guard streamError else {
-            connectionClosing = true
-            connection.closeConnectionLater()
-            return
-        }
-        stream.reset(.protocolError)
+        if !streamError { connectionClosing = true }
+        return streamError
     }
 }

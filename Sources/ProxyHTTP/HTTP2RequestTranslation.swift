@@ -73,13 +73,8 @@ struct HTTP2RequestTranslation {
         case contentLengthMismatch
     }
 
-    /// The HTTP/1.1 form of a request's header block, as NIO's codec makes it (version 2.0).
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
-        var contentLength: Int?
-        return try requestHead(block, endStream: endStream, contentLength: &contentLength)
-    }
-
-    /// The same, and the block's `content-length`.
+    /// The HTTP/1.1 form of a request's header block, as NIO's codec makes it (version 2.0), and
+    /// the block's `content-length`.
     static func requestHead(_ block: HPACKHeaders, endStream: Bool, contentLength: inout Int?) throws -> HTTPRequestHead {
         var method: String?
         var path: String?

@@ -15,7 +15,6 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
     let malformed: HTTP2MalformedRequestPolicy
     private let makeManager: () -> HTTPConnectionManager
     private let streamWindowTarget: Int
-    private let validatesRequestHead: Bool
     private var connectionWindow: HTTP2InboundWindow
     private var streams: [HTTP2StreamID: HTTP2DownstreamStream] = [:]
     /// Client stream IDs only grow: HEADERS on a lower one belong to a stream that is gone.
@@ -24,13 +23,11 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
     let eventLoop: any EventLoop
 
     init(eventLoop: any EventLoop, connectionWindowTarget: Int, streamWindowTarget: Int,
-         malformed: HTTP2MalformedRequestPolicy, validatesRequestHead: Bool = true,
-         makeManager: @escaping () -> HTTPConnectionManager) {
+         malformed: HTTP2MalformedRequestPolicy, makeManager: @escaping () -> HTTPConnectionManager) {
         self.eventLoop = eventLoop
         self.malformed = malformed
         self.makeManager = makeManager
         self.streamWindowTarget = streamWindowTarget
-        self.validatesRequestHead = validatesRequestHead
         connectionWindow = HTTP2InboundWindow(target: connectionWindowTarget)
     }
 
@@ -67,8 +64,7 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
 
     private func open(_ id: HTTP2StreamID) -> HTTP2DownstreamStream {
         let manager = makeManager()
-        let stream = HTTP2DownstreamStream(id: id, connection: self, manager: manager, windowTarget: streamWindowTarget,
-                                           validatesRequestHead: validatesRequestHead)
+        let stream = HTTP2DownstreamStream(id: id, connection: self, manager: manager, windowTarget: streamWindowTarget)
         streams[id] = stream
         lastOpened = id
         manager.attach(stream)

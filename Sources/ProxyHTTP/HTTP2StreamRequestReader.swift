@@ -3,7 +3,8 @@ import NIOHTTP2
 
 /// A downstream HTTP/2 stream channel's request reader: the stream's frames through
 /// `HTTP2RequestTranslation` to its connection manager; a malformed request is refused as
-/// `malformed` says.
+/// `malformed` says. Streams have channels only with `allow_connect`, so the reader sits behind
+/// `HTTP2ExtendedConnect`, which has checked the request's header block.
 final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
 
@@ -12,10 +13,10 @@ final class HTTP2StreamRequestReader: ChannelInboundHandler, RemovableChannelHan
     private var translation: HTTP2RequestTranslation
     private var refused = false
 
-    init(manager: HTTPConnectionManager, malformed: HTTP2MalformedRequestPolicy, validatesRequestHead: Bool = true) {
+    init(manager: HTTPConnectionManager, malformed: HTTP2MalformedRequestPolicy) {
         self.manager = manager
         self.malformed = malformed
-        translation = HTTP2RequestTranslation(validatesRequestHead: validatesRequestHead,
+        translation = HTTP2RequestTranslation(validatesRequestHead: false,
                                               extendedConnect: malformed.extendedConnect)
     }
 

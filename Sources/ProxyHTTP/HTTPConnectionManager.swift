@@ -164,10 +164,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             configHolder.load().stats.downstreamCxUpgradesActive.decrement()
         }
         tracker?.unregister(self)
-        timeoutCheck?.cancel()
-        timeoutCheck = nil
-        sharedTimeoutCheck?.remove(self)
-        timeoutCheckAt = .distantFuture
+        stopTimeoutChecks()
         if let stats = connectionStats {
             stats.downstreamCxActive.decrement()
             stats.downstreamCxHttp1Active.decrement()
@@ -189,10 +186,7 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// response is done now; the active stream finishes as it would have (its access log still
     /// reads the connection's addresses through the stream), and `streamFinished` lets go of it.
     func downstreamEnded() {
-        timeoutCheck?.cancel()
-        timeoutCheck = nil
-        sharedTimeoutCheck?.remove(self)
-        timeoutCheckAt = .distantFuture
+        stopTimeoutChecks()
         guard stream != nil, let loop = directStream?.eventLoop else {
             directStream = nil
             return
@@ -205,6 +199,13 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
             stream = nil
             directStream = nil
         }
+    }
+
+    private func stopTimeoutChecks() {
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
+        sharedTimeoutCheck?.remove(self)
+        timeoutCheckAt = .distantFuture
     }
 
     /// Request parts from a codec in the pipeline (unit tests').

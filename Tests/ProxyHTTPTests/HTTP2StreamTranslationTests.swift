@@ -202,3 +202,11 @@ private final class FramerHarness: ChannelOutboundHandler {
         #expect(trailers.map(\.name) == ["grpc-status", "x-a"])
     }
 }
+
+private extension HTTP2RequestTranslation {
+    /// The head alone, for tests that do not look at `content-length`.
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
+        var length: Int?
+        return try requestHead(block, endStream: endStream, contentLength: &length)
+    }
+}
