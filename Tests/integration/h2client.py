@@ -42,14 +42,29 @@ class H2Client:
                 # The server closed the connection; what it sent before is still read by pump.
                 self.closed = True
 
-    def request(self, path, method="GET", headers=(), body=None):
+    def request(self, path, method="GET", headers=(), body=None, end_stream=True):
+        """Opens a stream; without a body it ends with the headers unless `end_stream` is false (a body
+        then follows through `send_within_window`)."""
         stream = self.conn.get_next_available_stream_id()
         self.conn.send_headers(stream, [(":method", method), (":path", path), (":scheme", "http"),
-                                        (":authority", "test"), *headers], end_stream=body is None)
+                                        (":authority", "test"), *headers], end_stream=body is None and end_stream)
         if body is not None:
             self.conn.send_data(stream, body, end_stream=True)
         self.flush()
         return stream
+
+    def send_within_window(self, stream, remaining):
+        """Sends up to `remaining` bytes of body as the flow-control windows allow, ending the stream
+        with its last byte; returns how many bytes it sent."""
+        sent = 0
+        while sent < remaining:
+            size = min(self.conn.local_flow_control_window(stream), self.conn.max_outbound_frame_size, remaining - sent)
+            if size <= 0:
+                break
+            sent += size
+            self.conn.send_data(stream, b"y" * size, end_stream=sent == remaining)
+        self.flush()
+        return sent
 
     def cancel(self, stream):
         self.conn.reset_stream(stream)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import ENVOY, MESHPROXY, get, http_bootstrap, static_cluster
+from h2client import H2Client
 
 TOTAL = 64 << 20
 CHUNK = 1 << 16
@@ -44,6 +45,7 @@ class FlowUpstream:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sent = 0
+        self.received = None
         self.release = threading.Event()
         self.closed = False
         threading.Thread(target=self.accept, daemon=True).start()
@@ -73,11 +75,13 @@ class FlowUpstream:
                     else:
                         self.release.wait(timeout=30)
                         received = len(rest)
+                        self.received = received
                         while received < TOTAL:
                             part = connection.recv(1 << 20)
                             if not part:
                                 return
                             received += len(part)
+                            self.received = received
                         body = b"%d" % received
                         connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
             except OSError:
@@ -96,12 +100,12 @@ def upstream():
     server.close()
 
 
-def start(binary, name, upstream, launch, buffer_limit=None):
+def start(binary, name, upstream, launch, buffer_limit=None, hcm_extra=""):
     limit = f"    per_connection_buffer_limit_bytes: {buffer_limit}\n" if buffer_limit else ""
 
     def config(listener, admin):
         text = http_bootstrap(listener, admin, "            - { match: { prefix: / }, route: { cluster: up, timeout: 30s } }\n",
-                              [static_cluster("up", upstream.port, extra=limit)])
+                              [static_cluster("up", upstream.port, extra=limit)], hcm_extra=hcm_extra)
         return text.replace("  - name: l\n", "  - name: l\n" + limit, 1)
 
     proxy = launch(binary, config, name)
@@ -181,3 +185,48 @@ def test_an_upstream_that_stops_reading_stalls_the_client(binary, name, upstream
             body += part
     assert head.startswith(b"HTTP/1.1 200")
     assert body == expected
+
+
+@pytest.mark.parametrize("binary,name", [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")])
+def test_an_upstream_that_stops_reading_stalls_only_its_http2_stream(binary, name, upstream, launch):
+    """An h2c upload into an upstream that reads nothing: the proxy stops reopening the stream's window
+    (64 KiB here; Envoy's default is 256 MiB, which a proxy may buffer), the client stalls, and another
+    request on the same connection is answered meanwhile. Once the upstream reads, every byte arrives."""
+    window = "          http2_protocol_options: { initial_stream_window_size: 65536 }\n"
+    proxy, base_rss = start(binary, f"flow-up-h2-{name}", upstream, launch,
+                            hcm_extra="          codec_type: AUTO\n" + window)
+    client = H2Client(proxy.port, connection_window=TOTAL)
+    try:
+        upload = client.request("/upload", method="POST", headers=[("content-length", str(TOTAL))], end_stream=False)
+        sent = 0
+
+        def push():
+            """Sends while WINDOW_UPDATEs keep coming: until the window stays shut for 0.2 s (or 20 s pass)."""
+            nonlocal sent
+            deadline = time.monotonic() + 20
+            while sent < TOTAL and time.monotonic() < deadline:
+                sent += client.send_within_window(upload, TOTAL - sent)
+                if not client.pump(lambda: sent == TOTAL or client.conn.local_flow_control_window(upload) > 0,
+                                   timeout=0.2):
+                    break
+            return sent
+
+        stalled_at = wait_until_steady(push)
+        assert 0 < stalled_at < STALLED_BELOW
+        assert rss_mb(proxy.process.proc.pid) - base_rss < RSS_GROWTH_MB
+        other = client.request("/small")
+        assert client.pump(lambda: other in client.ended, ack={other}), "the stalled upload holds back only itself"
+        assert client.headers[other][":status"] == "200" and bytes(client.data[other]) == b"ok"
+        assert upload not in client.ended
+
+        upstream.release.set()
+        deadline = time.monotonic() + 20
+        while sent < TOTAL and time.monotonic() < deadline:
+            push()
+        assert sent == TOTAL, (f"sent {sent} of {TOTAL} once the upstream read (it has {upstream.received}); "
+                               f"stream window {client.conn.local_flow_control_window(upload)}")
+        assert client.pump(lambda: upload in client.ended, ack={upload}, timeout=20), "the upload was answered"
+    finally:
+        client.close()
+    assert client.headers[upload][":status"] == "200"
+    assert bytes(client.data[upload]) == b"%d" % TOTAL
