@@ -119,15 +119,43 @@ public enum HTTP1Syntax {
     public static func parseFields(_ bytes: UnsafeRawBufferPointer, from start: Int, framing: inout HTTP1HeadFraming) throws
         -> (fields: [(String, String)], length: Int)?
     {
+        var none = HTTP1RepeatedLines.none
+        return try parseFields(bytes, from: start, framing: &framing, repeated: &none)
+    }
+
+    /// The same, with the lines of the connection's last head: a line that repeats the one in its
+    /// place there takes its field (checked then) instead of making new strings (~600 instructions
+    /// a field against one comparison), and these lines are kept for the next head.
+    public static func parseFields(_ bytes: UnsafeRawBufferPointer, from start: Int, framing: inout HTTP1HeadFraming,
+                                   repeated: inout HTTP1RepeatedLines) throws
+        -> (fields: [(String, String)], length: Int)?
+    {
         var fields: [(String, String)] = []
         fields.reserveCapacity(16)
         var position = start
+        var allRepeated = true
         while true {
             guard let end = lineEnd(in: bytes, from: position) else { return nil }
-            if end.contentEnd == position { return (fields, end.next) }
-            let first = bytes[position]
-            if first == space || first == tab { throw HTTP1ParseError(description: "obsolete line folding") }
+            if end.contentEnd == position {
+                // A head that repeats the last one line for line leaves what is kept as it is.
+                if !allRepeated || !repeated.hasLines(fields.count) {
+                    repeated.remember(UnsafeRawBufferPointer(rebasing: bytes[start..<position]), fields: fields)
+                }
+                return (fields, end.next)
+            }
             let line = UnsafeRawBufferPointer(rebasing: bytes[position..<end.contentEnd]).assumingMemoryBound(to: UInt8.self)
+            if let field = repeated.field(at: fields.count, ifSameAs: line) {
+                // Checked when it came last time; only what it says about framing is noted again.
+                let colon = line.firstIndex(of: UInt8(ascii: ":"))!
+                try framing.note(name: UnsafeBufferPointer(rebasing: line[..<colon]),
+                                 value: trimmingWhitespace(line, (colon + 1)..<line.count))
+                fields.append(field)
+                position = end.next
+                continue
+            }
+            allRepeated = false
+            let first = line[0]
+            if first == space || first == tab { throw HTTP1ParseError(description: "obsolete line folding") }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
                 throw HTTP1ParseError(description: "header without a colon")
             }

@@ -42,6 +42,8 @@ struct HTTP1RequestParser {
     /// How far an incomplete head has been searched for its end: a head that arrives a few bytes
     /// at a time is parsed once it is whole, not again on every read.
     private var headScanned = 0
+    /// The last request's header lines, which the next request's mostly repeat.
+    private var repeatedLines = HTTP1RepeatedLines()
 
     init(maximumHeadSize: Int = HTTP1Syntax.maximumHeadSize) {
         self.maximumHeadSize = maximumHeadSize
@@ -82,7 +84,7 @@ struct HTTP1RequestParser {
                         return
                     }
                 }
-                let parsed = try buffer.withUnsafeReadableBytes { try Self.parseHead($0) }
+                let parsed = try buffer.withUnsafeReadableBytes { try Self.parseHead($0, repeated: &repeatedLines) }
                 guard let parsed else {
                     if buffer.readableBytes > maximumHeadSize { throw Self.headersTooLarge }
                     headScanned = buffer.readableBytes
@@ -145,7 +147,7 @@ struct HTTP1RequestParser {
     private static let versionMask = UInt64(littleEndian: 0x00FF_FFFF_FFFF_FFFF)
 
     /// The head at the start of `bytes`, or nil while its empty line has not arrived.
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> ParsedHead? {
+    static func parseHead(_ bytes: UnsafeRawBufferPointer, repeated: inout HTTP1RepeatedLines) throws -> ParsedHead? {
         // RFC 9112 2.2: empty lines before a request line are ignored.
         var skipped = 0
         while skipped < bytes.count, bytes[skipped] == UInt8(ascii: "\r") || bytes[skipped] == UInt8(ascii: "\n") {
@@ -173,7 +175,7 @@ struct HTTP1RequestParser {
             throw HTTP1ParseError(description: "unsupported HTTP version")
         }
         var framing = HTTP1HeadFraming()
-        guard let fields = try HTTP1Syntax.parseFields(bytes, from: lineEnd.next, framing: &framing) else { return nil }
+        guard let fields = try HTTP1Syntax.parseFields(bytes, from: lineEnd.next, framing: &framing, repeated: &repeated) else { return nil }
         if framing.transferEncoding {
             if framing.contentLength != nil {
                 throw HTTP1ParseError(description: "both content-length and transfer-encoding")

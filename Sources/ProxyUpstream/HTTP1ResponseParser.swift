@@ -52,6 +52,8 @@ struct HTTP1ResponseParser {
     }
 
     private var state = State.head
+    /// The last response's header lines, which the next response's mostly repeat.
+    private var repeatedLines = HTTP1RepeatedLines()
 
     /// Parses what `buffer` holds, handing each part to `emit`; what is left in `buffer` is an
     /// incomplete head or chunk line (to be parsed with the next bytes), or the bytes after a tunnel
@@ -71,7 +73,7 @@ struct HTTP1ResponseParser {
         while buffer.readableBytes > 0 {
             switch state {
             case .head:
-                let parsed = try buffer.withUnsafeReadableBytes { try Self.parseHead($0) }
+                let parsed = try buffer.withUnsafeReadableBytes { try Self.parseHead($0, repeated: &repeatedLines) }
                 guard let parsed, parsed.length <= Self.maximumHeadSize else {
                     if buffer.readableBytes > Self.maximumHeadSize { try fail("response headers too large") }
                     return
@@ -154,7 +156,7 @@ struct HTTP1ResponseParser {
     private static let httpPrefix = UInt32(littleEndian: 0x5054_5448)
 
     /// The head at the start of `bytes`, or nil while its empty line has not arrived.
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> ParsedHead? {
+    static func parseHead(_ bytes: UnsafeRawBufferPointer, repeated: inout HTTP1RepeatedLines) throws -> ParsedHead? {
         guard let statusEnd = HTTP1Syntax.lineEnd(in: bytes, from: 0) else { return nil }
         let line = UnsafeRawBufferPointer(rebasing: bytes[0..<statusEnd.contentEnd])
         // HTTP/1.x SP 3DIGIT [SP reason]
@@ -173,7 +175,7 @@ struct HTTP1ResponseParser {
             reason = String(decoding: text, as: UTF8.self)
         }
         var framing = HTTP1HeadFraming()
-        guard let fields = try HTTP1Syntax.parseFields(bytes, from: statusEnd.next, framing: &framing) else { return nil }
+        guard let fields = try HTTP1Syntax.parseFields(bytes, from: statusEnd.next, framing: &framing, repeated: &repeated) else { return nil }
         if framing.transferEncoding, framing.contentLength != nil {
             throw ParseError(description: "both content-length and transfer-encoding")
         }

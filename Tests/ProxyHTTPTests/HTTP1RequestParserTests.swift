@@ -43,6 +43,21 @@ import Testing
             == "GET /1 1.1 [host=x] | end | POST /2 1.1 [content-length=3] | body abc | end | HEAD /3 1.1 [] | end")
     }
 
+    /// Requests on a connection mostly repeat their lines: a line in its place again takes the last
+    /// request's field, one that differs (by a byte, or by its name's case) is read anew, a request
+    /// with fewer lines has only its own, and what repeated lines say about framing counts again.
+    @Test func linesRepeatedFromTheLastRequest() throws {
+        let first = "POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nab"
+        let again = "POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\ncd"
+        let other = "POST /3 HTTP/1.1\r\nhost: x\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nefg"
+        let fewer = "GET /4 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        #expect(try transcript(first + again + other + fewer)
+            == "POST /1 1.1 [host=x,content-length=2,connection=keep-alive] | body ab | end"
+            + " | POST /2 1.1 [host=x,content-length=2,connection=keep-alive] | body cd | end"
+            + " | POST /3 1.1 [host=x,content-length=3,connection=keep-alive] | body efg | end"
+            + " | GET /4 1.1 [host=x,connection=close] close | end")
+    }
+
     @Test func emptyLinesBeforeARequestAreSkipped() throws {
         #expect(try transcript("\r\n\r\nGET / HTTP/1.1\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
             == "GET / 1.1 [] | end | GET /b 1.1 [] | end")

@@ -41,6 +41,21 @@ import Testing
         return parsed.transcript
     }
 
+    /// Responses on a connection mostly repeat their lines (`date` within the second): repeated lines
+    /// take the last response's fields and still say how the body is framed; changed ones are read anew.
+    @Test func linesRepeatedFromTheLastResponse() throws {
+        let first = "HTTP/1.1 200 OK\r\nServer: up\r\nDate: Mon, 07 Dec 2026 18:00:00 GMT\r\nContent-Length: 2\r\n\r\nab"
+        let again = "HTTP/1.1 200 OK\r\nServer: up\r\nDate: Mon, 07 Dec 2026 18:00:00 GMT\r\nContent-Length: 2\r\n\r\ncd"
+        let later = "HTTP/1.1 200 OK\r\nServer: up\r\nDate: Mon, 07 Dec 2026 18:00:01 GMT\r\nContent-Length: 2\r\n\r\nef"
+        let chunked = "HTTP/1.1 200 OK\r\nServer: up\r\nTransfer-Encoding: chunked\r\n\r\n1\r\ng\r\n0\r\n\r\n"
+        let date = "date=Mon, 07 Dec 2026 18:00:0"
+        #expect(try transcript(first + again + later + chunked, requests: [.GET, .GET, .GET, .GET])
+            == "head 1.1 200 [server=up,\(date)0 GMT,content-length=2] | body ab | end"
+            + " | head 1.1 200 [server=up,\(date)0 GMT,content-length=2] | body cd | end"
+            + " | head 1.1 200 [server=up,\(date)1 GMT,content-length=2] | body ef | end"
+            + " | head 1.1 200 [server=up,transfer-encoding=chunked] | body g | end")
+    }
+
     @Test func aResponseWithContentLength() throws {
         let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
             + "Connection: keep-alive\r\n\r\nhello, world\n"
