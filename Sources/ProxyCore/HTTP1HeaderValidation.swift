@@ -3,7 +3,35 @@
 /// encoder checks what it sends; the upstream response parser what it reads.
 public enum HTTP1HeaderValidation {
     @inlinable public static func isValidName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.allSatisfy(isTokenByte)
+        guard let base = UnsafeRawPointer(bytes.baseAddress), !bytes.isEmpty else { return false }
+        // Eight bytes at a time while they are what names nearly always are (lower-case letters,
+        // digits, '-'); the last word overlaps the one before it rather than leaving a tail. Any
+        // other name (upper case, other token characters) byte by byte.
+        if bytes.count >= 8 {
+            var index = 0
+            while index + 8 < bytes.count, isLowercaseNameWord(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                index += 8
+            }
+            if index + 8 >= bytes.count,
+               isLowercaseNameWord(base.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)) {
+                return true
+            }
+        }
+        return bytes.allSatisfy(isTokenByte)
+    }
+
+    /// Whether all eight bytes are lower-case letters, digits or '-'. With the high bits clear, adding
+    /// `0x80 - c` to every byte sets a byte's high bit exactly when the byte is at least `c` (no byte
+    /// carries into the next), so each range is two such tests.
+    @inlinable @inline(__always) public static func isLowercaseNameWord(_ word: UInt64) -> Bool {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        guard word & high == 0 else { return false }
+        @inline(__always) func atLeast(_ byte: UInt64) -> UInt64 { (word &+ ones &* (0x80 - byte)) & high }
+        let letter = atLeast(0x61) & ~atLeast(0x7B)
+        let digit = atLeast(0x30) & ~atLeast(0x3A)
+        let dash = atLeast(0x2D) & ~atLeast(0x2E)
+        return letter | digit | dash == high
     }
 
     @inlinable public static func isValidValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -133,6 +133,29 @@ import Testing
         }
     }
 
+    /// Names are checked eight bytes at a time when they are lower-case letters, digits and '-': every byte
+    /// value at every position of names of 8 to 20 bytes (one word; two overlapping; several and an overlap)
+    /// must be judged as a lone byte is.
+    @Test func everyByteIsJudgedAloneAtEveryPositionOfALongName() {
+        var disagreements = 0
+        for byte in UInt8(0)...UInt8(255) {
+            let allowed = byte < 128 && HTTP1HeaderValidation.isTokenByte(byte)
+            for count in [8, 9, 15, 16, 20] {
+                for position in 0..<count {
+                    var name = Array("x-envoy-upstream-svc".utf8.prefix(count))
+                    name[position] = byte
+                    let judged = name.withUnsafeBufferPointer(HTTP1HeaderValidation.isValidName)
+                    if judged != allowed { disagreements += 1 }
+                }
+            }
+        }
+        #expect(disagreements == 0)
+        #expect(Self.isValidName("x-envoy-upstream-service-time") && Self.isValidName("content-length"))
+        #expect(Self.isValidName("Content-Length") && Self.isValidName("x-custom_header.v2"), "other tokens, byte by byte")
+        #expect(HTTP1HeaderValidation.isLowercaseNameWord(0x2D7A_6139_302D_6162))
+        #expect(!HTTP1HeaderValidation.isLowercaseNameWord(0x2D7A_6139_302D_6141), "an upper-case letter")
+    }
+
     /// Values are checked eight bytes at a time: every byte value at every position of a 20-byte value (two
     /// words and a tail) must be judged as a lone byte is.
     @Test func everyByteIsJudgedAloneAtEveryPositionOfALongValue() {
