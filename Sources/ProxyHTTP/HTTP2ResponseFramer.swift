@@ -2,6 +2,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
+import ProxyCore
 
 /// The response side of one downstream HTTP/2 stream: the connection manager's response parts
 /// written as the stream's frames, with no codec handler in between.
@@ -71,26 +72,33 @@ struct HTTP2ResponseFramer {
         var block = HPACKHeaders()
         block.reserveCapacity(headers.count + 1)
         if let status { block.add(name: ":status", value: status < 600 ? statusTexts[Int(status)] : String(status)) }
-        var connection: [String] = []
+        var named: [String] = []
         for (name, value) in headers {
             // Lower case already from every source the proxy has; HTTP/2 requires it, and nothing after
             // this looks (NIO's header block check is off on downstream connections).
-            let lowered = name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) ? name.lowercased() : name
+            let lowered = name.asciiLowercased()
             if ProxiedResponseHeader(lowercased: lowered) == .hopByHop {
-                if lowered == "connection" { connection.append(value) }
+                if lowered == "connection" { fieldsNamed(byConnection: value, into: &named) }
                 continue
             }
             let indexing: HPACKIndexing = HTTP2ResponseHeaderIndexing.isVolatile(lowered) ? .nonIndexable : .indexable
             block.add(name: lowered, value: value, indexing: indexing)
         }
-        guard !connection.isEmpty else { return block }
         // The fields `connection` names are the hop's own too.
-        let named = Set(connection.flatMap { $0.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }) }
-            .map { $0.lowercased() })
-        guard block.contains(where: { named.contains($0.name) }) else { return block }
+        guard !named.isEmpty, block.contains(where: { named.contains($0.name) }) else { return block }
         var kept = HPACKHeaders()
         for (name, value, indexing) in block where !named.contains(name) { kept.add(name: name, value: value, indexing: indexing) }
         return kept
+    }
+
+    /// The fields a `connection` value names that are not left out anyway: `close` names none, and
+    /// `keep-alive` (what HTTP/1.1 upstreams nearly always send) is a hop-by-hop field already.
+    static func fieldsNamed(byConnection value: String, into named: inout [String]) {
+        if value.isASCIICaseInsensitiveEqual(to: "keep-alive") || value.isASCIICaseInsensitiveEqual(to: "close") { return }
+        for token in value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }) {
+            let lowered = String(token).asciiLowercased()
+            if lowered != "close", ProxiedResponseHeader(lowercased: lowered) != .hopByHop { named.append(lowered) }
+        }
     }
 
     /// `:status` values, made once.

@@ -52,6 +52,16 @@ private final class FramerHarness: ChannelOutboundHandler {
         #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, .nonIndexable, .indexable])
     }
 
+    /// What `connection` lists, in any case, goes with it; `keep-alive` and `close` name nothing that is sent.
+    @Test func theFieldsConnectionNamesAreLeftOut() throws {
+        for (connection, kept) in [("Keep-Alive", ["x-hop", "x-other"]), ("close", ["x-hop", "x-other"]),
+                                   ("Upgrade, X-Hop", ["x-other"]), ("keep-alive,x-other", ["x-hop"])] {
+            let out = try frames([head([("Connection", connection), ("x-hop", "1"), ("x-other", "2")]), .end(nil)])
+            guard out.count == 1, case .headers(let frame) = out[0] else { Issue.record("\(out)"); continue }
+            #expect(frame.headers.map(\.name) == [":status"] + kept, "connection: \(connection)")
+        }
+    }
+
     @Test func theLastBodyFrameEndsTheStream() throws {
         let out = try frames([head([("content-length", "10")]), .body(.byteBuffer(ByteBuffer(string: "hello"))),
                               .body(.byteBuffer(ByteBuffer(string: "world"))), .end(nil)])
