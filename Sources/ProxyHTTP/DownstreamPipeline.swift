@@ -77,9 +77,10 @@ public enum DownstreamPipeline {
         try pipeline.addHandler(FlushCoalescer())
         let connectionID = ConnectionIDs.next()
         let sharedTimeoutCheck = SharedTimeoutCheck(loop: channel.eventLoop)
+        let responseIndexing = HTTP2ResponseHeaderIndexing()
         let makeManager: @Sendable () -> HTTPConnectionManager = {
             HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream, connectionID: connectionID,
-                                  tls: tls, sharedTimeoutCheck: sharedTimeoutCheck, framesResponses: true)
+                                  tls: tls, sharedTimeoutCheck: sharedTimeoutCheck, responseIndexing: responseIndexing)
         }
         if options.allowConnect {
             // Extended CONNECT turns a stream into a byte tunnel, which needs the stream as a channel.

@@ -14,8 +14,8 @@ import ProxyCore
 /// (BENCHMARKS.md, h2c). So the last head or body part is held until the next part, which an end
 /// merges into, or until a flush or close. Connection-specific fields (`connection` and the fields
 /// it names, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`) are not sent on
-/// HTTP/2. Fields whose values change with every response go out unindexed
-/// (`HTTP2ResponseHeaderIndexing`).
+/// HTTP/2. Fields whose values change with every response go out unindexed, as the connection's
+/// `HTTP2ResponseHeaderIndexing` has it.
 struct HTTP2ResponseFramer {
     private enum Held {
         case head(HPACKHeaders)
@@ -23,19 +23,24 @@ struct HTTP2ResponseFramer {
     }
 
     private var held: (part: Held, promise: EventLoopPromise<Void>?)?
+    private let indexing: HTTP2ResponseHeaderIndexing
+
+    init(indexing: HTTP2ResponseHeaderIndexing) {
+        self.indexing = indexing
+    }
 
     mutating func write<Sink: HTTP2StreamFrameSink>(_ part: HTTPServerResponsePart, to sink: Sink,
                                                     promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(let head):
             release(to: sink)
-            held = (.head(Self.headerBlock(status: head.status.code, head.headers)), promise)
+            held = (.head(headerBlock(status: head.status.code, head.headers)), promise)
         case .body(let body):
             release(to: sink)
             held = (.body(body), promise)
         case .end(let trailers?):
             release(to: sink)
-            let block = Self.headerBlock(status: nil, trailers)
+            let block = headerBlock(status: nil, trailers)
             sink.write(.headers(.init(headers: block, endStream: true)), promise: promise)
         case .end(nil):
             guard let (part, heldPromise) = held else {
@@ -68,21 +73,20 @@ struct HTTP2ResponseFramer {
     }
 
     /// `:status` (for a head) and the fields HTTP/2 may carry, names lower-cased.
-    static func headerBlock(status: UInt?, _ headers: HTTPHeaders) -> HPACKHeaders {
+    func headerBlock(status: UInt?, _ headers: HTTPHeaders) -> HPACKHeaders {
         var block = HPACKHeaders()
         block.reserveCapacity(headers.count + 1)
-        if let status { block.add(name: ":status", value: status < 600 ? statusTexts[Int(status)] : String(status)) }
+        if let status { block.add(name: ":status", value: status < 600 ? Self.statusTexts[Int(status)] : String(status)) }
         var named: [String] = []
         for (name, value) in headers {
             // Lower case already from every source the proxy has; HTTP/2 requires it, and nothing after
             // this looks (NIO's header block check is off on downstream connections).
             let lowered = name.asciiLowercased()
             if ProxiedResponseHeader(lowercased: lowered) == .hopByHop {
-                if lowered == "connection" { fieldsNamed(byConnection: value, into: &named) }
+                if lowered == "connection" { Self.fieldsNamed(byConnection: value, into: &named) }
                 continue
             }
-            let indexing: HPACKIndexing = HTTP2ResponseHeaderIndexing.isVolatile(lowered) ? .nonIndexable : .indexable
-            block.add(name: lowered, value: value, indexing: indexing)
+            block.add(name: lowered, value: value, indexing: indexing.indexing(ofLowercased: lowered))
         }
         // The fields `connection` names are the hop's own too.
         guard !named.isEmpty, block.contains(where: { named.contains($0.name) }) else { return block }

@@ -95,11 +95,11 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         if encodesResponses { encoder = HTTP1OutboundBuffer() }
     }
 
-    /// `framesResponses`: on an HTTP/2 stream, write frames rather than response parts.
+    /// `responseIndexing`, the HTTP/2 connection's: on its stream, write frames rather than response parts.
     init(config: SnapshotHolder<ConnectionManagerConfig>, tracker: ConnectionTracker?, transport: Transport,
          connectionID: UInt64, tls: DownstreamTLSInfo?, sharedTimeoutCheck: SharedTimeoutCheck?,
-         framesResponses: Bool = false) {
-        if framesResponses { framer = HTTP2ResponseFramer() }
+         responseIndexing: HTTP2ResponseHeaderIndexing? = nil) {
+        if let responseIndexing { framer = HTTP2ResponseFramer(indexing: responseIndexing) }
         self.sharedTimeoutCheck = sharedTimeoutCheck
         self.tls = tls
         self.configHolder = config

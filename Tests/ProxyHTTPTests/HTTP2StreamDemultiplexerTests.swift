@@ -53,10 +53,11 @@ import Testing
         let malformed = HTTP2MalformedRequestPolicy(streamError: streamError, extendedConnect: false,
                                                     messagingErrors: config.stats.http2RxMessagingError)
         let shared = SharedTimeoutCheck(loop: loop)
+        let indexing = HTTP2ResponseHeaderIndexing()
         demultiplexer = HTTP2StreamDemultiplexer(eventLoop: loop, connectionWindowTarget: 1000, streamWindowTarget: 100,
                                                  malformed: malformed) { [managers] in
             let manager = HTTPConnectionManager(config: holder, tracker: nil, transport: .http2Stream, connectionID: 1,
-                                                tls: nil, sharedTimeoutCheck: shared, framesResponses: true)
+                                                tls: nil, sharedTimeoutCheck: shared, responseIndexing: indexing)
             managers.made.append(Weak(manager))
             return manager
         }

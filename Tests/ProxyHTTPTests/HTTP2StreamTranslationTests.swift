@@ -11,7 +11,11 @@ import Testing
 /// Writes response parts through an `HTTP2ResponseFramer`, as the connection manager of a stream does.
 private final class FramerHarness: ChannelOutboundHandler {
     typealias OutboundIn = HTTPServerResponsePart
-    private var framer = HTTP2ResponseFramer()
+    private var framer: HTTP2ResponseFramer
+
+    init(indexing: HTTP2ResponseHeaderIndexing = HTTP2ResponseHeaderIndexing()) {
+        framer = HTTP2ResponseFramer(indexing: indexing)
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         framer.write(unwrapOutboundIn(data), to: context, promise: promise)
@@ -24,8 +28,9 @@ private final class FramerHarness: ChannelOutboundHandler {
 }
 
 @Suite struct HTTP2ResponseFramerTests {
-    private func frames(_ parts: [HTTPServerResponsePart], flushAfterHead: Bool = false) throws -> [HTTP2Frame.FramePayload] {
-        let channel = EmbeddedChannel(handler: FramerHarness())
+    private func frames(_ parts: [HTTPServerResponsePart], flushAfterHead: Bool = false,
+                        indexing: HTTP2ResponseHeaderIndexing = HTTP2ResponseHeaderIndexing()) throws -> [HTTP2Frame.FramePayload] {
+        let channel = EmbeddedChannel(handler: FramerHarness(indexing: indexing))
         for part in parts {
             channel.write(part, promise: nil)
             if flushAfterHead, case .head = part { channel.flush() }
@@ -49,7 +54,46 @@ private final class FramerHarness: ChannelOutboundHandler {
         #expect(frame.endStream)
         #expect(frame.headers.map(\.name) == [":status", "server", "date", "x-request-id", "grpc-status"])
         #expect(frame.headers.map(\.value) == ["200", "envoy", "Mon, 07 Dec 2026 10:00:00 GMT", "abc", "0"])
-        #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, .nonIndexable, .indexable])
+        // The connection's first x-request-id is indexed, for its name.
+        #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, .indexable, .indexable])
+    }
+
+    /// A volatile field not in the static table is indexed once per connection (and again every
+    /// `reindexInterval` responses); its other values go out unindexed, naming the indexed entry.
+    @Test func aVolatileNameIsIndexedOncePerConnectionAndThenReferred() throws {
+        let indexing = HTTP2ResponseHeaderIndexing()
+        var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+        var blockSizes: [Int] = []
+        for time in 0..<3 {
+            let fields = [("server", "envoy"), ("date", "Mon, 07 Dec 2026 10:00:0\(time) GMT"),
+                          ("x-envoy-upstream-service-time", "\(time)")]
+            let out = try frames([head(fields), .end(nil)], indexing: indexing)
+            guard out.count == 1, case .headers(let frame) = out[0] else { Issue.record("\(out)"); return }
+            #expect(frame.headers.map(\.indexable) == [.indexable, .indexable, .nonIndexable, time == 0 ? .indexable : .nonIndexable])
+            var encoded = ByteBuffer()
+            try encoder.encode(headers: frame.headers, to: &encoded)
+            blockSizes.append(encoded.readableBytes)
+            let decoded = try decoder.decodeHeaders(from: &encoded)
+            #expect(decoded.map(\.name) == [":status"] + fields.map(\.0))
+            #expect(decoded.map(\.value) == ["200"] + fields.map(\.1))
+        }
+        // Later blocks name it by index: the Huffman-coded name (22 bytes) is not sent again.
+        #expect(blockSizes[1] + 20 < blockSizes[0] && blockSizes[2] == blockSizes[1], "\(blockSizes)")
+        // A stream of another connection indexes it again.
+        let other = try frames([head([("x-envoy-upstream-service-time", "0")]), .end(nil)])
+        guard case .headers(let frame)? = other.first else { Issue.record("\(other)"); return }
+        #expect(frame.headers.map(\.indexable) == [.indexable, .indexable])
+    }
+
+    @Test func aVolatileNameIsIndexedAgainAfterTheInterval() {
+        let indexing = HTTP2ResponseHeaderIndexing()
+        let interval = HTTP2ResponseHeaderIndexing.reindexInterval
+        let requestIDs = (0...(2 * interval + 1)).map { _ in indexing.indexing(ofLowercased: "x-request-id") }
+        #expect(requestIDs.indices.filter { requestIDs[$0] == .indexable } == [0, interval + 1])
+        #expect(indexing.indexing(ofLowercased: "x-envoy-upstream-service-time") == .indexable)
+        #expect(indexing.indexing(ofLowercased: "date") == .nonIndexable)
+        #expect(indexing.indexing(ofLowercased: "server") == .indexable)
     }
 
     /// What `connection` lists, in any case, goes with it; `keep-alive` and `close` name nothing that is sent.
