@@ -43,7 +43,9 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
     /// Whether the current stream has received its whole request.
     private var requestEnded = false
     /// Pipelined request parts that arrived while the current stream still owed its response.
-    private var queued = CircularBuffer<HTTP1RequestParser.Part>()
+    /// An array, where NIO's ring buffer allocated room for 16 parts as it was made: each HTTP/2
+    /// stream has a manager of its own, and its one request never queues.
+    private var queued: [HTTP1RequestParser.Part] = []
     private var draining = false
     private static let maxQueuedParts = 64
     private var connectionStats: ConnectionManagerStats?
@@ -261,8 +263,8 @@ public final class HTTPConnectionManager: ChannelDuplexHandler, DrainableConnect
         guard !draining, let loop = eventLoop else { return }
         draining = true
         defer { draining = false }
-        while !waitingForResponse, let part = queued.popFirst() {
-            deliver(part, loop: loop)
+        while !waitingForResponse, !queued.isEmpty {
+            deliver(queued.removeFirst(), loop: loop)
         }
     }
 

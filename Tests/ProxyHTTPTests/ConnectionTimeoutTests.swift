@@ -23,6 +23,16 @@ extension HTTPConnectionManagerTests {
         try downstream.writeInbound(HTTPServerRequestPart.head(head))
     }
 
+    /// The shared check sleeps no longer than the shortest timeout that is set, whichever it is.
+    @Test func theCheckIntervalIsTheShortestTimeoutSet() {
+        #expect(Self.timeouts { _ in }.checkInterval == .minutes(5))
+        #expect(Self.timeouts { $0.streamIdle = nil; $0.connectionIdle = nil }.checkInterval == nil)
+        #expect(Self.timeouts { $0.streamIdle = nil }.checkInterval == .hours(1))
+        #expect(Self.timeouts { $0.request = .seconds(7); $0.requestHeaders = .seconds(9) }.checkInterval == .seconds(7))
+        #expect(Self.timeouts { $0.requestHeaders = .seconds(3); $0.request = .seconds(4) }.checkInterval == .seconds(3))
+        #expect(Self.timeouts { $0.streamIdle = nil; $0.maxConnectionDuration = .seconds(2) }.checkInterval == .seconds(2))
+    }
+
     @Test func aSilentUpstreamEndsTheStreamAfterTheIdleTimeout() throws {
         let test = try HTTPConnectionManagerTests(timeouts: Self.timeouts { $0.streamIdle = .seconds(1) })
         try test.send()
