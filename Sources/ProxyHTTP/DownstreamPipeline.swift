@@ -78,6 +78,8 @@ public enum DownstreamPipeline {
         let connectionID = ConnectionIDs.next()
         let sharedTimeoutCheck = SharedTimeoutCheck(loop: channel.eventLoop)
         let responseIndexing = HTTP2ResponseHeaderIndexing()
+        let connectionHandler = HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
+                                                          timeouts: current.timeouts, malformed: malformed)
         let makeManager: @Sendable () -> HTTPConnectionManager = {
             HTTPConnectionManager(config: config, tracker: nil, transport: .http2Stream, connectionID: connectionID,
                                   tls: tls, sharedTimeoutCheck: sharedTimeoutCheck, responseIndexing: responseIndexing)
@@ -107,10 +109,9 @@ public enum DownstreamPipeline {
             try pipeline.addHandler(HTTP2StreamDemultiplexer(
                 eventLoop: channel.eventLoop, connectionWindowTarget: Int(options.initialConnectionWindowSize),
                 streamWindowTarget: Int(options.initialStreamWindowSize), malformed: malformed,
-                makeManager: makeManager))
+                connectionHandler: connectionHandler, makeManager: makeManager))
         }
-        try pipeline.addHandler(HTTP2DownstreamConnection(stats: current.stats, tracker: tracker,
-                                                               timeouts: current.timeouts, malformed: malformed))
+        try pipeline.addHandler(connectionHandler)
     }
 }
 

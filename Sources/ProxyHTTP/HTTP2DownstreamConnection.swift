@@ -85,18 +85,27 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         let type = ObjectIdentifier(Swift.type(of: event))
         if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self) {
-            openStreams += 1
-            idleSince = nil
-            let created = event as! NIOHTTP2StreamCreatedEvent
-            if created.streamID > lastStreamID { lastStreamID = created.streamID }
+            streamCreated((event as! NIOHTTP2StreamCreatedEvent).streamID)
         } else if type == ObjectIdentifier(StreamClosedEvent.self) {
-            openStreams -= 1
-            if openStreams == 0 {
-                idleSince = context.eventLoop.now
-                if finalGoAwaySent { context.close(promise: nil) }
-            }
+            streamClosed()
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A stream began. Told by its event, or by `HTTP2StreamDemultiplexer` directly, which then
+    /// does not pass the event on: two pipeline hops (~800 instructions each) for every stream.
+    func streamCreated(_ id: HTTP2StreamID) {
+        openStreams += 1
+        idleSince = nil
+        if id > lastStreamID { lastStreamID = id }
+    }
+
+    /// A stream ended; told as `streamCreated` is.
+    func streamClosed() {
+        openStreams -= 1
+        guard openStreams == 0, let context else { return }
+        idleSince = context.eventLoop.now
+        if finalGoAwaySent { context.close(promise: nil) }
     }
 
     /// Connection-level frames (the streams' frames go to their streams): a drain's PING ack.

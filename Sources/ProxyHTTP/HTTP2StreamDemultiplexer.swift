@@ -6,7 +6,8 @@ import NIOHTTP2
 /// stream's frames to its `HTTP2DownstreamStream` (made, with its connection manager, at the
 /// stream's first HEADERS), writes what the streams send with their IDs, and keeps the receive
 /// windows open, the connection's and each stream's (what NIO's multiplexer did). Connection-level
-/// frames and the events but window updates go on to `HTTP2DownstreamConnection`.
+/// frames go on to `HTTP2DownstreamConnection`, and so do the events but window updates and the
+/// streams' coming and going, which it is told of directly.
 final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
@@ -21,10 +22,14 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
     private var lastOpened = HTTP2StreamID(0)
     private var context: ChannelHandlerContext?
     let eventLoop: any EventLoop
+    /// The connection's handler, after this one: told of each stream's start and end by a call.
+    private let connectionHandler: HTTP2DownstreamConnection?
 
     init(eventLoop: any EventLoop, connectionWindowTarget: Int, streamWindowTarget: Int,
-         malformed: HTTP2MalformedRequestPolicy, makeManager: @escaping () -> HTTPConnectionManager) {
+         malformed: HTTP2MalformedRequestPolicy, connectionHandler: HTTP2DownstreamConnection? = nil,
+         makeManager: @escaping () -> HTTPConnectionManager) {
         self.eventLoop = eventLoop
+        self.connectionHandler = connectionHandler
         self.malformed = malformed
         self.makeManager = makeManager
         self.streamWindowTarget = streamWindowTarget
@@ -79,9 +84,13 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
             // Windows are this handler's business: the report goes no further.
             return windowReported(event as! NIOHTTP2WindowUpdatedEvent)
         }
+        if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self), let connectionHandler {
+            return connectionHandler.streamCreated((event as! NIOHTTP2StreamCreatedEvent).streamID)
+        }
         if type == ObjectIdentifier(StreamClosedEvent.self) {
             let closed = event as! StreamClosedEvent
             streams.removeValue(forKey: closed.streamID)?.closed(reason: closed.reason)
+            if let connectionHandler { return connectionHandler.streamClosed() }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -34,10 +34,22 @@ import Testing
         #expect(released == nil, "the HTTP/2 connection handler of a closed connection is freed")
     }
 
-    @Test func aDrainRefusesNothingUntilItsPingIsAnsweredThenNamesTheLastStreamAndClosesAfterIt() throws {
+    /// Stream events as NIO fires them, in front of the handler alone or of the demultiplexer, which
+    /// tells the handler of streams by a call and keeps the events from the rest of the pipeline.
+    @Test(arguments: [false, true])
+    func aDrainRefusesNothingUntilItsPingIsAnsweredThenNamesTheLastStreamAndClosesAfterIt(throughDemultiplexer: Bool) throws {
         let stats = ConnectionManagerStats(statPrefix: "ingress_http", listenerScope: nil, store: store)
         let handler = HTTP2DownstreamConnection(stats: stats, tracker: nil)
-        let channel = EmbeddedChannel(handler: handler)
+        let events = EventRecorder()
+        let channel = EmbeddedChannel()
+        if throughDemultiplexer {
+            let malformed = HTTP2MalformedRequestPolicy(streamError: false, extendedConnect: false,
+                                                        messagingErrors: stats.http2RxMessagingError)
+            try channel.pipeline.syncOperations.addHandler(HTTP2StreamDemultiplexer(
+                eventLoop: channel.eventLoop, connectionWindowTarget: 1000, streamWindowTarget: 100, malformed: malformed,
+                connectionHandler: handler, makeManager: { fatalError("no stream has a request here") }))
+        }
+        try channel.pipeline.syncOperations.addHandlers([handler, events])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         for id in [1, 3, 5] {
             channel.pipeline.fireUserInboundEventTriggered(
@@ -46,6 +58,7 @@ import Testing
         for id in [1, 5] {
             channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(id), reason: nil))
         }
+        #expect(events.count == (throughDemultiplexer ? 0 : 5))
         handler.startDraining(closeAfter: .seconds(60))
         guard case .goAway(let first, .noError, _)? = try channel.readOutbound(as: HTTP2Frame.self)?.payload,
               case .ping(let ping, ack: false)? = try channel.readOutbound(as: HTTP2Frame.self)?.payload else {
@@ -61,5 +74,15 @@ import Testing
         channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(3), reason: nil))
         #expect(!channel.isActive, "closed with its last stream")
         _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+/// Counts the user events that reach the end of the pipeline.
+private final class EventRecorder: ChannelInboundHandler {
+    typealias InboundIn = Any
+    private(set) var count = 0
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        count += 1
     }
 }
