@@ -98,7 +98,8 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
         guard isOpen else { return }
         isOpen = false
         window.closed = true
-        held.removeAll()
+        // NIO's ring buffer gives up its storage for a new one as it is emptied, held frames or not.
+        if !held.isEmpty { held.removeAll() }
         guard reason != nil else { return manager.downstreamEnded() }
         let loop = connection.eventLoop
         loop.assumeIsolated().execute { [manager] in manager.downstreamClosed(now: loop.now) }
