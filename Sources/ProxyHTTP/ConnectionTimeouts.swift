@@ -45,13 +45,19 @@ public struct ConnectionTimeouts: Sendable {
     }
 
     /// How long a connection's timeout check may sleep without missing a deadline that activity
-    /// could set after it was scheduled: the shortest configured timeout.
-    /// Asked as each HTTP/2 stream starts: no array is made for it (that cost ~1.2k instructions).
+    /// could set after it was scheduled: the shortest configured timeout. Asked as each HTTP/2
+    /// stream starts, so no array is made for it (that cost ~1.2k instructions).
     var checkInterval: TimeAmount? {
-        var shortest = streamIdle
+        var shortest = connectionCheckInterval
+        Self.shorten(&shortest, to: streamIdle)
         Self.shorten(&shortest, to: request)
         Self.shorten(&shortest, to: requestHeaders)
-        Self.shorten(&shortest, to: connectionIdle)
+        return shortest
+    }
+
+    /// The same for the connection-wide timeouts alone (an HTTP/2 connection's own check).
+    var connectionCheckInterval: TimeAmount? {
+        var shortest = connectionIdle
         Self.shorten(&shortest, to: maxConnectionDuration)
         return shortest
     }

@@ -59,7 +59,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         activated = true
         openedAt = context.eventLoop.now
         idleSince = openedAt
-        if let interval = connectionCheckInterval { scheduleTimeoutCheck(at: openedAt + interval, context: context) }
+        if let interval = timeouts.connectionCheckInterval { scheduleTimeoutCheck(at: openedAt + interval, context: context) }
         tracker?.register(self, loop: context.eventLoop)
         stats.downstreamCxTotal.increment()
         stats.downstreamCxHttp2Total.increment()
@@ -117,10 +117,6 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
         context.fireChannelRead(data)
     }
 
-    private var connectionCheckInterval: TimeAmount? {
-        [timeouts.connectionIdle, timeouts.maxConnectionDuration].compactMap { $0 }.min()
-    }
-
     /// Like the HTTP/1.1 manager's check: streams only record when they come and go; this looks
     /// at the deadlines and sleeps until the next one, or for the shorter timeout at most.
     private func scheduleTimeoutCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
@@ -135,7 +131,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler, DrainableConnectio
             case .idle?: self.stats.downstreamCxIdleTimeout.increment()
             case nil:
                 // Streams that start later set deadlines no earlier than the shortest timeout from now.
-                guard let interval = self.connectionCheckInterval else { return }
+                guard let interval = self.timeouts.connectionCheckInterval else { return }
                 self.scheduleTimeoutCheck(at: min(next ?? now + interval, now + interval), context: context)
                 return
             }

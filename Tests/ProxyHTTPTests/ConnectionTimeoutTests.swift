@@ -31,6 +31,9 @@ extension HTTPConnectionManagerTests {
         #expect(Self.timeouts { $0.request = .seconds(7); $0.requestHeaders = .seconds(9) }.checkInterval == .seconds(7))
         #expect(Self.timeouts { $0.requestHeaders = .seconds(3); $0.request = .seconds(4) }.checkInterval == .seconds(3))
         #expect(Self.timeouts { $0.streamIdle = nil; $0.maxConnectionDuration = .seconds(2) }.checkInterval == .seconds(2))
+        #expect(Self.timeouts { $0.request = .seconds(1) }.connectionCheckInterval == .hours(1), "connection-wide only")
+        #expect(Self.timeouts { $0.maxConnectionDuration = .seconds(2) }.connectionCheckInterval == .seconds(2))
+        #expect(Self.timeouts { $0.connectionIdle = nil }.connectionCheckInterval == nil)
     }
 
     @Test func aSilentUpstreamEndsTheStreamAfterTheIdleTimeout() throws {

@@ -224,3 +224,25 @@ def test_h2load_multiplexes_through_http2_codec_and_http2_upstream(raw, launch):
     assert inner_stats["http.ingress_http.downstream_rq_http2_total"] == "2000"
     # An HTTP/1.1 request to the h2c-only listener is not served.
     assert not curl(outer.port, "/x").startswith("200")
+
+
+def test_volatile_response_fields_are_indexed_once_per_h2c_connection(raw, launch):
+    """meshproxy's HPACK choice, read by an independent decoder (hpack, under h2): over several
+    responses on one connection, `x-envoy-upstream-service-time` takes one table entry (its name is
+    indexed once and later values refer to it), `date` none, and every response still carries both."""
+    proxy = launch(MESHPROXY, config(raw.port), "h2c-indexing")
+    client = H2Client(proxy.port)
+    try:
+        for index in range(5):
+            stream = client.request(f"/r{index}")
+            assert client.pump(lambda: stream in client.ended)
+            headers = client.headers[stream]
+            assert headers[":status"] == "200"
+            assert re.fullmatch(r"\d+", headers["x-envoy-upstream-service-time"])
+            assert headers["date"].endswith(" GMT")
+        table = [(bytes(name), bytes(value)) for name, value in client.conn.decoder.header_table.dynamic_entries]
+        names = [name for name, _ in table]
+        assert names.count(b"x-envoy-upstream-service-time") == 1, table
+        assert b"date" not in names, table
+    finally:
+        client.close()
