@@ -1,10 +1,12 @@
 """The same bootstrap through real Envoy 1.40 and through meshproxy: same status codes, same added
-request headers, same retry stats."""
+request headers, same retry stats, same listener connection counts."""
 import json
+import socket
+import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY, free_port, seed_config
+from conftest import ENVOY, MESHPROXY, free_port, http_bootstrap, seed_config
 from test_seed_walkthrough import RETRY_ROUTE
 
 PROXIES = [("envoy", ENVOY), ("meshproxy", MESHPROXY)]
@@ -53,3 +55,43 @@ def test_both_reject_untyped_router_only_envoy(tmp_path):
     assert "Didn't find a registered implementation for 'envoy.filters.http.router' with type URL: ''" in (
         envoy.stdout + envoy.stderr)
     assert mesh.returncode == 0, "meshproxy deliberately accepts the seed's untyped router"
+
+
+def listener_counts(proxy):
+    prefix = f"listener.127.0.0.1_{proxy.port}."
+    stats = proxy.stats(prefix)
+    return {key: stats.get(prefix + key) for key in (
+        "downstream_cx_total", "downstream_cx_active", "downstream_cx_destroy",
+        "worker_0.downstream_cx_total", "worker_0.downstream_cx_active")}
+
+
+def counts_when(proxy, active, timeout=5.0):
+    """The listener's counts once `downstream_cx_active` reads `active` (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = listener_counts(proxy)
+        if counts["downstream_cx_active"] == str(active) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("name,binary", PROXIES)
+def test_listener_connection_counts_match_envoy(name, binary, launch):
+    """Three keep-alive connections, each answered once, then closed by the client: the listener's
+    and its worker's connection counts while they are open and after."""
+    proxy = launch(binary, lambda l, a: http_bootstrap(
+        l, a, "            - { match: { prefix: / }, direct_response: { status: 200 } }\n", []), f"cx-counts-{name}")
+    clients = [socket.create_connection(("127.0.0.1", proxy.port), timeout=5) for _ in range(3)]
+    try:
+        for client in clients:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        assert counts_when(proxy, 3) == {
+            "downstream_cx_total": "3", "downstream_cx_active": "3", "downstream_cx_destroy": "0",
+            "worker_0.downstream_cx_total": "3", "worker_0.downstream_cx_active": "3"}
+    finally:
+        for client in clients:
+            client.close()
+    assert counts_when(proxy, 0) == {
+        "downstream_cx_total": "3", "downstream_cx_active": "0", "downstream_cx_destroy": "3",
+        "worker_0.downstream_cx_total": "3", "worker_0.downstream_cx_active": "0"}
