@@ -70,6 +70,11 @@ final class HTTP1RequestParserHandler: ChannelInboundHandler, RemovableChannelHa
         manager.receive(part)
     }
 
+    /// Goes no further: only the connection manager follows, and it has no use for it (its writes
+    /// flush as they go). Passing it on cost two pipeline hops a read. A tunnel's end, added when
+    /// this handler leaves, is reached directly.
+    func channelReadComplete(context: ChannelHandlerContext) {}
+
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
         context.fireChannelInactive()

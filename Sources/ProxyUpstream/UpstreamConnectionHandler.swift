@@ -111,8 +111,14 @@ public final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked S
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        delegate?.upstreamReadComplete()
+        readComplete()
         context.fireChannelReadComplete()
+    }
+
+    /// The end of a read batch: from NIO's codec (HTTP/2 streams) through `channelReadComplete`, or
+    /// straight from the HTTP/1.x connection's parser.
+    func readComplete() {
+        delegate?.upstreamReadComplete()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

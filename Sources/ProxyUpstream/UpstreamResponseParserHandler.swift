@@ -43,6 +43,11 @@ public final class UpstreamResponseParserHandler: ChannelInboundHandler, Removab
         _ = input.endParse(unparsed: bytes, context: context)
     }
 
+    /// Told to the connection handler directly, and no further: nothing after it uses it.
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        connection.readComplete()
+    }
+
     private func deliver(_ part: HTTP1ResponseParser.Part) {
         if case .end = part, !requests.isEmpty { requests.removeFirst() }
         connection.receive(part)

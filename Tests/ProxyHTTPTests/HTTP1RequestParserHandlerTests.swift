@@ -29,6 +29,22 @@ import Testing
         }
     }
 
+    final class ReadCompleteCounter: ChannelInboundHandler {
+        typealias InboundIn = NIOAny
+        var count = 0
+        func channelReadComplete(context: ChannelHandlerContext) { count += 1 }
+    }
+
+    /// The end of a read stops at the parser: the connection manager after it has no use for it, and
+    /// each read would otherwise pay two pipeline hops for nothing.
+    @Test func theEndOfAReadGoesNoFurtherThanTheParser() throws {
+        let counter = ReadCompleteCounter()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+        #expect(statusLines(try written()) == ["HTTP/1.1 404 Not Found"])
+        #expect(counter.count == 0)
+    }
+
     @Test func anUpgradeThatEndsInsideTheParseLetsTheNextRequestBeRead() throws {
         // The h2c upgrade is ignored and the first request answered before its read is parsed to the
         // end: the parser must go on with the pipelined request after it, once its parse has returned.

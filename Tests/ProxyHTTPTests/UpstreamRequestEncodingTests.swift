@@ -20,7 +20,8 @@ import Testing
             onEnd = nil
             run?()
         }
-        func upstreamReadComplete() {}
+        var readCompletes = 0
+        func upstreamReadComplete() { readCompletes += 1 }
         func upstreamConnectionLost() { events.append("lost") }
         func upstreamProtocolError() { events.append("protocol error") }
         func upstreamWritabilityChanged(_ writable: Bool) {}
@@ -77,6 +78,7 @@ import Testing
         channel.embeddedEventLoop.run()
         try channel.writeInbound(ByteBuffer(string: " and late"))
         #expect(tunnelEnd.text == "early and late")
+        #expect(tunnelEnd.readCompletes == 1)
     }
 
     /// Malformed response bytes close the connection; the request learns it lost the connection.
@@ -116,7 +118,23 @@ import Testing
     final class BytesRecorder: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         var text = ""
+        var readCompletes = 0
         func channelRead(context: ChannelHandlerContext, data: NIOAny) { text += String(buffer: unwrapInboundIn(data)) }
+        func channelReadComplete(context: ChannelHandlerContext) { readCompletes += 1 }
+    }
+
+    /// The end of each read reaches the response's delegate once, straight from the parser, and goes
+    /// no further down the pipeline (nothing there uses it).
+    @Test func eachReadsEndReachesTheDelegateOnce() throws {
+        let after = BytesRecorder()
+        try channel.pipeline.syncOperations.addHandler(after)
+        request(.GET)
+        _ = try channel.writtenText()
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no"))
+        try channel.writeInbound(ByteBuffer(string: "k"))
+        #expect(recorder.events == ["head 200", "body o", "body k", "end"])
+        #expect(recorder.readCompletes == 2)
+        #expect(after.readCompletes == 0)
     }
 
     @Test func aHeaderThatMayNotBeSentClosesTheConnection() throws {
