@@ -102,12 +102,16 @@ public enum ContentHash {
     /// The message packed as its deterministic encoding, and that encoding's hash as its version. An
     /// Any made from a message encodes it again each time it is serialized; one made from bytes copies
     /// them, so a response to a thousand proxies encodes each resource once, not a thousand times.
-    public static func packed(_ message: any Message) throws -> (resource: Google_Protobuf_Any, version: String) {
+    /// `typeURL`, when the caller has it as a constant, is shared rather than made again (meshd packs
+    /// a secret for every proxy it issues a certificate to).
+    public static func packed(_ message: any Message, typeURL: String? = nil) throws
+        -> (resource: Google_Protobuf_Any, version: String)
+    {
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
         let bytes: [UInt8] = try message.serializedBytes(options: options)
         var any = Google_Protobuf_Any()
-        any.typeURL = "type.googleapis.com/" + type(of: message).protoMessageName
+        any.typeURL = typeURL ?? "type.googleapis.com/" + type(of: message).protoMessageName
         any.value = Data(bytes)
         return (any, hex(fnv1a(bytes)))
     }

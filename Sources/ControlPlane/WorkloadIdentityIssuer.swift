@@ -175,7 +175,7 @@ public final class WorkloadIdentityIssuer: Sendable {
                 var root = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
                 root.name = Self.rootSecretName
                 root.validationContext.trustedCa.inlineString = bundle
-                packed.root = try? ContentHash.packed(root)
+                packed.root = try? ContentHash.packed(root, typeURL: TypeURL.secret)
             }
             var byNode: [String: [VersionedResource]] = [:]
             for (node, certificate) in all {
@@ -199,10 +199,15 @@ public final class WorkloadIdentityIssuer: Sendable {
         workload.name = certificateSecretName
         workload.tlsCertificate.certificateChain.inlineString = certificate.certificateChainPEM
         workload.tlsCertificate.privateKey.inlineString = certificate.privateKeyPEM
-        return [(workload.name, try? ContentHash.packed(workload)), (rootSecretName, root)].compactMap { name, packed in
-            guard let (any, version) = packed else { return nil }
-            return VersionedResource(typeURL: TypeURL.secret, name: name, version: version, resource: any,
-                                     file: "<meshd CA>", line: nil, scope: .nodeID(node))
+        // Kept for as long as the node is known: two entries in room for two.
+        var resources: [VersionedResource] = []
+        resources.reserveCapacity(2)
+        for (name, packed) in [(workload.name, try? ContentHash.packed(workload, typeURL: TypeURL.secret)),
+                               (rootSecretName, root)] {
+            guard let (any, version) = packed else { continue }
+            resources.append(VersionedResource(typeURL: TypeURL.secret, name: name, version: version, resource: any,
+                                               file: "<meshd CA>", line: nil, scope: .nodeID(node)))
         }
+        return resources
     }
 }

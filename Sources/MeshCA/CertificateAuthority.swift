@@ -64,8 +64,10 @@ public struct CertificateAuthority: Sendable {
             issuerPrivateKey: rootKey)
         var der = DER.Serializer()
         try der.serialize(certificate)
-        // A copy of exactly its length: the serializer's array has room for a kilobyte.
-        return IssuedCertificate(identity: identity, certificateDER: Array(der.serializedBytes[...]),
+        // A copy of exactly its length: the serializer's array has room for a kilobyte, and meshd keeps
+        // one certificate for every proxy. (`Array(slice)` of a whole array would share its storage.)
+        let exact = der.serializedBytes.withUnsafeBufferPointer { [UInt8]($0) }
+        return IssuedCertificate(identity: identity, certificateDER: exact,
                                  privateKeyRaw: Array(key.rawRepresentation), notBefore: now, notAfter: notAfter,
                                  serialNumber: certificate.serialNumber.bytes)
     }

@@ -97,6 +97,17 @@ import XDSResource
         let second = FileSource(directory: directory).reload().resources[0].version
         #expect(first == second && first.count == 16)
     }
+
+    /// A type URL handed in (a shared constant) packs the same Any as the one made from the message.
+    @Test func aGivenTypeURLPacksTheSameAny() throws {
+        var secret = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
+        secret.name = "default"
+        secret.tlsCertificate.certificateChain.inlineString = "chain"
+        let made = try ContentHash.packed(secret)
+        let given = try ContentHash.packed(secret, typeURL: TypeURL.secret)
+        #expect(made.resource.typeURL == "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret")
+        #expect(given.resource == made.resource && given.version == made.version)
+    }
 }
 
 @Suite struct ResourceFileParserTests {

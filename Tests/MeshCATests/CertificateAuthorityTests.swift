@@ -47,6 +47,16 @@ struct SPIFFEPolicy: VerifierPolicy {
         #expect(try leaf.extensions.basicConstraints == .notCertificateAuthority)
     }
 
+    /// meshd keeps one issued certificate for every proxy: its DER is held in storage of about its own
+    /// length, not in the serializer's kilobyte.
+    @Test func theKeptDERTakesAboutItsLength() throws {
+        let ca = try CertificateAuthority(trustDomain: "cluster.local", now: now)
+        let issued = try ca.issue(for: identity, ttl: 3600, now: now)
+        #expect(issued.certificateDER.count > 300)
+        #expect(issued.certificateDER.capacity - issued.certificateDER.count < 64)
+        #expect(try Certificate(derEncoded: issued.certificateDER).serialNumber.description == issued.serialNumber)
+    }
+
     /// Issued certificates are kept as DER and the raw key; the PEM made from them is what a proxy
     /// loads: the key is the certificate's, the serial is the certificate's.
     @Test func theKeptCertificateAndKeyComeBackAsPEM() throws {
