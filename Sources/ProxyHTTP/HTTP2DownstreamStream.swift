@@ -15,9 +15,9 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
     private let manager: HTTPConnectionManager
     private var translation: HTTP2RequestTranslation
     private var window: HTTP2InboundWindow
-    /// Frames that came while the manager had paused reads. Room for one to start with (it grows as
-    /// needed): most streams hold none, and room for NIO's default 16 cost ~1k instructions a stream.
-    private var held = CircularBuffer<HTTP2Frame.FramePayload>(initialCapacity: 1)
+    /// Frames that came while the manager had paused reads; made when the first is held. Most streams
+    /// hold none, and even an empty ring buffer of NIO's costs an allocation (~1k instructions).
+    private var held: CircularBuffer<HTTP2Frame.FramePayload>?
     private(set) var isOpen = true
     private var refused = false
     /// DATA written (not the last) whose write has not completed.
@@ -47,8 +47,9 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
     func receive(_ payload: HTTP2Frame.FramePayload) {
         guard isOpen, !refused, !connection.malformed.connectionClosing else { return }
         if Self.endsStream(payload) { window.closed = true }
-        guard !manager.readsPaused, held.isEmpty else {
-            held.append(payload)
+        guard !manager.readsPaused, held?.isEmpty ?? true else {
+            if held == nil { held = CircularBuffer(initialCapacity: 4) }
+            held!.append(payload)
             window.hold(Self.flowControlledLength(payload))
             return
         }
@@ -57,7 +58,7 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
 
     /// The manager resumed reading: what was held goes to it, until it pauses again.
     func deliverHeld() {
-        while isOpen, !refused, !manager.readsPaused, let payload = held.popFirst() {
+        while isOpen, !refused, !manager.readsPaused, let payload = held?.popFirst() {
             deliver(payload)
             if let increment = window.handedOn(Self.flowControlledLength(payload)) {
                 connection.sendWindowUpdate(stream: id, increment: increment)
@@ -70,7 +71,7 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
             try translation.receive(payload, manager: manager)
         } catch {
             refused = true
-            held.removeAll()
+            held = nil
             if connection.malformed.refusalResetsOnlyTheStream() {
                 reset(.protocolError)
             } else {
@@ -98,8 +99,7 @@ final class HTTP2DownstreamStream: HTTP2StreamFrameSink {
         guard isOpen else { return }
         isOpen = false
         window.closed = true
-        // NIO's ring buffer gives up its storage for a new one as it is emptied, held frames or not.
-        if !held.isEmpty { held.removeAll() }
+        held = nil
         guard reason != nil else { return manager.downstreamEnded() }
         let loop = connection.eventLoop
         loop.assumeIsolated().execute { [manager] in manager.downstreamClosed(now: loop.now) }

@@ -82,17 +82,25 @@ final class HTTP2StreamDemultiplexer: ChannelInboundHandler {
         let type = ObjectIdentifier(Swift.type(of: event))
         if type == ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self) {
             // Windows are this handler's business: the report goes no further.
-            return windowReported(event as! NIOHTTP2WindowUpdatedEvent)
+            return windowReported(Self.value(event, as: NIOHTTP2WindowUpdatedEvent.self))
         }
         if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self), let connectionHandler {
-            return connectionHandler.streamCreated((event as! NIOHTTP2StreamCreatedEvent).streamID)
+            return connectionHandler.streamCreated(Self.value(event, as: NIOHTTP2StreamCreatedEvent.self).streamID)
         }
         if type == ObjectIdentifier(StreamClosedEvent.self) {
-            let closed = event as! StreamClosedEvent
+            let closed = Self.value(event, as: StreamClosedEvent.self)
             streams.removeValue(forKey: closed.streamID)?.closed(reason: closed.reason)
             if let connectionHandler { return connectionHandler.streamClosed() }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// An event whose dynamic type the caller has found to be `T`, taken out of its `Any` as the
+    /// value it is, without the runtime's general cast (`as!`: ~300 instructions, three events a
+    /// stream). The `Any` is opened into `Event`, which is `T`.
+    private static func value<Event, T>(_ event: Event, as _: T.Type) -> T {
+        precondition(Event.self == T.self)
+        return unsafeBitCast(event, to: T.self)
     }
 
     private func windowReported(_ window: NIOHTTP2WindowUpdatedEvent) {
