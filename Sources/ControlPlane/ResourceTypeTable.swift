@@ -7,9 +7,9 @@ public struct ResourceTypeTable<Value: Sendable>: Sendable {
     public init() {}
 
     public subscript(type: ResourceType) -> Value? {
-        get { entries.first { $0.type == type }?.value }
+        get { index(of: type).map { entries[$0].value } }
         set {
-            if let index = entries.firstIndex(where: { $0.type == type }) {
+            if let index = index(of: type) {
                 if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
             } else if let newValue {
                 // Grown to the exact count: an array doubles its room as it grows, and a stream adds
@@ -20,6 +20,19 @@ public struct ResourceTypeTable<Value: Sendable>: Sendable {
                 grown.append((type, newValue))
                 entries = grown
             }
+        }
+    }
+
+    /// Whether `type` has a value, without copying it out.
+    public func contains(_ type: ResourceType) -> Bool { index(of: type) != nil }
+
+    /// Found through the buffer: reading an entry's type through the array's subscript (or
+    /// `first(where:)`) copies the whole entry, value and all, and a stream looks up its types
+    /// several times a push (~25 copies a stream a push, each retaining the value's storage).
+    private func index(of type: ResourceType) -> Int? {
+        entries.withUnsafeBufferPointer { entries in
+            for index in entries.indices where entries[index].type == type { return index }
+            return nil
         }
     }
 }

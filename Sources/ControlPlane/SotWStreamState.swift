@@ -24,8 +24,8 @@ public struct SotWStreamState: Sendable {
                                 now: Date = Date()) -> [Envoy_Service_Discovery_V3_DiscoveryResponse] {
         if request.hasNode, node == nil { node = request.node }
         guard let type = ResourceType(typeURL: request.typeURL) else { return [] }
+        let isFirst = !types.contains(type)
         var state = types[type] ?? TypeState()
-        let isFirst = types[type] == nil
         if !request.responseNonce.isEmpty {
             // A nonce other than the latest answers an older response: ignored, as the protocol says.
             guard request.responseNonce == state.delivery.sentNonce else { return [] }
@@ -65,10 +65,11 @@ public struct SotWStreamState: Sendable {
         var clustersChanged = false
         for type in ResourceType.allCases {
             guard let state = types[type] else { continue }
-            let view = self.view(of: type, state: state, snapshot: snapshot)
-            let changed = ContentHash.version(ofSet: view) != state.delivery.sentVersion
-            if changed || (type == .endpoint && clustersChanged) {
-                responses.append(response(for: type, snapshot: snapshot, now: now))
+            // Sorted and hashed once: the version decides whether to send, and the same view is sent.
+            let view = self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
+            let version = ContentHash.version(ofSortedSet: view)
+            if version != state.delivery.sentVersion || (type == .endpoint && clustersChanged) {
+                responses.append(response(for: type, state: state, sortedView: view, version: version, now: now))
                 if type == .cluster { clustersChanged = true }
             }
         }
@@ -84,12 +85,20 @@ public struct SotWStreamState: Sendable {
     private mutating func response(for type: ResourceType, snapshot: NodeSnapshot, now: Date)
         -> Envoy_Service_Discovery_V3_DiscoveryResponse
     {
-        var state = types[type] ?? TypeState()
+        let state = types[type] ?? TypeState()
         let view = self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
+        return response(for: type, state: state, sortedView: view, version: ContentHash.version(ofSortedSet: view),
+                        now: now)
+    }
+
+    /// A response of `sortedView` (sorted by name), whose set version is `version`.
+    private mutating func response(for type: ResourceType, state: TypeState, sortedView view: [VersionedResource],
+                                   version: String, now: Date) -> Envoy_Service_Discovery_V3_DiscoveryResponse {
+        var state = state
         nonceCounter += 1
         var response = Envoy_Service_Discovery_V3_DiscoveryResponse()
         response.typeURL = type.typeURL
-        response.versionInfo = ContentHash.version(ofSet: view)
+        response.versionInfo = version
         response.resources = view.map(\.resource)
         response.nonce = String(nonceCounter)
         state.delivery.sent(version: response.versionInfo, nonce: response.nonce, at: now)

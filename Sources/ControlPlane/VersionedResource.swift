@@ -118,8 +118,13 @@ public enum ContentHash {
 
     /// A SotW `version_info` for a set of resources: a hash of their sorted names and versions.
     public static func version(ofSet resources: [VersionedResource]) -> String {
+        version(ofSortedSet: resources.sorted(by: { $0.name < $1.name }))
+    }
+
+    /// The same, for resources already sorted by name.
+    public static func version(ofSortedSet resources: [VersionedResource]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for resource in resources.sorted(by: { $0.name < $1.name }) {
+        for resource in resources {
             hash = fnv1a(resource.name.utf8, seed: hash)
             hash = fnv1a([0], seed: hash)
             hash = fnv1a(resource.version.utf8, seed: hash)

@@ -16,5 +16,6 @@ import Testing
         #expect(table[.endpoint] == nil)
         #expect(table[.cluster] == "c2")
         #expect(ResourceType.allCases.filter { table[$0] != nil } == [.cluster])
+        #expect(ResourceType.allCases.filter { table.contains($0) } == [.cluster])
     }
 }
