@@ -38,7 +38,7 @@ extension ADSStreamProtocol {
 
 extension SotWStreamState: ADSStreamProtocol {
     static let protocolName = "SotW"
-    func delivery(of type: ResourceType) -> DeliveryState? { types[type]?.delivery }
+    func delivery(of type: ResourceType) -> DeliveryState? { types.read(type) { $0.delivery } }
     static func node(of request: Envoy_Service_Discovery_V3_DiscoveryRequest) -> Envoy_Config_Core_V3_Node? {
         request.hasNode ? request.node : nil
     }

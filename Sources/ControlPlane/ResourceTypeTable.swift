@@ -7,7 +7,7 @@ public struct ResourceTypeTable<Value: Sendable>: Sendable {
     public init() {}
 
     public subscript(type: ResourceType) -> Value? {
-        get { index(of: type).map { entries[$0].value } }
+        get { read(type) { $0 } }
         set {
             if let index = index(of: type) {
                 if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
@@ -25,6 +25,22 @@ public struct ResourceTypeTable<Value: Sendable>: Sendable {
 
     /// Whether `type` has a value, without copying it out.
     public func contains(_ type: ResourceType) -> Bool { index(of: type) != nil }
+
+    /// What `body` makes of `type`'s value, read where it is (nil when there is none): a stream's
+    /// per-type state holds a set and several strings, each retained and released by a copy.
+    public func read<Result>(_ type: ResourceType, _ body: (Value) throws -> Result) rethrows -> Result? {
+        try entries.withUnsafeBufferPointer { entries in
+            for index in entries.indices where entries[index].type == type { return try body(entries[index].value) }
+            return nil
+        }
+    }
+
+    /// Changes `type`'s value where it is; nil when there is none.
+    @discardableResult
+    public mutating func modify<Result>(_ type: ResourceType, _ body: (inout Value) throws -> Result) rethrows -> Result? {
+        guard let index = index(of: type) else { return nil }
+        return try body(&entries[index].value)
+    }
 
     /// Found through the buffer: reading an entry's type through the array's subscript (or
     /// `first(where:)`) copies the whole entry, value and all, and a stream looks up its types

@@ -42,7 +42,7 @@ public struct SotWStreamState: Sendable {
         state.names = names.subtracting(["*"])
         types[type] = state
         if isFirst, request.responseNonce.isEmpty, !request.versionInfo.isEmpty,
-           request.versionInfo == ContentHash.version(ofSet: view(of: type, state: state, snapshot: snapshot)) {
+           request.versionInfo == ContentHash.version(ofSet: Self.view(of: type, state: state, snapshot: snapshot)) {
             // A proxy back after a reconnect (or a meshd restart) that already has this exact content:
             // versions are content hashes, so there is nothing to send again.
             state.delivery.sentVersion = request.versionInfo
@@ -64,19 +64,21 @@ public struct SotWStreamState: Sendable {
         var responses: [Envoy_Service_Discovery_V3_DiscoveryResponse] = []
         var clustersChanged = false
         for type in ResourceType.allCases {
-            guard let state = types[type] else { continue }
             // Sorted and hashed once: the version decides whether to send, and the same view is sent.
-            let view = self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
-            let version = ContentHash.version(ofSortedSet: view)
-            if version != state.delivery.sentVersion || (type == .endpoint && clustersChanged) {
-                responses.append(response(for: type, state: state, sortedView: view, version: version, now: now))
+            guard let (view, version, sent) = types.read(type, { state in
+                let view = Self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
+                return (view, ContentHash.version(ofSortedSet: view), state.delivery.sentVersion)
+            }) else { continue }
+            if version != sent || (type == .endpoint && clustersChanged) {
+                responses.append(response(for: type, sortedView: view, version: version, now: now))
                 if type == .cluster { clustersChanged = true }
             }
         }
         return responses
     }
 
-    private func view(of type: ResourceType, state: TypeState, snapshot: NodeSnapshot) -> [VersionedResource] {
+    /// Static, so that reading a type's state in place does not capture (and copy) the whole stream state.
+    private static func view(of type: ResourceType, state: TypeState, snapshot: NodeSnapshot) -> [VersionedResource] {
         let all = snapshot.resources(ofType: type.typeURL)
         if state.wildcard { return Array(all.values) }
         return state.names.compactMap { all[$0] }
@@ -85,24 +87,25 @@ public struct SotWStreamState: Sendable {
     private mutating func response(for type: ResourceType, snapshot: NodeSnapshot, now: Date)
         -> Envoy_Service_Discovery_V3_DiscoveryResponse
     {
-        let state = types[type] ?? TypeState()
-        let view = self.view(of: type, state: state, snapshot: snapshot).sorted { $0.name < $1.name }
-        return response(for: type, state: state, sortedView: view, version: ContentHash.version(ofSortedSet: view),
-                        now: now)
+        let unsorted = types.read(type) { Self.view(of: type, state: $0, snapshot: snapshot) } ?? []
+        let sorted = unsorted.sorted { $0.name < $1.name }
+        return response(for: type, sortedView: sorted, version: ContentHash.version(ofSortedSet: sorted), now: now)
     }
 
-    /// A response of `sortedView` (sorted by name), whose set version is `version`.
-    private mutating func response(for type: ResourceType, state: TypeState, sortedView view: [VersionedResource],
-                                   version: String, now: Date) -> Envoy_Service_Discovery_V3_DiscoveryResponse {
-        var state = state
+    /// A response of `sortedView` (sorted by name), whose set version is `version`; recorded as sent.
+    private mutating func response(for type: ResourceType, sortedView view: [VersionedResource], version: String,
+                                   now: Date) -> Envoy_Service_Discovery_V3_DiscoveryResponse {
         nonceCounter += 1
         var response = Envoy_Service_Discovery_V3_DiscoveryResponse()
         response.typeURL = type.typeURL
         response.versionInfo = version
         response.resources = view.map(\.resource)
         response.nonce = String(nonceCounter)
-        state.delivery.sent(version: response.versionInfo, nonce: response.nonce, at: now)
-        types[type] = state
+        if types.modify(type, { $0.delivery.sent(version: version, nonce: response.nonce, at: now) }) == nil {
+            var state = TypeState()
+            state.delivery.sent(version: version, nonce: response.nonce, at: now)
+            types[type] = state
+        }
         return response
     }
 }
