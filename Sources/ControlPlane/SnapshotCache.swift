@@ -72,18 +72,16 @@ public final class SnapshotCache: Sendable {
     /// (between equals, the first: files before issued secrets).
     public func snapshot(for node: NodeIdentity) -> NodeSnapshot {
         state.withLock { state in
-            var view: [String: [String: VersionedResource]]
+            let view: [String: [String: VersionedResource]]
             if let shared = state.clusterViews[node.cluster] {
                 view = shared
             } else {
                 view = Self.clusterView(of: state.resources, cluster: node.cluster)
                 state.clusterViews[node.cluster] = view
             }
-            for resource in (state.nodeScoped[node.id] ?? []) + (state.issued[node.id] ?? []) {
-                if let existing = view[resource.typeURL]?[resource.name], case .nodeID = existing.scope { continue }
-                view[resource.typeURL, default: [:]][resource.name] = resource
-            }
-            return NodeSnapshot(resources: view)
+            let scoped = state.nodeScoped[node.id] ?? []
+            let issued = state.issued[node.id] ?? []
+            return NodeSnapshot(shared: view, own: scoped.isEmpty ? issued : scoped + issued)
         }
     }
 
@@ -125,15 +123,32 @@ public final class SnapshotCache: Sendable {
     }
 }
 
-/// One node's view: resources by type URL, then by name.
+/// One node's view: its cluster's resources, shared by every node of the cluster, and the node's
+/// own (node-scoped files, then its issued secrets), laid over them when a type is asked for. Every
+/// stream takes a snapshot at each change and for each request it answers; laying the node's own
+/// over a copy of the shared tables there copied them each time.
 public struct NodeSnapshot: Sendable {
-    public var resources: [String: [String: VersionedResource]]
+    /// By type URL, then by name.
+    private let shared: [String: [String: VersionedResource]]
+    /// In order: of two with one name, the first wins; any of them wins over a shared one.
+    private let own: [VersionedResource]
 
     public init(resources: [String: [String: VersionedResource]] = [:]) {
-        self.resources = resources
+        self.init(shared: resources, own: [])
     }
 
+    init(shared: [String: [String: VersionedResource]], own: [VersionedResource]) {
+        self.shared = shared
+        self.own = own
+    }
+
+    /// The resources of `typeURL` by name.
     public func resources(ofType typeURL: String) -> [String: VersionedResource] {
-        resources[typeURL] ?? [:]
+        var resources = shared[typeURL] ?? [:]
+        for resource in own where resource.typeURL == typeURL {
+            if let existing = resources[resource.name], case .nodeID = existing.scope { continue }
+            resources[resource.name] = resource
+        }
+        return resources
     }
 }
