@@ -54,7 +54,7 @@ extension SotWStreamState: ADSStreamProtocol {
 
 extension DeltaStreamState: ADSStreamProtocol {
     static let protocolName = "Delta"
-    func delivery(of type: ResourceType) -> DeliveryState? { types[type]?.delivery }
+    func delivery(of type: ResourceType) -> DeliveryState? { types.read(type) { $0.delivery } }
     static func node(of request: Envoy_Service_Discovery_V3_DeltaDiscoveryRequest) -> Envoy_Config_Core_V3_Node? {
         request.hasNode ? request.node : nil
     }

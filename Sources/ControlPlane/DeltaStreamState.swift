@@ -23,29 +23,31 @@ public struct DeltaStreamState: Sendable {
                                 now: Date = Date()) -> [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] {
         if request.hasNode, node == nil { node = request.node }
         guard let type = ResourceType(typeURL: request.typeURL) else { return [] }
-        let isFirst = types[type] == nil
-        var state = types[type] ?? TypeState()
-        if isFirst {
-            state.clientVersions = request.initialResourceVersions
-            state.wildcard = type.isWildcardByDefault && request.resourceNamesSubscribe.isEmpty
-        }
-        if !request.responseNonce.isEmpty, request.responseNonce == state.delivery.sentNonce {
-            if request.hasErrorDetail {
-                state.delivery.rejected(request.errorDetail.message)
-            } else {
-                state.delivery.acknowledged(version: state.delivery.sentVersion, at: now)
+        let isFirst = !types.contains(type)
+        if isFirst { types[type] = TypeState() }
+        // Changed where it is kept: a copy changed and written back would copy the client's versions too.
+        let newlySubscribed = types.modify(type) { state in
+            if isFirst {
+                state.clientVersions = request.initialResourceVersions
+                state.wildcard = type.isWildcardByDefault && request.resourceNamesSubscribe.isEmpty
             }
-        }
-        // Subscription changes apply whatever the nonce: in delta they are not tied to a response.
-        for name in request.resourceNamesSubscribe {
-            if name == "*" { state.wildcard = true } else { state.names.insert(name) }
-        }
-        for name in request.resourceNamesUnsubscribe {
-            if name == "*" { state.wildcard = false } else { state.names.remove(name) }
-            state.clientVersions[name] = nil
-        }
-        let newlySubscribed = request.resourceNamesSubscribe.contains { state.clientVersions[$0] == nil }
-        types[type] = state
+            if !request.responseNonce.isEmpty, request.responseNonce == state.delivery.sentNonce {
+                if request.hasErrorDetail {
+                    state.delivery.rejected(request.errorDetail.message)
+                } else {
+                    state.delivery.acknowledged(version: state.delivery.sentVersion, at: now)
+                }
+            }
+            // Subscription changes apply whatever the nonce: in delta they are not tied to a response.
+            for name in request.resourceNamesSubscribe {
+                if name == "*" { state.wildcard = true } else { state.names.insert(name) }
+            }
+            for name in request.resourceNamesUnsubscribe {
+                if name == "*" { state.wildcard = false } else { state.names.remove(name) }
+                state.clientVersions[name] = nil
+            }
+            return request.resourceNamesSubscribe.contains { state.clientVersions[$0] == nil }
+        } ?? false
         guard let response = diff(type, snapshot: snapshot, now: now, force: isFirst || newlySubscribed) else {
             return []
         }
@@ -57,11 +59,12 @@ public struct DeltaStreamState: Sendable {
     {
         var responses: [Envoy_Service_Discovery_V3_DeltaDiscoveryResponse] = []
         var changedClusters: [String] = []
-        for type in ResourceType.allCases where types[type] != nil {
-            if type == .endpoint, !changedClusters.isEmpty, var state = types[type] {
+        for type in ResourceType.allCases where types.contains(type) {
+            if type == .endpoint, !changedClusters.isEmpty {
                 // A changed cluster must see its endpoints again before it leaves warming.
-                for name in changedClusters { state.clientVersions[name] = nil }
-                types[type] = state
+                types.modify(type) { state in
+                    for name in changedClusters { state.clientVersions[name] = nil }
+                }
             }
             if let response = diff(type, snapshot: snapshot, now: now, force: false) {
                 if type == .cluster { changedClusters = response.resources.map(\.name) }
@@ -74,17 +77,26 @@ public struct DeltaStreamState: Sendable {
     private mutating func diff(_ type: ResourceType, snapshot: NodeSnapshot, now: Date, force: Bool)
         -> Envoy_Service_Discovery_V3_DeltaDiscoveryResponse?
     {
-        guard var state = types[type] else { return nil }
         let all = snapshot.resources(ofType: type.typeURL)
+        let nonce = String(nonceCounter + 1)
+        let response = types.modify(type) { state in
+            Self.diff(type, state: &state, all: all, nonce: nonce, now: now, force: force)
+        } ?? nil
+        if response != nil { nonceCounter += 1 }
+        return response
+    }
+
+    /// What the proxy lacks of `all` and what it holds that is gone, recorded as sent in `state`.
+    private static func diff(_ type: ResourceType, state: inout TypeState, all: [String: VersionedResource],
+                             nonce: String, now: Date, force: Bool) -> Envoy_Service_Discovery_V3_DeltaDiscoveryResponse? {
         let view = state.wildcard ? all : all.filter { state.names.contains($0.key) }
         let changed = view.values.filter { state.clientVersions[$0.name] != $0.version }.sorted { $0.name < $1.name }
         let removed = state.clientVersions.keys.filter { view[$0] == nil && (state.wildcard || state.names.contains($0)) }
             .sorted()
         guard force || !changed.isEmpty || !removed.isEmpty else { return nil }
-        nonceCounter += 1
         var response = Envoy_Service_Discovery_V3_DeltaDiscoveryResponse()
         response.typeURL = type.typeURL
-        response.nonce = String(nonceCounter)
+        response.nonce = nonce
         response.systemVersionInfo = ContentHash.version(ofSet: Array(view.values))
         response.resources = changed.map { resource in
             var entry = Envoy_Service_Discovery_V3_Resource()
@@ -97,7 +109,6 @@ public struct DeltaStreamState: Sendable {
         for resource in changed { state.clientVersions[resource.name] = resource.version }
         for name in removed { state.clientVersions[name] = nil }
         state.delivery.sent(version: response.systemVersionInfo, nonce: response.nonce, at: now)
-        types[type] = state
         return response
     }
 }
