@@ -86,9 +86,17 @@ public enum ContentHash {
         return hash
     }
 
+    /// Sixteen lower-case hex digits, written straight into the string's storage (a stream makes one
+    /// for every type it holds at every change).
     public static func hex(_ value: UInt64) -> String {
-        let text = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - text.count) + text
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            for index in 0..<16 {
+                let nibble = Int((value >> UInt64(60 - 4 * index)) & 0xF)
+                buffer[index] = digits.utf8Start[nibble]
+            }
+            return 16
+        }
     }
 
     /// The version of a message: its deterministic binary encoding, hashed.

@@ -98,6 +98,13 @@ import XDSResource
         #expect(first == second && first.count == 16)
     }
 
+    @Test func hexIsSixteenLowerCaseDigits() {
+        #expect(ContentHash.hex(0) == "0000000000000000")
+        #expect(ContentHash.hex(0xab) == "00000000000000ab")
+        #expect(ContentHash.hex(0x0123_4567_89ab_cdef) == "0123456789abcdef")
+        #expect(ContentHash.hex(.max) == "ffffffffffffffff")
+    }
+
     /// A type URL handed in (a shared constant) packs the same Any as the one made from the message.
     @Test func aGivenTypeURLPacksTheSameAny() throws {
         var secret = Envoy_Extensions_TransportSockets_Tls_V3_Secret()
