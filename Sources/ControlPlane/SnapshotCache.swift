@@ -133,10 +133,6 @@ public struct NodeSnapshot: Sendable {
     /// In order: of two with one name, the first wins; any of them wins over a shared one.
     private let own: [VersionedResource]
 
-    public init(resources: [String: [String: VersionedResource]] = [:]) {
-        self.init(shared: resources, own: [])
-    }
-
     init(shared: [String: [String: VersionedResource]], own: [VersionedResource]) {
         self.shared = shared
         self.own = own

@@ -218,10 +218,12 @@ final class ListenerRuntime: @unchecked Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let worker = Server.workerIndex[ObjectIdentifier(channel.eventLoop)] ?? 0
                         let sync = channel.pipeline.syncOperations
-                        listenerStats.countConnection(channel, worker: worker)
                         let chains = published.load()
+                        // A connection counts once it has a filter chain, as in Envoy: one that matches
+                        // none, or whose listener filters time out, is closed without being counted.
                         if chains.inspection.inspects {
                             try sync.addHandler(ListenerInspector(chains: chains, stats: listenerStats) { chain, channel in
+                                listenerStats.countConnection(channel, worker: worker)
                                 try chain.install(on: channel, tracker: tracker)
                             })
                             return
@@ -233,6 +235,7 @@ final class ListenerRuntime: @unchecked Sendable {
                             ListenerInspector.reset(channel)
                             return
                         }
+                        listenerStats.countConnection(channel, worker: worker)
                         try chain.install(on: channel, tracker: tracker)
                     }
                 }
@@ -305,7 +308,7 @@ final class ListenerStats: Sendable {
 }
 
 extension ListenerStats {
-    /// Counts an accepted connection now and again when its channel closes. Not a handler in the
+    /// Counts a connection now and again when its channel closes. Not a handler in the
     /// connection's pipeline: there every read and read-complete event would pass through it
     /// (~500 instructions an HTTP/1.1 request) for two updates in the connection's life.
     func countConnection(_ channel: any Channel, worker: Int) {

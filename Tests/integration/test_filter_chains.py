@@ -104,6 +104,7 @@ def test_chains_chosen_by_protocol_and_source(binary, name, echoes, launch):
     assert stats["http.h2c_chain.downstream_rq_http2_total"] == "1"
     assert stats["tcp.from_two.downstream_cx_total"] == "1"
     assert stats["tcp.fallback.downstream_cx_total"] == "1"
+    assert stats["listener.127.0.0.1_%d.downstream_cx_total" % proxy.port] == "4"
 
 
 @pytest.mark.parametrize("binary,name", PROXIES)
@@ -119,3 +120,41 @@ def test_no_match_and_inspector_timeout(binary, name, echoes, launch):
         assert s.recv(10) == b"", "a silent client is closed at listener_filters_timeout"
         assert time.monotonic() - started < 4
     assert wait_stat(proxy, "listener.127.0.0.1_%d.downstream_pre_cx_timeout" % proxy.port, "1") == "1"
+    # Neither connection got a filter chain: Envoy counts neither as a listener connection.
+    stats = proxy.stats("listener.127.0.0.1_%d.downstream_cx" % proxy.port)
+    assert stats["listener.127.0.0.1_%d.downstream_cx_total" % proxy.port] == "0"
+    assert stats["listener.127.0.0.1_%d.downstream_cx_destroy" % proxy.port] == "0"
+
+
+@pytest.mark.parametrize("binary,name", PROXIES)
+def test_no_match_without_listener_filters(binary, name, echoes, launch):
+    """Chosen at accept (no listener filters): a client no chain matches is closed, counted as
+    no_filter_chain_match and not as a listener connection; one that matches is both."""
+    def make(listener, admin):
+        return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: by_source
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filter_chain_match: {{ source_prefix_ranges: [{{ address_prefix: 127.0.0.2, prefix_len: 32 }}] }}
+      filters:{tcp("from_two", "a")}
+  clusters:
+  - name: a
+    type: STATIC
+    load_assignment: {{ cluster_name: a, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echoes[0].port} }} }} }} }}] }}] }}
+"""
+    proxy = launch(binary, make, f"nomatch-accept-{name}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"from one\r\n")
+        try:
+            assert s.recv(10) == b""
+        except ConnectionResetError:
+            pass
+    assert wait_stat(proxy, "listener.127.0.0.1_%d.no_filter_chain_match" % proxy.port, "1") == "1"
+    assert raw(proxy.port, b"from two\r\n", source="127.0.0.2") == b"from two\r\n"
+    prefix = "listener.127.0.0.1_%d." % proxy.port
+    assert wait_stat(proxy, prefix + "downstream_cx_destroy", "1") == "1"
+    stats = proxy.stats(prefix)
+    assert (stats[prefix + "downstream_cx_total"], stats[prefix + "worker_0.downstream_cx_total"]) == ("1", "1")
