@@ -128,8 +128,9 @@ def test_no_match_and_inspector_timeout(binary, name, echoes, launch):
 
 @pytest.mark.parametrize("binary,name", PROXIES)
 def test_no_match_without_listener_filters(binary, name, echoes, launch):
-    """Chosen at accept (no listener filters): a client no chain matches is closed, counted as
-    no_filter_chain_match and not as a listener connection; one that matches is both."""
+    """Chosen at accept (no listener filters): a client no chain matches is closed and counted as
+    no_filter_chain_match, not as a listener connection; one that matches counts as a listener
+    connection (and its worker's)."""
     def make(listener, admin):
         return f"""
 admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
