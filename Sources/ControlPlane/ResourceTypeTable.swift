@@ -29,10 +29,8 @@ public struct ResourceTypeTable<Value: Sendable>: Sendable {
     /// What `body` makes of `type`'s value, read where it is (nil when there is none): a stream's
     /// per-type state holds a set and several strings, each retained and released by a copy.
     public func read<Result>(_ type: ResourceType, _ body: (Value) throws -> Result) rethrows -> Result? {
-        try entries.withUnsafeBufferPointer { entries in
-            for index in entries.indices where entries[index].type == type { return try body(entries[index].value) }
-            return nil
-        }
+        guard let index = index(of: type) else { return nil }
+        return try entries.withUnsafeBufferPointer { try body($0[index].value) }
     }
 
     /// Changes `type`'s value where it is; nil when there is none.

@@ -92,7 +92,8 @@ public struct SotWStreamState: Sendable {
         return response(for: type, sortedView: sorted, version: ContentHash.version(ofSortedSet: sorted), now: now)
     }
 
-    /// A response of `sortedView` (sorted by name), whose set version is `version`; recorded as sent.
+    /// A response of `sortedView` (sorted by name), whose set version is `version`; recorded as sent in
+    /// the type's state, which both callers have made already.
     private mutating func response(for type: ResourceType, sortedView view: [VersionedResource], version: String,
                                    now: Date) -> Envoy_Service_Discovery_V3_DiscoveryResponse {
         nonceCounter += 1
@@ -101,11 +102,8 @@ public struct SotWStreamState: Sendable {
         response.versionInfo = version
         response.resources = view.map(\.resource)
         response.nonce = String(nonceCounter)
-        if types.modify(type, { $0.delivery.sent(version: version, nonce: response.nonce, at: now) }) == nil {
-            var state = TypeState()
-            state.delivery.sent(version: version, nonce: response.nonce, at: now)
-            types[type] = state
-        }
+        let nonce = response.nonce
+        types.modify(type) { $0.delivery.sent(version: version, nonce: nonce, at: now) }
         return response
     }
 }

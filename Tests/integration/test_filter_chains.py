@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ENVOY, MESHPROXY
+from conftest import ENVOY, MESHPROXY, static_cluster
 from test_tcp_proxy import Echo, wait_stat
 
 PROXIES = [(ENVOY, "envoy"), (MESHPROXY, "meshproxy")]
@@ -142,10 +142,7 @@ static_resources:
     - filter_chain_match: {{ source_prefix_ranges: [{{ address_prefix: 127.0.0.2, prefix_len: 32 }}] }}
       filters:{tcp("from_two", "a")}
   clusters:
-  - name: a
-    type: STATIC
-    load_assignment: {{ cluster_name: a, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echoes[0].port} }} }} }} }}] }}] }}
-"""
+{static_cluster("a", echoes[0].port)}"""
     proxy = launch(binary, make, f"nomatch-accept-{name}")
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(b"from one\r\n")
