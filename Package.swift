@@ -297,7 +297,8 @@ let package = Package(
             name: "ProxyUpstreamTests",
             dependencies: ["ProxyUpstream", "ProxyCore", "XDSAPI", "MeshTestSupport",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "ProxyHTTPTests",
