@@ -80,6 +80,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The simulated proxies of scripts/bench/meshd.sh.
+        .executableTarget(
+            name: "meshd-load",
+            dependencies: [
+                "XDSAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .target(
             name: "ProxyCore",
             dependencies: [
@@ -291,6 +303,10 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ]
+        ),
+        .testTarget(
+            name: "MeshdLoadTests",
+            dependencies: ["meshd-load", "XDSAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(name: "ProxyRoutingTests", dependencies: ["ProxyRouting", "ProxyAccessLog", "XDSResource", "XDSAPI"]),
         .testTarget(
