@@ -70,19 +70,13 @@ enum EnvoyLikeNode {
         node.userAgentBuildVersion.version.majorNumber = 1
         node.userAgentBuildVersion.version.minorNumber = 40
         node.extensions = (0..<extensions).map { n in
-            let number = String(n).leftPadded(to: 3)
+            let number = String(format: "%03ld", n)
             var extensionInfo = Envoy_Config_Core_V3_Extension()
             extensionInfo.name = "envoy.extensions.bench.example_extension_\(number)"
-            extensionInfo.category = "envoy.bench.category_\(String(n % 40).leftPadded(to: 2))"
+            extensionInfo.category = "envoy.bench.category_\(String(format: "%02ld", n % 40))"
             extensionInfo.typeUrls = ["envoy.extensions.bench.v3.ExampleConfig\(number)"]
             return extensionInfo
         }
         return node
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        String(repeating: "0", count: max(0, width - count)) + self
     }
 }
